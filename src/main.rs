@@ -1,0 +1,69 @@
+//! The `tickergate` binary: parse flags, run the gateway, stop on
+//! SIGINT/SIGTERM.
+
+use std::process::ExitCode;
+use std::time::Duration;
+use tickergate::config::{parse_args, USAGE};
+use tickergate::Gateway;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(cli)) => cli,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check_only {
+        println!("configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    let config = cli.config;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if config.server.worker_threads > 0 {
+        rt.worker_threads(config.server.worker_threads);
+    }
+    let rt = match rt.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+        let gw = match Gateway::start(config).await {
+            Ok(gw) => gw,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let a = gw.local_addr;
+        tracing::info!("tickergate listening on {a}");
+        println!("tickergate is running");
+        println!("  WebSocket : ws://{a}/v1/ws   (try: {{\"op\":\"subscribe\",\"symbols\":[\"AAPL\",\"BTC-USD\"]}})");
+        println!("  REST      : http://{a}/v1/quotes?symbols=AAPL,BTC-USD   http://{a}/v1/symbols");
+        println!("  metrics   : http://{a}/metrics   health: http://{a}/healthz  http://{a}/readyz");
+        println!("  stop      : Ctrl-C");
+        tickergate::shutdown::signal().await;
+        tracing::info!("shutting down: closing sessions with 1001");
+        gw.shutdown();
+        if !gw.drained(grace).await {
+            tracing::warn!("some sessions did not close within {grace:?}");
+        }
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,164 @@
+//! Prometheus metrics. Label children are resolved once and kept, because
+//! `with_label_values` hashes on every call and the hot path must not.
+
+use crate::protocol::{close, ErrorCode};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub connections: IntGauge,
+    pub connections_total: IntCounter,
+    pub connections_rejected: IntCounter,
+    pub subscriptions: IntGauge,
+    pub updates_in: IntCounterVec,
+    pub feed_rejects: IntCounterVec,
+    pub messages_out: IntCounter,
+    pub control_out: IntCounter,
+    pub frames_out: IntCounter,
+    pub bytes_out: IntCounter,
+    pub conflated: IntCounter,
+    pub latency: Histogram,
+    pub shard_passes: IntCounter,
+    pub ops_in: IntCounter,
+    errors: IntCounterVec,
+    closes: IntCounterVec,
+    pub feed_up: prometheus::IntGaugeVec,
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    // Only fails on an invalid metric definition, which is a programming
+    // error caught by the unit test below, never by input.
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("metric definition: {e}"),
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = must(Registry::new_custom(Some("tickergate".into()), None));
+        let counter = |name: &str, help: &str| {
+            let c = must(IntCounter::new(name, help));
+            must(registry.register(Box::new(c.clone())));
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = must(IntGauge::new(name, help));
+            must(registry.register(Box::new(g.clone())));
+            g
+        };
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = must(IntCounterVec::new(Opts::new(name, help), labels));
+            must(registry.register(Box::new(c.clone())));
+            c
+        };
+        let latency = must(Histogram::with_opts(
+            HistogramOpts::new(
+                "delivery_latency_seconds",
+                "Time from a quote entering the gateway (gw_ts) to its frame being handed to the socket",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                0.5, 1.0, 2.5, 5.0,
+            ]),
+        ));
+        must(registry.register(Box::new(latency.clone())));
+        let feed_up = must(prometheus::IntGaugeVec::new(
+            Opts::new("feed_up", "1 when the feed is connected and fresh"),
+            &["feed"],
+        ));
+        must(registry.register(Box::new(feed_up.clone())));
+        let m = Metrics {
+            connections: gauge("connections", "Open WebSocket sessions"),
+            connections_total: counter("connections_total", "WebSocket sessions accepted"),
+            connections_rejected: counter(
+                "connections_rejected_total",
+                "WebSocket sessions closed at once with 1013 because the server was full",
+            ),
+            subscriptions: gauge("subscriptions", "Symbol subscriptions held by all sessions"),
+            updates_in: counter_vec("updates_in_total", "Quotes written into slots", &["feed"]),
+            feed_rejects: counter_vec(
+                "feed_rejects_total",
+                "Upstream quotes rejected by the normalizer",
+                &["feed", "reason"],
+            ),
+            messages_out: counter("messages_out_total", "Quote and status messages sent"),
+            control_out: counter(
+                "control_out_total",
+                "Control messages sent (welcome, acks, errors, pongs, heartbeats)",
+            ),
+            frames_out: counter("frames_out_total", "WebSocket frames sent"),
+            bytes_out: counter("bytes_out_total", "Payload bytes of WebSocket frames sent"),
+            conflated: counter(
+                "updates_conflated_total",
+                "Updates a subscriber never saw because a newer value replaced them (seq gaps)",
+            ),
+            latency,
+            shard_passes: counter("shard_passes_total", "Fan-out shard flush passes"),
+            ops_in: counter("ops_in_total", "Client ops received"),
+            errors: counter_vec("errors_total", "Error messages sent, by code", &["code"]),
+            closes: counter_vec(
+                "disconnects_total",
+                "Sessions closed by the server, by close code",
+                &["code"],
+            ),
+            feed_up,
+            registry,
+        };
+        for c in ErrorCode::ALL {
+            m.errors.with_label_values(&[c.as_str()]);
+        }
+        for c in [
+            close::NORMAL,
+            close::GOING_AWAY,
+            close::POLICY,
+            close::TOO_BIG,
+            close::OVERLOADED,
+            close::SLOW_CONSUMER,
+        ] {
+            m.closes.with_label_values(&[&c.to_string()]);
+        }
+        m
+    }
+
+    pub fn error(&self, code: ErrorCode) {
+        self.errors.with_label_values(&[code.as_str()]).inc();
+    }
+
+    pub fn closed(&self, code: u16) {
+        self.closes.with_label_values(&[&code.to_string()]).inc();
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(8192);
+        let families = self.registry.gather();
+        if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {
+            tracing::warn!("metrics encoding failed: {e}");
+        }
+        buf
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn renders_all_families() {
+        let m = super::Metrics::new();
+        m.updates_in.with_label_values(&["sim"]).inc();
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains("tickergate_updates_in_total{feed=\"sim\"} 1"));
+        assert!(text.contains("tickergate_errors_total{code=\"unknown_op\"} 0"));
+        assert!(text.contains("tickergate_disconnects_total{code=\"4008\"} 0"));
+        assert!(text.contains("tickergate_delivery_latency_seconds_bucket"));
+    }
+}

@@ -1,0 +1,208 @@
+//! The normalized data model: interned symbols and the `Copy` quote that
+//! travels from a feed through a slot to the wire.
+
+use rust_decimal::Decimal;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Dense id of an interned symbol. The hot path indexes arrays with it and
+/// never hashes a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SymbolId(pub u32);
+
+impl SymbolId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// The symbol universe, fixed at start-up (the union of every feed's
+/// symbols). Names are validated so they never need JSON escaping.
+#[derive(Debug, Default)]
+pub struct Symbols {
+    names: Vec<Arc<str>>,
+    ids: HashMap<Arc<str>, SymbolId>,
+}
+
+/// Longest symbol name accepted anywhere.
+pub const MAX_SYMBOL_LEN: usize = 32;
+
+/// Whether `name` is a valid symbol: 1..=32 chars of `A-Z a-z 0-9 . - _ / :`.
+pub fn valid_symbol(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_SYMBOL_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/' | b':'))
+}
+
+impl Symbols {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Interns `name`, returning its id (existing or new).
+    pub fn intern(&mut self, name: &str) -> Result<SymbolId, String> {
+        if let Some(id) = self.ids.get(name) {
+            return Ok(*id);
+        }
+        if !valid_symbol(name) {
+            return Err(format!(
+                "invalid symbol {name:?}: 1..={MAX_SYMBOL_LEN} characters of A-Z a-z 0-9 . - _ / :"
+            ));
+        }
+        let id = SymbolId(self.names.len() as u32);
+        let name: Arc<str> = Arc::from(name);
+        self.names.push(name.clone());
+        self.ids.insert(name, id);
+        Ok(id)
+    }
+
+    pub fn get(&self, name: &str) -> Option<SymbolId> {
+        self.ids.get(name).copied()
+    }
+
+    pub fn name(&self, id: SymbolId) -> &str {
+        &self.names[id.index()]
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (SymbolId, &str)> {
+        self.names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (SymbolId(i as u32), &**n))
+    }
+}
+
+/// Which optional fields of a [`Quote`] the feed provided. Fields a feed does
+/// not provide are omitted on the wire, never sent as zero.
+pub mod field {
+    pub const BID: u8 = 1;
+    pub const BID_SIZE: u8 = 2;
+    pub const ASK: u8 = 4;
+    pub const ASK_SIZE: u8 = 8;
+    pub const LAST: u8 = 16;
+    pub const LAST_SIZE: u8 = 32;
+    pub const TS: u8 = 64;
+}
+
+/// One top-of-book (plus last trade) observation. `Copy`, 120 bytes, exact
+/// decimals: `Decimal` keeps the scale it was parsed with, so `"189.1200"`
+/// prints back as `"189.1200"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Quote {
+    pub bid: Decimal,
+    pub bid_size: Decimal,
+    pub ask: Decimal,
+    pub ask_size: Decimal,
+    pub last: Decimal,
+    pub last_size: Decimal,
+    /// Bit set of [`field`] constants.
+    pub present: u8,
+    /// Venue timestamp, ns since the Unix epoch (valid when `present & TS`).
+    pub ts: i64,
+    /// When the gateway accepted it, ns since the Unix epoch.
+    pub gw_ts: i64,
+}
+
+impl Quote {
+    pub fn has(&self, f: u8) -> bool {
+        self.present & f != 0
+    }
+
+    pub fn with_bid(mut self, price: Decimal, size: Decimal) -> Self {
+        self.bid = price;
+        self.bid_size = size;
+        self.present |= field::BID | field::BID_SIZE;
+        self
+    }
+
+    pub fn with_ask(mut self, price: Decimal, size: Decimal) -> Self {
+        self.ask = price;
+        self.ask_size = size;
+        self.present |= field::ASK | field::ASK_SIZE;
+        self
+    }
+
+    pub fn with_last(mut self, price: Decimal, size: Decimal) -> Self {
+        self.last = price;
+        self.last_size = size;
+        self.present |= field::LAST | field::LAST_SIZE;
+        self
+    }
+
+    pub fn with_ts(mut self, ts: i64) -> Self {
+        self.ts = ts;
+        self.present |= field::TS;
+        self
+    }
+}
+
+/// Feed state of a symbol as subscribers see it in `status` messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Status {
+    Live = 0,
+    Stale = 1,
+}
+
+impl Status {
+    pub fn from_u8(v: u8) -> Status {
+        if v == 1 {
+            Status::Stale
+        } else {
+            Status::Live
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Live => "live",
+            Status::Stale => "stale",
+        }
+    }
+}
+
+/// Wall-clock now in ns since the Unix epoch.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symbol_validation() {
+        assert!(valid_symbol("AAPL"));
+        assert!(valid_symbol("BTC-USD"));
+        assert!(valid_symbol("ES.Z26"));
+        assert!(!valid_symbol(""));
+        assert!(!valid_symbol("A\"B"));
+        assert!(!valid_symbol("A B"));
+        assert!(!valid_symbol(&"X".repeat(33)));
+    }
+
+    #[test]
+    fn intern_is_idempotent() {
+        let mut s = Symbols::new();
+        let a = s.intern("AAPL").unwrap();
+        let b = s.intern("MSFT").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(s.intern("AAPL").unwrap(), a);
+        assert_eq!(s.name(b), "MSFT");
+        assert_eq!(s.get("NOPE"), None);
+        assert!(s.intern("bad name").is_err());
+    }
+}

@@ -1,0 +1,416 @@
+//! Per-symbol latest-value slots.
+//!
+//! A slot is a seqlock over plain atomic words, so it is lock-free for both
+//! sides and needs no `unsafe`: writers never wait for readers, readers never
+//! block writers and retry only if a write overlapped their read. The slot's
+//! write count is the symbol's `seq` on the wire.
+//!
+//! A write also marks the symbol dirty in every fan-out shard that has a
+//! subscriber for it (one atomic bit per shard) and wakes that shard once;
+//! that dirty bit is where coalescing starts.
+
+use crate::model::{Quote, Status, SymbolId};
+use rust_decimal::Decimal;
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, Ordering};
+use tokio::sync::Notify;
+
+const WORDS: usize = 15;
+
+/// One symbol's latest quote: 16 words, 128 bytes.
+#[repr(align(64))]
+pub struct Slot {
+    /// Seqlock counter: odd while a write is in progress; `counter / 2` is
+    /// the number of completed writes, the symbol's `seq`.
+    lock: AtomicU64,
+    data: [AtomicU64; WORDS],
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Slot {
+            lock: AtomicU64::new(0),
+            data: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+fn dec_words(d: &Decimal) -> (u64, u64) {
+    let b = d.serialize();
+    let mut lo = [0u8; 8];
+    let mut hi = [0u8; 8];
+    lo.copy_from_slice(&b[..8]);
+    hi.copy_from_slice(&b[8..]);
+    (u64::from_le_bytes(lo), u64::from_le_bytes(hi))
+}
+
+fn words_dec(lo: u64, hi: u64) -> Decimal {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&lo.to_le_bytes());
+    b[8..].copy_from_slice(&hi.to_le_bytes());
+    Decimal::deserialize(b)
+}
+
+fn encode(q: &Quote) -> [u64; WORDS] {
+    let mut w = [0u64; WORDS];
+    for (i, d) in [q.bid, q.bid_size, q.ask, q.ask_size, q.last, q.last_size]
+        .iter()
+        .enumerate()
+    {
+        let (lo, hi) = dec_words(d);
+        w[2 * i] = lo;
+        w[2 * i + 1] = hi;
+    }
+    w[12] = q.present as u64;
+    w[13] = q.ts as u64;
+    w[14] = q.gw_ts as u64;
+    w
+}
+
+fn decode(w: &[u64; WORDS]) -> Quote {
+    Quote {
+        bid: words_dec(w[0], w[1]),
+        bid_size: words_dec(w[2], w[3]),
+        ask: words_dec(w[4], w[5]),
+        ask_size: words_dec(w[6], w[7]),
+        last: words_dec(w[8], w[9]),
+        last_size: words_dec(w[10], w[11]),
+        present: w[12] as u8,
+        ts: w[13] as i64,
+        gw_ts: w[14] as i64,
+    }
+}
+
+impl Slot {
+    /// Stores `q` and returns its `seq` (1 for the first write). Several
+    /// writers may race; they serialize on the lock word.
+    pub fn write(&self, q: &Quote) -> u64 {
+        let words = encode(q);
+        let mut cur = self.lock.load(Ordering::Relaxed);
+        loop {
+            if cur & 1 == 1 {
+                std::hint::spin_loop();
+                cur = self.lock.load(Ordering::Relaxed);
+                continue;
+            }
+            match self.lock.compare_exchange_weak(
+                cur,
+                cur + 1,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(v) => cur = v,
+            }
+        }
+        fence(Ordering::Release);
+        for (a, w) in self.data.iter().zip(words.iter()) {
+            a.store(*w, Ordering::Relaxed);
+        }
+        self.lock.store(cur + 2, Ordering::Release);
+        (cur + 2) / 2
+    }
+
+    /// The latest quote and its `seq`, or `None` before the first write.
+    pub fn read(&self) -> Option<(Quote, u64)> {
+        loop {
+            let s1 = self.lock.load(Ordering::Acquire);
+            if s1 == 0 {
+                return None;
+            }
+            if s1 & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let mut w = [0u64; WORDS];
+            for (o, a) in w.iter_mut().zip(self.data.iter()) {
+                *o = a.load(Ordering::Relaxed);
+            }
+            fence(Ordering::Acquire);
+            let s2 = self.lock.load(Ordering::Relaxed);
+            if s1 == s2 {
+                return Some((decode(&w), s1 / 2));
+            }
+        }
+    }
+
+    /// The symbol's `seq` (completed writes) without reading the quote.
+    pub fn seq(&self) -> u64 {
+        self.lock.load(Ordering::Acquire) / 2
+    }
+}
+
+/// A fan-out shard's inbox: which symbols went dirty since its last pass.
+pub struct ShardSignal {
+    dirty: Box<[AtomicU64]>,
+    pending: AtomicBool,
+    notify: Notify,
+}
+
+impl ShardSignal {
+    fn new(nsymbols: usize) -> Self {
+        ShardSignal {
+            dirty: (0..nsymbols.div_ceil(64))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            pending: AtomicBool::new(false),
+            notify: Notify::new(),
+        }
+    }
+
+    fn mark(&self, sym: SymbolId) {
+        let i = sym.index();
+        self.dirty[i / 64].fetch_or(1 << (i % 64), Ordering::AcqRel);
+        if !self.pending.load(Ordering::Acquire) && !self.pending.swap(true, Ordering::AcqRel) {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Waits until something is dirty.
+    pub async fn wait(&self) {
+        self.notify.notified().await;
+    }
+
+    /// Takes every dirty symbol since the last call, calling `f` on each.
+    pub fn drain(&self, mut f: impl FnMut(SymbolId)) {
+        self.pending.store(false, Ordering::Release);
+        for (wi, word) in self.dirty.iter().enumerate() {
+            if word.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let mut bits = word.swap(0, Ordering::AcqRel);
+            while bits != 0 {
+                let b = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                f(SymbolId((wi * 64 + b) as u32));
+            }
+        }
+    }
+}
+
+/// Maximum number of fan-out shards (one bit each in a symbol's interest mask).
+pub const MAX_SHARDS: usize = 64;
+
+/// All slots plus the per-shard dirty signals.
+pub struct SlotTable {
+    slots: Box<[Slot]>,
+    status: Box<[AtomicU8]>,
+    /// Per symbol: bit `s` set when shard `s` has at least one subscriber.
+    interest: Box<[AtomicU64]>,
+    shards: Box<[ShardSignal]>,
+}
+
+impl SlotTable {
+    pub fn new(nsymbols: usize, nshards: usize) -> Self {
+        let nshards = nshards.clamp(1, MAX_SHARDS);
+        SlotTable {
+            slots: (0..nsymbols).map(|_| Slot::default()).collect(),
+            status: (0..nsymbols).map(|_| AtomicU8::new(0)).collect(),
+            interest: (0..nsymbols).map(|_| AtomicU64::new(0)).collect(),
+            shards: (0..nshards).map(|_| ShardSignal::new(nsymbols)).collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    pub fn shard(&self, i: usize) -> &ShardSignal {
+        &self.shards[i]
+    }
+
+    /// Writes `q` into the symbol's slot, marks it dirty for interested
+    /// shards and returns its new `seq`.
+    pub fn publish(&self, sym: SymbolId, q: &Quote) -> u64 {
+        let seq = self.slots[sym.index()].write(q);
+        self.notify(sym);
+        seq
+    }
+
+    fn notify(&self, sym: SymbolId) {
+        // Pairs with the fence in `set_interest`: either this load sees the
+        // new subscriber's bit, or that subscriber's first scan sees this
+        // write.
+        fence(Ordering::SeqCst);
+        let mut mask = self.interest[sym.index()].load(Ordering::Relaxed);
+        while mask != 0 {
+            let s = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            self.shards[s].mark(sym);
+        }
+    }
+
+    pub fn read(&self, sym: SymbolId) -> Option<(Quote, u64)> {
+        self.slots[sym.index()].read()
+    }
+
+    pub fn seq(&self, sym: SymbolId) -> u64 {
+        self.slots[sym.index()].seq()
+    }
+
+    pub fn status(&self, sym: SymbolId) -> Status {
+        Status::from_u8(self.status[sym.index()].load(Ordering::Acquire))
+    }
+
+    /// Sets the feed status of a symbol; subscribers are woken on a change.
+    /// Returns whether it changed.
+    pub fn set_status(&self, sym: SymbolId, st: Status) -> bool {
+        let old = self.status[sym.index()].swap(st as u8, Ordering::AcqRel);
+        if old != st as u8 {
+            self.notify(sym);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Marks shard `shard` as interested (or not) in `sym`.
+    pub fn set_interest(&self, sym: SymbolId, shard: usize, on: bool) {
+        let bit = 1u64 << shard;
+        if on {
+            self.interest[sym.index()].fetch_or(bit, Ordering::SeqCst);
+        } else {
+            self.interest[sym.index()].fetch_and(!bit, Ordering::SeqCst);
+        }
+        fence(Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+    use std::sync::Arc;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn roundtrip_keeps_scale() {
+        let s = Slot::default();
+        assert!(s.read().is_none());
+        let q = Quote::default()
+            .with_bid(d("189.1200"), d("300"))
+            .with_ask(d("189.14"), d("0.00000001"))
+            .with_ts(1_763_900_000_123_456_789);
+        assert_eq!(s.write(&q), 1);
+        let (r, seq) = s.read().unwrap();
+        assert_eq!(seq, 1);
+        assert_eq!(r, q);
+        assert_eq!(r.bid.to_string(), "189.1200");
+        assert_eq!(r.ask_size.to_string(), "0.00000001");
+        assert_eq!(s.write(&q), 2);
+        assert_eq!(s.seq(), 2);
+    }
+
+    /// A writer hammers one slot with quotes whose fields are all derived
+    /// from one counter; readers on other threads check that every quote
+    /// they see is internally consistent and that seq never goes backwards.
+    #[test]
+    fn readers_never_see_a_torn_quote() {
+        let slot = Arc::new(Slot::default());
+        let writes: u64 = 200_000;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut readers = Vec::new();
+        for _ in 0..3 {
+            let slot = slot.clone();
+            let stop = stop.clone();
+            readers.push(std::thread::spawn(move || {
+                let mut last_seq = 0;
+                let mut checked = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some((q, seq)) = slot.read() {
+                        let n = q.ts;
+                        assert_eq!(q.bid, Decimal::new(n, 2), "bid torn at seq {seq}");
+                        assert_eq!(q.ask, Decimal::new(n + 1, 2), "ask torn at seq {seq}");
+                        assert_eq!(q.bid_size, Decimal::new(n * 3, 4));
+                        assert_eq!(q.ask_size, Decimal::new(n * 5, 4));
+                        assert_eq!(q.last, Decimal::new(-n, 8));
+                        assert_eq!(q.gw_ts, n);
+                        assert_eq!(seq as i64, n, "seq must match the write that produced it");
+                        assert!(seq >= last_seq, "seq went backwards");
+                        last_seq = seq;
+                        checked += 1;
+                    }
+                }
+                checked
+            }));
+        }
+        for n in 1..=writes as i64 {
+            let q = Quote {
+                bid: Decimal::new(n, 2),
+                ask: Decimal::new(n + 1, 2),
+                bid_size: Decimal::new(n * 3, 4),
+                ask_size: Decimal::new(n * 5, 4),
+                last: Decimal::new(-n, 8),
+                last_size: Decimal::ZERO,
+                present: 0x7f,
+                ts: n,
+                gw_ts: n,
+            };
+            assert_eq!(slot.write(&q), n as u64);
+        }
+        stop.store(true, Ordering::Relaxed);
+        let total: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+        assert!(total > 0, "readers must have observed quotes");
+        assert_eq!(slot.seq(), writes);
+    }
+
+    #[test]
+    fn concurrent_writers_serialize() {
+        let slot = Arc::new(Slot::default());
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let slot = slot.clone();
+                std::thread::spawn(move || {
+                    for i in 0..10_000i64 {
+                        let v = t * 1_000_000 + i;
+                        let q = Quote {
+                            bid: Decimal::new(v, 0),
+                            ask: Decimal::new(v, 0),
+                            ts: v,
+                            ..Quote::default()
+                        };
+                        slot.write(&q);
+                        let (r, _) = slot.read().unwrap();
+                        assert_eq!(r.bid, r.ask);
+                        assert_eq!(r.bid, Decimal::new(r.ts, 0));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(slot.seq(), 40_000);
+    }
+
+    #[test]
+    fn publish_marks_only_interested_shards() {
+        let t = SlotTable::new(130, 2);
+        let a = SymbolId(3);
+        let b = SymbolId(129);
+        t.set_interest(a, 1, true);
+        t.set_interest(b, 0, true);
+        t.publish(a, &Quote::default());
+        t.publish(b, &Quote::default());
+        t.publish(SymbolId(5), &Quote::default());
+        let mut got0 = Vec::new();
+        t.shard(0).drain(|s| got0.push(s));
+        let mut got1 = Vec::new();
+        t.shard(1).drain(|s| got1.push(s));
+        assert_eq!(got0, vec![b]);
+        assert_eq!(got1, vec![a]);
+        let mut again = Vec::new();
+        t.shard(1).drain(|s| again.push(s));
+        assert!(again.is_empty(), "drain takes the dirty bits");
+    }
+}
