@@ -270,7 +270,18 @@ fn header_has_token(req: &Request<Incoming>, name: hyper::header::HeaderName, to
     })
 }
 
-fn upgrade(mut req: Request<Incoming>, shared: Arc<Shared>, peer: SocketAddr) -> Resp {
+fn upgrade(req: Request<Incoming>, shared: Arc<Shared>, peer: SocketAddr) -> Resp {
+    let mut r = try_upgrade(req, shared, peer);
+    if r.status() != StatusCode::SWITCHING_PROTOCOLS {
+        // A failed handshake ends the connection: the client meant to leave
+        // HTTP, so there is no next request to keep it alive for.
+        r.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
+}
+
+fn try_upgrade(mut req: Request<Incoming>, shared: Arc<Shared>, peer: SocketAddr) -> Resp {
     if !header_has_token(&req, UPGRADE, "websocket")
         || !header_has_token(&req, CONNECTION, "upgrade")
     {

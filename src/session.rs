@@ -454,12 +454,18 @@ impl Session {
             let sub = &mut self.subs[pos];
             sub.interval = interval;
             sub.next_at = None;
-            if snapshot {
+            let seq = slots.seq(sym);
+            if snapshot && seq > 0 {
+                // A symbol with no value yet gets no snapshot: its first
+                // value arrives as a live update.
                 sub.snapshot = true;
+                sub.last_seq = 0;
+            } else if snapshot {
+                sub.snapshot = false;
                 sub.last_seq = 0;
             } else {
                 sub.snapshot = false;
-                sub.last_seq = sub.last_seq.max(slots.seq(sym));
+                sub.last_seq = sub.last_seq.max(seq);
             }
         }
         // Register before the first scan: a write either sees our interest

@@ -1,0 +1,185 @@
+//! The `tickergate` binary itself: it prints where to connect, validates
+//! config, and on SIGTERM closes every client with 1001 and exits 0.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tickergate");
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the binary on port 0 and reads the address it prints.
+fn spawn(args: &[&str]) -> (Proc, std::net::SocketAddr) {
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tickergate");
+    let stdout = child.stdout.take().unwrap();
+    let proc = Proc(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines.next().expect("binary printed its address").unwrap();
+        if let Some(rest) = line.trim().strip_prefix("WebSocket : ws://") {
+            let a = rest.split('/').next().unwrap();
+            break a.parse().expect("a socket address");
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (proc, addr)
+}
+
+fn wait_exit(p: &mut Proc) -> std::process::ExitStatus {
+    let deadline = Instant::now() + EVENT_DEADLINE;
+    loop {
+        if let Some(st) = p.0.try_wait().unwrap() {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "process did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_clients_with_1001_and_exits_0() {
+    let (mut p, addr) = spawn(&["--sim-rate", "2000"]);
+    let (mut a, _) = Client::connect_welcomed(addr).await;
+    let (mut b, _) = Client::connect_welcomed(addr).await;
+    a.subscribe(1, &["AAPL", "BTC-USD"]).await;
+    // Live data is flowing from the simulator.
+    a.recv_type("quote").await;
+    let st = Command::new("kill")
+        .args(["-TERM", &p.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(a.recv_close().await, Some(1001));
+    assert_eq!(b.recv_close().await, Some(1001));
+    let status = tokio::task::spawn_blocking(move || wait_exit(&mut p))
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_also_stops_cleanly() {
+    let (mut p, addr) = spawn(&[]);
+    let (mut a, _) = Client::connect_welcomed(addr).await;
+    Command::new("kill")
+        .args(["-INT", &p.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(a.recv_close().await, Some(1001));
+    let status = tokio::task::spawn_blocking(move || wait_exit(&mut p))
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn check_config_validates_and_names_the_bad_field() {
+    let dir = std::env::temp_dir().join(format!("tg-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(
+        &good,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[[feeds]]\nkind = \"sim\"\nname = \"s\"\nrate = 10.0\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["--config", good.to_str().unwrap(), "--check-config"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[session]\nheartbeat_ms = 0\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["--config", bad.to_str().unwrap(), "--check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("session.heartbeat_ms"), "{err}");
+
+    std::fs::write(&bad, "[sesion]\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sesion"));
+
+    let out = Command::new(BIN)
+        .args(["--config", "/nonexistent/x.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.toml"));
+
+    let out = Command::new(BIN)
+        .args(["--listen", "not-an-address"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--listen"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn busy_port_is_a_clear_error() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let out = Command::new(BIN)
+        .args(["--listen", &addr])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot listen on") && err.contains(&addr),
+        "{err}"
+    );
+}
+
+#[test]
+fn sample_configs_in_feeds_are_valid() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/feeds");
+    let mut checked = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            let out = Command::new(BIN)
+                .args(["--config", p.to_str().unwrap(), "--check-config"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                p.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1, "feeds/ holds at least one sample config");
+}

@@ -1,0 +1,272 @@
+//! Test harness: a real gateway on 127.0.0.1:0 and real WebSocket clients.
+//!
+//! Waits are for events (a message, a close, a metric reaching a value),
+//! bounded by a generous deadline that only turns a hang into a failure;
+//! nothing asserts on how long something took.
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+use tickergate::config::{Config, FeedConfig, SimConfig};
+use tickergate::{Gateway, Quote};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Deadline for any single expected event.
+pub const EVENT_DEADLINE: Duration = Duration::from_secs(20);
+
+pub fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+
+/// A config for tests: port 0, one simulated feed named `sim` that
+/// heartbeats but publishes nothing (rate 0), so tests publish exactly the
+/// quotes they assert on.
+pub fn test_config() -> Config {
+    let mut c = Config::default();
+    c.server.listen = "127.0.0.1:0".parse().unwrap();
+    c.feeds = vec![FeedConfig::Sim(SimConfig {
+        rate: 0.0,
+        symbols: 300,
+        ..SimConfig::default()
+    })];
+    c
+}
+
+pub async fn start(tweak: impl FnOnce(&mut Config)) -> Gateway {
+    let mut c = test_config();
+    tweak(&mut c);
+    c.validate().expect("test config must be valid");
+    Gateway::start(c).await.expect("gateway starts")
+}
+
+pub fn quote(bid: &str, bid_size: &str, ask: &str, ask_size: &str) -> Quote {
+    Quote::default()
+        .with_bid(d(bid), d(bid_size))
+        .with_ask(d(ask), d(ask_size))
+}
+
+/// Publishes through the `sim` feed's normalizer; returns the new seq.
+pub fn publish(gw: &Gateway, sym: &str, q: Quote) -> u64 {
+    gw.publish("sim", sym, q).expect("publish")
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// What the client saw next.
+#[derive(Debug)]
+pub enum Event {
+    Msgs(Vec<Value>),
+    Close(Option<u16>),
+    /// The connection ended without a close frame.
+    Eof,
+}
+
+pub struct Client {
+    pub ws: Ws,
+    /// Messages received but not yet consumed by `recv_until`.
+    backlog: std::collections::VecDeque<Value>,
+}
+
+pub fn ws_url(addr: SocketAddr) -> String {
+    format!("ws://{addr}/v1/ws")
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        Client::connect_url(&ws_url(addr)).await
+    }
+
+    pub async fn connect_url(url: &str) -> Client {
+        let (ws, _) = tokio::time::timeout(EVENT_DEADLINE, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect in time")
+            .expect("websocket handshake");
+        Client {
+            ws,
+            backlog: Default::default(),
+        }
+    }
+
+    /// Connects and consumes the `welcome`, returning it.
+    pub async fn connect_welcomed(addr: SocketAddr) -> (Client, Value) {
+        let mut c = Client::connect(addr).await;
+        let w = c.recv_type("welcome").await;
+        (c, w)
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_text(&mut self, s: &str) {
+        self.ws
+            .send(Message::Text(s.to_string().into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next frame or close. Panics after the deadline.
+    pub async fn next_event(&mut self) -> Event {
+        loop {
+            let m = tokio::time::timeout(EVENT_DEADLINE, self.ws.next())
+                .await
+                .expect("no event before the deadline");
+            match m {
+                None => return Event::Eof,
+                Some(Err(_)) => return Event::Eof,
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).expect("server sent valid JSON");
+                    let arr = v
+                        .as_array()
+                        .expect("every server frame is a JSON array")
+                        .clone();
+                    assert!(!arr.is_empty(), "server frames are never empty arrays");
+                    return Event::Msgs(arr);
+                }
+                Some(Ok(Message::Close(f))) => return Event::Close(f.map(|f| u16::from(f.code))),
+                Some(Ok(Message::Binary(_))) => panic!("server must not send binary frames"),
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Next message (one element of a frame).
+    pub async fn next_msg(&mut self) -> Value {
+        loop {
+            if let Some(m) = self.backlog.pop_front() {
+                return m;
+            }
+            match self.next_event().await {
+                Event::Msgs(ms) => self.backlog.extend(ms),
+                other => panic!("expected a message, got {other:?}"),
+            }
+        }
+    }
+
+    /// Reads messages until one matches; returns it and those skipped.
+    pub async fn recv_until(
+        &mut self,
+        mut pred: impl FnMut(&Value) -> bool,
+    ) -> (Value, Vec<Value>) {
+        let mut skipped = Vec::new();
+        loop {
+            let m = self.next_msg().await;
+            if pred(&m) {
+                return (m, skipped);
+            }
+            skipped.push(m);
+        }
+    }
+
+    /// Next message of `type`, skipping heartbeats only; any other message
+    /// in between fails the test.
+    pub async fn recv_type(&mut self, ty: &str) -> Value {
+        loop {
+            let m = self.next_msg().await;
+            if m["type"] == ty {
+                return m;
+            }
+            assert_eq!(m["type"], "heartbeat", "expected {ty}, got {m}");
+        }
+    }
+
+    /// Reads until the server closes; returns the close code.
+    pub async fn recv_close(&mut self) -> Option<u16> {
+        self.backlog.clear();
+        loop {
+            match self.next_event().await {
+                Event::Msgs(_) => continue,
+                Event::Close(c) => return c,
+                Event::Eof => return None,
+            }
+        }
+    }
+
+    pub async fn subscribe(&mut self, id: i64, symbols: &[&str]) -> Value {
+        self.send(json!({"op":"subscribe","id":id,"symbols":symbols}))
+            .await;
+        let (m, _) = self
+            .recv_until(|m| m["type"] == "subscribed" && m["id"] == id)
+            .await;
+        m
+    }
+}
+
+/// Minimal HTTP/1.1 GET; returns (status, body).
+pub async fn http_get(addr: SocketAddr, path_and_query: &str) -> (u16, String) {
+    http_request(
+        addr,
+        &format!("GET {path_and_query} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+pub async fn http_request(addr: SocketAddr, raw: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(raw.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(EVENT_DEADLINE, s.read_to_end(&mut buf))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status: u16 = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad HTTP response: {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Value of a metric line in /metrics text (exact series match), 0 if absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits until `cond` holds (checked every 10 ms), failing after the deadline.
+pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    tokio::time::timeout(EVENT_DEADLINE, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
+pub fn metrics_text(gw: &Gateway) -> String {
+    String::from_utf8(gw.shared.metrics.render()).unwrap()
+}
+
+impl Client {
+    pub fn from_ws(ws: Ws) -> Client {
+        Client {
+            ws,
+            backlog: Default::default(),
+        }
+    }
+}
+
+/// The first feed's simulator settings.
+pub fn sim_cfg(c: &mut Config) -> &mut SimConfig {
+    match &mut c.feeds[0] {
+        FeedConfig::Sim(s) => s,
+    }
+}

@@ -1,0 +1,147 @@
+//! REST, health, metrics and handshake edge cases against a real gateway.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotes_endpoint_returns_exact_latest_values() {
+    let gw = start(|_| {}).await;
+    publish(&gw, "AAPL", quote("189.1200", "300", "189.14", "200"));
+    publish(&gw, "AAPL", quote("189.13", "300", "189.14", "200"));
+    publish(
+        &gw,
+        "BTC-USD",
+        quote("97000.01", "0.51230000", "97000.02", "0.1"),
+    );
+    let (code, body) = http_get(gw.local_addr, "/v1/quotes?symbols=AAPL,BTC-USD,MSFT").await;
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let arr = v.as_array().unwrap();
+    assert_eq!(
+        arr.len(),
+        2,
+        "MSFT has no value yet and is left out: {body}"
+    );
+    assert_eq!(arr[0]["symbol"], "AAPL");
+    assert_eq!(arr[0]["type"], "quote");
+    assert_eq!(arr[0]["seq"], 2);
+    assert_eq!(arr[0]["bid"], "189.13");
+    assert_eq!(arr[1]["bid_size"], "0.51230000");
+    // Percent-encoded comma works too.
+    let (code, body) = http_get(gw.local_addr, "/v1/quotes?symbols=AAPL%2CBTC-USD").await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotes_endpoint_errors() {
+    let gw = start(|_| {}).await;
+    let (code, body) = http_get(gw.local_addr, "/v1/quotes?symbols=AAPL,NOPE").await;
+    assert_eq!(code, 404);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["code"], "unknown_symbol");
+    assert_eq!(v["symbol"], "NOPE");
+    let (code, body) = http_get(gw.local_addr, "/v1/quotes").await;
+    assert_eq!(code, 400);
+    assert!(body.contains("bad_request"));
+    let (code, _) = http_get(gw.local_addr, "/nowhere").await;
+    assert_eq!(code, 404);
+    let (code, _) = http_request(
+        gw.local_addr,
+        "POST /v1/quotes HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(code, 405);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symbols_health_and_metrics() {
+    let gw = start(|c| sim_cfg(c).symbols = 50).await;
+    let (code, body) = http_get(gw.local_addr, "/v1/symbols").await;
+    assert_eq!(code, 200);
+    let names: Vec<String> = serde_json::from_str(&body).unwrap();
+    assert_eq!(names.len(), 50);
+    assert!(names.contains(&"AAPL".to_string()) && names.contains(&"BTC-USD".to_string()));
+    assert_eq!(http_get(gw.local_addr, "/healthz").await.0, 200);
+    let feed = gw.feed("sim").unwrap();
+    wait_for("feed up", || feed.is_up()).await;
+    let (code, body) = http_get(gw.local_addr, "/readyz").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["feeds"]["sim"],
+        true
+    );
+
+    let (_c, _) = Client::connect_welcomed(gw.local_addr).await;
+    publish(&gw, "AAPL", quote("1.00", "1", "1.01", "1"));
+    let (code, text) = http_get(gw.local_addr, "/metrics").await;
+    assert_eq!(code, 200);
+    for family in [
+        "tickergate_connections",
+        "tickergate_connections_total",
+        "tickergate_subscriptions",
+        "tickergate_updates_in_total",
+        "tickergate_messages_out_total",
+        "tickergate_frames_out_total",
+        "tickergate_bytes_out_total",
+        "tickergate_updates_conflated_total",
+        "tickergate_delivery_latency_seconds_bucket",
+    ] {
+        assert!(text.contains(family), "missing {family}");
+    }
+    assert_eq!(metric(&text, "tickergate_connections"), 1.0);
+    assert_eq!(
+        metric(&text, r#"tickergate_updates_in_total{feed="sim"}"#),
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_upgrade_requests_to_ws_get_http_errors() {
+    let gw = start(|_| {}).await;
+    let (code, body) = http_get(gw.local_addr, "/v1/ws").await;
+    assert_eq!(code, 426, "{body}");
+    // Upgrade headers but no key.
+    let (code, _) = http_request(
+        gw.local_addr,
+        "GET /v1/ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await;
+    assert_eq!(code, 400);
+    // Wrong version.
+    let (code, _) = http_request(
+        gw.local_addr,
+        "GET /v1/ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await;
+    assert_eq!(code, 400);
+}
+
+/// A client that sends half a request head is dropped after the header
+/// timeout, and never holds the server up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_handshake_is_dropped() {
+    let gw = start(|c| c.server.header_timeout_ms = 200).await;
+    let mut s = tokio::net::TcpStream::connect(gw.local_addr).await.unwrap();
+    s.write_all(b"GET /v1/ws HTTP/1.1\r\nHost: t\r\nUpgr")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let r = tokio::time::timeout(EVENT_DEADLINE, s.read_to_end(&mut buf)).await;
+    assert!(r.is_ok(), "server must close a half-sent request");
+    // Others are unaffected.
+    let (_c, w) = Client::connect_welcomed(gw.local_addr).await;
+    assert_eq!(w["type"], "welcome");
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}
