@@ -76,6 +76,9 @@ struct Session {
     /// Earliest `next_at` of a subscription held back by `max_hz`.
     due: Option<Instant>,
     scratch: Vec<u8>,
+    /// Where the next scan starts: a frame cut at `max_frame_bytes` resumes
+    /// after the last subscription it carried, so no symbol starves.
+    scan_from: usize,
 }
 
 /// Runs one session to its end.
@@ -96,6 +99,7 @@ where
         dirty: false,
         due: None,
         scratch: Vec::new(),
+        scan_from: 0,
     };
     let m = &shared.metrics;
     m.connections.inc();
@@ -531,12 +535,22 @@ impl Session {
             let now_wall = now_ns();
             let mut due: Option<Instant> = None;
             let mut conflated = 0u64;
-            for sub in self.subs.iter_mut() {
+            let n = self.subs.len();
+            let start = if self.scan_from < n {
+                self.scan_from
+            } else {
+                0
+            };
+            self.scan_from = 0;
+            for k in 0..n {
+                let i = (start + k) % n;
                 if out.len() >= max {
-                    // The rest goes in the next frame.
+                    // The rest goes in the next frame, starting here.
                     self.dirty = true;
+                    self.scan_from = i;
                     break;
                 }
+                let sub = &mut self.subs[i];
                 let st = shared.slots.status(sub.sym);
                 if st != sub.status {
                     if n_ctrl + n_data > 0 {

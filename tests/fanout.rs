@@ -341,3 +341,43 @@ async fn unsubscribed_and_closed_clients_leave_no_interest_behind() {
         assert!(!dirty.contains(&sym), "shard {s} still interested in AAPL");
     }
 }
+
+/// Frames are cut at `max_frame_bytes`; the rest follows in later frames and
+/// every symbol gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_batches_are_split_across_frames_without_loss() {
+    let gw = start(|c| c.session.max_frame_bytes = 1024).await;
+    let names = tickergate::feed::sim::symbol_names(200);
+    for (i, n) in names.iter().enumerate() {
+        publish(&gw, n, nth_quote(i as u64));
+    }
+    let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    let (mut c, _) = Client::connect_welcomed(gw.local_addr).await;
+    c.send(json!({"op":"subscribe","id":1,"symbols":refs}))
+        .await;
+    let mut got = BTreeSet::new();
+    let mut frames = 0;
+    while got.len() < names.len() {
+        match c.next_event().await {
+            Event::Msgs(ms) => {
+                frames += 1;
+                let bytes = serde_json::to_string(&ms).unwrap().len();
+                // Cut at the limit: at most one message past it.
+                assert!(bytes < 1024 + 400, "frame of {bytes} bytes");
+                for m in ms {
+                    if m["type"] == "quote" {
+                        assert!(
+                            got.insert(m["symbol"].as_str().unwrap().to_string()),
+                            "no duplicates"
+                        );
+                    }
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        frames > 10,
+        "200 quotes need many 1 KiB frames, got {frames}"
+    );
+}
