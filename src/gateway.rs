@@ -142,6 +142,9 @@ impl Gateway {
             addr: config.server.listen,
             source: e,
         })?;
+        metrics
+            .connections_max
+            .set(config.server.max_connections as i64);
         let shared = Arc::new(Shared {
             auth: Auth::new(&config.auth.token_sha256),
             conn_limit: Arc::new(Semaphore::new(

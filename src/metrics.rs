@@ -10,7 +10,8 @@ use prometheus::{
 pub struct Metrics {
     pub registry: Registry,
     pub connections: IntGauge,
-    pub connections_total: IntCounter,
+    pub connections_opened: IntCounter,
+    pub connections_max: IntGauge,
     pub connections_rejected: IntCounter,
     pub subscriptions: IntGauge,
     pub updates_in: IntCounterVec,
@@ -58,7 +59,7 @@ impl Metrics {
         let latency = must(Histogram::with_opts(
             HistogramOpts::new(
                 "delivery_latency_seconds",
-                "Time from a quote entering the gateway (gw_ts) to its frame being handed to the socket",
+                "Time from a live quote entering the gateway (gw_ts) to the frame carrying it being built for a writable socket; snapshots are not counted, max_hz hold-back is",
             )
             .buckets(vec![
                 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -73,7 +74,14 @@ impl Metrics {
         must(registry.register(Box::new(feed_up.clone())));
         let m = Metrics {
             connections: gauge("connections", "Open WebSocket sessions"),
-            connections_total: counter("connections_total", "WebSocket sessions accepted"),
+            connections_opened: counter(
+                "connections_opened_total",
+                "WebSocket sessions admitted (not counting those closed at once with 1013)",
+            ),
+            connections_max: gauge(
+                "connections_max",
+                "Configured limit of concurrent WebSocket sessions (server.max_connections)",
+            ),
             connections_rejected: counter(
                 "connections_rejected_total",
                 "WebSocket sessions closed at once with 1013 because the server was full",
@@ -114,6 +122,8 @@ impl Metrics {
         for c in [
             close::NORMAL,
             close::GOING_AWAY,
+            close::PROTOCOL_ERROR,
+            close::INVALID_PAYLOAD,
             close::POLICY,
             close::TOO_BIG,
             close::OVERLOADED,

@@ -103,7 +103,6 @@ where
     };
     let m = &shared.metrics;
     m.connections.inc();
-    m.connections_total.inc();
     let exit = if adm.permit.is_none() {
         m.connections_rejected.inc();
         Exit::Close(close::OVERLOADED, "server full, try again later")
@@ -111,6 +110,7 @@ where
         s.error(None, ErrorCode::Unauthorized, "invalid token", None);
         Exit::Close(close::POLICY, "invalid token")
     } else {
+        m.connections_opened.inc();
         s.push(Control::Welcome {
             protocol: PROTOCOL_VERSION,
             session: &format!("{id:016x}"),
@@ -575,6 +575,7 @@ impl Session {
                 if n_ctrl + n_data > 0 {
                     out.push(',');
                 }
+                let was_snapshot = sub.snapshot;
                 let sent = if sub.snapshot {
                     shared.slots.read(sub.sym).map(|(q, seq)| {
                         encode_quote(&mut out, shared.symbols.name(sub.sym), seq, &q, true);
@@ -596,8 +597,12 @@ impl Session {
                         if !sub.interval.is_zero() {
                             sub.next_at = Some(now + sub.interval);
                         }
-                        m.latency
-                            .observe(now_wall.saturating_sub(gw_ts).max(0) as f64 / 1e9);
+                        if !was_snapshot {
+                            // A snapshot's age is how quiet the symbol is,
+                            // not how fast the gateway is.
+                            m.latency
+                                .observe(now_wall.saturating_sub(gw_ts).max(0) as f64 / 1e9);
+                        }
                         n_data += 1;
                     }
                     None => {

@@ -89,7 +89,8 @@ async fn symbols_health_and_metrics() {
     assert_eq!(code, 200);
     for family in [
         "tickergate_connections",
-        "tickergate_connections_total",
+        "tickergate_connections_opened_total",
+        "tickergate_connections_max",
         "tickergate_subscriptions",
         "tickergate_updates_in_total",
         "tickergate_messages_out_total",
