@@ -1,1 +1,218 @@
-fn main() {}
+//! Micro-benchmarks of the hot paths, through the public library API.
+//!
+//! Run: `cargo bench --bench core` (pin it for steadier numbers:
+//! `taskset -c 1 cargo bench --bench core`). Each benchmark reports time
+//! per operation and, via `Throughput::Elements(1)`, operations per second
+//! on one core. Figures and their conditions are in BENCHMARKS.md.
+//!
+//! * `slots`: the feed side of a latest-value slot. `publish` is a seqlock
+//!   write plus the notify path (interest set on one shard). Two variants:
+//!   the shard still has its wake pending (the common case under load: the
+//!   shard has not run its pass yet), and publish followed by the shard's
+//!   drain, so every publish takes the full mark-and-wake path. `read` is an
+//!   uncontended seqlock read.
+//! * `encode_quote`: one quote object into a reused `String`, an equity
+//!   quote and a crypto quote with 8-decimal sizes, and one `Decimal`
+//!   through `Display` to show how much of that is decimal formatting.
+//! * `parse_op`: a typical 10-symbol subscribe op through the gateway's
+//!   parser (simd-json DOM plus field checks, including the copy into a
+//!   reused buffer that the session makes), next to serde_json parsing the
+//!   same bytes into a `Value` and into a typed struct.
+//! * `normalize`: `Normalizer::apply`, the ingest path (validate, stamp
+//!   `gw_ts`, publish, count).
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tickergate::metrics::Metrics;
+use tickergate::model::{Quote, SymbolId};
+use tickergate::normalize::Normalizer;
+use tickergate::protocol::{encode_quote, parse_op};
+use tickergate::slots::SlotTable;
+
+/// Symbol table size used by the slot benches: the default sim's 300.
+const NSYMS: usize = 300;
+
+fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).expect("valid decimal literal")
+}
+
+/// AAPL-like quote: 2-decimal prices, round-lot sizes, a trade and a venue ts.
+fn equity_quote() -> Quote {
+    Quote {
+        gw_ts: 1_763_900_000_123_501_234,
+        ..Quote::default()
+    }
+    .with_bid(d("189.12"), d("300"))
+    .with_ask(d("189.14"), d("200"))
+    .with_last(d("189.13"), d("100"))
+    .with_ts(1_763_900_000_123_456_789)
+}
+
+/// BTC-USD-like quote: 2-decimal prices, 8-decimal sizes.
+fn crypto_quote() -> Quote {
+    Quote {
+        gw_ts: 1_763_900_000_123_501_234,
+        ..Quote::default()
+    }
+    .with_bid(d("97000.01"), d("0.12345678"))
+    .with_ask(d("97000.02"), d("1.50000000"))
+    .with_last(d("97000.02"), d("0.00012000"))
+    .with_ts(1_763_900_000_123_456_789)
+}
+
+const SUBSCRIBE_OP: &[u8] = br#"{"op":"subscribe","id":1,"symbols":["AAPL","MSFT","NVDA","AMZN","GOOGL","META","TSLA","BTC-USD","ETH-USD","SOL-USD"]}"#;
+
+/// Typed serde baseline: what a hand-written serde client op would look like.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct TypedOp {
+    op: String,
+    id: Option<i64>,
+    #[serde(default)]
+    symbols: Vec<String>,
+    max_hz: Option<f64>,
+    snapshot: Option<bool>,
+}
+
+fn slots(c: &mut Criterion) {
+    let mut g = c.benchmark_group("slots");
+    g.throughput(Throughput::Elements(1));
+    let sym = SymbolId(7);
+    let q = equity_quote();
+
+    let table = SlotTable::new(NSYMS, 2);
+    table.set_interest(sym, 0, true);
+    g.bench_function("publish/wake_pending", |b| {
+        b.iter(|| black_box(table.publish(black_box(sym), black_box(&q))))
+    });
+
+    let table = SlotTable::new(NSYMS, 2);
+    table.set_interest(sym, 0, true);
+    g.bench_function("publish+drain", |b| {
+        b.iter(|| {
+            let seq = table.publish(black_box(sym), black_box(&q));
+            let mut n = 0u32;
+            table.shard(0).drain(|s| n += s.0);
+            black_box((seq, n))
+        })
+    });
+
+    let table = SlotTable::new(NSYMS, 2);
+    table.publish(sym, &q);
+    g.bench_function("read", |b| b.iter(|| black_box(table.read(black_box(sym)))));
+    g.bench_function("seq", |b| b.iter(|| black_box(table.seq(black_box(sym)))));
+    g.finish();
+}
+
+fn encode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("encode_quote");
+    g.throughput(Throughput::Elements(1));
+    let mut out = String::with_capacity(512);
+    for (name, sym, q) in [
+        ("equity", "AAPL", equity_quote()),
+        ("crypto_8dp", "BTC-USD", crypto_quote()),
+    ] {
+        out.clear();
+        encode_quote(&mut out, sym, 1042, &q, false);
+        eprintln!("encode_quote/{name}: {} bytes: {out}", out.len());
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                encode_quote(
+                    &mut out,
+                    black_box(sym),
+                    black_box(1042),
+                    black_box(&q),
+                    false,
+                );
+                black_box(out.len())
+            })
+        });
+    }
+    // Where encode time goes: one `Decimal` through `Display` (encode_quote
+    // writes six of them for a full quote).
+    let px = d("97000.01");
+    g.bench_function("one_decimal_display", |b| {
+        b.iter(|| {
+            out.clear();
+            let _ = write!(out, "{}", black_box(&px));
+            black_box(out.len())
+        })
+    });
+    g.finish();
+}
+
+fn parse(c: &mut Criterion) {
+    let mut g = c.benchmark_group("parse_op");
+    g.throughput(Throughput::Elements(1));
+    // Sanity: the op parses.
+    let mut check = SUBSCRIBE_OP.to_vec();
+    parse_op(&mut check, 500).expect("the bench op is valid");
+
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    g.bench_function("tickergate_parse_op", |b| {
+        b.iter(|| {
+            // simd-json parses in place: copy into a reused buffer, as the
+            // session does.
+            buf.clear();
+            buf.extend_from_slice(black_box(SUBSCRIBE_OP));
+            black_box(parse_op(&mut buf, 500).is_ok())
+        })
+    });
+    g.bench_function("serde_json_value", |b| {
+        b.iter(|| {
+            black_box(serde_json::from_slice::<serde_json::Value>(black_box(SUBSCRIBE_OP)).is_ok())
+        })
+    });
+    g.bench_function("serde_json_typed", |b| {
+        b.iter(|| black_box(serde_json::from_slice::<TypedOp>(black_box(SUBSCRIBE_OP)).is_ok()))
+    });
+    g.finish();
+}
+
+fn normalize(c: &mut Criterion) {
+    let mut g = c.benchmark_group("normalize");
+    g.throughput(Throughput::Elements(1));
+    // `&Arc<Metrics>` also coerces to `&Metrics`, whichever `new` takes.
+    let metrics = Arc::new(Metrics::new());
+    let table = Arc::new(SlotTable::new(NSYMS, 2));
+    let sym = SymbolId(7);
+    table.set_interest(sym, 0, true);
+    let n = Normalizer::new("bench", table.clone(), &metrics);
+    // gw_ts = 0: apply stamps it (one clock read), as for a fresh feed quote.
+    let fresh = Quote {
+        gw_ts: 0,
+        ..equity_quote()
+    };
+    g.bench_function("apply/equity", |b| {
+        b.iter(|| black_box(n.apply(black_box(sym), black_box(fresh))))
+    });
+    let crossed = Quote {
+        gw_ts: 0,
+        ..equity_quote().with_bid(d("190.00"), d("1"))
+    };
+    g.bench_function("apply/rejected_crossed", |b| {
+        b.iter(|| black_box(n.apply(black_box(sym), black_box(crossed))))
+    });
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = slots, encode, parse, normalize
+}
+criterion_main!(benches);

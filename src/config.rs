@@ -169,12 +169,208 @@ pub struct AuthConfig {
 pub enum FeedConfig {
     /// The built-in simulator.
     Sim(SimConfig),
+    /// Binance spot public streams (`bookTicker` + `trade`).
+    Binance(VenueConfig),
+    /// Coinbase Exchange public feed (`ticker` + `heartbeat` channels).
+    Coinbase(VenueConfig),
+    /// Kraken WebSocket v2 (`ticker` channel).
+    Kraken(VenueConfig),
+    /// Replay of a recorded file of raw upstream frames.
+    Replay(ReplayConfig),
+    /// Quotes pushed to `POST /v1/ingest` as NDJSON.
+    Http(IngestConfig),
 }
 
 impl FeedConfig {
     pub fn name(&self) -> &str {
         match self {
             FeedConfig::Sim(s) => &s.name,
+            FeedConfig::Binance(v) | FeedConfig::Coinbase(v) | FeedConfig::Kraken(v) => &v.name,
+            FeedConfig::Replay(r) => &r.name,
+            FeedConfig::Http(h) => &h.name,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FeedConfig::Sim(_) => "sim",
+            FeedConfig::Binance(_) => "binance",
+            FeedConfig::Coinbase(_) => "coinbase",
+            FeedConfig::Kraken(_) => "kraken",
+            FeedConfig::Replay(_) => "replay",
+            FeedConfig::Http(_) => "http",
+        }
+    }
+
+    fn name_mut(&mut self) -> &mut String {
+        match self {
+            FeedConfig::Sim(s) => &mut s.name,
+            FeedConfig::Binance(v) | FeedConfig::Coinbase(v) | FeedConfig::Kraken(v) => &mut v.name,
+            FeedConfig::Replay(r) => &mut r.name,
+            FeedConfig::Http(h) => &mut h.name,
+        }
+    }
+}
+
+/// What to do with a crossed quote (bid > ask).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CrossedPolicy {
+    /// Drop it and count it in `feed_rejects_total{reason="crossed"}`.
+    #[default]
+    Reject,
+    /// Publish it and count it in `feed_flagged_total{reason="crossed"}`.
+    Flag,
+}
+
+/// Validation every non-simulated feed applies before a slot is written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NormalizeConfig {
+    /// Crossed quotes: `reject` or `flag`. Default `reject`.
+    pub crossed: CrossedPolicy,
+    /// Most decimal places accepted in a price or size. Default 12.
+    pub max_scale: u32,
+}
+
+impl Default for NormalizeConfig {
+    fn default() -> Self {
+        NormalizeConfig {
+            crossed: CrossedPolicy::Reject,
+            max_scale: 12,
+        }
+    }
+}
+
+/// `kind = "binance" | "coinbase" | "kraken"`: a venue WebSocket adapter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VenueConfig {
+    /// Feed name in metrics and logs. Default: the kind.
+    pub name: String,
+    /// Upstream WebSocket URL. Default: the venue's public endpoint.
+    pub url: String,
+    /// Venue symbol -> gateway symbol, e.g. `BTCUSDT = "BTC-USDT"`
+    /// (Binance), `"BTC-USD" = "BTC-USD"` (Coinbase), `"BTC/USD" = "BTC-USD"`
+    /// (Kraken). Required, at least one.
+    pub symbols: std::collections::BTreeMap<String, String>,
+    /// Silence (no data, no heartbeat) after which the connection is
+    /// considered dead, its symbols go `stale` and it reconnects, in
+    /// milliseconds. Default 10000.
+    pub stale_after_ms: u64,
+    /// First reconnect delay, in milliseconds; doubles per failed attempt
+    /// with full jitter. Default 500.
+    pub reconnect_min_ms: u64,
+    /// Largest reconnect delay, in milliseconds. Also the delay after the
+    /// venue rejects the subscription. Default 30000.
+    pub reconnect_max_ms: u64,
+    /// Time to connect and complete the WebSocket handshake, in
+    /// milliseconds. Default 10000.
+    pub connect_timeout_ms: u64,
+    /// Largest upstream message accepted, in bytes. Default 1048576.
+    pub max_message_bytes: usize,
+    #[serde(flatten)]
+    pub normalize: NormalizeConfig,
+}
+
+impl Default for VenueConfig {
+    fn default() -> Self {
+        VenueConfig {
+            name: String::new(),
+            url: String::new(),
+            symbols: Default::default(),
+            stale_after_ms: 10_000,
+            reconnect_min_ms: 500,
+            reconnect_max_ms: 30_000,
+            connect_timeout_ms: 10_000,
+            max_message_bytes: 1 << 20,
+            normalize: NormalizeConfig::default(),
+        }
+    }
+}
+
+/// Replay pacing.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayPace {
+    /// The gaps between frames as recorded (scaled by `speed`).
+    #[default]
+    Recorded,
+    /// As fast as possible.
+    Fast,
+}
+
+/// `kind = "replay"`: raw upstream frames from a recorded file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplayConfig {
+    /// Feed name. Default `replay`.
+    pub name: String,
+    /// Recorded file (JSONL, see feeds/README.md). Required.
+    pub path: std::path::PathBuf,
+    /// Which venue's parser reads the frames: `binance`, `coinbase` or
+    /// `kraken`. Required.
+    pub venue: String,
+    /// Venue symbol -> gateway symbol, as for the venue adapters.
+    pub symbols: std::collections::BTreeMap<String, String>,
+    /// `recorded` (keep the recorded gaps) or `fast`. Default `recorded`.
+    pub pace: ReplayPace,
+    /// Speed factor for `recorded` pace: 2.0 plays twice as fast. Default 1.0.
+    pub speed: f64,
+    /// Start again at the end of the file. Default false.
+    #[serde(rename = "loop")]
+    pub looping: bool,
+    /// Silence after which its symbols are `stale`, in milliseconds. Default 10000.
+    pub stale_after_ms: u64,
+    #[serde(flatten)]
+    pub normalize: NormalizeConfig,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        ReplayConfig {
+            name: String::new(),
+            path: Default::default(),
+            venue: String::new(),
+            symbols: Default::default(),
+            pace: ReplayPace::Recorded,
+            speed: 1.0,
+            looping: false,
+            stale_after_ms: 10_000,
+            normalize: NormalizeConfig::default(),
+        }
+    }
+}
+
+/// `kind = "http"`: quotes pushed to `POST /v1/ingest` (NDJSON).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Feed name. Default `http`.
+    pub name: String,
+    /// SHA-256 (hex) of the ingest key, sent as `Authorization: Bearer KEY`.
+    /// Required.
+    pub key_sha256: String,
+    /// Gateway symbols this feed may write. Required, at least one.
+    pub symbols: Vec<String>,
+    /// Silence after which its symbols are `stale`, in milliseconds; 0
+    /// never marks them stale (pushers may be quiet). Default 0.
+    pub stale_after_ms: u64,
+    /// Largest request body, in bytes. Default 1048576.
+    pub max_body_bytes: usize,
+    #[serde(flatten)]
+    pub normalize: NormalizeConfig,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            name: String::new(),
+            key_sha256: String::new(),
+            symbols: Vec::new(),
+            stale_after_ms: 0,
+            max_body_bytes: 1 << 20,
+            normalize: NormalizeConfig::default(),
         }
     }
 }
@@ -223,10 +419,15 @@ impl Default for SimConfig {
 impl Config {
     /// Parses TOML text; `path` is only used in error messages.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
+        for f in &mut cfg.feeds {
+            if f.name().is_empty() {
+                *f.name_mut() = f.kind().to_string();
+            }
+        }
         Ok(cfg)
     }
 
@@ -328,10 +529,112 @@ impl Config {
                         return Err(invalid(&at("stale_after_ms"), "must be at least 1"));
                     }
                 }
+                FeedConfig::Binance(v) | FeedConfig::Coinbase(v) | FeedConfig::Kraken(v) => {
+                    validate_symbol_map(&at("symbols"), &v.symbols)?;
+                    if !v.url.is_empty()
+                        && !(v.url.starts_with("ws://") || v.url.starts_with("wss://"))
+                    {
+                        return Err(invalid(&at("url"), "must start with ws:// or wss://"));
+                    }
+                    for (field, val) in [
+                        ("stale_after_ms", v.stale_after_ms),
+                        ("reconnect_min_ms", v.reconnect_min_ms),
+                        ("connect_timeout_ms", v.connect_timeout_ms),
+                    ] {
+                        if val == 0 {
+                            return Err(invalid(&at(field), "must be at least 1"));
+                        }
+                    }
+                    if v.reconnect_max_ms < v.reconnect_min_ms {
+                        return Err(invalid(
+                            &at("reconnect_max_ms"),
+                            "must be at least reconnect_min_ms",
+                        ));
+                    }
+                    if v.max_message_bytes < 1024 {
+                        return Err(invalid(&at("max_message_bytes"), "must be at least 1024"));
+                    }
+                    validate_normalize(&at("max_scale"), &v.normalize)?;
+                }
+                FeedConfig::Replay(r) => {
+                    if r.path.as_os_str().is_empty() {
+                        return Err(invalid(&at("path"), "required: the recorded file"));
+                    }
+                    if !matches!(r.venue.as_str(), "binance" | "coinbase" | "kraken") {
+                        return Err(invalid(
+                            &at("venue"),
+                            "must be one of binance, coinbase, kraken",
+                        ));
+                    }
+                    validate_symbol_map(&at("symbols"), &r.symbols)?;
+                    if !(r.speed.is_finite() && r.speed > 0.0) {
+                        return Err(invalid(&at("speed"), "must be a positive number"));
+                    }
+                    if r.stale_after_ms == 0 {
+                        return Err(invalid(&at("stale_after_ms"), "must be at least 1"));
+                    }
+                    validate_normalize(&at("max_scale"), &r.normalize)?;
+                }
+                FeedConfig::Http(h) => {
+                    if h.key_sha256.len() != 64
+                        || !h.key_sha256.bytes().all(|b| b.is_ascii_hexdigit())
+                    {
+                        return Err(invalid(
+                            &at("key_sha256"),
+                            "must be 64 hex digits (the SHA-256 of the ingest key)",
+                        ));
+                    }
+                    if h.symbols.is_empty() {
+                        return Err(invalid(&at("symbols"), "at least one symbol is required"));
+                    }
+                    for (j, s) in h.symbols.iter().enumerate() {
+                        if !crate::model::valid_symbol(s) {
+                            return Err(invalid(
+                                &at(&format!("symbols[{j}]")),
+                                format!("invalid symbol {s:?}"),
+                            ));
+                        }
+                    }
+                    if h.max_body_bytes < 1024 {
+                        return Err(invalid(&at("max_body_bytes"), "must be at least 1024"));
+                    }
+                    validate_normalize(&at("max_scale"), &h.normalize)?;
+                }
             }
         }
         Ok(())
     }
+}
+
+fn validate_symbol_map(
+    field: &str,
+    map: &std::collections::BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    if map.is_empty() {
+        return Err(invalid(
+            field,
+            "at least one venue symbol -> gateway symbol mapping is required",
+        ));
+    }
+    for (venue, gw) in map {
+        if venue.is_empty() || venue.len() > 64 {
+            return Err(invalid(field, format!("bad venue symbol {venue:?}")));
+        }
+        if !crate::model::valid_symbol(gw) {
+            return Err(invalid(
+                &format!("{field}.{venue}"),
+                format!("invalid gateway symbol {gw:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_normalize(field: &str, n: &NormalizeConfig) -> Result<(), ConfigError> {
+    if n.max_scale > 28 {
+        return Err(invalid(field, "at most 28 (rust_decimal's limit)"));
+    }
+    Ok(())
 }
 
 /// What the command line asked for.
@@ -414,12 +717,13 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Cli>,
         config.server.max_connections = m;
     }
     for f in &mut config.feeds {
-        let FeedConfig::Sim(sim) = f;
-        if let Some(r) = sim_rate {
-            sim.rate = r;
-        }
-        if let Some(n) = sim_symbols {
-            sim.symbols = n;
+        if let FeedConfig::Sim(sim) = f {
+            if let Some(r) = sim_rate {
+                sim.rate = r;
+            }
+            if let Some(n) = sim_symbols {
+                sim.symbols = n;
+            }
         }
     }
     config.validate()?;
@@ -485,6 +789,36 @@ mod tests {
     }
 
     #[test]
+    fn venue_feeds_validate_and_default_their_name() {
+        let c = parse(
+            "[[feeds]]\nkind = \"binance\"\nsymbols = { BTCUSDT = \"BTC-USDT\" }\ncrossed = \"flag\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.feeds[0].name(), "binance");
+        let FeedConfig::Binance(v) = &c.feeds[0] else {
+            panic!()
+        };
+        assert_eq!(v.normalize.crossed, CrossedPolicy::Flag);
+        assert_eq!(v.symbols["BTCUSDT"], "BTC-USDT");
+        let e = parse("[[feeds]]\nkind = \"kraken\"\n").unwrap_err().to_string();
+        assert!(e.contains("feeds[0].symbols"), "{e}");
+        let e = parse("[[feeds]]\nkind = \"coinbase\"\nsymbols = { \"BTC-USD\" = \"BAD SYM\" }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("feeds[0].symbols.BTC-USD"), "{e}");
+        let e = parse("[[feeds]]\nkind = \"coinbase\"\nurl = \"http://x\"\nsymbols = { A = \"A\" }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("feeds[0].url"), "{e}");
+        let e = parse("[[feeds]]\nkind = \"http\"\nsymbols = [\"A\"]\n").unwrap_err().to_string();
+        assert!(e.contains("feeds[0].key_sha256"), "{e}");
+        let e = parse("[[feeds]]\nkind = \"replay\"\npath = \"x\"\nvenue = \"nyse\"\nsymbols = { A = \"A\" }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("feeds[0].venue"), "{e}");
+    }
+
+    #[test]
     fn flags_override_file() {
         let cli = parse_args(
             [
@@ -500,7 +834,9 @@ mod tests {
         .unwrap();
         assert!(cli.check_only);
         assert_eq!(cli.config.server.listen.port(), 0);
-        let FeedConfig::Sim(s) = &cli.config.feeds[0];
+        let FeedConfig::Sim(s) = &cli.config.feeds[0] else {
+            panic!("default feed is the simulator")
+        };
         assert_eq!(s.rate, 10.0);
         assert!(parse_args(["--listen", "nope"].map(String::from)).is_err());
         assert!(parse_args(["--bogus"].map(String::from)).is_err());

@@ -2,12 +2,13 @@
 //! feeds, the watchdog and the listener; and takes them down again.
 
 use crate::auth::Auth;
-use crate::config::{Config, FeedConfig};
+use crate::config::{Config, FeedConfig, VenueConfig};
 use crate::fanout::Fanout;
-use crate::feed::{sim, FeedState, Feeds};
+use crate::feed::supervisor::{self, SupervisorConfig};
+use crate::feed::{sim, FeedState, Feeds, SymbolMap, Venue};
 use crate::metrics::Metrics;
-use crate::model::{Quote, Status, Symbols};
-use crate::normalize::{Normalizer, Reject};
+use crate::model::{Quote, Status, SymbolId, Symbols};
+use crate::normalize::{FeedNormalizer, Normalizer, Reject};
 use crate::shutdown::{self, Trigger};
 use crate::slots::SlotTable;
 use std::net::SocketAddr;
@@ -60,6 +61,29 @@ pub enum PublishError {
     Rejected(Reject),
 }
 
+enum FeedPlan {
+    /// The feed writes these gateway symbols directly.
+    Sim(Vec<SymbolId>),
+    /// The feed maps venue symbols to gateway symbols.
+    Mapped(SymbolMap),
+}
+
+/// Starts a venue adapter under its supervisor.
+fn venue_start<V: Venue>(
+    venue: V,
+    cfg: &VenueConfig,
+    norm: Normalizer,
+    state: Arc<FeedState>,
+    metrics: &Arc<Metrics>,
+) -> Box<dyn FnOnce(crate::shutdown::Shutdown) + Send> {
+    let sup = SupervisorConfig::from_venue(cfg);
+    let fnorm = FeedNormalizer::new(norm, cfg.normalize.clone());
+    let metrics = metrics.clone();
+    Box::new(move |sd| {
+        tokio::spawn(supervisor::run(venue, sup, fnorm, state, metrics, None, sd));
+    })
+}
+
 /// A running gateway.
 pub struct Gateway {
     pub shared: Arc<Shared>,
@@ -87,21 +111,36 @@ impl Gateway {
     pub async fn start(config: Config) -> Result<Gateway, StartError> {
         let metrics = Arc::new(Metrics::new());
         let mut symbols = Symbols::new();
-        let mut feed_syms = Vec::new();
+        // First pass: every feed's symbols join the universe.
+        let mut plans = Vec::with_capacity(config.feeds.len());
         for f in &config.feeds {
-            match f {
+            let feed_err = |message: String| StartError::Feed {
+                feed: f.name().to_string(),
+                message,
+            };
+            let plan = match f {
                 FeedConfig::Sim(s) => {
                     let mut ids = Vec::with_capacity(s.symbols);
                     for n in sim::symbol_names(s.symbols) {
-                        let id = symbols.intern(&n).map_err(|message| StartError::Feed {
-                            feed: s.name.clone(),
-                            message,
-                        })?;
-                        ids.push(id);
+                        ids.push(symbols.intern(&n).map_err(feed_err)?);
                     }
-                    feed_syms.push(ids);
+                    FeedPlan::Sim(ids)
                 }
-            }
+                FeedConfig::Binance(v) | FeedConfig::Coinbase(v) | FeedConfig::Kraken(v) => {
+                    FeedPlan::Mapped(SymbolMap::build(&v.symbols, &mut symbols).map_err(feed_err)?)
+                }
+                FeedConfig::Replay(r) => {
+                    FeedPlan::Mapped(SymbolMap::build(&r.symbols, &mut symbols).map_err(feed_err)?)
+                }
+                FeedConfig::Http(h) => {
+                    let mut ids = Vec::with_capacity(h.symbols.len());
+                    for n in &h.symbols {
+                        ids.push(symbols.intern(n).map_err(feed_err)?);
+                    }
+                    FeedPlan::Sim(ids)
+                }
+            };
+            plans.push(plan);
         }
         let symbols = Arc::new(symbols);
         let nshards = match config.server.shards {
@@ -112,22 +151,56 @@ impl Gateway {
         let fanout = Arc::new(Fanout::new(slots.clone(), symbols.clone(), metrics.clone()));
         let (trigger, _) = shutdown::channel();
         let mut feeds = Feeds::default();
-        let mut starts = Vec::new();
+        let mut starts: Vec<Box<dyn FnOnce(crate::shutdown::Shutdown) + Send>> = Vec::new();
         let mut normalizers = Vec::new();
-        for (f, ids) in config.feeds.iter().zip(feed_syms) {
-            match f {
-                FeedConfig::Sim(s) => {
-                    let state = Arc::new(FeedState::new(
-                        &s.name,
-                        ids.clone(),
-                        Duration::from_millis(s.stale_after_ms),
-                    ));
-                    metrics.feed_up.with_label_values(&[&s.name]).set(0);
-                    let norm = Normalizer::new(&s.name, slots.clone(), &metrics);
-                    normalizers.push((s.name.clone(), norm.clone()));
-                    feeds.feeds.push(state.clone());
+        for (f, plan) in config.feeds.iter().zip(plans) {
+            let name = f.name().to_string();
+            let ids = match &plan {
+                FeedPlan::Sim(ids) => ids.clone(),
+                FeedPlan::Mapped(m) => m.ids(),
+            };
+            let stale_after = match f {
+                FeedConfig::Sim(s) => Some(s.stale_after_ms),
+                FeedConfig::Binance(v) | FeedConfig::Coinbase(v) | FeedConfig::Kraken(v) => {
+                    Some(v.stale_after_ms)
+                }
+                FeedConfig::Replay(r) => Some(r.stale_after_ms),
+                FeedConfig::Http(h) => (h.stale_after_ms > 0).then_some(h.stale_after_ms),
+            };
+            let state = Arc::new(FeedState::new(
+                &name,
+                ids.clone(),
+                stale_after.map(Duration::from_millis),
+            ));
+            metrics.feed_up.with_label_values(&[&name]).set(0);
+            let norm = Normalizer::new(&name, slots.clone(), &metrics);
+            normalizers.push((name.clone(), norm.clone()));
+            feeds.feeds.push(state.clone());
+            match (f, plan) {
+                (FeedConfig::Sim(s), _) => {
                     let sim = sim::Sim::new(s, ids);
-                    starts.push((s.clone(), sim, norm, state));
+                    let s = s.clone();
+                    starts.push(Box::new(move |sd| {
+                        tokio::spawn(sim::run(s, sim, norm, state, sd));
+                    }));
+                }
+                (FeedConfig::Binance(v), FeedPlan::Mapped(map)) => {
+                    let venue = crate::feed::binance::Binance::new(v, map);
+                    starts.push(venue_start(venue, v, norm, state, &metrics));
+                }
+                (FeedConfig::Coinbase(v), FeedPlan::Mapped(map)) => {
+                    let venue = crate::feed::coinbase::Coinbase::new(v, map);
+                    starts.push(venue_start(venue, v, norm, state, &metrics));
+                }
+                (FeedConfig::Kraken(v), FeedPlan::Mapped(map)) => {
+                    let venue = crate::feed::kraken::Kraken::new(v, map);
+                    starts.push(venue_start(venue, v, norm, state, &metrics));
+                }
+                (other, _) => {
+                    return Err(StartError::Feed {
+                        feed: name,
+                        message: format!("feed kind {:?} is not available yet", other.kind()),
+                    })
                 }
             }
         }
@@ -163,8 +236,8 @@ impl Gateway {
         for i in 0..nshards {
             tokio::spawn(fanout.clone().run_shard(i, trigger.subscribe()));
         }
-        for (cfg, s, norm, state) in starts {
-            tokio::spawn(sim::run(cfg, s, norm, state, trigger.subscribe()));
+        for start in starts {
+            start(trigger.subscribe());
         }
         tokio::spawn(
             shared

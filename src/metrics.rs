@@ -16,6 +16,9 @@ pub struct Metrics {
     pub subscriptions: IntGauge,
     pub updates_in: IntCounterVec,
     pub feed_rejects: IntCounterVec,
+    pub feed_flagged: IntCounterVec,
+    pub feed_connects: IntCounterVec,
+    pub feed_frames: IntCounterVec,
     pub messages_out: IntCounter,
     pub control_out: IntCounter,
     pub frames_out: IntCounter,
@@ -92,6 +95,21 @@ impl Metrics {
                 "feed_rejects_total",
                 "Upstream quotes rejected by the normalizer",
                 &["feed", "reason"],
+            ),
+            feed_flagged: counter_vec(
+                "feed_flagged_total",
+                "Upstream quotes published despite a problem the feed is configured to flag",
+                &["feed", "reason"],
+            ),
+            feed_connects: counter_vec(
+                "feed_connects_total",
+                "Upstream connections established (the first, then every reconnect)",
+                &["feed"],
+            ),
+            feed_frames: counter_vec(
+                "feed_frames_total",
+                "Raw upstream frames received",
+                &["feed"],
             ),
             messages_out: counter("messages_out_total", "Quote and status messages sent"),
             control_out: counter(

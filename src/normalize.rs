@@ -17,14 +17,21 @@ pub enum Reject {
     NegativeSize,
     Crossed,
     Empty,
+    /// The venue's sequence or timestamp for the symbol went backwards (or
+    /// repeated).
+    OutOfOrder,
+    /// More decimal places than the feed's `max_scale`.
+    Scale,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 4] = [
+    pub const ALL: [Reject; 6] = [
         Reject::NonPositivePrice,
         Reject::NegativeSize,
         Reject::Crossed,
         Reject::Empty,
+        Reject::OutOfOrder,
+        Reject::Scale,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -33,6 +40,8 @@ impl Reject {
             Reject::NegativeSize => "negative_size",
             Reject::Crossed => "crossed",
             Reject::Empty => "empty",
+            Reject::OutOfOrder => "out_of_order",
+            Reject::Scale => "scale",
         }
     }
 }
@@ -70,24 +79,45 @@ pub fn validate(q: &Quote) -> Result<(), Reject> {
 #[derive(Clone)]
 pub struct Normalizer {
     slots: Arc<SlotTable>,
+    feed: Arc<str>,
     updates: IntCounter,
-    rejects: [IntCounter; 4],
+    rejects: [IntCounter; 6],
+    flagged_crossed: IntCounter,
+    metrics: Arc<Metrics>,
 }
 
 impl Normalizer {
-    pub fn new(feed: &str, slots: Arc<SlotTable>, metrics: &Metrics) -> Self {
+    pub fn new(feed: &str, slots: Arc<SlotTable>, metrics: &Arc<Metrics>) -> Self {
         Normalizer {
             slots,
+            feed: Arc::from(feed),
             updates: metrics.updates_in.with_label_values(&[feed]),
-            rejects: Reject::ALL
-                .map(|r| metrics.feed_rejects.with_label_values(&[feed, r.as_str()])),
+            rejects: Reject::ALL.map(|r| metrics.feed_rejects.with_label_values(&[feed, r.as_str()])),
+            flagged_crossed: metrics.feed_flagged.with_label_values(&[feed, "crossed"]),
+            metrics: metrics.clone(),
         }
+    }
+
+    pub fn feed(&self) -> &str {
+        &self.feed
+    }
+
+    /// Counts an upstream frame that could not be parsed.
+    pub fn count_parse_error(&self, reason: &str) {
+        self.metrics
+            .feed_rejects
+            .with_label_values(&[&self.feed, reason])
+            .inc();
+    }
+
+    fn count(&self, r: Reject) {
+        self.rejects[r as usize].inc();
     }
 
     /// Validates and publishes; returns the symbol's new seq.
     pub fn apply(&self, sym: SymbolId, mut q: Quote) -> Result<u64, Reject> {
         if let Err(r) = validate(&q) {
-            self.rejects[r as usize].inc();
+            self.count(r);
             return Err(r);
         }
         if q.gw_ts == 0 {
@@ -97,6 +127,187 @@ impl Normalizer {
         self.updates.inc();
         Ok(seq)
     }
+}
+
+/// Logs at most `burst` lines per `window` and counts the rest, so a feed
+/// spewing garbage cannot flood the log.
+pub struct LogLimiter {
+    window: std::time::Duration,
+    burst: u32,
+    started: std::time::Instant,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    pub fn new(burst: u32, window: std::time::Duration) -> Self {
+        LogLimiter {
+            window,
+            burst,
+            started: std::time::Instant::now(),
+            logged: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether to log now. When a new window opens after suppressing lines,
+    /// `on_suppressed` is told how many were suppressed.
+    pub fn allow(&mut self, mut on_suppressed: impl FnMut(u64)) -> bool {
+        if self.started.elapsed() >= self.window {
+            if self.suppressed > 0 {
+                on_suppressed(self.suppressed);
+            }
+            self.started = std::time::Instant::now();
+            self.logged = 0;
+            self.suppressed = 0;
+        }
+        if self.logged < self.burst {
+            self.logged += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+}
+
+/// The normalizer of one upstream feed: on top of [`validate`], it merges
+/// partial updates into the symbol's last value, refuses updates whose venue
+/// sequence or timestamp goes backwards, enforces the feed's `max_scale` and
+/// applies its crossed-quote policy. Owned by the feed's task.
+pub struct FeedNormalizer {
+    norm: Normalizer,
+    cfg: crate::config::NormalizeConfig,
+    /// Per symbol, per venue sequence stream: the last accepted sequence.
+    last_seq: Vec<[u64; crate::feed::SEQ_STREAMS]>,
+    /// Per symbol: the last accepted venue timestamp.
+    last_ts: Vec<i64>,
+    log: LogLimiter,
+}
+
+fn max_scale_of(q: &Quote) -> u32 {
+    let mut m = 0;
+    for (f, v) in [
+        (field::BID, q.bid),
+        (field::BID_SIZE, q.bid_size),
+        (field::ASK, q.ask),
+        (field::ASK_SIZE, q.ask_size),
+        (field::LAST, q.last),
+        (field::LAST_SIZE, q.last_size),
+    ] {
+        if q.has(f) {
+            m = m.max(v.scale());
+        }
+    }
+    m
+}
+
+impl FeedNormalizer {
+    pub fn new(norm: Normalizer, cfg: crate::config::NormalizeConfig) -> Self {
+        let n = norm.slots.len();
+        FeedNormalizer {
+            norm,
+            cfg,
+            last_seq: vec![[0; crate::feed::SEQ_STREAMS]; n],
+            last_ts: vec![i64::MIN; n],
+            log: LogLimiter::new(10, std::time::Duration::from_secs(10)),
+        }
+    }
+
+    pub fn normalizer(&self) -> &Normalizer {
+        &self.norm
+    }
+
+    /// Logs (rate-limited) and counts an unusable upstream frame.
+    pub fn parse_error(&mut self, e: &crate::feed::ParseError) {
+        self.norm.count_parse_error(e.reason());
+        let feed = self.norm.feed.clone();
+        if self
+            .log
+            .allow(|n| tracing::warn!(feed = %feed, "{n} more upstream errors not logged"))
+        {
+            tracing::warn!(feed = %feed, "upstream frame rejected: {e}");
+        }
+    }
+
+    fn reject(&mut self, sym: SymbolId, r: Reject) -> Result<u64, Reject> {
+        self.norm.count(r);
+        let feed = self.norm.feed.clone();
+        if self
+            .log
+            .allow(|n| tracing::warn!(feed = %feed, "{n} more upstream errors not logged"))
+        {
+            tracing::warn!(feed = %feed, symbol = sym.0, "quote rejected: {}", r.as_str());
+        }
+        Err(r)
+    }
+
+    /// Validates `partial` (only its present fields changed), merges it into
+    /// the symbol's last value and publishes it. Returns the new seq.
+    pub fn apply(
+        &mut self,
+        sym: SymbolId,
+        partial: Quote,
+        seq: Option<(u8, u64)>,
+    ) -> Result<u64, Reject> {
+        let i = sym.index();
+        let stream = seq.map(|(st, _)| (st as usize).min(crate::feed::SEQ_STREAMS - 1));
+        if let (Some(st), Some((_, s))) = (stream, seq) {
+            let last = self.last_seq[i][st];
+            if last != 0 && s <= last {
+                return self.reject(sym, Reject::OutOfOrder);
+            }
+        }
+        if partial.has(field::TS) && partial.ts < self.last_ts[i] {
+            return self.reject(sym, Reject::OutOfOrder);
+        }
+        if max_scale_of(&partial) > self.cfg.max_scale {
+            return self.reject(sym, Reject::Scale);
+        }
+        let mut q = match self.norm.slots.read(sym) {
+            Some((prev, _)) => merge(prev, &partial),
+            None => partial,
+        };
+        match validate(&q) {
+            Ok(()) => {}
+            Err(Reject::Crossed) if self.cfg.crossed == crate::config::CrossedPolicy::Flag => {
+                self.norm.flagged_crossed.inc();
+            }
+            Err(r) => return self.reject(sym, r),
+        }
+        q.gw_ts = now_ns();
+        let out = self.norm.slots.publish(sym, &q);
+        self.norm.updates.inc();
+        if let (Some(st), Some((_, s))) = (stream, seq) {
+            self.last_seq[i][st] = s;
+        }
+        if partial.has(field::TS) {
+            self.last_ts[i] = partial.ts;
+        }
+        Ok(out)
+    }
+}
+
+/// `prev` with the fields present in `upd` replaced.
+pub fn merge(mut prev: Quote, upd: &Quote) -> Quote {
+    let pairs: [(u8, &mut Decimal, Decimal); 6] = [
+        (field::BID, &mut prev.bid, upd.bid),
+        (field::BID_SIZE, &mut prev.bid_size, upd.bid_size),
+        (field::ASK, &mut prev.ask, upd.ask),
+        (field::ASK_SIZE, &mut prev.ask_size, upd.ask_size),
+        (field::LAST, &mut prev.last, upd.last),
+        (field::LAST_SIZE, &mut prev.last_size, upd.last_size),
+    ];
+    for (f, slot, v) in pairs {
+        if upd.has(f) {
+            *slot = v;
+        }
+    }
+    if upd.has(field::TS) {
+        prev.ts = upd.ts;
+    }
+    prev.present |= upd.present;
+    prev
 }
 
 #[cfg(test)]
@@ -130,7 +341,7 @@ mod tests {
     #[test]
     fn rejects_are_counted_and_never_published() {
         let slots = Arc::new(SlotTable::new(1, 1));
-        let m = Metrics::new();
+        let m = Arc::new(Metrics::new());
         let n = Normalizer::new("t", slots.clone(), &m);
         let bad = Quote::default()
             .with_bid(d("2"), d("1"))
@@ -142,5 +353,93 @@ mod tests {
         let good = Quote::default().with_last(d("1"), d("1"));
         assert_eq!(n.apply(SymbolId(0), good), Ok(1));
         assert!(slots.read(SymbolId(0)).unwrap().0.gw_ts > 0);
+    }
+}
+
+#[cfg(test)]
+mod feed_tests {
+    use super::*;
+    use crate::config::{CrossedPolicy, NormalizeConfig};
+    use std::str::FromStr;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    fn setup(crossed: CrossedPolicy) -> (Arc<SlotTable>, Arc<Metrics>, FeedNormalizer) {
+        let slots = Arc::new(SlotTable::new(2, 1));
+        let m = Arc::new(Metrics::new());
+        let n = Normalizer::new("v", slots.clone(), &m);
+        let f = FeedNormalizer::new(
+            n,
+            NormalizeConfig {
+                crossed,
+                max_scale: 8,
+            },
+        );
+        (slots, m, f)
+    }
+
+    #[test]
+    fn trades_merge_into_the_book() {
+        let (slots, _, mut f) = setup(CrossedPolicy::Reject);
+        let s = SymbolId(0);
+        let book = Quote::default()
+            .with_bid(d("1.00"), d("5"))
+            .with_ask(d("1.01"), d("6"));
+        assert_eq!(f.apply(s, book, Some((0, 10))), Ok(1));
+        let trade = Quote::default().with_last(d("1.01"), d("0.5"));
+        assert_eq!(f.apply(s, trade, Some((1, 7))), Ok(2));
+        let (q, _) = slots.read(s).unwrap();
+        assert_eq!(
+            (q.bid, q.ask, q.last, q.last_size),
+            (d("1.00"), d("1.01"), d("1.01"), d("0.5"))
+        );
+    }
+
+    #[test]
+    fn out_of_order_scale_and_crossed() {
+        let (slots, m, mut f) = setup(CrossedPolicy::Reject);
+        let s = SymbolId(0);
+        let book = |b: &str, a: &str| {
+            Quote::default()
+                .with_bid(d(b), d("1"))
+                .with_ask(d(a), d("1"))
+        };
+        assert!(f.apply(s, book("1.00", "1.01"), Some((0, 10))).is_ok());
+        assert_eq!(f.apply(s, book("1.00", "1.02"), Some((0, 10))), Err(Reject::OutOfOrder));
+        assert_eq!(f.apply(s, book("1.00", "1.02"), Some((0, 9))), Err(Reject::OutOfOrder));
+        // Another stream numbers on its own.
+        assert!(f.apply(s, book("1.00", "1.02"), Some((1, 1))).is_ok());
+        assert!(f.apply(s, book("1.00", "1.03").with_ts(100), None).is_ok());
+        assert_eq!(f.apply(s, book("1.00", "1.03").with_ts(99), None), Err(Reject::OutOfOrder));
+        assert_eq!(f.apply(s, book("1.000000001", "1.03"), None), Err(Reject::Scale));
+        assert_eq!(f.apply(s, book("1.05", "1.03"), None), Err(Reject::Crossed));
+        assert_eq!(slots.seq(s), 3, "rejects never reach the slot");
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(
+            text.contains(r#"tickergate_feed_rejects_total{feed="v",reason="out_of_order"} 3"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"tickergate_feed_rejects_total{feed="v",reason="scale"} 1"#));
+    }
+
+    #[test]
+    fn crossed_can_be_flagged_instead() {
+        let (slots, m, mut f) = setup(CrossedPolicy::Flag);
+        let q = Quote::default()
+            .with_bid(d("2"), d("1"))
+            .with_ask(d("1"), d("1"));
+        assert_eq!(f.apply(SymbolId(1), q, None), Ok(1));
+        assert_eq!(slots.read(SymbolId(1)).unwrap().0.bid, d("2"));
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains(r#"tickergate_feed_flagged_total{feed="v",reason="crossed"} 1"#));
+    }
+
+    #[test]
+    fn log_limiter_caps_lines() {
+        let mut l = LogLimiter::new(3, std::time::Duration::from_secs(3600));
+        let allowed = (0..100).filter(|_| l.allow(|_| {})).count();
+        assert_eq!(allowed, 3);
     }
 }

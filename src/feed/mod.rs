@@ -6,10 +6,16 @@
 //! symbols and back to `live` when the feed recovers; `/readyz` is ready
 //! only while every feed is fresh.
 
+pub mod binance;
+pub mod coinbase;
+pub mod kraken;
 pub mod sim;
+pub mod supervisor;
 
 use crate::metrics::Metrics;
-use crate::model::{now_ns, Status, SymbolId};
+use crate::model::{now_ns, Quote, Status, SymbolId, Symbols};
+use rust_decimal::Decimal;
+use std::collections::HashMap;
 use crate::shutdown::Shutdown;
 use crate::slots::SlotTable;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -28,13 +34,15 @@ pub struct FeedState {
 }
 
 impl FeedState {
-    pub fn new(name: &str, symbols: Vec<SymbolId>, stale_after: Duration) -> Self {
+    /// `stale_after: None` is a feed that is never stale (a push feed whose
+    /// silence means nothing).
+    pub fn new(name: &str, symbols: Vec<SymbolId>, stale_after: Option<Duration>) -> Self {
         FeedState {
             name: name.to_string(),
             symbols,
             last_alive_ns: AtomicI64::new(0),
             up: AtomicBool::new(false),
-            stale_after_ns: stale_after.as_nanos().min(i64::MAX as u128) as i64,
+            stale_after_ns: stale_after.map_or(-1, |d| d.as_nanos().min(i64::MAX as u128) as i64),
             paused: AtomicBool::new(false),
         }
     }
@@ -42,6 +50,12 @@ impl FeedState {
     /// The upstream showed signs of life (data or heartbeat).
     pub fn alive(&self) {
         self.last_alive_ns.store(now_ns(), Ordering::Relaxed);
+    }
+
+    /// The upstream connection is gone: its symbols go stale at the
+    /// watchdog's next pass instead of after `stale_after`.
+    pub fn down(&self) {
+        self.last_alive_ns.store(0, Ordering::Relaxed);
     }
 
     pub fn is_up(&self) -> bool {
@@ -77,7 +91,7 @@ impl Feeds {
         let mut changed = 0;
         for f in &self.feeds {
             let last = f.last_alive_ns.load(Ordering::Relaxed);
-            let fresh = last > 0 && now - last <= f.stale_after_ns;
+            let fresh = f.stale_after_ns < 0 || (last > 0 && now - last <= f.stale_after_ns);
             if fresh != f.is_up() {
                 f.up.store(fresh, Ordering::Release);
                 let st = if fresh { Status::Live } else { Status::Stale };
@@ -113,5 +127,290 @@ impl Feeds {
                 _ = tick.tick() => { self.check(&slots, &metrics); }
             }
         }
+    }
+}
+
+// ------------------------------------------------------------ venue adapters
+
+/// One thing an upstream frame said.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// New values for a mapped symbol. Only the fields set in
+    /// `quote.present` changed; the others keep their previous value (a
+    /// trade does not erase the book, and vice versa).
+    Quote {
+        sym: SymbolId,
+        quote: Quote,
+        /// The venue's own ordering for this symbol: (stream, sequence).
+        /// Streams number independently (Binance's book updates and trades
+        /// have separate counters); stream must be < [`SEQ_STREAMS`].
+        seq: Option<(u8, u64)>,
+    },
+    /// The upstream is alive (heartbeat, pong, status).
+    Heartbeat,
+    /// The venue acknowledged our subscription.
+    Subscribed,
+    /// The venue refused our subscription. Reconnecting at once would only
+    /// be refused again, so the supervisor logs it and waits the longest
+    /// backoff.
+    Rejected(String),
+    /// Understood and deliberately unused.
+    Ignored,
+}
+
+/// Independent sequence spaces per symbol tracked by the normalizer.
+pub const SEQ_STREAMS: usize = 2;
+
+/// An upstream frame that could not be used. Counted in
+/// `feed_rejects_total{feed, reason}`; the feed carries on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ParseError {
+    #[error("malformed JSON: {0}")]
+    Json(String),
+    #[error("unexpected message: {0}")]
+    Unexpected(String),
+    #[error("field `{field}`: {reason}")]
+    Field { field: &'static str, reason: String },
+    #[error("unmapped venue symbol {0:?}")]
+    Unmapped(String),
+}
+
+impl ParseError {
+    /// The `reason` label in `feed_rejects_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ParseError::Json(_) => "malformed",
+            ParseError::Unexpected(_) => "unexpected",
+            ParseError::Field { .. } => "bad_field",
+            ParseError::Unmapped(_) => "unmapped_symbol",
+        }
+    }
+
+    pub fn field(field: &'static str, reason: impl Into<String>) -> Self {
+        ParseError::Field {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A venue's wire format and subscription handshake. The supervisor owns the
+/// connection; the venue only says what to send and what frames mean.
+pub trait Venue: Send + 'static {
+    /// Venue kind, e.g. `binance`.
+    fn kind(&self) -> &'static str;
+    /// The URL to connect to (it may carry the subscription, as Binance's
+    /// combined-stream URLs do).
+    fn url(&self) -> String;
+    /// Text messages to send right after connecting, in order.
+    fn on_connect(&mut self) -> Vec<String>;
+    /// Parses one text frame. `frame` may be modified (simd-json parses in
+    /// place). Events are appended to `out`.
+    fn parse(&mut self, frame: &mut [u8], out: &mut Vec<Event>) -> Result<(), ParseError>;
+}
+
+/// Venue symbol -> gateway symbol id, from a feed's `symbols` table.
+#[derive(Debug, Clone, Default)]
+pub struct SymbolMap {
+    map: HashMap<String, SymbolId>,
+    /// Venue symbols in config order.
+    pub venue_symbols: Vec<String>,
+}
+
+impl SymbolMap {
+    /// Interns every gateway symbol of `table` into `symbols`.
+    pub fn build(
+        table: &std::collections::BTreeMap<String, String>,
+        symbols: &mut Symbols,
+    ) -> Result<SymbolMap, String> {
+        let mut m = SymbolMap::default();
+        for (venue, gw) in table {
+            let id = symbols.intern(gw)?;
+            m.map.insert(venue.clone(), id);
+            m.venue_symbols.push(venue.clone());
+        }
+        Ok(m)
+    }
+
+    pub fn get(&self, venue_symbol: &str) -> Result<SymbolId, ParseError> {
+        self.map.get(venue_symbol).copied().ok_or_else(|| {
+            let shown: String = venue_symbol.chars().take(40).collect();
+            ParseError::Unmapped(shown)
+        })
+    }
+
+    /// Every gateway symbol id this map writes.
+    pub fn ids(&self) -> Vec<SymbolId> {
+        let mut v: Vec<SymbolId> = self.map.values().copied().collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// Longest decimal text accepted (sign, 28 digits, point, some zeros).
+const MAX_DECIMAL_TEXT: usize = 40;
+
+/// Parses a venue's decimal text exactly: `-?digits(.digits)?`, nothing
+/// else (no exponent, no `NaN`/`Infinity`, no `+`, no spaces), and never
+/// rounds: a value `rust_decimal` cannot hold exactly is an error. The
+/// scale is kept, so `"189.1200"` prints back as `"189.1200"`.
+pub fn parse_decimal(text: &str, field: &'static str) -> Result<Decimal, ParseError> {
+    let b = text.as_bytes();
+    let digits = b.strip_prefix(b"-").unwrap_or(b);
+    let ok = !digits.is_empty()
+        && b.len() <= MAX_DECIMAL_TEXT
+        && digits[0].is_ascii_digit()
+        && digits[digits.len() - 1].is_ascii_digit()
+        && digits.iter().filter(|c| **c == b'.').count() <= 1
+        && digits.iter().all(|c| c.is_ascii_digit() || *c == b'.');
+    if !ok {
+        let shown: String = text.chars().take(40).collect();
+        return Err(ParseError::field(field, format!("not a decimal: {shown:?}")));
+    }
+    Decimal::from_str_exact(text).map_err(|e| ParseError::field(field, format!("{text}: {e}")))
+}
+
+/// Parses an RFC 3339 UTC timestamp (`2022-10-19T23:28:22.061769Z`, the
+/// form Coinbase and Kraken send) into ns since the epoch.
+pub fn parse_rfc3339_ns(text: &str, field: &'static str) -> Result<i64, ParseError> {
+    let bad = || ParseError::field(field, format!("not an RFC 3339 UTC time: {text:?}"));
+    let b = text.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return Err(bad());
+    }
+    let num = |r: std::ops::Range<usize>| -> Result<i64, ParseError> {
+        let s = text.get(r).ok_or_else(bad)?;
+        if !s.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(bad());
+        }
+        s.parse::<i64>().map_err(|_| bad())
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return Err(bad());
+    }
+    let rest = &text[19..];
+    let (frac, tz) = match rest.strip_prefix('.') {
+        Some(r) => {
+            let n = r.bytes().take_while(|c| c.is_ascii_digit()).count();
+            if n == 0 || n > 9 {
+                return Err(bad());
+            }
+            (&r[..n], &r[n..])
+        }
+        None => ("", rest),
+    };
+    if tz != "Z" && tz != "+00:00" {
+        return Err(bad());
+    }
+    let mut ns: i64 = 0;
+    for (i, c) in frac.bytes().enumerate() {
+        ns += (c - b'0') as i64 * 10i64.pow(8 - i as u32);
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(((days * 86_400 + h * 3_600 + mi * 60 + s) * 1_000_000_000) + ns)
+}
+
+#[cfg(test)]
+mod venue_tests {
+    use super::*;
+
+    #[test]
+    fn decimals_are_exact_or_refused() {
+        for (text, printed) in [
+            ("189.1200", "189.1200"),
+            ("0.00000001", "0.00000001"),
+            ("97000", "97000"),
+            ("-1.5", "-1.5"),
+            ("0", "0"),
+            ("00.10", "0.10"),
+        ] {
+            assert_eq!(parse_decimal(text, "p").unwrap().to_string(), printed);
+        }
+        for bad in [
+            "", "-", ".5", "5.", "1e5", "NaN", "nan", "Infinity", "+1", " 1", "1 ", "1.2.3",
+            "0x10", "1,5", "١", "99999999999999999999999999999999",
+            "0.00000000000000000000000000000001",
+        ] {
+            assert!(parse_decimal(bad, "p").is_err(), "{bad:?} must be refused");
+        }
+        let e = parse_decimal("NaN", "bid").unwrap_err();
+        assert_eq!(e.reason(), "bad_field");
+        assert!(e.to_string().contains("bid"));
+    }
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(parse_rfc3339_ns("1970-01-01T00:00:00Z", "t").unwrap(), 0);
+        assert_eq!(
+            parse_rfc3339_ns("2022-10-19T23:28:22.061769Z", "t").unwrap(),
+            1_666_222_102_061_769_000
+        );
+        assert_eq!(
+            parse_rfc3339_ns("2023-09-25T09:04:31.742599123Z", "t").unwrap(),
+            1_695_632_671_742_599_123
+        );
+        for bad in ["", "2022-10-19", "2022-13-19T23:28:22Z", "2022-10-19T23:28:22+01:00", "2022-10-19T23:28:22.Z", "x022-10-19T23:28:22Z"] {
+            assert!(parse_rfc3339_ns(bad, "t").is_err(), "{bad}");
+        }
+    }
+}
+
+/// Field access on a simd-json borrowed DOM with errors that name the field.
+pub mod json {
+    use super::{parse_decimal, ParseError};
+    use rust_decimal::Decimal;
+    pub use simd_json::value::borrowed::Object;
+    pub use simd_json::BorrowedValue as Value;
+    use simd_json::StaticNode;
+
+    /// Parses a frame in place.
+    pub fn parse(frame: &mut [u8]) -> Result<Value<'_>, ParseError> {
+        simd_json::to_borrowed_value(frame).map_err(|e| ParseError::Json(e.to_string()))
+    }
+
+    pub fn object<'a, 'v>(v: &'a Value<'v>) -> Result<&'a Object<'v>, ParseError> {
+        match v {
+            Value::Object(o) => Ok(o),
+            _ => Err(ParseError::Unexpected("not a JSON object".into())),
+        }
+    }
+
+    pub fn str_field<'a>(o: &'a Object, key: &'static str) -> Result<&'a str, ParseError> {
+        match o.get(key) {
+            Some(Value::String(s)) => Ok(s),
+            Some(_) => Err(ParseError::field(key, "must be a string")),
+            None => Err(ParseError::field(key, "missing")),
+        }
+    }
+
+    pub fn opt_str<'a>(o: &'a Object, key: &'static str) -> Option<&'a str> {
+        match o.get(key) {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn u64_field(o: &Object, key: &'static str) -> Result<u64, ParseError> {
+        match o.get(key) {
+            Some(Value::Static(StaticNode::U64(v))) => Ok(*v),
+            Some(Value::Static(StaticNode::I64(v))) if *v >= 0 => Ok(*v as u64),
+            Some(_) => Err(ParseError::field(key, "must be a non-negative integer")),
+            None => Err(ParseError::field(key, "missing")),
+        }
+    }
+
+    /// A decimal sent as a JSON string (`"189.12"`), parsed exactly.
+    pub fn dec_field(o: &Object, key: &'static str) -> Result<Decimal, ParseError> {
+        parse_decimal(str_field(o, key)?, key)
     }
 }

@@ -1,0 +1,224 @@
+//! Binance spot public market streams: `<symbol>@bookTicker` (best bid/ask)
+//! and `<symbol>@trade` (last trade), over one combined-stream connection.
+//!
+//! After connecting to the combined endpoint (`/stream`) the adapter sends
+//! one `SUBSCRIBE` with an `id` and expects `{"result":null,"id":N}`.
+//! Binance pings every few minutes; tungstenite answers with the pong.
+//! Prices and quantities are JSON strings and keep their exact text.
+//!
+//! Combined-stream envelope, book ticker and trade, as documented:
+//! ```json
+//! {"stream":"btcusdt@bookTicker","data":{"u":400900217,"s":"BTCUSDT","b":"97000.01000000","B":"0.51230000","a":"97000.02000000","A":"1.00000000"}}
+//! {"stream":"btcusdt@trade","data":{"e":"trade","E":1672515782136,"s":"BTCUSDT","t":12345,"p":"97000.02000000","q":"0.00100000","T":1672515782136,"m":true,"M":true}}
+//! ```
+//! Errors: `{"error":{"code":2,"msg":"Invalid request: invalid stream"},"id":1}`
+//! (older servers: `{"code":2,"msg":"...","id":1}`).
+
+use super::json::{self, Value};
+use super::{Event, ParseError, SymbolMap, Venue};
+use crate::config::VenueConfig;
+use crate::model::Quote;
+
+pub const DEFAULT_URL: &str = "wss://stream.binance.com:9443/stream";
+
+/// Sequence streams: book updates (`u`) and trades (`t`) count separately.
+const BOOK: u8 = 0;
+const TRADE: u8 = 1;
+
+pub struct Binance {
+    url: String,
+    map: SymbolMap,
+    next_id: u64,
+}
+
+impl Binance {
+    pub fn new(cfg: &VenueConfig, map: SymbolMap) -> Self {
+        let url = if cfg.url.is_empty() {
+            DEFAULT_URL.to_string()
+        } else {
+            cfg.url.clone()
+        };
+        Binance {
+            url,
+            map,
+            next_id: 1,
+        }
+    }
+
+    /// The `SUBSCRIBE` request for every mapped symbol.
+    pub fn subscribe_request(&mut self) -> String {
+        let params: Vec<String> = self
+            .map
+            .venue_symbols
+            .iter()
+            .flat_map(|s| {
+                let l = s.to_ascii_lowercase();
+                [format!("{l}@bookTicker"), format!("{l}@trade")]
+            })
+            .collect();
+        let id = self.next_id;
+        self.next_id += 1;
+        serde_json::json!({"method": "SUBSCRIBE", "params": params, "id": id}).to_string()
+    }
+}
+
+impl Venue for Binance {
+    fn kind(&self) -> &'static str {
+        "binance"
+    }
+
+    fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    fn on_connect(&mut self) -> Vec<String> {
+        vec![self.subscribe_request()]
+    }
+
+    fn parse(&mut self, frame: &mut [u8], out: &mut Vec<Event>) -> Result<(), ParseError> {
+        let v = json::parse(frame)?;
+        let o = json::object(&v)?;
+        // Replies to our requests.
+        if let Some(err) = o.get("error") {
+            let msg = match err {
+                Value::Object(e) => json::opt_str(e, "msg").unwrap_or("unknown error").to_string(),
+                _ => "unknown error".to_string(),
+            };
+            out.push(Event::Rejected(msg));
+            return Ok(());
+        }
+        if o.contains_key("id") && !o.contains_key("stream") {
+            if o.contains_key("result") {
+                out.push(Event::Subscribed);
+            } else {
+                let msg = json::opt_str(o, "msg").unwrap_or("request failed");
+                out.push(Event::Rejected(msg.to_string()));
+            }
+            return Ok(());
+        }
+        // Data: combined envelope, or a raw payload on a /ws connection.
+        let (stream, data) = match (o.get("stream"), o.get("data")) {
+            (Some(Value::String(s)), Some(d)) => (Some(&**s), json::object(d)?),
+            (None, None) => (None, o),
+            _ => return Err(ParseError::Unexpected("stream without data".into())),
+        };
+        let is_trade = match stream {
+            Some(s) if s.ends_with("@trade") => true,
+            Some(s) if s.ends_with("@bookTicker") => false,
+            Some(s) => {
+                let shown: String = s.chars().take(40).collect();
+                return Err(ParseError::Unexpected(format!("stream {shown:?}")));
+            }
+            None => json::opt_str(data, "e") == Some("trade"),
+        };
+        let sym = self.map.get(json::str_field(data, "s")?)?;
+        if is_trade {
+            let price = json::dec_field(data, "p")?;
+            let qty = json::dec_field(data, "q")?;
+            let t = json::u64_field(data, "t")?;
+            let ms = json::u64_field(data, "T")?;
+            let ts = i64::try_from(ms)
+                .ok()
+                .and_then(|m| m.checked_mul(1_000_000))
+                .ok_or_else(|| ParseError::field("T", "out of range"))?;
+            out.push(Event::Quote {
+                sym,
+                quote: Quote::default().with_last(price, qty).with_ts(ts),
+                seq: Some((TRADE, t)),
+            });
+        } else {
+            let u = json::u64_field(data, "u")?;
+            let q = Quote::default()
+                .with_bid(json::dec_field(data, "b")?, json::dec_field(data, "B")?)
+                .with_ask(json::dec_field(data, "a")?, json::dec_field(data, "A")?);
+            out.push(Event::Quote {
+                sym,
+                quote: q,
+                seq: Some((BOOK, u)),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Symbols, SymbolId};
+    use std::collections::BTreeMap;
+
+    fn venue() -> Binance {
+        let mut syms = Symbols::new();
+        let table: BTreeMap<String, String> =
+            [("BTCUSDT".to_string(), "BTC-USDT".to_string())].into();
+        let map = SymbolMap::build(&table, &mut syms).unwrap();
+        Binance::new(&VenueConfig::default(), map)
+    }
+
+    fn parse(v: &mut Binance, s: &str) -> Result<Vec<Event>, ParseError> {
+        let mut b = s.as_bytes().to_vec();
+        let mut out = Vec::new();
+        v.parse(&mut b, &mut out).map(|_| out)
+    }
+
+    #[test]
+    fn subscribe_names_both_streams_with_increasing_ids() {
+        let mut v = venue();
+        let s: serde_json::Value = serde_json::from_str(&v.on_connect()[0]).unwrap();
+        assert_eq!(s["method"], "SUBSCRIBE");
+        assert_eq!(s["params"], serde_json::json!(["btcusdt@bookTicker", "btcusdt@trade"]));
+        assert_eq!(s["id"], 1);
+        let s: serde_json::Value = serde_json::from_str(&v.on_connect()[0]).unwrap();
+        assert_eq!(s["id"], 2);
+    }
+
+    #[test]
+    fn book_ticker_and_trade_keep_exact_text() {
+        let mut v = venue();
+        let ev = parse(&mut v, r#"{"stream":"btcusdt@bookTicker","data":{"u":400900217,"s":"BTCUSDT","b":"97000.01000000","B":"0.51230000","a":"97000.02000000","A":"1.00000000"}}"#).unwrap();
+        let Event::Quote { sym, quote, seq } = &ev[0] else { panic!("{ev:?}") };
+        assert_eq!(*sym, SymbolId(0));
+        assert_eq!(quote.bid.to_string(), "97000.01000000");
+        assert_eq!(quote.bid_size.to_string(), "0.51230000");
+        assert_eq!(*seq, Some((BOOK, 400900217)));
+        let ev = parse(&mut v, r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1672515782136,"s":"BTCUSDT","t":12345,"p":"97000.02000000","q":"0.00100000","T":1672515782136,"m":true,"M":true}}"#).unwrap();
+        let Event::Quote { quote, seq, .. } = &ev[0] else { panic!() };
+        assert_eq!(quote.last.to_string(), "97000.02000000");
+        assert_eq!(quote.ts, 1_672_515_782_136_000_000);
+        assert_eq!(*seq, Some((TRADE, 12345)));
+        // Raw payload on a /ws connection.
+        let ev = parse(&mut v, r#"{"u":1,"s":"BTCUSDT","b":"1.0","B":"1","a":"1.1","A":"2"}"#).unwrap();
+        assert!(matches!(ev[0], Event::Quote { .. }));
+    }
+
+    #[test]
+    fn acks_errors_and_garbage() {
+        let mut v = venue();
+        assert_eq!(parse(&mut v, r#"{"result":null,"id":1}"#).unwrap(), vec![Event::Subscribed]);
+        assert!(matches!(
+            &parse(&mut v, r#"{"error":{"code":2,"msg":"Invalid request: invalid stream"},"id":1}"#).unwrap()[0],
+            Event::Rejected(m) if m.contains("invalid stream")
+        ));
+        assert!(matches!(
+            &parse(&mut v, r#"{"code":2,"msg":"Invalid request","id":1}"#).unwrap()[0],
+            Event::Rejected(_)
+        ));
+        let cases: &[(&str, &str)] = &[
+            (r#"{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"97000.01""#, "malformed"),
+            ("not json", "malformed"),
+            ("[1,2]", "unexpected"),
+            (r#"{"stream":"btcusdt@depth","data":{}}"#, "unexpected"),
+            (r#"{"stream":"ethusdt@bookTicker","data":{"u":1,"s":"ETHUSDT","b":"1","B":"1","a":"1","A":"1"}}"#, "unmapped_symbol"),
+            (r#"{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":97000.01,"B":"1","a":"1","A":"1"}}"#, "bad_field"),
+            (r#"{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"NaN","B":"1","a":"1","A":"1"}}"#, "bad_field"),
+            (r#"{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"1e400","B":"1","a":"1","A":"1"}}"#, "bad_field"),
+            (r#"{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"123456789012345678901234567890","B":"1","a":"1","A":"1"}}"#, "bad_field"),
+            (r#"{"stream":"btcusdt@bookTicker","data":{"u":-1,"s":"BTCUSDT","b":"1","B":"1","a":"1","A":"1"}}"#, "bad_field"),
+            (r#"{"stream":"btcusdt@trade","data":{"s":"BTCUSDT","t":1,"p":"1","q":"1"}}"#, "bad_field"),
+        ];
+        for (input, reason) in cases {
+            let e = parse(&mut v, input).expect_err(input);
+            assert_eq!(e.reason(), *reason, "{input}: {e}");
+        }
+    }
+}
