@@ -11,7 +11,6 @@ use crate::model::{field, Quote, Status};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use simd_json::{BorrowedValue as Value, StaticNode};
-use std::fmt::Write as _;
 
 /// Protocol version announced in `welcome`.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -375,8 +374,35 @@ fn dec(out: &mut String, key: &str, d: &Decimal) {
     out.push_str(",\"");
     out.push_str(key);
     out.push_str("\":\"");
-    let _ = write!(out, "{d}");
+    write_decimal(out, d);
     out.push('"');
+}
+
+/// Writes `d` exactly as `Display` does (every digit of its scale, so
+/// `"189.1200"` stays `"189.1200"`), from the integer mantissa with `itoa`:
+/// several times cheaper than going through `fmt`.
+pub fn write_decimal(out: &mut String, d: &Decimal) {
+    let m = d.mantissa();
+    let scale = d.scale() as usize;
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(m.unsigned_abs());
+    if m < 0 {
+        out.push('-');
+    }
+    if scale == 0 {
+        out.push_str(digits);
+    } else if digits.len() > scale {
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        out.push_str(int);
+        out.push('.');
+        out.push_str(frac);
+    } else {
+        out.push_str("0.");
+        for _ in digits.len()..scale {
+            out.push('0');
+        }
+        out.push_str(digits);
+    }
 }
 
 /// Appends one quote object. `symbol` must be a valid symbol name (never
@@ -572,6 +598,50 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&s).unwrap();
         assert_eq!(v["bid"], "189.1200");
         assert!(v.get("ask").is_none());
+    }
+
+    #[test]
+    fn write_decimal_matches_display() {
+        let mut cases: Vec<Decimal> = [
+            "0",
+            "-0",
+            "0.0",
+            "0.00000001",
+            "189.1200",
+            "-1.5",
+            "97000.01000000",
+            "1",
+            "10",
+            "0.1",
+            "-0.001",
+            "79228162514264337593543950335",
+            "-79228162514264337593543950335",
+            "7.9228162514264337593543950335",
+            "0.0000000000000000000000000001",
+        ]
+        .iter()
+        .map(|s| Decimal::from_str(s).unwrap())
+        .collect();
+        // Deterministic pseudo-random mantissas and scales.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let m = (x as i64) >> (x % 60);
+            cases.push(Decimal::new(m, (x % 29) as u32));
+        }
+        for d in cases {
+            let mut s = String::new();
+            write_decimal(&mut s, &d);
+            assert_eq!(
+                s,
+                d.to_string(),
+                "mantissa {} scale {}",
+                d.mantissa(),
+                d.scale()
+            );
+        }
     }
 
     #[test]
