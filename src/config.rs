@@ -431,12 +431,20 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Reads a config file. A relative replay `path` is taken relative to
+    /// the directory of this file, not the working directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
             path: path.to_path_buf(),
             source: e,
         })?;
-        Config::from_toml(&text, path)
+        let mut cfg = Config::from_toml(&text, path)?;
+        for f in &mut cfg.feeds {
+            if let FeedConfig::Replay(r) = f {
+                r.path = crate::feed::replay::resolve_path(&r.path, path);
+            }
+        }
+        Ok(cfg)
     }
 
     /// Checks every field; the error names the first bad one.
@@ -531,9 +539,8 @@ impl Config {
                 }
                 FeedConfig::Binance(v) | FeedConfig::Coinbase(v) | FeedConfig::Kraken(v) => {
                     validate_symbol_map(&at("symbols"), &v.symbols)?;
-                    if !v.url.is_empty()
-                        && !(v.url.starts_with("ws://") || v.url.starts_with("wss://"))
-                    {
+                    let scheme_ok = v.url.starts_with("ws://") || v.url.starts_with("wss://");
+                    if !v.url.is_empty() && !scheme_ok {
                         return Err(invalid(&at("url"), "must start with ws:// or wss://"));
                     }
                     for (field, val) in [
@@ -648,6 +655,7 @@ pub const USAGE: &str = "\
 tickergate: market-data streaming gateway
 
 USAGE: tickergate [OPTIONS]
+       tickergate record --config PATH --feed NAME --out FILE [--duration SECS] [--max-frames N]
 
 OPTIONS:
   --config PATH        TOML configuration file (default: built-in simulated feed)
@@ -800,17 +808,22 @@ mod tests {
         };
         assert_eq!(v.normalize.crossed, CrossedPolicy::Flag);
         assert_eq!(v.symbols["BTCUSDT"], "BTC-USDT");
-        let e = parse("[[feeds]]\nkind = \"kraken\"\n").unwrap_err().to_string();
+        let e = parse("[[feeds]]\nkind = \"kraken\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("feeds[0].symbols"), "{e}");
         let e = parse("[[feeds]]\nkind = \"coinbase\"\nsymbols = { \"BTC-USD\" = \"BAD SYM\" }\n")
             .unwrap_err()
             .to_string();
         assert!(e.contains("feeds[0].symbols.BTC-USD"), "{e}");
-        let e = parse("[[feeds]]\nkind = \"coinbase\"\nurl = \"http://x\"\nsymbols = { A = \"A\" }\n")
+        let e =
+            parse("[[feeds]]\nkind = \"coinbase\"\nurl = \"http://x\"\nsymbols = { A = \"A\" }\n")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("feeds[0].url"), "{e}");
+        let e = parse("[[feeds]]\nkind = \"http\"\nsymbols = [\"A\"]\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("feeds[0].url"), "{e}");
-        let e = parse("[[feeds]]\nkind = \"http\"\nsymbols = [\"A\"]\n").unwrap_err().to_string();
         assert!(e.contains("feeds[0].key_sha256"), "{e}");
         let e = parse("[[feeds]]\nkind = \"replay\"\npath = \"x\"\nvenue = \"nyse\"\nsymbols = { A = \"A\" }\n")
             .unwrap_err()

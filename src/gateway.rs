@@ -28,6 +28,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub auth: Auth,
     pub feeds: Arc<Feeds>,
+    /// The `http` feeds behind `POST /v1/ingest`.
+    pub ingest: crate::feed::ingest::Ingest,
     pub shutdown: Trigger,
     pub conn_limit: Arc<Semaphore>,
     pub ws_config: WebSocketConfig,
@@ -153,6 +155,7 @@ impl Gateway {
         let mut feeds = Feeds::default();
         let mut starts: Vec<Box<dyn FnOnce(crate::shutdown::Shutdown) + Send>> = Vec::new();
         let mut normalizers = Vec::new();
+        let mut ingest_feeds = Vec::new();
         for (f, plan) in config.feeds.iter().zip(plans) {
             let name = f.name().to_string();
             let ids = match &plan {
@@ -172,7 +175,9 @@ impl Gateway {
                 ids.clone(),
                 stale_after.map(Duration::from_millis),
             ));
-            metrics.feed_up.with_label_values(&[&name]).set(0);
+            let up_gauge = metrics.feed_up.with_label_values(&[&name]);
+            up_gauge.set(0);
+            state.attach(slots.clone(), up_gauge);
             let norm = Normalizer::new(&name, slots.clone(), &metrics);
             normalizers.push((name.clone(), norm.clone()));
             feeds.feeds.push(state.clone());
@@ -195,6 +200,27 @@ impl Gateway {
                 (FeedConfig::Kraken(v), FeedPlan::Mapped(map)) => {
                     let venue = crate::feed::kraken::Kraken::new(v, map);
                     starts.push(venue_start(venue, v, norm, state, &metrics));
+                }
+                (FeedConfig::Replay(r), FeedPlan::Mapped(map)) => {
+                    let replay = crate::feed::replay::Replay::open(r, map).map_err(|message| {
+                        StartError::Feed {
+                            feed: name.clone(),
+                            message,
+                        }
+                    })?;
+                    let metrics = metrics.clone();
+                    starts.push(Box::new(move |sd| {
+                        tokio::spawn(crate::feed::replay::run(replay, norm, state, metrics, sd));
+                    }));
+                }
+                (FeedConfig::Http(h), FeedPlan::Sim(ids)) => {
+                    let feed = crate::feed::ingest::IngestFeed::new(h, &ids, norm, state).map_err(
+                        |message| StartError::Feed {
+                            feed: name.clone(),
+                            message,
+                        },
+                    )?;
+                    ingest_feeds.push(feed);
                 }
                 (other, _) => {
                     return Err(StartError::Feed {
@@ -230,6 +256,7 @@ impl Gateway {
             fanout: fanout.clone(),
             metrics: metrics.clone(),
             feeds: Arc::new(feeds),
+            ingest: crate::feed::ingest::Ingest::new(ingest_feeds),
             shutdown: trigger.clone(),
             next_id: AtomicU64::new(1),
         });

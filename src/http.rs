@@ -1,5 +1,6 @@
 //! The public listener: hyper 1.x HTTP/1.1 with the WebSocket upgrade at
-//! `/v1/ws`, the REST endpoints, `/metrics`, `/healthz` and `/readyz`.
+//! `/v1/ws`, the REST endpoints, `/metrics`, `/healthz` and `/readyz`;
+//! `POST /v1/ingest` is handled by [`crate::feed::ingest`].
 
 use crate::gateway::Shared;
 use crate::protocol::{encode_quote, ErrorCode};
@@ -73,7 +74,12 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         let shared = shared.clone();
         service_fn(move |req| {
             let shared = shared.clone();
-            async move { Ok::<_, Infallible>(route(req, shared, peer)) }
+            async move {
+                if req.uri().path() == "/v1/ingest" {
+                    return Ok::<_, Infallible>(crate::feed::ingest::handle(req, shared).await);
+                }
+                Ok::<_, Infallible>(route(req, shared, peer))
+            }
         })
     };
     let conn = http1::Builder::new()

@@ -1,5 +1,6 @@
 //! The `tickergate` binary: parse flags, run the gateway, stop on
-//! SIGINT/SIGTERM.
+//! SIGINT/SIGTERM. `tickergate record ...` records a feed instead
+//! ([`tickergate::feed::record`]).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,6 +14,9 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    if std::env::args().nth(1).as_deref() == Some("record") {
+        return tickergate::feed::record::main(std::env::args().skip(2));
+    }
     let cli = match parse_args(std::env::args().skip(1)) {
         Ok(Some(cli)) => cli,
         Ok(None) => {

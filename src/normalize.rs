@@ -92,7 +92,8 @@ impl Normalizer {
             slots,
             feed: Arc::from(feed),
             updates: metrics.updates_in.with_label_values(&[feed]),
-            rejects: Reject::ALL.map(|r| metrics.feed_rejects.with_label_values(&[feed, r.as_str()])),
+            rejects: Reject::ALL
+                .map(|r| metrics.feed_rejects.with_label_values(&[feed, r.as_str()])),
             flagged_crossed: metrics.feed_flagged.with_label_values(&[feed, "crossed"]),
             metrics: metrics.clone(),
         }
@@ -216,6 +217,18 @@ impl FeedNormalizer {
 
     pub fn normalizer(&self) -> &Normalizer {
         &self.norm
+    }
+
+    /// Forgets venue sequences and timestamps: called on every new upstream
+    /// connection, since a venue may number a new session afresh and its
+    /// first update must not be refused as out of order forever.
+    pub fn reset_order(&mut self) {
+        for s in &mut self.last_seq {
+            *s = [0; crate::feed::SEQ_STREAMS];
+        }
+        for t in &mut self.last_ts {
+            *t = i64::MIN;
+        }
     }
 
     /// Logs (rate-limited) and counts an unusable upstream frame.
@@ -407,13 +420,25 @@ mod feed_tests {
                 .with_ask(d(a), d("1"))
         };
         assert!(f.apply(s, book("1.00", "1.01"), Some((0, 10))).is_ok());
-        assert_eq!(f.apply(s, book("1.00", "1.02"), Some((0, 10))), Err(Reject::OutOfOrder));
-        assert_eq!(f.apply(s, book("1.00", "1.02"), Some((0, 9))), Err(Reject::OutOfOrder));
+        assert_eq!(
+            f.apply(s, book("1.00", "1.02"), Some((0, 10))),
+            Err(Reject::OutOfOrder)
+        );
+        assert_eq!(
+            f.apply(s, book("1.00", "1.02"), Some((0, 9))),
+            Err(Reject::OutOfOrder)
+        );
         // Another stream numbers on its own.
         assert!(f.apply(s, book("1.00", "1.02"), Some((1, 1))).is_ok());
         assert!(f.apply(s, book("1.00", "1.03").with_ts(100), None).is_ok());
-        assert_eq!(f.apply(s, book("1.00", "1.03").with_ts(99), None), Err(Reject::OutOfOrder));
-        assert_eq!(f.apply(s, book("1.000000001", "1.03"), None), Err(Reject::Scale));
+        assert_eq!(
+            f.apply(s, book("1.00", "1.03").with_ts(99), None),
+            Err(Reject::OutOfOrder)
+        );
+        assert_eq!(
+            f.apply(s, book("1.000000001", "1.03"), None),
+            Err(Reject::Scale)
+        );
         assert_eq!(f.apply(s, book("1.05", "1.03"), None), Err(Reject::Crossed));
         assert_eq!(slots.seq(s), 3, "rejects never reach the slot");
         let text = String::from_utf8(m.render()).unwrap();

@@ -81,7 +81,9 @@ impl Venue for Binance {
         // Replies to our requests.
         if let Some(err) = o.get("error") {
             let msg = match err {
-                Value::Object(e) => json::opt_str(e, "msg").unwrap_or("unknown error").to_string(),
+                Value::Object(e) => json::opt_str(e, "msg")
+                    .unwrap_or("unknown error")
+                    .to_string(),
                 _ => "unknown error".to_string(),
             };
             out.push(Event::Rejected(msg));
@@ -144,7 +146,7 @@ impl Venue for Binance {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Symbols, SymbolId};
+    use crate::model::{SymbolId, Symbols};
     use std::collections::BTreeMap;
 
     fn venue() -> Binance {
@@ -166,7 +168,10 @@ mod tests {
         let mut v = venue();
         let s: serde_json::Value = serde_json::from_str(&v.on_connect()[0]).unwrap();
         assert_eq!(s["method"], "SUBSCRIBE");
-        assert_eq!(s["params"], serde_json::json!(["btcusdt@bookTicker", "btcusdt@trade"]));
+        assert_eq!(
+            s["params"],
+            serde_json::json!(["btcusdt@bookTicker", "btcusdt@trade"])
+        );
         assert_eq!(s["id"], 1);
         let s: serde_json::Value = serde_json::from_str(&v.on_connect()[0]).unwrap();
         assert_eq!(s["id"], 2);
@@ -176,25 +181,36 @@ mod tests {
     fn book_ticker_and_trade_keep_exact_text() {
         let mut v = venue();
         let ev = parse(&mut v, r#"{"stream":"btcusdt@bookTicker","data":{"u":400900217,"s":"BTCUSDT","b":"97000.01000000","B":"0.51230000","a":"97000.02000000","A":"1.00000000"}}"#).unwrap();
-        let Event::Quote { sym, quote, seq } = &ev[0] else { panic!("{ev:?}") };
+        let Event::Quote { sym, quote, seq } = &ev[0] else {
+            panic!("{ev:?}")
+        };
         assert_eq!(*sym, SymbolId(0));
         assert_eq!(quote.bid.to_string(), "97000.01000000");
         assert_eq!(quote.bid_size.to_string(), "0.51230000");
         assert_eq!(*seq, Some((BOOK, 400900217)));
         let ev = parse(&mut v, r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1672515782136,"s":"BTCUSDT","t":12345,"p":"97000.02000000","q":"0.00100000","T":1672515782136,"m":true,"M":true}}"#).unwrap();
-        let Event::Quote { quote, seq, .. } = &ev[0] else { panic!() };
+        let Event::Quote { quote, seq, .. } = &ev[0] else {
+            panic!()
+        };
         assert_eq!(quote.last.to_string(), "97000.02000000");
         assert_eq!(quote.ts, 1_672_515_782_136_000_000);
         assert_eq!(*seq, Some((TRADE, 12345)));
         // Raw payload on a /ws connection.
-        let ev = parse(&mut v, r#"{"u":1,"s":"BTCUSDT","b":"1.0","B":"1","a":"1.1","A":"2"}"#).unwrap();
+        let ev = parse(
+            &mut v,
+            r#"{"u":1,"s":"BTCUSDT","b":"1.0","B":"1","a":"1.1","A":"2"}"#,
+        )
+        .unwrap();
         assert!(matches!(ev[0], Event::Quote { .. }));
     }
 
     #[test]
     fn acks_errors_and_garbage() {
         let mut v = venue();
-        assert_eq!(parse(&mut v, r#"{"result":null,"id":1}"#).unwrap(), vec![Event::Subscribed]);
+        assert_eq!(
+            parse(&mut v, r#"{"result":null,"id":1}"#).unwrap(),
+            vec![Event::Subscribed]
+        );
         assert!(matches!(
             &parse(&mut v, r#"{"error":{"code":2,"msg":"Invalid request: invalid stream"},"id":1}"#).unwrap()[0],
             Event::Rejected(m) if m.contains("invalid stream")
@@ -204,17 +220,41 @@ mod tests {
             Event::Rejected(_)
         ));
         let cases: &[(&str, &str)] = &[
-            (r#"{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"97000.01""#, "malformed"),
+            (
+                r#"{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"97000.01""#,
+                "malformed",
+            ),
             ("not json", "malformed"),
             ("[1,2]", "unexpected"),
             (r#"{"stream":"btcusdt@depth","data":{}}"#, "unexpected"),
-            (r#"{"stream":"ethusdt@bookTicker","data":{"u":1,"s":"ETHUSDT","b":"1","B":"1","a":"1","A":"1"}}"#, "unmapped_symbol"),
-            (r#"{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":97000.01,"B":"1","a":"1","A":"1"}}"#, "bad_field"),
-            (r#"{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"NaN","B":"1","a":"1","A":"1"}}"#, "bad_field"),
-            (r#"{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"1e400","B":"1","a":"1","A":"1"}}"#, "bad_field"),
-            (r#"{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"123456789012345678901234567890","B":"1","a":"1","A":"1"}}"#, "bad_field"),
-            (r#"{"stream":"btcusdt@bookTicker","data":{"u":-1,"s":"BTCUSDT","b":"1","B":"1","a":"1","A":"1"}}"#, "bad_field"),
-            (r#"{"stream":"btcusdt@trade","data":{"s":"BTCUSDT","t":1,"p":"1","q":"1"}}"#, "bad_field"),
+            (
+                r#"{"stream":"ethusdt@bookTicker","data":{"u":1,"s":"ETHUSDT","b":"1","B":"1","a":"1","A":"1"}}"#,
+                "unmapped_symbol",
+            ),
+            (
+                r#"{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":97000.01,"B":"1","a":"1","A":"1"}}"#,
+                "bad_field",
+            ),
+            (
+                r#"{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"NaN","B":"1","a":"1","A":"1"}}"#,
+                "bad_field",
+            ),
+            (
+                r#"{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"1e400","B":"1","a":"1","A":"1"}}"#,
+                "bad_field",
+            ),
+            (
+                r#"{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"123456789012345678901234567890","B":"1","a":"1","A":"1"}}"#,
+                "bad_field",
+            ),
+            (
+                r#"{"stream":"btcusdt@bookTicker","data":{"u":-1,"s":"BTCUSDT","b":"1","B":"1","a":"1","A":"1"}}"#,
+                "bad_field",
+            ),
+            (
+                r#"{"stream":"btcusdt@trade","data":{"s":"BTCUSDT","t":1,"p":"1","q":"1"}}"#,
+                "bad_field",
+            ),
         ];
         for (input, reason) in cases {
             let e = parse(&mut v, input).expect_err(input);

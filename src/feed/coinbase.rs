@@ -1,28 +1,551 @@
-//! Placeholder: being written.
-use super::{Event, ParseError, SymbolMap, Venue};
+//! Coinbase Exchange public WebSocket feed: the `ticker` channel (best
+//! bid/ask and the last trade in one message) and the `heartbeat` channel,
+//! over one connection to `wss://ws-feed.exchange.coinbase.com`.
+//!
+//! Coinbase closes a connection that has not subscribed within 5 s, so the
+//! adapter sends its one `subscribe` as soon as the socket is open and
+//! expects a `subscriptions` message listing the `ticker` channel. Prices and
+//! sizes are JSON strings and keep their exact text.
+//!
+//! Subscribe request and acknowledgement:
+//! ```json
+//! {"type":"subscribe","product_ids":["BTC-USD","ETH-USD"],"channels":["ticker","heartbeat"]}
+//! {"type":"subscriptions","channels":[{"name":"ticker","product_ids":["BTC-USD"]},{"name":"heartbeat","product_ids":["BTC-USD"]}]}
+//! ```
+//! Ticker and heartbeat, as documented:
+//! ```json
+//! {"type":"ticker","sequence":37475248783,"product_id":"ETH-USD","price":"1285.22","open_24h":"1310.79","volume_24h":"245532.79269678","low_24h":"1280.52","high_24h":"1313.8","volume_30d":"9788783.60117027","best_bid":"1285.04","best_bid_size":"0.46688654","best_ask":"1285.27","best_ask_size":"1.56637040","side":"buy","time":"2022-10-19T23:28:22.061769Z","trade_id":370843401,"last_size":"11.4396987"}
+//! {"type":"heartbeat","sequence":90,"last_trade_id":20,"product_id":"BTC-USD","time":"2014-11-07T08:19:28.464459Z"}
+//! ```
+//! Errors: `{"type":"error","message":"Failed to subscribe","reason":"XYZ-USD is not a valid product"}`.
+//!
+//! Sequence numbers count every message of a product across all channels
+//! (heartbeats included), so consecutive tickers skip numbers. A gap means
+//! nothing to a latest-value gateway; only a repeated or older sequence is
+//! refused (by the normalizer). Heartbeat sequences are not used for
+//! ordering: they only prove the connection is alive.
+//!
+//! Coinbase adds message types over time and tells clients to ignore the
+//! ones they do not support; so does this adapter (`status`, `snapshot`,
+//! anything new).
+
+use super::json::{self, Object, Value};
+use super::{parse_decimal, parse_rfc3339_ns, Event, ParseError, SymbolMap, Venue};
 use crate::config::VenueConfig;
+use crate::model::{field, Quote};
+use rust_decimal::Decimal;
+
+pub const DEFAULT_URL: &str = "wss://ws-feed.exchange.coinbase.com";
+
+/// The only sequence stream: tickers carry the product's sequence.
+const TICKER: u8 = 0;
+
+/// Longest venue error text kept for the log.
+const MAX_ERROR_TEXT: usize = 200;
 
 pub struct Coinbase {
-    _map: SymbolMap,
+    url: String,
+    map: SymbolMap,
 }
 
 impl Coinbase {
-    pub fn new(_cfg: &VenueConfig, map: SymbolMap) -> Self {
-        Coinbase { _map: map }
+    pub fn new(cfg: &VenueConfig, map: SymbolMap) -> Self {
+        let url = if cfg.url.is_empty() {
+            DEFAULT_URL.to_string()
+        } else {
+            cfg.url.clone()
+        };
+        Coinbase { url, map }
     }
+
+    /// The `subscribe` request for every mapped product, on both channels.
+    pub fn subscribe_request(&self) -> String {
+        serde_json::json!({
+            "type": "subscribe",
+            "product_ids": self.map.venue_symbols,
+            "channels": ["ticker", "heartbeat"],
+        })
+        .to_string()
+    }
+
+    /// A `ticker` message. Required: `product_id`, `sequence` and `price`
+    /// (without them it says nothing usable). Optional: `best_bid`,
+    /// `best_ask` and their sizes (older feeds send no sizes), `last_size`
+    /// and `time` (the first ticker after subscribing has neither). An
+    /// optional field that is present must be valid; only the fields
+    /// present are set, so the normalizer keeps the others.
+    fn ticker(&self, o: &Object, out: &mut Vec<Event>) -> Result<(), ParseError> {
+        let sym = self.map.get(json::str_field(o, "product_id")?)?;
+        let sequence = json::u64_field(o, "sequence")?;
+        let price = json::dec_field(o, "price")?;
+        let mut q = Quote {
+            last: price,
+            present: field::LAST,
+            ..Quote::default()
+        };
+        if let Some(size) = opt_dec(o, "last_size")? {
+            q.last_size = size;
+            q.present |= field::LAST_SIZE;
+        }
+        let (bid, bid_size) = level(o, "best_bid", "best_bid_size")?;
+        let (ask, ask_size) = level(o, "best_ask", "best_ask_size")?;
+        // Field by field rather than `with_bid`/`with_ask`, which would mark
+        // a size present that Coinbase did not send.
+        for (value, slot, bit) in [
+            (bid, &mut q.bid, field::BID),
+            (bid_size, &mut q.bid_size, field::BID_SIZE),
+            (ask, &mut q.ask, field::ASK),
+            (ask_size, &mut q.ask_size, field::ASK_SIZE),
+        ] {
+            if let Some(v) = value {
+                *slot = v;
+                q.present |= bit;
+            }
+        }
+        if let Some(t) = opt_text(o, "time")? {
+            q = q.with_ts(parse_rfc3339_ns(t, "time")?);
+        }
+        out.push(Event::Quote {
+            sym,
+            quote: q,
+            seq: Some((TICKER, sequence)),
+        });
+        Ok(())
+    }
+}
+
+/// An optional string field: absent or `null` is `None`; any other
+/// non-string is an error.
+fn opt_text<'a>(o: &'a Object, key: &'static str) -> Result<Option<&'a str>, ParseError> {
+    match o.get(key) {
+        None | Some(Value::Static(simd_json::StaticNode::Null)) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ParseError::field(key, "must be a string")),
+    }
+}
+
+/// An optional decimal sent as a string, parsed exactly when present.
+fn opt_dec(o: &Object, key: &'static str) -> Result<Option<Decimal>, ParseError> {
+    opt_text(o, key)?.map(|t| parse_decimal(t, key)).transpose()
+}
+
+/// One side of the book: its price and size, each optional, but a size
+/// without its price is refused (it would pair with a stale price).
+fn level(
+    o: &Object,
+    price_key: &'static str,
+    size_key: &'static str,
+) -> Result<(Option<Decimal>, Option<Decimal>), ParseError> {
+    let price = opt_dec(o, price_key)?;
+    let size = opt_dec(o, size_key)?;
+    if price.is_none() && size.is_some() {
+        return Err(ParseError::field(
+            size_key,
+            format!("without `{price_key}`"),
+        ));
+    }
+    Ok((price, size))
+}
+
+/// Whether a `subscriptions` message lists `name`. Channels are objects
+/// (`{"name":"ticker","product_ids":[..]}`) or, in older replies, names.
+fn lists_channel(o: &Object, name: &str) -> Result<bool, ParseError> {
+    let channels = match o.get("channels") {
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(ParseError::field("channels", "must be a list")),
+        None => return Err(ParseError::field("channels", "missing")),
+    };
+    Ok(channels.iter().any(|c| match c {
+        Value::String(s) => s == name,
+        Value::Object(c) => json::opt_str(c, "name") == Some(name),
+        _ => false,
+    }))
+}
+
+fn shorten(text: &str) -> String {
+    text.chars().take(MAX_ERROR_TEXT).collect()
 }
 
 impl Venue for Coinbase {
     fn kind(&self) -> &'static str {
         "coinbase"
     }
+
     fn url(&self) -> String {
-        String::new()
+        self.url.clone()
     }
+
     fn on_connect(&mut self) -> Vec<String> {
-        Vec::new()
+        vec![self.subscribe_request()]
     }
-    fn parse(&mut self, _frame: &mut [u8], _out: &mut Vec<Event>) -> Result<(), ParseError> {
-        Err(ParseError::Unexpected("not implemented".into()))
+
+    fn parse(&mut self, frame: &mut [u8], out: &mut Vec<Event>) -> Result<(), ParseError> {
+        let v = json::parse(frame)?;
+        let o = json::object(&v)?;
+        let ty = match o.get("type") {
+            Some(Value::String(t)) => &**t,
+            Some(_) => return Err(ParseError::Unexpected("`type` is not a string".into())),
+            None => return Err(ParseError::Unexpected("message without a `type`".into())),
+        };
+        match ty {
+            "ticker" => self.ticker(o, out)?,
+            "heartbeat" => out.push(Event::Heartbeat),
+            // Sent after every (un)subscribe with the full current set; only
+            // one naming the ticker channel acknowledges ours.
+            "subscriptions" if lists_channel(o, "ticker")? => out.push(Event::Subscribed),
+            "error" => {
+                // We only ever send `subscribe`, so any error refuses it.
+                let msg = json::opt_str(o, "message").unwrap_or("error");
+                let why = match json::opt_str(o, "reason") {
+                    Some(r) if !r.is_empty() => format!("{msg}: {r}"),
+                    _ => msg.to_string(),
+                };
+                out.push(Event::Rejected(shorten(&why)));
+            }
+            _ => out.push(Event::Ignored),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NormalizeConfig;
+    use crate::metrics::Metrics;
+    use crate::model::{SymbolId, Symbols};
+    use crate::normalize::{FeedNormalizer, Normalizer};
+    use crate::slots::SlotTable;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    fn venue() -> Coinbase {
+        let mut syms = Symbols::new();
+        let table: BTreeMap<String, String> = [
+            ("BTC-USD".to_string(), "BTC-USD".to_string()),
+            ("ETH-USD".to_string(), "ETH-USD".to_string()),
+        ]
+        .into();
+        let map = SymbolMap::build(&table, &mut syms).unwrap();
+        Coinbase::new(&VenueConfig::default(), map)
+    }
+
+    fn parse(v: &mut Coinbase, s: &str) -> Result<Vec<Event>, ParseError> {
+        let mut b = s.as_bytes().to_vec();
+        let mut out = Vec::new();
+        v.parse(&mut b, &mut out).map(|_| out)
+    }
+
+    fn quote(ev: &[Event]) -> (SymbolId, Quote, Option<(u8, u64)>) {
+        match ev {
+            [Event::Quote { sym, quote, seq }] => (*sym, *quote, *seq),
+            other => panic!("expected one quote, got {other:?}"),
+        }
+    }
+
+    /// A BTC-USD ticker with every field, `patch` applied to its JSON.
+    fn ticker(patch: impl FnOnce(&mut serde_json::Value)) -> String {
+        let mut t = serde_json::json!({"type":"ticker","sequence":112345679000u64,"product_id":"BTC-USD","price":"97000.03","open_24h":"96210.55","volume_24h":"8123.41937210","low_24h":"95801.10","high_24h":"97480.00","volume_30d":"301127.88345112","best_bid":"97000.02","best_bid_size":"0.50000000","best_ask":"97000.03","best_ask_size":"0.40000000","side":"buy","time":"2025-11-23T12:13:21.000100Z","trade_id":884521100,"last_size":"0.00100000"});
+        patch(&mut t);
+        t.to_string()
+    }
+
+    fn without(key: &'static str) -> impl FnOnce(&mut serde_json::Value) {
+        move |t| {
+            t.as_object_mut().unwrap().remove(key);
+        }
+    }
+
+    fn with(key: &'static str, v: serde_json::Value) -> impl FnOnce(&mut serde_json::Value) {
+        move |t| t[key] = v
+    }
+
+    #[test]
+    fn url_defaults_to_the_public_feed() {
+        assert_eq!(venue().url(), DEFAULT_URL);
+        let cfg = VenueConfig {
+            url: "ws://127.0.0.1:9/".into(),
+            ..VenueConfig::default()
+        };
+        assert_eq!(
+            Coinbase::new(&cfg, SymbolMap::default()).url(),
+            "ws://127.0.0.1:9/"
+        );
+    }
+
+    #[test]
+    fn subscribe_names_every_product_and_both_channels() {
+        let mut v = venue();
+        let msgs = v.on_connect();
+        assert_eq!(msgs.len(), 1, "one subscribe, sent at once");
+        let s: serde_json::Value = serde_json::from_str(&msgs[0]).unwrap();
+        assert_eq!(
+            s,
+            serde_json::json!({"type":"subscribe","product_ids":["BTC-USD","ETH-USD"],"channels":["ticker","heartbeat"]})
+        );
+        assert_eq!(
+            v.on_connect(),
+            msgs,
+            "every reconnect subscribes the same way"
+        );
+    }
+
+    #[test]
+    fn documented_ticker_keeps_exact_text_and_time() {
+        let mut v = venue();
+        let ev = parse(&mut v, r#"{"type":"ticker","sequence":37475248783,"product_id":"ETH-USD","price":"1285.22","open_24h":"1310.79","volume_24h":"245532.79269678","low_24h":"1280.52","high_24h":"1313.8","volume_30d":"9788783.60117027","best_bid":"1285.04","best_bid_size":"0.46688654","best_ask":"1285.27","best_ask_size":"1.56637040","side":"buy","time":"2022-10-19T23:28:22.061769Z","trade_id":370843401,"last_size":"11.4396987"}"#).unwrap();
+        let (sym, q, seq) = quote(&ev);
+        assert_eq!(sym, SymbolId(1));
+        assert_eq!(seq, Some((TICKER, 37475248783)));
+        assert_eq!(q.bid.to_string(), "1285.04");
+        assert_eq!(q.bid_size.to_string(), "0.46688654");
+        assert_eq!(q.ask.to_string(), "1285.27");
+        assert_eq!(q.ask_size.to_string(), "1.56637040");
+        assert_eq!(q.last.to_string(), "1285.22");
+        assert_eq!(q.last_size.to_string(), "11.4396987");
+        assert_eq!(q.ts, 1_666_222_102_061_769_000);
+        assert_eq!(
+            q.present,
+            field::BID
+                | field::BID_SIZE
+                | field::ASK
+                | field::ASK_SIZE
+                | field::LAST
+                | field::LAST_SIZE
+                | field::TS
+        );
+    }
+
+    #[test]
+    fn optional_fields_set_only_what_was_sent() {
+        let mut v = venue();
+        // Older feeds: best prices without sizes.
+        let t = ticker(|t| {
+            without("best_bid_size")(t);
+            without("best_ask_size")(t);
+        });
+        let (_, q, _) = quote(&parse(&mut v, &t).unwrap());
+        assert_eq!(
+            q.present,
+            field::BID | field::ASK | field::LAST | field::LAST_SIZE | field::TS
+        );
+        assert_eq!(
+            (q.bid.to_string(), q.ask.to_string()),
+            ("97000.02".into(), "97000.03".into())
+        );
+        // The first ticker after subscribing: no trade details, no time.
+        let t = ticker(|t| {
+            for k in ["time", "last_size", "trade_id", "side"] {
+                without(k)(t);
+            }
+        });
+        let (_, q, _) = quote(&parse(&mut v, &t).unwrap());
+        assert_eq!(
+            q.present,
+            field::BID | field::BID_SIZE | field::ASK | field::ASK_SIZE | field::LAST
+        );
+        // Only the required fields; null means absent.
+        let (_, q, seq) = quote(
+            &parse(&mut v, r#"{"type":"ticker","sequence":5,"product_id":"BTC-USD","price":"1.5","best_bid":null,"time":null}"#)
+                .unwrap(),
+        );
+        assert_eq!(
+            (q.present, q.last.to_string(), seq),
+            (field::LAST, "1.5".into(), Some((TICKER, 5)))
+        );
+    }
+
+    #[test]
+    fn acks_heartbeats_errors_and_unknown_types() {
+        let mut v = venue();
+        let ack = r#"{"type":"subscriptions","channels":[{"name":"ticker","product_ids":["BTC-USD"]},{"name":"heartbeat","product_ids":["BTC-USD"]}]}"#;
+        assert_eq!(parse(&mut v, ack).unwrap(), vec![Event::Subscribed]);
+        assert_eq!(
+            parse(&mut v, r#"{"type":"subscriptions","channels":["ticker"]}"#).unwrap(),
+            vec![Event::Subscribed],
+            "older replies name channels as strings"
+        );
+        assert_eq!(
+            parse(
+                &mut v,
+                r#"{"type":"subscriptions","channels":[{"name":"status","product_ids":[]}]}"#
+            )
+            .unwrap(),
+            vec![Event::Ignored],
+            "another channel's subscriptions do not acknowledge ours"
+        );
+        let hb = r#"{"type":"heartbeat","sequence":90,"last_trade_id":20,"product_id":"BTC-USD","time":"2014-11-07T08:19:28.464459Z"}"#;
+        assert_eq!(parse(&mut v, hb).unwrap(), vec![Event::Heartbeat]);
+        assert_eq!(
+            parse(&mut v, r#"{"type":"error","message":"Failed to subscribe","reason":"XYZ-USD is not a valid product"}"#).unwrap(),
+            vec![Event::Rejected("Failed to subscribe: XYZ-USD is not a valid product".into())]
+        );
+        assert_eq!(
+            parse(
+                &mut v,
+                r#"{"type":"error","message":"Failed to subscribe"}"#
+            )
+            .unwrap(),
+            vec![Event::Rejected("Failed to subscribe".into())]
+        );
+        let long = format!(
+            r#"{{"type":"error","message":"m","reason":"{}"}}"#,
+            "x".repeat(5000)
+        );
+        let [Event::Rejected(why)] = &parse(&mut v, &long).unwrap()[..] else {
+            panic!()
+        };
+        assert_eq!(
+            why.len(),
+            MAX_ERROR_TEXT,
+            "venue text is bounded before it is logged"
+        );
+        for other in [
+            r#"{"type":"status","products":[],"currencies":[]}"#,
+            r#"{"type":"snapshot","product_id":"BTC-USD","bids":[],"asks":[]}"#,
+            r#"{"type":"some_future_type","x":1}"#,
+        ] {
+            assert_eq!(
+                parse(&mut v, other).unwrap(),
+                vec![Event::Ignored],
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_frames_are_refused_with_a_reason() {
+        let mut v = venue();
+        use serde_json::json;
+        let cases: Vec<(String, &str)> = vec![
+            (ticker(|_| {})[..60].to_string(), "malformed"),
+            ("\u{0}\u{1}garbage".into(), "malformed"),
+            ("not json".into(), "malformed"),
+            (r#"["ticker","BTC-USD"]"#.into(), "unexpected"),
+            ("42".into(), "unexpected"),
+            (r#"{"product_id":"BTC-USD"}"#.into(), "unexpected"),
+            (r#"{"type":7}"#.into(), "unexpected"),
+            (ticker(with("price", json!(97000.03))), "bad_field"),
+            (ticker(with("best_bid", json!("NaN"))), "bad_field"),
+            (ticker(with("best_ask", json!("Infinity"))), "bad_field"),
+            (
+                ticker(with("price", json!("123456789012345678901234567890.5"))),
+                "bad_field",
+            ),
+            (ticker(with("best_bid", json!("9.7e4"))), "bad_field"),
+            (ticker(with("best_bid_size", json!(""))), "bad_field"),
+            (ticker(with("last_size", json!(0.001))), "bad_field"),
+            (ticker(without("product_id")), "bad_field"),
+            (ticker(with("product_id", json!(1))), "bad_field"),
+            (ticker(without("sequence")), "bad_field"),
+            (ticker(with("sequence", json!(-1))), "bad_field"),
+            (ticker(with("sequence", json!("112345679000"))), "bad_field"),
+            (ticker(without("price")), "bad_field"),
+            (
+                ticker(with("time", json!("2025-11-23 12:13:21.000900"))),
+                "bad_field",
+            ),
+            (ticker(with("time", json!(1763900001))), "bad_field"),
+            (ticker(without("best_bid")), "bad_field"),
+            (
+                ticker(with("product_id", json!("DOGE-USD"))),
+                "unmapped_symbol",
+            ),
+            (
+                r#"{"type":"subscriptions","channels":"ticker"}"#.into(),
+                "bad_field",
+            ),
+            (r#"{"type":"subscriptions"}"#.into(), "bad_field"),
+        ];
+        for (input, reason) in &cases {
+            let e = parse(&mut v, input).expect_err(input);
+            assert_eq!(e.reason(), *reason, "{input}: {e}");
+        }
+    }
+
+    /// The (case, frame) pairs of a sample file; the case is the comment line
+    /// right before the frame.
+    fn samples(text: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut case = String::new();
+        for l in text.lines().filter(|l| !l.trim().is_empty()) {
+            if let Some(c) = l.strip_prefix('#') {
+                case = c.trim().to_string();
+                continue;
+            }
+            let line: serde_json::Value = serde_json::from_str(l).unwrap();
+            out.push((case.clone(), line["frame"].as_str().unwrap().to_string()));
+        }
+        out
+    }
+
+    fn normalizer(n: usize) -> (FeedNormalizer, Arc<Metrics>) {
+        let slots = Arc::new(SlotTable::new(n, 1));
+        let m = Arc::new(Metrics::new());
+        let norm = Normalizer::new("coinbase", slots, &m);
+        (FeedNormalizer::new(norm, NormalizeConfig::default()), m)
+    }
+
+    /// What the adapter and the normalizer make of a frame: `accepted`, an
+    /// event name, or the reject reason.
+    fn outcome(v: &mut Coinbase, n: &mut FeedNormalizer, frame: &str) -> String {
+        match parse(v, frame) {
+            Err(e) => {
+                n.parse_error(&e);
+                e.reason().to_string()
+            }
+            Ok(evs) => evs
+                .into_iter()
+                .map(|ev| match ev {
+                    Event::Quote { sym, quote, seq } => match n.apply(sym, quote, seq) {
+                        Ok(_) => "accepted".to_string(),
+                        Err(r) => r.as_str().to_string(),
+                    },
+                    other => format!("{other:?}"),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
+
+    #[test]
+    fn session_sample_is_accepted_whole() {
+        let (mut n, _) = normalizer(2);
+        let mut v = venue();
+        let text = include_str!("../../feeds/coinbase/session.jsonl");
+        let got: Vec<String> = samples(text)
+            .iter()
+            .map(|(_, f)| outcome(&mut v, &mut n, f))
+            .collect();
+        assert_eq!(got[0], "Subscribed");
+        assert_eq!(got.iter().filter(|o| *o == "Heartbeat").count(), 4);
+        assert_eq!(
+            got.iter().filter(|o| *o == "accepted").count(),
+            5,
+            "{got:?}"
+        );
+        assert_eq!(got.len(), 10);
+    }
+
+    #[test]
+    fn malformed_samples_are_refused_with_their_documented_reason() {
+        let (mut n, m) = normalizer(2);
+        let mut v = venue();
+        for (_, f) in samples(include_str!("../../feeds/coinbase/session.jsonl")) {
+            outcome(&mut v, &mut n, &f);
+        }
+        let cases = samples(include_str!("../../feeds/coinbase/malformed.jsonl"));
+        assert_eq!(cases.len(), 15);
+        for (case, frame) in &cases {
+            let (name, want) = case
+                .rsplit_once(" -> ")
+                .unwrap_or_else(|| panic!("comment {case:?} names no reason"));
+            assert_eq!(outcome(&mut v, &mut n, frame), want, "{name}: {frame}");
+        }
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(
+            text.contains(r#"tickergate_feed_rejects_total{feed="coinbase",reason="bad_field"} 7"#),
+            "{text}"
+        );
     }
 }

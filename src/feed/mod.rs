@@ -8,16 +8,19 @@
 
 pub mod binance;
 pub mod coinbase;
+pub mod ingest;
 pub mod kraken;
+pub mod record;
+pub mod replay;
 pub mod sim;
 pub mod supervisor;
 
 use crate::metrics::Metrics;
 use crate::model::{now_ns, Quote, Status, SymbolId, Symbols};
-use rust_decimal::Decimal;
-use std::collections::HashMap;
 use crate::shutdown::Shutdown;
 use crate::slots::SlotTable;
+use rust_decimal::Decimal;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +34,12 @@ pub struct FeedState {
     /// Operator/test control: a paused feed sends nothing, not even
     /// heartbeats, exactly like a silent upstream.
     paused: AtomicBool,
+    revive: std::sync::OnceLock<Revive>,
+}
+
+struct Revive {
+    slots: Arc<SlotTable>,
+    up_gauge: prometheus::IntGauge,
 }
 
 impl FeedState {
@@ -44,12 +53,32 @@ impl FeedState {
             up: AtomicBool::new(false),
             stale_after_ns: stale_after.map_or(-1, |d| d.as_nanos().min(i64::MAX as u128) as i64),
             paused: AtomicBool::new(false),
+            revive: std::sync::OnceLock::new(),
         }
     }
 
-    /// The upstream showed signs of life (data or heartbeat).
+    /// The upstream showed signs of life (data or heartbeat). A feed that
+    /// was down turns live here, at once, so subscribers see `live` before
+    /// the fresh data that follows (the watchdog only notices silence).
     pub fn alive(&self) {
         self.last_alive_ns.store(now_ns(), Ordering::Relaxed);
+        if !self.up.load(Ordering::Acquire) {
+            if let Some(r) = self.revive.get() {
+                if !self.up.swap(true, Ordering::AcqRel) {
+                    tracing::info!(feed = %self.name, "feed is live");
+                    for s in &self.symbols {
+                        r.slots.set_status(*s, Status::Live);
+                    }
+                    r.up_gauge.set(1);
+                }
+            }
+        }
+    }
+
+    /// Lets [`FeedState::alive`] turn the feed live itself. Without it only
+    /// the watchdog does (within its 100 ms tick).
+    pub fn attach(&self, slots: Arc<SlotTable>, up_gauge: prometheus::IntGauge) {
+        let _ = self.revive.set(Revive { slots, up_gauge });
     }
 
     /// The upstream connection is gone: its symbols go stale at the
@@ -93,7 +122,10 @@ impl Feeds {
             let last = f.last_alive_ns.load(Ordering::Relaxed);
             let fresh = f.stale_after_ns < 0 || (last > 0 && now - last <= f.stale_after_ns);
             if fresh != f.is_up() {
-                f.up.store(fresh, Ordering::Release);
+                if f.up.swap(fresh, Ordering::AcqRel) == fresh {
+                    // alive() got there first.
+                    continue;
+                }
                 let st = if fresh { Status::Live } else { Status::Stale };
                 if fresh {
                     tracing::info!(feed = %f.name, "feed is live");
@@ -266,7 +298,10 @@ pub fn parse_decimal(text: &str, field: &'static str) -> Result<Decimal, ParseEr
         && digits.iter().all(|c| c.is_ascii_digit() || *c == b'.');
     if !ok {
         let shown: String = text.chars().take(40).collect();
-        return Err(ParseError::field(field, format!("not a decimal: {shown:?}")));
+        return Err(ParseError::field(
+            field,
+            format!("not a decimal: {shown:?}"),
+        ));
     }
     Decimal::from_str_exact(text).map_err(|e| ParseError::field(field, format!("{text}: {e}")))
 }
@@ -276,7 +311,13 @@ pub fn parse_decimal(text: &str, field: &'static str) -> Result<Decimal, ParseEr
 pub fn parse_rfc3339_ns(text: &str, field: &'static str) -> Result<i64, ParseError> {
     let bad = || ParseError::field(field, format!("not an RFC 3339 UTC time: {text:?}"));
     let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return Err(bad());
     }
     let num = |r: std::ops::Range<usize>| -> Result<i64, ParseError> {
@@ -337,8 +378,22 @@ mod venue_tests {
             assert_eq!(parse_decimal(text, "p").unwrap().to_string(), printed);
         }
         for bad in [
-            "", "-", ".5", "5.", "1e5", "NaN", "nan", "Infinity", "+1", " 1", "1 ", "1.2.3",
-            "0x10", "1,5", "١", "99999999999999999999999999999999",
+            "",
+            "-",
+            ".5",
+            "5.",
+            "1e5",
+            "NaN",
+            "nan",
+            "Infinity",
+            "+1",
+            " 1",
+            "1 ",
+            "1.2.3",
+            "0x10",
+            "1,5",
+            "١",
+            "99999999999999999999999999999999",
             "0.00000000000000000000000000000001",
         ] {
             assert!(parse_decimal(bad, "p").is_err(), "{bad:?} must be refused");
@@ -359,7 +414,14 @@ mod venue_tests {
             parse_rfc3339_ns("2023-09-25T09:04:31.742599123Z", "t").unwrap(),
             1_695_632_671_742_599_123
         );
-        for bad in ["", "2022-10-19", "2022-13-19T23:28:22Z", "2022-10-19T23:28:22+01:00", "2022-10-19T23:28:22.Z", "x022-10-19T23:28:22Z"] {
+        for bad in [
+            "",
+            "2022-10-19",
+            "2022-13-19T23:28:22Z",
+            "2022-10-19T23:28:22+01:00",
+            "2022-10-19T23:28:22.Z",
+            "x022-10-19T23:28:22Z",
+        ] {
             assert!(parse_rfc3339_ns(bad, "t").is_err(), "{bad}");
         }
     }

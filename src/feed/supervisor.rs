@@ -107,7 +107,8 @@ pub async fn run<V: Venue>(
             return;
         }
         let url = venue.url();
-        let connect = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_cfg), true);
+        let connect =
+            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_cfg), true);
         let conn = tokio::select! {
             _ = shutdown.wait() => return,
             r = tokio::time::timeout(cfg.connect_timeout, connect) => r,
@@ -133,6 +134,7 @@ pub async fn run<V: Venue>(
         };
         connects.inc();
         tracing::info!(feed = %feed, %url, "connected");
+        norm.reset_order();
         let mut sent = true;
         for m in venue.on_connect() {
             if let Err(e) = ws.send(Message::Text(m.into())).await {

@@ -40,6 +40,11 @@ pub fn test_config() -> Config {
 }
 
 pub async fn start(tweak: impl FnOnce(&mut Config)) -> Gateway {
+    // Gateway logs appear with RUST_LOG set (and only for failing tests).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let mut c = test_config();
     tweak(&mut c);
     c.validate().expect("test config must be valid");
@@ -154,17 +159,28 @@ impl Client {
     }
 
     /// Reads messages until one matches; returns it and those skipped.
+    /// The whole wait is bounded by the deadline, so a stream of other
+    /// messages (heartbeats, unrelated quotes) cannot keep it alive.
     pub async fn recv_until(
         &mut self,
         mut pred: impl FnMut(&Value) -> bool,
     ) -> (Value, Vec<Value>) {
         let mut skipped = Vec::new();
-        loop {
-            let m = self.next_msg().await;
-            if pred(&m) {
-                return (m, skipped);
+        let wait = async {
+            loop {
+                let m = self.next_msg().await;
+                if pred(&m) {
+                    return m;
+                }
+                skipped.push(m);
             }
-            skipped.push(m);
+        };
+        match tokio::time::timeout(EVENT_DEADLINE, wait).await {
+            Ok(m) => (m, skipped),
+            Err(_) => panic!(
+                "no matching message before the deadline; last skipped: {:?}",
+                skipped.iter().rev().take(5).collect::<Vec<_>>()
+            ),
         }
     }
 
@@ -268,5 +284,7 @@ impl Client {
 pub fn sim_cfg(c: &mut Config) -> &mut SimConfig {
     match &mut c.feeds[0] {
         FeedConfig::Sim(s) => s,
+        other => panic!("feeds[0] is {}, not the simulator", other.kind()),
     }
 }
+pub mod upstream;
