@@ -1,0 +1,295 @@
+//! Parse + normalize of one venue message, per venue: the ingest hot path
+//! of each adapter (frame copy, parse, exact decimals, merge, validate,
+//! slot write, notify), with a serde_json baseline in the same run.
+//!
+//! Run: `taskset -c 1 cargo bench --bench venues`. For each venue:
+//! * `simd` is the adapter itself: `Venue::parse` (simd-json DOM, for Kraken
+//!   after the number-quoting pass) then `FeedNormalizer::apply`.
+//! * `serde` parses the same bytes with serde_json into a typed struct of
+//!   borrowed `&str` fields (for Kraken, the quoted text, since serde_json
+//!   without `arbitrary_precision` has no exact number text), then the same
+//!   `parse_decimal` calls and the same `FeedNormalizer::apply`.
+//!
+//! The ratio of the two is the figure that matters; see BENCHMARKS.md.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+use tickergate::config::{NormalizeConfig, VenueConfig};
+use tickergate::feed::{parse_decimal, Event, SymbolMap, Venue};
+use tickergate::metrics::Metrics;
+use tickergate::model::{Quote, Symbols};
+use tickergate::normalize::{FeedNormalizer, Normalizer};
+use tickergate::slots::SlotTable;
+
+const BINANCE: &str = r#"{"stream":"btcusdt@bookTicker","data":{"u":400900217,"s":"BTCUSDT","b":"97000.01000000","B":"0.51230000","a":"97000.02000000","A":"1.00000000"}}"#;
+const COINBASE: &str = r#"{"type":"ticker","sequence":37475248783,"product_id":"BTC-USD","price":"97000.02","open_24h":"96010.79","volume_24h":"24553.79269678","low_24h":"95280.52","high_24h":"97313.8","volume_30d":"978878.60117027","best_bid":"97000.01","best_bid_size":"0.46688654","best_ask":"97000.02","best_ask_size":"1.56637040","side":"buy","time":"2026-11-23T15:28:22.061769Z","trade_id":370843401,"last_size":"0.0010000"}"#;
+const KRAKEN: &str = r#"{"channel":"ticker","type":"update","data":[{"symbol":"BTC/USD","bid":97000.1,"bid_qty":0.50000000,"ask":97000.2,"ask_qty":1.25,"last":97000.2,"volume":1234.5678,"vwap":96950.3,"low":96000.0,"high":97500.0,"change":120.5,"change_pct":0.12}]}"#;
+
+fn setup(venue_sym: &str) -> (SymbolMap, FeedNormalizer) {
+    let mut syms = Symbols::new();
+    let table: BTreeMap<String, String> = [(venue_sym.to_string(), "BTC-USD".to_string())].into();
+    let map = SymbolMap::build(&table, &mut syms).expect("valid map");
+    let slots = Arc::new(SlotTable::new(syms.len(), 2));
+    // A subscriber on shard 0: publish takes the full mark path.
+    slots.set_interest(tickergate::SymbolId(0), 0, true);
+    let metrics = Arc::new(Metrics::new());
+    let norm = FeedNormalizer::new(
+        Normalizer::new("bench", slots, &metrics),
+        NormalizeConfig::default(),
+    );
+    (map, norm)
+}
+
+/// Bumps the venue sequence in place so the normalizer never sees a repeat.
+fn bump_seq(events: &mut [Event], n: u64) {
+    for e in events {
+        if let Event::Quote {
+            seq: Some((_, s)), ..
+        } = e
+        {
+            *s += n;
+        }
+    }
+}
+
+fn apply_all(norm: &mut FeedNormalizer, events: &mut Vec<Event>) {
+    for e in events.drain(..) {
+        if let Event::Quote { sym, quote, seq } = e {
+            let _ = black_box(norm.apply(sym, quote, seq));
+        }
+    }
+}
+
+fn bench_venue<V: Venue>(
+    c: &mut Criterion,
+    name: &str,
+    frame: &str,
+    venue_sym: &str,
+    make: impl Fn(SymbolMap) -> V,
+    mut serde_path: impl FnMut(&mut Vec<u8>, &SymbolMap, u64) -> Option<(Quote, Option<(u8, u64)>)>,
+) {
+    let mut g = c.benchmark_group(format!("venue/{name}"));
+    g.throughput(Throughput::Elements(1));
+    {
+        let (map, mut norm) = setup(venue_sym);
+        let mut venue = make(map);
+        let mut buf = Vec::with_capacity(1024);
+        let mut events = Vec::with_capacity(4);
+        let mut n = 0u64;
+        g.bench_function("simd", |b| {
+            b.iter(|| {
+                n += 1;
+                buf.clear();
+                buf.extend_from_slice(frame.as_bytes());
+                let _ = venue.parse(&mut buf, &mut events);
+                bump_seq(&mut events, n);
+                apply_all(&mut norm, &mut events);
+            })
+        });
+    }
+    {
+        let (map, mut norm) = setup(venue_sym);
+        let mut buf = Vec::with_capacity(1024);
+        let mut n = 0u64;
+        g.bench_function("serde", |b| {
+            b.iter(|| {
+                n += 1;
+                buf.clear();
+                buf.extend_from_slice(frame.as_bytes());
+                if let Some((q, seq)) = serde_path(&mut buf, &map, n) {
+                    let _ = black_box(norm.apply(tickergate::SymbolId(0), q, seq));
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+#[derive(Deserialize)]
+struct BnEnvelope<'a> {
+    #[serde(borrow)]
+    stream: &'a str,
+    #[serde(borrow)]
+    data: BnBook<'a>,
+}
+
+#[derive(Deserialize)]
+struct BnBook<'a> {
+    u: u64,
+    s: &'a str,
+    b: &'a str,
+    #[serde(rename = "B")]
+    bq: &'a str,
+    a: &'a str,
+    #[serde(rename = "A")]
+    aq: &'a str,
+}
+
+#[derive(Deserialize)]
+struct CbTicker<'a> {
+    #[serde(rename = "type")]
+    ty: &'a str,
+    sequence: u64,
+    product_id: &'a str,
+    price: &'a str,
+    best_bid: &'a str,
+    best_bid_size: &'a str,
+    best_ask: &'a str,
+    best_ask_size: &'a str,
+    time: &'a str,
+    last_size: &'a str,
+}
+
+#[derive(Deserialize)]
+struct KrMsg<'a> {
+    channel: &'a str,
+    #[serde(borrow)]
+    data: Vec<KrEntry<'a>>,
+}
+
+#[derive(Deserialize)]
+struct KrEntry<'a> {
+    symbol: &'a str,
+    bid: &'a str,
+    bid_qty: &'a str,
+    ask: &'a str,
+    ask_qty: &'a str,
+    last: &'a str,
+}
+
+fn benches(c: &mut Criterion) {
+    bench_venue(
+        c,
+        "binance",
+        BINANCE,
+        "BTCUSDT",
+        |m| tickergate::feed::binance::Binance::new(&VenueConfig::default(), m),
+        |buf, map, n| {
+            let e: BnEnvelope = serde_json::from_slice(buf).ok()?;
+            if !e.stream.ends_with("@bookTicker") {
+                return None;
+            }
+            map.get(e.data.s).ok()?;
+            let q = Quote::default()
+                .with_bid(
+                    parse_decimal(e.data.b, "b").ok()?,
+                    parse_decimal(e.data.bq, "B").ok()?,
+                )
+                .with_ask(
+                    parse_decimal(e.data.a, "a").ok()?,
+                    parse_decimal(e.data.aq, "A").ok()?,
+                );
+            Some((q, Some((0, e.data.u + n))))
+        },
+    );
+    bench_venue(
+        c,
+        "coinbase",
+        COINBASE,
+        "BTC-USD",
+        |m| tickergate::feed::coinbase::Coinbase::new(&VenueConfig::default(), m),
+        |buf, map, n| {
+            let t: CbTicker = serde_json::from_slice(buf).ok()?;
+            if t.ty != "ticker" {
+                return None;
+            }
+            map.get(t.product_id).ok()?;
+            let ts = tickergate::feed::parse_rfc3339_ns(t.time, "time").ok()?;
+            let q = Quote::default()
+                .with_bid(
+                    parse_decimal(t.best_bid, "b").ok()?,
+                    parse_decimal(t.best_bid_size, "b").ok()?,
+                )
+                .with_ask(
+                    parse_decimal(t.best_ask, "a").ok()?,
+                    parse_decimal(t.best_ask_size, "a").ok()?,
+                )
+                .with_last(
+                    parse_decimal(t.price, "p").ok()?,
+                    parse_decimal(t.last_size, "l").ok()?,
+                )
+                // Monotonic so the normalizer's ts check never refuses it.
+                .with_ts(ts + n as i64);
+            Some((q, Some((0, t.sequence + n))))
+        },
+    );
+    // simd-json's own typed deserializer (serde API, buffers reused) on the
+    // Binance frame: what a typed simd path would cost.
+    {
+        let mut g = c.benchmark_group("venue/binance");
+        g.throughput(Throughput::Elements(1));
+        let (map, mut norm) = setup("BTCUSDT");
+        let mut buf = Vec::with_capacity(1024);
+        let mut bufs = simd_json::Buffers::default();
+        let mut n = 0u64;
+        g.bench_function("simd_typed", |b| {
+            b.iter(|| {
+                n += 1;
+                buf.clear();
+                buf.extend_from_slice(BINANCE.as_bytes());
+                let Ok(e) =
+                    simd_json::serde::from_slice_with_buffers::<BnEnvelope>(&mut buf, &mut bufs)
+                else {
+                    return;
+                };
+                if map.get(e.data.s).is_err() {
+                    return;
+                }
+                let (Ok(b), Ok(bq), Ok(a), Ok(aq)) = (
+                    parse_decimal(e.data.b, "b"),
+                    parse_decimal(e.data.bq, "B"),
+                    parse_decimal(e.data.a, "a"),
+                    parse_decimal(e.data.aq, "A"),
+                ) else {
+                    return;
+                };
+                let q = Quote::default().with_bid(b, bq).with_ask(a, aq);
+                let _ = black_box(norm.apply(tickergate::SymbolId(0), q, Some((0, e.data.u + n))));
+            })
+        });
+        g.finish();
+    }
+    let mut quoter = tickergate::feed::kraken::NumberQuoter::default();
+    bench_venue(
+        c,
+        "kraken",
+        KRAKEN,
+        "BTC/USD",
+        |m| tickergate::feed::kraken::Kraken::new(&VenueConfig::default(), m),
+        move |buf, map, _| {
+            let quoted = quoter.rewrite(buf);
+            let msg: KrMsg = serde_json::from_slice(quoted).ok()?;
+            if msg.channel != "ticker" {
+                return None;
+            }
+            let e = msg.data.first()?;
+            map.get(e.symbol).ok()?;
+            let mut q = Quote::default()
+                .with_bid(
+                    parse_decimal(e.bid, "bid").ok()?,
+                    parse_decimal(e.bid_qty, "q").ok()?,
+                )
+                .with_ask(
+                    parse_decimal(e.ask, "ask").ok()?,
+                    parse_decimal(e.ask_qty, "q").ok()?,
+                );
+            q.last = parse_decimal(e.last, "last").ok()?;
+            q.present |= tickergate::model::field::LAST;
+            Some((q, None))
+        },
+    );
+}
+
+criterion_group! {
+    name = venues;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30);
+    targets = benches
+}
+criterion_main!(venues);
