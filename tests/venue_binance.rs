@@ -215,11 +215,9 @@ async fn a_refused_subscription_is_logged_not_a_reconnect_storm() {
     .await;
     let mut conn = up.accept().await;
     let sub = conn.recv_json().await;
-    conn.send(
-        &json!({"error": {"code": 2, "msg": "Invalid request: invalid stream"}, "id": sub["id"]})
-            .to_string(),
-    )
-    .await;
+    assert_eq!(sub["id"], 1);
+    // The refusal as recorded in feeds/binance/errors.jsonl.
+    conn.send(&sample_frames("binance/errors.jsonl")[0]).await;
     conn.wait_closed().await;
     // reconnect_min is 10 ms; a storm would be back within a second.
     assert!(

@@ -329,7 +329,15 @@ pub fn parse_rfc3339_ns(text: &str, field: &'static str) -> Result<i64, ParseErr
     };
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days_in_month = match mo {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Err(bad()),
+    };
+    if !(1..=days_in_month).contains(&d) || h > 23 || mi > 59 || s > 59 {
         return Err(bad());
     }
     let rest = &text[19..];
@@ -414,7 +422,15 @@ mod venue_tests {
             parse_rfc3339_ns("2023-09-25T09:04:31.742599123Z", "t").unwrap(),
             1_695_632_671_742_599_123
         );
+        assert!(
+            parse_rfc3339_ns("2024-02-29T00:00:00Z", "t").is_ok(),
+            "leap day"
+        );
         for bad in [
+            "2025-02-29T00:00:00Z",
+            "2025-04-31T00:00:00Z",
+            "2025-01-01T00:00:60Z",
+            "1900-02-29T00:00:00Z",
             "",
             "2022-10-19",
             "2022-13-19T23:28:22Z",
