@@ -270,7 +270,11 @@ impl Gateway {
         } else {
             Command::new(&o.bin)
         };
+        // The per-address connection limit protects a public gateway; the
+        // tool opens thousands of connections from a few loopback
+        // addresses, so it lifts that limit.
         cmd.args(["--listen", "127.0.0.1:0", "--sim-rate", "0"])
+            .args(["--conn-rate-per-ip", "1000000"])
             .arg("--max-connections")
             .arg((max_conns + 100).to_string())
             .args(&o.gw_args)

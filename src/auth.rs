@@ -1,11 +1,126 @@
-//! Token auth. Only the SHA-256 of each token is configured and kept; a
-//! presented token is hashed and compared in constant time against each.
-//! Auth is off when no token is configured.
+//! Token auth and entitlements.
+//!
+//! Two kinds of credential map to an [`Entitlement`] (which symbols a client
+//! may see, how many connections and symbols it may hold):
+//! - API keys: only the SHA-256 of each key is configured and kept; a
+//!   presented token is hashed and compared in constant time against every
+//!   configured hash, so the time taken does not say which (if any) matched.
+//!   The legacy `auth.token_sha256` list are keys entitled to everything.
+//! - JWTs (HS256 only), for teams that issue tokens from their own auth
+//!   service, carrying the same entitlements as claims.
+//!
+//! Auth is off when nothing is configured. Errors say "invalid token" or
+//! "expired token", never which key exists.
 
+use crate::config::AuthConfig;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-pub struct Auth {
-    hashes: Vec<[u8; 32]>,
+/// Why a token was refused. The message is what the client is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// Unknown key, bad signature, malformed, wrong `alg`, `iss` or `aud`.
+    #[error("invalid token")]
+    Invalid,
+    /// A JWT past its `exp` (plus leeway).
+    #[error("expired token")]
+    Expired,
+    /// A JWT before its `nbf` (minus leeway).
+    #[error("token not yet valid")]
+    NotYetValid,
+}
+
+impl AuthError {
+    /// The client-facing message, also the close reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Invalid => "invalid token",
+            AuthError::Expired => "expired token",
+            AuthError::NotYetValid => "token not yet valid",
+        }
+    }
+
+    /// The `reason` label of `tickergate_auth_failures_total`.
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            AuthError::Expired => "expired",
+            AuthError::Invalid | AuthError::NotYetValid => "invalid",
+        }
+    }
+}
+
+/// One symbol pattern: an exact name, a trailing-`*` prefix, or `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pattern {
+    All,
+    Prefix(String),
+    Exact(String),
+}
+
+impl Pattern {
+    /// Parses `*`, `BTC-*` or `AAPL`; `None` for anything else (a `*`
+    /// elsewhere than at the end, characters no symbol can have).
+    pub fn parse(s: &str) -> Option<Pattern> {
+        if s == "*" {
+            return Some(Pattern::All);
+        }
+        let ok = |p: &str| {
+            !p.is_empty()
+                && p.len() <= 32
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-_/:".contains(&b))
+        };
+        match s.strip_suffix('*') {
+            Some(prefix) if ok(prefix) => Some(Pattern::Prefix(prefix.to_string())),
+            Some(_) => None,
+            None if ok(s) => Some(Pattern::Exact(s.to_string())),
+            None => None,
+        }
+    }
+
+    pub fn matches(&self, symbol: &str) -> bool {
+        match self {
+            Pattern::All => true,
+            Pattern::Prefix(p) => symbol.starts_with(p.as_str()),
+            Pattern::Exact(e) => symbol == e,
+        }
+    }
+}
+
+/// What one credential may do.
+#[derive(Debug, Clone)]
+pub struct Entitlement {
+    /// Key name from config, or `jwt:<sub>`. For logs, metrics and the
+    /// per-key connection count; never the secret.
+    pub name: String,
+    pub patterns: Vec<Pattern>,
+    pub max_connections: Option<usize>,
+    pub max_symbols: Option<usize>,
+}
+
+impl Entitlement {
+    /// Entitled to every symbol, no per-key limits.
+    pub fn all(name: &str) -> Entitlement {
+        Entitlement {
+            name: name.to_string(),
+            patterns: vec![Pattern::All],
+            max_connections: None,
+            max_symbols: None,
+        }
+    }
+
+    pub fn allows(&self, symbol: &str) -> bool {
+        self.patterns.iter().any(|p| p.matches(symbol))
+    }
+}
+
+/// Whether `ent` (if any: `None` means auth is off) allows `symbol`.
+pub fn allowed(ent: Option<&Entitlement>, symbol: &str) -> bool {
+    ent.is_none_or(|e| e.allows(symbol))
 }
 
 fn unhex(s: &str) -> Option<[u8; 32]> {
@@ -30,7 +145,8 @@ fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// Lowercase hex SHA-256 of `token`: what goes into `auth.token_sha256`.
+/// Lowercase hex SHA-256 of `token`: what goes into `auth.token_sha256`
+/// and `auth.keys[].sha256`.
 pub fn token_hash_hex(token: &str) -> String {
     Sha256::digest(token.as_bytes())
         .iter()
@@ -38,32 +154,259 @@ pub fn token_hash_hex(token: &str) -> String {
         .collect()
 }
 
+/// Longest token looked at; longer ones are invalid without further work.
+const MAX_TOKEN_BYTES: usize = 8192;
+
+/// HS256 JWT verification settings.
+struct Jwt {
+    secret: Vec<u8>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    leeway_s: i64,
+}
+
+/// Open connections per key name, for `max_connections`. An entry exists
+/// only while the key has a connection, so the map is bounded by the
+/// number of sessions.
+type ConnCounts = Arc<Mutex<HashMap<String, usize>>>;
+
+/// Holds one of a key's connections; released on drop.
+pub struct KeyConnGuard {
+    counts: ConnCounts,
+    name: String,
+}
+
+impl Drop for KeyConnGuard {
+    fn drop(&mut self) {
+        // std Mutex: held for a map update only, never across an await.
+        let mut m = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.name) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.name);
+            }
+        }
+    }
+}
+
+/// The key already holds its `max_connections` sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many connections for this key")]
+pub struct KeyAtLimit;
+
+pub struct Auth {
+    keys: Vec<([u8; 32], Arc<Entitlement>)>,
+    jwt: Option<Jwt>,
+    conns: ConnCounts,
+}
+
 impl Auth {
+    /// Legacy constructor: each hash is a token entitled to everything.
     /// `hashes` were validated by `Config::validate`; invalid ones are skipped.
     pub fn new(hashes: &[String]) -> Self {
+        let keys = hashes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| {
+                let name = format!("token_sha256[{i}]");
+                unhex(h).map(|k| (k, Arc::new(Entitlement::all(&name))))
+            })
+            .collect();
         Auth {
-            hashes: hashes.iter().filter_map(|h| unhex(h)).collect(),
+            keys,
+            jwt: None,
+            conns: Default::default(),
         }
+    }
+
+    /// From `[auth]` (validated). Fails only when the JWT secret's
+    /// environment variable is missing at start.
+    pub fn from_config(cfg: &AuthConfig) -> Result<Self, String> {
+        let mut auth = Auth::new(&cfg.token_sha256);
+        for k in &cfg.keys {
+            let Some(h) = unhex(&k.sha256) else { continue };
+            let ent = Entitlement {
+                name: k.name.clone(),
+                patterns: k.symbols.iter().filter_map(|p| Pattern::parse(p)).collect(),
+                max_connections: k.max_connections,
+                max_symbols: k.max_symbols,
+            };
+            auth.keys.push((h, Arc::new(ent)));
+        }
+        if let Some(j) = &cfg.jwt {
+            let secret = j.resolve_secret().map_err(|e| e.to_string())?;
+            auth.jwt = Some(Jwt {
+                secret: secret.into_bytes(),
+                issuer: j.issuer.clone(),
+                audience: j.audience.clone(),
+                leeway_s: i64::try_from(j.leeway_s).unwrap_or(i64::MAX),
+            });
+        }
+        Ok(auth)
     }
 
     pub fn enabled(&self) -> bool {
-        !self.hashes.is_empty()
+        !self.keys.is_empty() || self.jwt.is_some()
     }
 
-    /// Whether `token` is accepted. Every configured hash is compared, so
-    /// the time taken does not depend on which one (if any) matches.
+    /// Whether `token` is accepted (any entitlement). True when auth is off.
     pub fn verify(&self, token: &str) -> bool {
+        self.authenticate(token).is_ok()
+    }
+
+    /// The entitlement of `token`. With auth off, everything is allowed.
+    pub fn authenticate(&self, token: &str) -> Result<Arc<Entitlement>, AuthError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.authenticate_at(token, now)
+    }
+
+    /// [`Auth::authenticate`] with the clock (Unix seconds) as a parameter.
+    pub fn authenticate_at(&self, token: &str, now: i64) -> Result<Arc<Entitlement>, AuthError> {
         if !self.enabled() {
-            return true;
+            return Ok(Arc::new(Entitlement::all("anonymous")));
         }
+        if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::Invalid);
+        }
+        // Every configured hash is compared, so the time taken does not
+        // depend on which one (if any) matches.
         let h: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        self.hashes.iter().fold(false, |ok, k| ct_eq(k, &h) | ok)
+        let mut found: Option<&Arc<Entitlement>> = None;
+        for (k, ent) in &self.keys {
+            if ct_eq(k, &h) {
+                found = Some(ent);
+            }
+        }
+        if let Some(ent) = found {
+            return Ok(ent.clone());
+        }
+        match &self.jwt {
+            Some(jwt) if token.bytes().filter(|&b| b == b'.').count() == 2 => {
+                jwt.verify(token, now)
+            }
+            _ => Err(AuthError::Invalid),
+        }
+    }
+
+    /// Takes one of `ent`'s connections. `Ok(None)`: the key has no
+    /// connection limit.
+    pub fn acquire(&self, ent: &Entitlement) -> Result<Option<KeyConnGuard>, KeyAtLimit> {
+        let Some(max) = ent.max_connections else {
+            return Ok(None);
+        };
+        let mut m = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ent.name.clone()).or_insert(0);
+        if *n >= max {
+            if *n == 0 {
+                m.remove(&ent.name);
+            }
+            return Err(KeyAtLimit);
+        }
+        *n += 1;
+        Ok(Some(KeyConnGuard {
+            counts: self.conns.clone(),
+            name: ent.name.clone(),
+        }))
+    }
+}
+
+/// Claims read from a JWT payload. Unknown claims are ignored.
+#[derive(serde::Deserialize)]
+struct Claims {
+    sub: Option<String>,
+    exp: Option<serde_json::Number>,
+    nbf: Option<serde_json::Number>,
+    iss: Option<String>,
+    aud: Option<serde_json::Value>,
+    #[serde(default)]
+    symbols: Vec<String>,
+    max_connections: Option<u64>,
+    max_symbols: Option<u64>,
+}
+
+fn numeric_date(n: &serde_json::Number) -> Option<i64> {
+    n.as_i64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.is_finite() && f.abs() < 1e15)
+            .map(|f| f.floor() as i64)
+    })
+}
+
+impl Jwt {
+    fn verify(&self, token: &str, now: i64) -> Result<Arc<Entitlement>, AuthError> {
+        use AuthError::Invalid;
+        let mut parts = token.split('.');
+        let (Some(h64), Some(p64), Some(s64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Invalid);
+        };
+        let header = URL_SAFE_NO_PAD.decode(h64).map_err(|_| Invalid)?;
+        let header: serde_json::Value = serde_json::from_slice(&header).map_err(|_| Invalid)?;
+        // Only HS256: `none` and every other algorithm are refused before
+        // anything else is looked at (no algorithm confusion).
+        if header.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
+            return Err(Invalid);
+        }
+        if header.get("crit").is_some() {
+            return Err(Invalid);
+        }
+        let sig = URL_SAFE_NO_PAD.decode(s64).map_err(|_| Invalid)?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).map_err(|_| Invalid)?;
+        mac.update(h64.as_bytes());
+        mac.update(b".");
+        mac.update(p64.as_bytes());
+        // Constant-time comparison.
+        mac.verify_slice(&sig).map_err(|_| Invalid)?;
+        let payload = URL_SAFE_NO_PAD.decode(p64).map_err(|_| Invalid)?;
+        let c: Claims = serde_json::from_slice(&payload).map_err(|_| Invalid)?;
+        let sub = c.sub.filter(|s| !s.is_empty()).ok_or(Invalid)?;
+        let exp = c.exp.as_ref().and_then(numeric_date).ok_or(Invalid)?;
+        if now > exp.saturating_add(self.leeway_s) {
+            return Err(AuthError::Expired);
+        }
+        if let Some(nbf) = &c.nbf {
+            let nbf = numeric_date(nbf).ok_or(Invalid)?;
+            if now.saturating_add(self.leeway_s) < nbf {
+                return Err(AuthError::NotYetValid);
+            }
+        }
+        if let Some(iss) = &self.issuer {
+            if c.iss.as_deref() != Some(iss.as_str()) {
+                return Err(Invalid);
+            }
+        }
+        if let Some(aud) = &self.audience {
+            let ok = match &c.aud {
+                Some(serde_json::Value::String(a)) => a == aud,
+                Some(serde_json::Value::Array(v)) => v.iter().any(|a| a.as_str() == Some(aud)),
+                _ => false,
+            };
+            if !ok {
+                return Err(Invalid);
+            }
+        }
+        let mut patterns = Vec::with_capacity(c.symbols.len());
+        for s in &c.symbols {
+            patterns.push(Pattern::parse(s).ok_or(Invalid)?);
+        }
+        let size = |v: Option<u64>| v.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        let name: String = sub.chars().take(128).collect();
+        Ok(Arc::new(Entitlement {
+            name: format!("jwt:{name}"),
+            patterns,
+            max_connections: size(c.max_connections),
+            max_symbols: size(c.max_symbols),
+        }))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{AuthConfig, JwtConfig, KeyConfig};
 
     #[test]
     fn verifies_only_configured_tokens() {
@@ -75,5 +418,145 @@ mod tests {
         let off = Auth::new(&[]);
         assert!(!off.enabled());
         assert!(off.verify("anything"));
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn b64(v: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(v)
+    }
+
+    fn jwt(header: &str, claims: &str, secret: &str) -> String {
+        let signing = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(signing.as_bytes());
+        format!("{signing}.{}", b64(&mac.finalize().into_bytes()))
+    }
+
+    fn auth() -> Auth {
+        Auth::from_config(&AuthConfig {
+            token_sha256: vec![token_hash_hex("legacy")],
+            keys: vec![KeyConfig {
+                name: "desk".into(),
+                sha256: token_hash_hex("desk-key"),
+                symbols: vec!["BTC-*".into(), "AAPL".into()],
+                max_connections: Some(1),
+                max_symbols: Some(3),
+            }],
+            jwt: Some(JwtConfig {
+                secret: Some(SECRET.into()),
+                secret_env: None,
+                issuer: Some("idp".into()),
+                audience: Some("tickergate".into()),
+                leeway_s: 30,
+            }),
+        })
+        .unwrap()
+    }
+
+    const HS: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
+
+    #[test]
+    fn patterns() {
+        assert_eq!(Pattern::parse("*"), Some(Pattern::All));
+        assert_eq!(
+            Pattern::parse("BTC-*"),
+            Some(Pattern::Prefix("BTC-".into()))
+        );
+        assert_eq!(Pattern::parse("AAPL"), Some(Pattern::Exact("AAPL".into())));
+        for bad in ["", "**", "B*C", "*BTC", "a b", "BTC-**"] {
+            assert_eq!(Pattern::parse(bad), None, "{bad}");
+        }
+        let a = auth();
+        let e = a.authenticate("desk-key").unwrap();
+        assert_eq!(e.name, "desk");
+        assert!(e.allows("BTC-USD") && e.allows("AAPL"));
+        assert!(!e.allows("ETH-USD") && !e.allows("AAPLX") && !e.allows("BTC"));
+        assert!(a.authenticate("legacy").unwrap().allows("ETH-USD"));
+        assert_eq!(a.authenticate("nope").unwrap_err(), AuthError::Invalid);
+    }
+
+    #[test]
+    fn per_key_connections() {
+        let a = auth();
+        let e = a.authenticate("desk-key").unwrap();
+        let g = a.acquire(&e).unwrap();
+        assert!(g.is_some());
+        assert!(a.acquire(&e).is_err());
+        drop(g);
+        assert!(a.acquire(&e).unwrap().is_some());
+        let legacy = a.authenticate("legacy").unwrap();
+        assert!(a.acquire(&legacy).unwrap().is_none());
+        assert!(a.conns.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn jwt_checks() {
+        let a = auth();
+        let now = 1_800_000_000;
+        let good = r#"{"sub":"bot","exp":1800000100,"iss":"idp","aud":["x","tickergate"],"symbols":["ETH-*"],"max_symbols":2}"#;
+        let e = a.authenticate_at(&jwt(HS, good, SECRET), now).unwrap();
+        assert_eq!(e.name, "jwt:bot");
+        assert!(e.allows("ETH-USD") && !e.allows("BTC-USD"));
+        assert_eq!(e.max_symbols, Some(2));
+        let t = jwt(HS, good, SECRET);
+        // Expiry with leeway.
+        assert!(a.authenticate_at(&t, 1_800_000_129).is_ok());
+        assert_eq!(
+            a.authenticate_at(&t, 1_800_000_131).unwrap_err(),
+            AuthError::Expired
+        );
+        let nbf =
+            r#"{"sub":"bot","exp":1800000100,"nbf":1800000050,"iss":"idp","aud":"tickergate"}"#;
+        assert_eq!(
+            a.authenticate_at(&jwt(HS, nbf, SECRET), now).unwrap_err(),
+            AuthError::NotYetValid
+        );
+        assert!(a
+            .authenticate_at(&jwt(HS, nbf, SECRET), 1_800_000_021)
+            .is_ok());
+        let invalid = |tok: &str| a.authenticate_at(tok, now).unwrap_err();
+        assert_eq!(invalid(&jwt(HS, good, "wrong-secret")), AuthError::Invalid);
+        assert_eq!(
+            invalid(&jwt(r#"{"alg":"none"}"#, good, SECRET)),
+            AuthError::Invalid
+        );
+        let parts: Vec<&str> = t.split('.').collect();
+        let unsigned = format!("{}.{}.", b64(br#"{"alg":"none"}"#), parts[1]);
+        assert_eq!(invalid(&unsigned), AuthError::Invalid);
+        assert_eq!(
+            invalid(&jwt(r#"{"alg":"HS512"}"#, good, SECRET)),
+            AuthError::Invalid
+        );
+        for claims in [
+            r#"{"sub":"bot","exp":1800000100,"iss":"other","aud":"tickergate"}"#,
+            r#"{"sub":"bot","exp":1800000100,"iss":"idp","aud":"other"}"#,
+            r#"{"sub":"bot","exp":1800000100,"iss":"idp"}"#,
+            r#"{"exp":1800000100,"iss":"idp","aud":"tickergate"}"#,
+            r#"{"sub":"bot","iss":"idp","aud":"tickergate"}"#,
+            r#"{"sub":"bot","exp":"soon","iss":"idp","aud":"tickergate"}"#,
+            r#"{"sub":"bot","exp":1800000100,"iss":"idp","aud":"tickergate","symbols":["B*D"]}"#,
+            r#"[1,2]"#,
+            "not json",
+        ] {
+            assert_eq!(
+                invalid(&jwt(HS, claims, SECRET)),
+                AuthError::Invalid,
+                "{claims}"
+            );
+        }
+        for junk in [
+            "a.b.c",
+            "..",
+            "a..",
+            "....",
+            "ey.ey.ey",
+            &format!("{}.{}.%%%", parts[0], parts[1]),
+            &format!("{}.{}.{}x", parts[0], parts[1], parts[2]),
+            &format!("{}.{}", parts[0], parts[1]),
+            &"a.".repeat(5000),
+        ] {
+            assert_eq!(invalid(junk), AuthError::Invalid, "{junk:.40}");
+        }
     }
 }

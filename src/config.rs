@@ -74,6 +74,37 @@ pub struct ServerConfig {
     /// On SIGINT/SIGTERM, how long sessions get to deliver their 1001 close
     /// before the process exits anyway, in milliseconds. Default 3000.
     pub shutdown_grace_ms: u64,
+    /// New TCP connections per second from one client address (IPv6: per
+    /// /64), sustained. Past it the connection gets a best-effort 429 and is
+    /// closed at accept. Default 20.
+    pub conn_rate_per_ip: u32,
+    /// New connections one address may open at once above the sustained
+    /// rate. Default 40.
+    pub conn_burst_per_ip: u32,
+    /// How often the per-address limiter forgets addresses whose bucket has
+    /// refilled, in milliseconds. Default 5000.
+    pub conn_limiter_prune_ms: u64,
+    /// Browser origins allowed to open a WebSocket, e.g.
+    /// `["https://app.example.com"]` (compared case-insensitively). An upgrade
+    /// whose `Origin` is not listed gets 403; requests without `Origin`
+    /// (non-browser clients) are always allowed. Default: empty, any origin.
+    pub allowed_origins: Vec<String>,
+    /// `[server.tls]`: serve `wss://` and `https://` instead of plain TCP.
+    /// Default: absent, plain `ws://` and `http://`.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: TLS (rustls) on the public listener. The handshake is
+/// bounded by `server.header_timeout_ms`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first. Required. A relative path is
+    /// taken relative to the config file's directory.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, RSA or SEC1). Required. A relative path is
+    /// taken relative to the config file's directory.
+    pub key: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +116,11 @@ impl Default for ServerConfig {
             max_connections: 20_000,
             header_timeout_ms: 10_000,
             shutdown_grace_ms: 3_000,
+            conn_rate_per_ip: 20,
+            conn_burst_per_ip: 40,
+            conn_limiter_prune_ms: 5_000,
+            allowed_origins: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -131,6 +167,13 @@ pub struct SessionConfig {
     /// Highest `max_hz` a subscription may ask for; higher values are
     /// clamped. Default 1000.
     pub max_hz_limit: f64,
+    /// After this long without any frame from the client, the server sends
+    /// a WebSocket Ping, in milliseconds. Default 20000.
+    pub ping_interval_ms: u64,
+    /// A client that sends no frame at all (pong, op, anything) for this
+    /// long is closed with 1008, in milliseconds. Must exceed
+    /// `ping_interval_ms`. Default 60000.
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for SessionConfig {
@@ -150,17 +193,130 @@ impl Default for SessionConfig {
             close_grace_ms: 2_000,
             max_pending_control: 256,
             max_hz_limit: 1000.0,
+            ping_interval_ms: 20_000,
+            idle_timeout_ms: 60_000,
         }
     }
 }
 
-/// `[auth]`: off unless at least one token is configured.
+/// `[auth]`: off unless a token, a key or `[auth.jwt]` is configured.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Accepted tokens, as lowercase hex SHA-256 of the token (the token
-    /// itself is never stored). Default: empty, auth off.
+    /// itself is never stored), each entitled to every symbol. Default: empty.
     pub token_sha256: Vec<String>,
+    /// `[[auth.keys]]`: API keys with entitlements. Default: none.
+    pub keys: Vec<KeyConfig>,
+    /// `[auth.jwt]`: accept HS256 JWTs. Default: absent (no JWTs).
+    pub jwt: Option<JwtConfig>,
+}
+
+impl AuthConfig {
+    /// Whether clients must present a token.
+    pub fn enabled(&self) -> bool {
+        !self.token_sha256.is_empty() || !self.keys.is_empty() || self.jwt.is_some()
+    }
+}
+
+fn all_symbols() -> Vec<String> {
+    vec!["*".to_string()]
+}
+
+/// `[[auth.keys]]`: one API key and what it may do.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// Unique name, used in logs and metrics (never the key). Required.
+    pub name: String,
+    /// Lowercase hex SHA-256 of the key. Required.
+    pub sha256: String,
+    /// Symbol patterns the key may see: exact names, a trailing-`*` prefix
+    /// (`BTC-*`) or `*` for all. Default `["*"]`.
+    #[serde(default = "all_symbols")]
+    pub symbols: Vec<String>,
+    /// Concurrent WebSocket sessions with this key. Default: no limit.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Symbols one session of this key may hold; the lower of this and
+    /// `session.max_symbols` applies. Default: `session.max_symbols`.
+    #[serde(default)]
+    pub max_symbols: Option<usize>,
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+
+/// `[auth.jwt]`: HS256 JSON Web Tokens.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// The HS256 shared secret (at least 32 bytes). Exactly one of
+    /// `secret` and `secret_env` is required.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Name of an environment variable holding the secret, read at start.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// Required `iss` claim. Default: not checked.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Required `aud` claim (string, or one of an array). Default: not checked.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds. Default 30.
+    #[serde(default = "default_leeway")]
+    pub leeway_s: u64,
+}
+
+impl std::fmt::Debug for JwtConfig {
+    // The secret never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtConfig")
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("secret_env", &self.secret_env)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("leeway_s", &self.leeway_s)
+            .finish()
+    }
+}
+
+/// Shortest HS256 secret accepted, in bytes (RFC 7518 section 3.2).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+impl JwtConfig {
+    /// The secret, from the file or the environment; the error names the field.
+    pub fn resolve_secret(&self) -> Result<String, ConfigError> {
+        let secret = match (&self.secret, &self.secret_env) {
+            (Some(s), None) => s.clone(),
+            (None, Some(var)) => std::env::var(var).map_err(|_| {
+                invalid(
+                    "auth.jwt.secret_env",
+                    format!("environment variable {var:?} is not set (or not UTF-8)"),
+                )
+            })?,
+            _ => {
+                return Err(invalid(
+                    "auth.jwt.secret",
+                    "exactly one of `secret` and `secret_env` is required",
+                ))
+            }
+        };
+        if secret.len() < MIN_JWT_SECRET_BYTES {
+            let field = if self.secret.is_some() {
+                "auth.jwt.secret"
+            } else {
+                "auth.jwt.secret_env"
+            };
+            return Err(invalid(
+                field,
+                format!("the HS256 secret must be at least {MIN_JWT_SECRET_BYTES} bytes"),
+            ));
+        }
+        Ok(secret)
+    }
 }
 
 /// `[[feeds]]`: one upstream each, selected by `kind`.
@@ -431,8 +587,8 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Reads a config file. A relative replay `path` is taken relative to
-    /// the directory of this file, not the working directory.
+    /// Reads a config file. A relative replay `path` or `server.tls` path is
+    /// taken relative to the directory of this file, not the working directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
             path: path.to_path_buf(),
@@ -443,6 +599,10 @@ impl Config {
             if let FeedConfig::Replay(r) = f {
                 r.path = crate::feed::replay::resolve_path(&r.path, path);
             }
+        }
+        if let Some(t) = &mut cfg.server.tls {
+            t.cert = crate::feed::replay::resolve_path(&t.cert, path);
+            t.key = crate::feed::replay::resolve_path(&t.key, path);
         }
         Ok(cfg)
     }
@@ -458,6 +618,39 @@ impl Config {
         }
         if s.header_timeout_ms == 0 {
             return Err(invalid("server.header_timeout_ms", "must be at least 1"));
+        }
+        for (name, v) in [
+            ("server.conn_rate_per_ip", u64::from(s.conn_rate_per_ip)),
+            ("server.conn_limiter_prune_ms", s.conn_limiter_prune_ms),
+        ] {
+            if v == 0 {
+                return Err(invalid(name, "must be at least 1"));
+            }
+        }
+        if s.conn_burst_per_ip < s.conn_rate_per_ip {
+            return Err(invalid(
+                "server.conn_burst_per_ip",
+                "must be at least conn_rate_per_ip",
+            ));
+        }
+        for (i, o) in s.allowed_origins.iter().enumerate() {
+            if o.is_empty() || o.ends_with('/') || !o.is_ascii() {
+                return Err(invalid(
+                    &format!("server.allowed_origins[{i}]"),
+                    "an origin is scheme://host[:port] without a trailing slash",
+                ));
+            }
+        }
+        if let Some(t) = &s.tls {
+            if t.cert.as_os_str().is_empty() {
+                return Err(invalid(
+                    "server.tls.cert",
+                    "required: a PEM certificate chain",
+                ));
+            }
+            if t.key.as_os_str().is_empty() {
+                return Err(invalid("server.tls.key", "required: a PEM private key"));
+            }
         }
         let c = &self.session;
         for (name, v) in [
@@ -485,10 +678,17 @@ impl Config {
             ("session.heartbeat_ms", c.heartbeat_ms),
             ("session.slow_consumer_ms", c.slow_consumer_ms),
             ("session.close_grace_ms", c.close_grace_ms),
+            ("session.ping_interval_ms", c.ping_interval_ms),
         ] {
             if v == 0 {
                 return Err(invalid(name, "must be at least 1"));
             }
+        }
+        if c.idle_timeout_ms <= c.ping_interval_ms {
+            return Err(invalid(
+                "session.idle_timeout_ms",
+                "must be greater than ping_interval_ms",
+            ));
         }
         if !(c.max_hz_limit.is_finite() && c.max_hz_limit > 0.0) {
             return Err(invalid("session.max_hz_limit", "must be a positive number"));
@@ -501,6 +701,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_auth()?;
         if self.feeds.is_empty() {
             return Err(invalid("feeds", "at least one feed is required"));
         }
@@ -613,6 +814,76 @@ impl Config {
     }
 }
 
+impl Config {
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        let mut hashes: std::collections::HashSet<String> = self
+            .auth
+            .token_sha256
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
+        for (i, k) in self.auth.keys.iter().enumerate() {
+            let at = |field: &str| format!("auth.keys[{i}].{field}");
+            if k.name.is_empty() || k.name.len() > 64 {
+                return Err(invalid(&at("name"), "must be 1 to 64 characters"));
+            }
+            if k.name.starts_with("jwt:") {
+                // Reserved for JWT subjects (`jwt:<sub>`), which share the
+                // per-key connection count.
+                return Err(invalid(&at("name"), "must not start with `jwt:`"));
+            }
+            if !names.insert(k.name.as_str()) {
+                return Err(invalid(
+                    &at("name"),
+                    format!("duplicate key name {:?}", k.name),
+                ));
+            }
+            if k.sha256.len() != 64 || !k.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid(
+                    &at("sha256"),
+                    "must be 64 hex digits (the SHA-256 of the key)",
+                ));
+            }
+            if !hashes.insert(k.sha256.to_ascii_lowercase()) {
+                return Err(invalid(&at("sha256"), "the same key is configured twice"));
+            }
+            if k.symbols.is_empty() {
+                return Err(invalid(
+                    &at("symbols"),
+                    "at least one pattern is required (`*` for all)",
+                ));
+            }
+            for (j, p) in k.symbols.iter().enumerate() {
+                if crate::auth::Pattern::parse(p).is_none() {
+                    return Err(invalid(
+                        &at(&format!("symbols[{j}]")),
+                        format!(
+                            "bad pattern {p:?}: an exact symbol, a prefix ending in `*`, or `*`"
+                        ),
+                    ));
+                }
+            }
+            if k.max_connections == Some(0) {
+                return Err(invalid(&at("max_connections"), "must be at least 1"));
+            }
+            if k.max_symbols == Some(0) {
+                return Err(invalid(&at("max_symbols"), "must be at least 1"));
+            }
+        }
+        if let Some(j) = &self.auth.jwt {
+            j.resolve_secret()?;
+            if j.issuer.as_deref() == Some("") {
+                return Err(invalid("auth.jwt.issuer", "must not be empty"));
+            }
+            if j.audience.as_deref() == Some("") {
+                return Err(invalid("auth.jwt.audience", "must not be empty"));
+            }
+        }
+        Ok(())
+    }
+}
+
 fn validate_symbol_map(
     field: &str,
     map: &std::collections::BTreeMap<String, String>,
@@ -664,6 +935,7 @@ OPTIONS:
   --sim-rate N         total updates/s of every simulated feed
   --sim-symbols N      symbols of every simulated feed
   --max-connections N  concurrent WebSocket sessions
+  --conn-rate-per-ip N new connections per second per client address
   --check-config       validate the configuration and exit
   -h, --help           this text
 
@@ -692,6 +964,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Cli>,
     let mut sim_rate: Option<f64> = None;
     let mut sim_symbols: Option<usize> = None;
     let mut max_conn: Option<usize> = None;
+    let mut conn_rate: Option<u32> = None;
     let mut check_only = false;
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
@@ -702,6 +975,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Cli>,
             "--sim-rate" => sim_rate = Some(flag_value(&a, &mut it)?),
             "--sim-symbols" => sim_symbols = Some(flag_value(&a, &mut it)?),
             "--max-connections" => max_conn = Some(flag_value(&a, &mut it)?),
+            "--conn-rate-per-ip" => conn_rate = Some(flag_value(&a, &mut it)?),
             "--check-config" => check_only = true,
             "-h" | "--help" => return Ok(None),
             other => {
@@ -723,6 +997,11 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Cli>,
     }
     if let Some(m) = max_conn {
         config.server.max_connections = m;
+    }
+    if let Some(r) = conn_rate {
+        // Load tests and trusted networks: the burst follows the rate.
+        config.server.conn_rate_per_ip = r;
+        config.server.conn_burst_per_ip = config.server.conn_burst_per_ip.max(r);
     }
     for f in &mut config.feeds {
         if let FeedConfig::Sim(sim) = f {
@@ -786,6 +1065,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("auth.token_sha256[0]"), "{e}");
+    }
+
+    #[test]
+    fn auth_keys_and_jwt_validate() {
+        let h = "a".repeat(64);
+        let c = parse(&format!(
+            "[[auth.keys]]\nname = \"desk\"\nsha256 = \"{h}\"\n\n[auth.jwt]\nsecret = \"{}\"\n",
+            "s".repeat(32)
+        ))
+        .unwrap();
+        assert!(c.auth.enabled());
+        assert_eq!(c.auth.keys[0].symbols, vec!["*"]);
+        assert_eq!(c.auth.jwt.as_ref().unwrap().leeway_s, 30);
+        assert!(
+            !format!("{c:?}").contains(&"s".repeat(32)),
+            "secret leaks in Debug"
+        );
+        for (toml, field) in [
+            (format!("[[auth.keys]]\nsha256 = \"{h}\"\n"), "name"),
+            (format!("[[auth.keys]]\nname = \"\"\nsha256 = \"{h}\"\n"), "auth.keys[0].name"),
+            ("[[auth.keys]]\nname = \"a\"\nsha256 = \"xyz\"\n".to_string(), "auth.keys[0].sha256"),
+            (format!("[[auth.keys]]\nname = \"a\"\nsha256 = \"{h}\"\n[[auth.keys]]\nname = \"a\"\nsha256 = \"{}\"\n", "b".repeat(64)), "auth.keys[1].name"),
+            (format!("[[auth.keys]]\nname = \"a\"\nsha256 = \"{h}\"\n[[auth.keys]]\nname = \"b\"\nsha256 = \"{h}\"\n"), "auth.keys[1].sha256"),
+            (format!("[[auth.keys]]\nname = \"a\"\nsha256 = \"{h}\"\nsymbols = [\"B*C\"]\n"), "auth.keys[0].symbols[0]"),
+            (format!("[[auth.keys]]\nname = \"a\"\nsha256 = \"{h}\"\nmax_connections = 0\n"), "auth.keys[0].max_connections"),
+            (format!("[[auth.keys]]\nname = \"a\"\nsha256 = \"{h}\"\nmax_symbols = 0\n"), "auth.keys[0].max_symbols"),
+            (format!("[[auth.keys]]\nname = \"jwt:x\"\nsha256 = \"{h}\"\n"), "auth.keys[0].name"),
+            ("[auth.jwt]\nsecret = \"short\"\n".to_string(), "auth.jwt.secret"),
+            ("[auth.jwt]\nleeway_s = 5\n".to_string(), "auth.jwt.secret"),
+            ("[auth.jwt]\nsecret_env = \"TICKERGATE_TEST_UNSET_VAR_X\"\n".to_string(), "auth.jwt.secret_env"),
+            ("[auth.jwt]\nsecrett = \"x\"\n".to_string(), "secrett"),
+        ] {
+            let e = parse(&toml).unwrap_err().to_string();
+            assert!(e.contains(field), "{field}: {e}");
+        }
     }
 
     #[test]

@@ -32,7 +32,12 @@ pub struct Shared {
     pub ingest: crate::feed::ingest::Ingest,
     pub shutdown: Trigger,
     pub conn_limit: Arc<Semaphore>,
+    /// New connections per client address (`server.conn_rate_per_ip`),
+    /// pruned by [`crate::limits::prune_task`].
+    pub conn_limiter: crate::limits::ConnLimiter,
     pub ws_config: WebSocketConfig,
+    /// `[server.tls]`: every accepted connection is TLS first.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     next_id: AtomicU64,
 }
 
@@ -51,6 +56,10 @@ pub enum StartError {
     },
     #[error("feed {feed}: {message}")]
     Feed { feed: String, message: String },
+    #[error("auth: {0}")]
+    Auth(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -230,6 +239,10 @@ impl Gateway {
                 }
             }
         }
+        let tls = match &config.server.tls {
+            Some(t) => Some(crate::tls::acceptor(t)?),
+            None => None,
+        };
         let listener =
             TcpListener::bind(config.server.listen)
                 .await
@@ -244,12 +257,18 @@ impl Gateway {
         metrics
             .connections_max
             .set(config.server.max_connections as i64);
+        let auth = Auth::from_config(&config.auth).map_err(StartError::Auth)?;
         let shared = Arc::new(Shared {
-            auth: Auth::new(&config.auth.token_sha256),
+            auth,
+            conn_limiter: crate::limits::ConnLimiter::new(
+                config.server.conn_rate_per_ip,
+                config.server.conn_burst_per_ip,
+            ),
             conn_limit: Arc::new(Semaphore::new(
                 config.server.max_connections.min(Semaphore::MAX_PERMITS),
             )),
             ws_config: ws_config(&config),
+            tls,
             config,
             symbols,
             slots: slots.clone(),
@@ -272,6 +291,10 @@ impl Gateway {
                 .clone()
                 .watchdog(slots, metrics, trigger.subscribe()),
         );
+        tokio::spawn(crate::limits::prune_task(
+            shared.clone(),
+            Duration::from_millis(shared.config.server.conn_limiter_prune_ms),
+        ));
         tokio::spawn(crate::http::serve(listener, shared.clone()));
         Ok(Gateway {
             shared,

@@ -59,8 +59,46 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                 }
             },
         };
+        if !shared.conn_limiter.check(peer.ip()) {
+            refuse_rate_limited(stream, &shared);
+            continue;
+        }
         tokio::spawn(connection(stream, peer, shared.clone()));
     }
+}
+
+/// Over `server.conn_rate_per_ip`: the connection is refused at accept,
+/// without a task or an HTTP parser. A plain-HTTP client gets a 429 if the
+/// socket takes it at once (it always does on a fresh connection); the
+/// request itself is never read, so the close may reach the client as a
+/// reset instead. TLS listeners just close.
+fn refuse_rate_limited(stream: TcpStream, shared: &Shared) {
+    shared.metrics.conn_rate_limited.inc();
+    if shared.tls.is_none() {
+        let _ = stream.try_write(
+            b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nConnection: close\r\n\
+              Content-Type: application/json\r\nContent-Length: 76\r\n\r\n\
+              {\"type\":\"error\",\"code\":\"rate_limited\",\"message\":\"too many new connections\"}\n",
+        );
+    }
+    drop(stream);
+}
+
+/// Whether a WebSocket upgrade's `Origin` is allowed: any origin when
+/// `server.allowed_origins` is empty, no `Origin` header (a non-browser
+/// client) always; otherwise a case-insensitive exact match.
+fn origin_allowed(req: &Request<Incoming>, allowed: &[String]) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let Some(origin) = req.headers().get(hyper::header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let origin = origin.trim();
+    allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
 }
 
 async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
@@ -69,6 +107,27 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     if sndbuf > 0 {
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(sndbuf);
     }
+    if let Some(tls) = shared.tls.clone() {
+        // Bounded like a request head, so a half-open client cannot hold
+        // the task forever.
+        let limit = Duration::from_millis(shared.config.server.header_timeout_ms);
+        let failure = match tokio::time::timeout(limit, tls.accept(stream)).await {
+            Ok(Ok(tls_stream)) => return serve_http(tls_stream, peer, shared).await,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".to_string(),
+        };
+        tracing::debug!(%peer, "tls handshake failed: {failure}");
+        shared.metrics.tls_handshake_failures.inc();
+        return;
+    }
+    serve_http(stream, peer, shared).await
+}
+
+/// Serves HTTP/1.1 and WebSocket upgrades over plain TCP or TLS.
+async fn serve_http<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let mut shutdown = shared.shutdown.subscribe();
     let svc = {
         let shared = shared.clone();
@@ -194,21 +253,26 @@ fn route(req: Request<Incoming>, shared: Arc<Shared>, peer: SocketAddr) -> Resp 
             r
         }
         "/v1/symbols" => {
-            if let Some(r) = rest_auth(&req, &shared) {
-                return r;
-            }
-            let names: Vec<&str> = shared.symbols.iter().map(|(_, n)| n).collect();
+            let ent = match rest_auth(&req, &shared) {
+                Ok(e) => e,
+                Err(r) => return *r,
+            };
+            // With auth on, only the symbols the key may see.
+            let names: Vec<&str> = shared
+                .symbols
+                .iter()
+                .map(|(_, n)| n)
+                .filter(|n| crate::auth::allowed(ent.as_deref(), n))
+                .collect();
             json(
                 StatusCode::OK,
                 serde_json::to_string(&names).unwrap_or_default(),
             )
         }
-        "/v1/quotes" => {
-            if let Some(r) = rest_auth(&req, &shared) {
-                return r;
-            }
-            quotes(&req, &shared)
-        }
+        "/v1/quotes" => match rest_auth(&req, &shared) {
+            Ok(ent) => quotes(&req, &shared, ent.as_deref()),
+            Err(r) => *r,
+        },
         _ => error(
             StatusCode::NOT_FOUND,
             ErrorCode::BadRequest,
@@ -217,21 +281,38 @@ fn route(req: Request<Incoming>, shared: Arc<Shared>, peer: SocketAddr) -> Resp 
     }
 }
 
-fn rest_auth(req: &Request<Incoming>, shared: &Shared) -> Option<Resp> {
+/// The caller's entitlement (`None` with auth off), or the 401 to send.
+fn rest_auth(
+    req: &Request<Incoming>,
+    shared: &Shared,
+) -> Result<Option<Arc<crate::auth::Entitlement>>, Box<Resp>> {
     if !shared.auth.enabled() {
-        return None;
+        return Ok(None);
     }
-    match request_token(req) {
-        Some(t) if shared.auth.verify(&t) => None,
-        _ => Some(error(
+    let refused = |why: &str| {
+        Box::new(error(
             StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthorized,
-            "a valid token is required (?token= or Authorization: Bearer)",
-        )),
+            &format!("{why}: a valid token is required (?token= or Authorization: Bearer)"),
+        ))
+    };
+    let Some(token) = request_token(req) else {
+        return Err(refused("no token"));
+    };
+    match shared.auth.authenticate(&token) {
+        Ok(ent) => Ok(Some(ent)),
+        Err(e) => {
+            shared.metrics.auth_failure(e.metric_reason());
+            Err(refused(e.reason()))
+        }
     }
 }
 
-fn quotes(req: &Request<Incoming>, shared: &Shared) -> Resp {
+fn quotes(
+    req: &Request<Incoming>,
+    shared: &Shared,
+    ent: Option<&crate::auth::Entitlement>,
+) -> Resp {
     let Some(list) = query_param(req, "symbols") else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -241,7 +322,8 @@ fn quotes(req: &Request<Incoming>, shared: &Shared) -> Resp {
     };
     let list = percent_decode(list);
     let names: Vec<&str> = list.split(',').filter(|s| !s.is_empty()).collect();
-    let max = shared.config.session.max_symbols;
+    let cap = shared.config.session.max_symbols;
+    let max = ent.and_then(|e| e.max_symbols).map_or(cap, |m| m.min(cap));
     if names.len() > max {
         return error(
             StatusCode::BAD_REQUEST,
@@ -251,6 +333,14 @@ fn quotes(req: &Request<Incoming>, shared: &Shared) -> Resp {
     }
     let mut out = String::from("[");
     for name in names {
+        // Entitlement before existence (as on the WebSocket), and the whole
+        // request fails: nothing of an un-entitled symbol leaks.
+        if crate::model::valid_symbol(name) && !crate::auth::allowed(ent, name) {
+            shared.metrics.auth_failure("forbidden_symbol");
+            let body = serde_json::json!({"type": "error", "code": "forbidden_symbol",
+                "message": format!("not entitled to symbol: {name}"), "symbol": name});
+            return json(StatusCode::FORBIDDEN, body.to_string());
+        }
         let Some(sym) = shared.symbols.get(name) else {
             let shown: String = name.chars().take(64).collect();
             let body = serde_json::json!({"type": "error", "code": "unknown_symbol",
@@ -329,13 +419,17 @@ fn try_upgrade(mut req: Request<Incoming>, shared: Arc<Shared>, peer: SocketAddr
         );
     };
     let accept = derive_accept_key(key.as_bytes());
-    let (authed, bad_token) = match request_token(&req) {
-        Some(t) if shared.auth.enabled() => {
-            let ok = shared.auth.verify(&t);
-            (ok, !ok)
-        }
-        _ => (false, false),
-    };
+    if !origin_allowed(&req, &shared.config.server.allowed_origins) {
+        shared.metrics.origin_rejected.inc();
+        return error(
+            StatusCode::FORBIDDEN,
+            ErrorCode::BadRequest,
+            "Origin not allowed (server.allowed_origins)",
+        );
+    }
+    let token = request_token(&req)
+        .filter(|_| shared.auth.enabled())
+        .map(|t| shared.auth.authenticate(&t));
     let permit = shared.conn_limit.clone().try_acquire_owned().ok();
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
@@ -352,16 +446,7 @@ fn try_upgrade(mut req: Request<Incoming>, shared: Arc<Shared>, peer: SocketAddr
             Some(shared.ws_config),
         )
         .await;
-        session::run(
-            ws,
-            shared,
-            Admission {
-                permit,
-                authed,
-                bad_token,
-            },
-        )
-        .await;
+        session::run(ws, shared, Admission { permit, token }).await;
     });
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

@@ -37,6 +37,7 @@ pub mod protocol;
 pub mod session;
 pub mod shutdown;
 pub mod slots;
+pub mod tls;
 
 pub use config::Config;
 pub use gateway::Gateway;

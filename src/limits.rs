@@ -68,3 +68,143 @@ mod tests {
         assert_eq!(l.check(), Err(true));
     }
 }
+
+/// New connections per client address: a governor keyed token bucket
+/// (`server.conn_rate_per_ip` sustained, `server.conn_burst_per_ip` at
+/// once), checked at TCP accept so a flood costs neither an HTTP parser nor
+/// a task. IPv6 clients are keyed by their /64, since one host usually owns
+/// a whole /64 and could otherwise spray fresh keys for free.
+///
+/// Governor keeps one entry per key until told otherwise, so
+/// [`ConnLimiter::prune`] must run periodically (see [`prune_task`]); an
+/// entry is dropped once its bucket is full again, which takes at most
+/// `burst / rate` seconds. The clock is a parameter so unit tests can use
+/// governor's `FakeRelativeClock`.
+pub struct ConnLimiter<C: governor::clock::Clock = governor::clock::DefaultClock> {
+    limiter: RateLimiter<
+        std::net::IpAddr,
+        governor::state::keyed::DefaultKeyedStateStore<std::net::IpAddr>,
+        C,
+        governor::middleware::NoOpMiddleware<C::Instant>,
+    >,
+}
+
+impl ConnLimiter {
+    pub fn new(rate_per_sec: u32, burst: u32) -> Self {
+        Self::with_clock(
+            rate_per_sec,
+            burst,
+            governor::clock::DefaultClock::default(),
+        )
+    }
+}
+
+impl<C: governor::clock::Clock> ConnLimiter<C> {
+    pub fn with_clock(rate_per_sec: u32, burst: u32, clock: C) -> Self {
+        let rate = NonZeroU32::new(rate_per_sec).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst.max(rate_per_sec)).unwrap_or(rate);
+        let quota = Quota::per_second(rate).allow_burst(burst);
+        ConnLimiter {
+            limiter: RateLimiter::new(quota, Default::default(), clock),
+        }
+    }
+
+    /// Whether a new connection from `ip` is admitted.
+    pub fn check(&self, ip: std::net::IpAddr) -> bool {
+        self.limiter.check_key(&limiter_key(ip)).is_ok()
+    }
+
+    /// Forgets addresses whose bucket has refilled; returns the keys left.
+    pub fn prune(&self) -> usize {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+        self.limiter.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.limiter.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.limiter.is_empty()
+    }
+}
+
+/// IPv4 (and IPv4-mapped IPv6) by address, other IPv6 by /64 prefix.
+fn limiter_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    use std::net::{IpAddr, Ipv6Addr};
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(Ipv6Addr::from(bits))
+            }
+        },
+    }
+}
+
+/// Prunes the per-address limiter every `every` until shutdown, and keeps
+/// `tickergate_limiter_keys` current.
+pub async fn prune_task(
+    shared: std::sync::Arc<crate::gateway::Shared>,
+    every: std::time::Duration,
+) {
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tick.tick() => {
+                let keys = shared.conn_limiter.prune();
+                shared.metrics.limiter_keys.set(keys as i64);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod conn_tests {
+    use super::*;
+    use governor::clock::FakeRelativeClock;
+    use std::net::IpAddr;
+    use std::time::Duration;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn per_address_burst_refill_and_prune() {
+        let clock = FakeRelativeClock::default();
+        let l = ConnLimiter::with_clock(2, 4, clock.clone());
+        for _ in 0..4 {
+            assert!(l.check(ip("10.0.0.1")));
+        }
+        assert!(!l.check(ip("10.0.0.1")), "burst spent");
+        assert!(l.check(ip("10.0.0.2")), "other addresses unaffected");
+        clock.advance(Duration::from_millis(500));
+        assert!(l.check(ip("10.0.0.1")), "one token back after 1/rate");
+        assert!(!l.check(ip("10.0.0.1")));
+        for i in 0..1000u32 {
+            l.check(IpAddr::from(std::net::Ipv4Addr::from(0x0b00_0000 + i)));
+        }
+        assert_eq!(l.len(), 1002);
+        assert_eq!(l.prune(), 1002, "nothing has refilled yet");
+        clock.advance(Duration::from_secs(3));
+        assert_eq!(l.prune(), 0, "refilled buckets are forgotten");
+        assert!(l.is_empty());
+    }
+
+    #[test]
+    fn ipv6_keyed_by_prefix() {
+        let l = ConnLimiter::with_clock(1, 1, FakeRelativeClock::default());
+        assert!(l.check(ip("2001:db8:1:2::1")));
+        assert!(!l.check(ip("2001:db8:1:2::ffff")), "same /64");
+        assert!(l.check(ip("2001:db8:1:3::1")), "other /64");
+        assert!(l.check(ip("::ffff:10.0.0.9")));
+        assert!(!l.check(ip("10.0.0.9")), "v4-mapped is the v4 address");
+    }
+}

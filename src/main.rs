@@ -56,10 +56,12 @@ fn main() -> ExitCode {
         };
         let a = gw.local_addr;
         tracing::info!("tickergate listening on {a}");
+        let tls = gw.shared.config.server.tls.is_some();
+        let (ws, http) = if tls { ("wss", "https") } else { ("ws", "http") };
         println!("tickergate is running");
-        println!("  WebSocket : ws://{a}/v1/ws   (try: {{\"op\":\"subscribe\",\"symbols\":[\"AAPL\",\"BTC-USD\"]}})");
-        println!("  REST      : http://{a}/v1/quotes?symbols=AAPL,BTC-USD   http://{a}/v1/symbols");
-        println!("  metrics   : http://{a}/metrics   health: http://{a}/healthz  http://{a}/readyz");
+        println!("  WebSocket : {ws}://{a}/v1/ws   (try: {{\"op\":\"subscribe\",\"symbols\":[\"AAPL\",\"BTC-USD\"]}})");
+        println!("  REST      : {http}://{a}/v1/quotes?symbols=AAPL,BTC-USD   {http}://{a}/v1/symbols");
+        println!("  metrics   : {http}://{a}/metrics   health: {http}://{a}/healthz  {http}://{a}/readyz");
         println!("  stop      : Ctrl-C");
         tickergate::shutdown::signal().await;
         tracing::info!("shutting down: closing sessions with 1001");

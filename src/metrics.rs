@@ -27,10 +27,25 @@ pub struct Metrics {
     pub latency: Histogram,
     pub shard_passes: IntCounter,
     pub ops_in: IntCounter,
+    pub conn_rate_limited: IntCounter,
+    pub limiter_keys: IntGauge,
+    pub origin_rejected: IntCounter,
     errors: IntCounterVec,
     closes: IntCounterVec,
     pub feed_up: prometheus::IntGaugeVec,
+    /// TLS handshakes that failed or timed out (`[server.tls]` only).
+    pub tls_handshake_failures: IntCounter,
+    /// Refused tokens and entitlement denials, by reason.
+    auth_failures: IntCounterVec,
 }
+
+/// The `reason` labels of `tickergate_auth_failures_total`.
+pub const AUTH_FAILURE_REASONS: [&str; 4] = [
+    "invalid",
+    "expired",
+    "forbidden_symbol",
+    "key_connection_limit",
+];
 
 fn must<T>(r: prometheus::Result<T>) -> T {
     // Only fails on an invalid metric definition, which is a programming
@@ -125,6 +140,18 @@ impl Metrics {
             latency,
             shard_passes: counter("shard_passes_total", "Fan-out shard flush passes"),
             ops_in: counter("ops_in_total", "Client ops received"),
+            conn_rate_limited: counter(
+                "conn_rate_limited_total",
+                "TCP connections refused at accept: the client address exceeded server.conn_rate_per_ip",
+            ),
+            limiter_keys: gauge(
+                "limiter_keys",
+                "Client addresses held by the per-address connection limiter (after the last prune)",
+            ),
+            origin_rejected: counter(
+                "origin_rejected_total",
+                "WebSocket upgrades refused with 403: Origin not in server.allowed_origins",
+            ),
             errors: counter_vec("errors_total", "Error messages sent, by code", &["code"]),
             closes: counter_vec(
                 "disconnects_total",
@@ -132,8 +159,20 @@ impl Metrics {
                 &["code"],
             ),
             feed_up,
+            tls_handshake_failures: counter(
+                "tls_handshake_failures_total",
+                "Connections dropped because the TLS handshake failed or did not finish within server.header_timeout_ms",
+            ),
+            auth_failures: counter_vec(
+                "auth_failures_total",
+                "Auth refusals: invalid or expired tokens, un-entitled symbols asked for (one per symbol), sessions over a key's max_connections",
+                &["reason"],
+            ),
             registry,
         };
+        for r in AUTH_FAILURE_REASONS {
+            m.auth_failures.with_label_values(&[r]);
+        }
         for c in ErrorCode::ALL {
             m.errors.with_label_values(&[c.as_str()]);
         }
@@ -158,6 +197,11 @@ impl Metrics {
 
     pub fn closed(&self, code: u16) {
         self.closes.with_label_values(&[&code.to_string()]).inc();
+    }
+
+    /// Counts one auth refusal; `reason` is one of [`AUTH_FAILURE_REASONS`].
+    pub fn auth_failure(&self, reason: &str) {
+        self.auth_failures.with_label_values(&[reason]).inc();
     }
 
     /// Prometheus text exposition of every metric.

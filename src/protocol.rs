@@ -317,6 +317,9 @@ pub enum Control<'a> {
     Authenticated {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<OpId>,
+        /// The session's effective limits now that its key is known (the
+        /// key may lower `max_symbols` below what `welcome` said).
+        limits: Limits,
     },
     Heartbeat {
         ts: i64,

@@ -9,6 +9,7 @@
 //! they are never stuck behind data. A socket that accepts nothing for
 //! `slow_consumer_ms` is closed with 4008.
 
+use crate::auth::{AuthError, Entitlement, KeyConnGuard};
 use crate::fanout::SessionHandle;
 use crate::gateway::Shared;
 use crate::limits::OpLimiter;
@@ -51,10 +52,9 @@ pub struct Admission {
     /// Held for the session's life; `None` means the server is full and the
     /// session is closed with 1013 at once.
     pub permit: Option<OwnedSemaphorePermit>,
-    /// A valid token came with the upgrade request.
-    pub authed: bool,
-    /// A token came with the upgrade request but was not valid.
-    pub bad_token: bool,
+    /// The token that came with the upgrade request, checked: `None` when
+    /// none came (or auth is off).
+    pub token: Option<Result<Arc<Entitlement>, AuthError>>,
 }
 
 enum Exit {
@@ -70,6 +70,13 @@ struct Session {
     subs: Vec<Sub>,
     control: VecDeque<String>,
     authed: bool,
+    /// What the session's key may see; `None` while unauthenticated or
+    /// with auth off (then everything).
+    entitlement: Option<Arc<Entitlement>>,
+    /// One of the key's `max_connections`, held for the session's life.
+    key_conn: Option<KeyConnGuard>,
+    /// `session.max_symbols`, lowered by the key's `max_symbols`.
+    max_symbols: usize,
     limiter: OpLimiter,
     /// Something may be dirty (woken by a shard, or a subscription changed).
     dirty: bool,
@@ -95,7 +102,10 @@ where
         handle,
         subs: Vec::new(),
         control: VecDeque::new(),
-        authed: adm.authed || !shared.auth.enabled(),
+        authed: !shared.auth.enabled(),
+        entitlement: None,
+        key_conn: None,
+        max_symbols: cfg.max_symbols,
         dirty: false,
         due: None,
         scratch: Vec::new(),
@@ -106,20 +116,15 @@ where
     let exit = if adm.permit.is_none() {
         m.connections_rejected.inc();
         Exit::Close(close::OVERLOADED, "server full, try again later")
-    } else if adm.bad_token {
-        s.error(None, ErrorCode::Unauthorized, "invalid token", None);
-        Exit::Close(close::POLICY, "invalid token")
+    } else if let Some(exit) = s.admit_token(adm.token) {
+        exit
     } else {
         m.connections_opened.inc();
         s.push(Control::Welcome {
             protocol: PROTOCOL_VERSION,
             session: &format!("{id:016x}"),
             heartbeat_ms: cfg.heartbeat_ms,
-            limits: Limits {
-                max_symbols: cfg.max_symbols,
-                max_msgs_per_sec: cfg.max_msgs_per_sec,
-                max_message_bytes: cfg.max_message_bytes,
-            },
+            limits: s.limits(),
             auth_required: !s.authed,
         });
         Exit::Gone
@@ -134,6 +139,8 @@ where
         s.finish(&mut tx, code, reason).await;
     }
     s.drop_subs();
+    // The key's connection is free before the session stops counting.
+    drop(s.key_conn.take());
     m.connections.dec();
     drop(adm.permit);
 }
@@ -151,6 +158,53 @@ impl Session {
             message,
             symbol,
         });
+    }
+
+    /// The limits announced in `welcome` and `authenticated`.
+    fn limits(&self) -> Limits {
+        let cfg = &self.shared.config.session;
+        Limits {
+            max_symbols: self.max_symbols,
+            max_msgs_per_sec: cfg.max_msgs_per_sec,
+            max_message_bytes: cfg.max_message_bytes,
+        }
+    }
+
+    /// A token from the upgrade request. `Some` closes the session.
+    fn admit_token(&mut self, token: Option<Result<Arc<Entitlement>, AuthError>>) -> Option<Exit> {
+        if !self.shared.auth.enabled() {
+            return None;
+        }
+        match token? {
+            Ok(ent) => self.authenticate(None, ent).err(),
+            Err(e) => Some(self.refuse_token(None, e)),
+        }
+    }
+
+    fn refuse_token(&mut self, id: Option<OpId>, e: AuthError) -> Exit {
+        self.shared.metrics.auth_failure(e.metric_reason());
+        self.error(id, ErrorCode::Unauthorized, e.reason(), None);
+        Exit::Close(close::POLICY, e.reason())
+    }
+
+    /// Adopts a valid token's entitlement, taking one of its key's
+    /// connections; a key at its `max_connections` closes the session.
+    fn authenticate(&mut self, id: Option<OpId>, ent: Arc<Entitlement>) -> Result<(), Exit> {
+        const TOO_MANY: &str = "too many connections for this key";
+        match self.shared.auth.acquire(&ent) {
+            Ok(guard) => self.key_conn = guard,
+            Err(crate::auth::KeyAtLimit) => {
+                tracing::debug!(key = %ent.name, "{TOO_MANY}");
+                self.shared.metrics.auth_failure("key_connection_limit");
+                self.error(id, ErrorCode::Unauthorized, TOO_MANY, None);
+                return Err(Exit::Close(close::POLICY, TOO_MANY));
+            }
+        }
+        let cap = self.shared.config.session.max_symbols;
+        self.max_symbols = ent.max_symbols.map_or(cap, |m| m.min(cap));
+        self.entitlement = Some(ent);
+        self.authed = true;
+        Ok(())
     }
 
     fn op_error(&mut self, e: OpError) {
@@ -176,6 +230,13 @@ impl Session {
         let cfg = self.shared.config.session.clone();
         let heartbeat = Duration::from_millis(cfg.heartbeat_ms);
         let slow = Duration::from_millis(cfg.slow_consumer_ms);
+        // Liveness: a WebSocket Ping after `ping_interval_ms` of client
+        // silence, close 1008 after `idle_timeout_ms` without any frame.
+        let ping_every = Duration::from_millis(cfg.ping_interval_ms);
+        let idle = Duration::from_millis(cfg.idle_timeout_ms);
+        let mut last_rx = Instant::now();
+        let mut last_ping = last_rx;
+        let mut ping_due = false;
         let mut shutdown = self.shared.shutdown.subscribe();
         let handle = self.handle.clone();
         let mut flushing = false;
@@ -190,13 +251,24 @@ impl Session {
             if self.control.len() > cfg.max_pending_control {
                 return Exit::Close(close::SLOW_CONSUMER, "slow consumer: replies not read");
             }
-            let has_work = !self.control.is_empty() || self.dirty;
+            let idle_at = last_rx + idle;
+            if now >= idle_at {
+                return Exit::Close(close::POLICY, "idle timeout: no pong");
+            }
+            let mut ping_at = last_ping.max(last_rx) + ping_every;
+            if !ping_due && now >= ping_at {
+                ping_due = true;
+                last_ping = now;
+                ping_at = now + ping_every;
+            }
+            let has_work = !self.control.is_empty() || self.dirty || ping_due;
             let timer = if flushing {
                 write_started + slow
             } else {
                 let hb = last_write + heartbeat;
                 self.due.map_or(hb, |d| d.min(hb))
             };
+            let timer = timer.min(idle_at).min(ping_at);
             tokio::select! {
                 biased;
                 _ = shutdown.wait() => return Exit::Close(close::GOING_AWAY, "server shutting down"),
@@ -214,6 +286,13 @@ impl Session {
                     }
                     if flushing {
                         flushing = false;
+                    } else if ping_due {
+                        ping_due = false;
+                        if tx.start_send_unpin(Message::Ping(Default::default())).is_err() {
+                            return Exit::Gone;
+                        }
+                        flushing = true;
+                        write_started = Instant::now();
                     } else if let Some(frame) = self.build_frame() {
                         if tx.start_send_unpin(Message::Text(frame.into())).is_err() {
                             return Exit::Gone;
@@ -224,6 +303,7 @@ impl Session {
                     }
                 }
                 msg = rx.next() => {
+                    last_rx = Instant::now();
                     if let Some(exit) = self.on_message(msg) {
                         return exit;
                     }
@@ -360,12 +440,29 @@ impl Session {
         match op {
             Op::Ping => self.push(Control::Pong { id, ts: now_ns() }),
             Op::Auth { token } => {
-                if self.shared.auth.verify(&token) {
-                    self.authed = true;
-                    self.push(Control::Authenticated { id });
+                if !self.shared.auth.enabled() {
+                    let limits = self.limits();
+                    self.push(Control::Authenticated { id, limits });
+                } else if self.entitlement.is_some() {
+                    // Switching keys mid-session would leave subscriptions
+                    // the new key may not see.
+                    self.error(
+                        id,
+                        ErrorCode::BadRequest,
+                        "already authenticated: a session keeps its first token",
+                        None,
+                    );
                 } else {
-                    self.error(id, ErrorCode::Unauthorized, "invalid token", None);
-                    return Some(Exit::Close(close::POLICY, "invalid token"));
+                    match self.shared.auth.authenticate(&token) {
+                        Ok(ent) => {
+                            if let Err(exit) = self.authenticate(id.clone(), ent) {
+                                return Some(exit);
+                            }
+                            let limits = self.limits();
+                            self.push(Control::Authenticated { id, limits });
+                        }
+                        Err(e) => return Some(self.refuse_token(id, e)),
+                    }
                 }
             }
             _ if !self.authed => {
@@ -386,11 +483,24 @@ impl Session {
         None
     }
 
-    /// Resolves names; unknown ones get an `unknown_symbol` error each.
+    /// Resolves names; unknown ones get an `unknown_symbol` error each,
+    /// valid names the key may not see a `forbidden_symbol` each. The
+    /// entitlement is checked before existence, so the errors do not tell
+    /// which un-entitled symbols exist; a pattern such as `BTC-*` is not a
+    /// valid name, so it is `unknown_symbol` (v1 has no wildcards).
     fn resolve(&mut self, id: &Option<OpId>, names: &[String]) -> Vec<SymbolId> {
         let symbols = self.shared.symbols.clone();
+        let ent = self.entitlement.clone();
         let mut out: Vec<SymbolId> = Vec::with_capacity(names.len());
         for n in names {
+            if let Some(ent) = &ent {
+                if crate::model::valid_symbol(n) && !ent.allows(n) {
+                    self.shared.metrics.auth_failure("forbidden_symbol");
+                    let msg = format!("not entitled to symbol: {n}");
+                    self.error(id.clone(), ErrorCode::ForbiddenSymbol, &msg, Some(n));
+                    continue;
+                }
+            }
             match symbols.get(n) {
                 Some(s) => {
                     if !out.contains(&s) {
@@ -422,7 +532,7 @@ impl Session {
         if syms.is_empty() {
             return;
         }
-        let max = self.shared.config.session.max_symbols;
+        let max = self.max_symbols;
         let new = syms.iter().filter(|s| self.find(**s).is_err()).count();
         if self.subs.len() + new > max {
             let msg = format!(

@@ -243,7 +243,15 @@ async fn control_replies_are_not_dropped_behind_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_clients_each_get_their_own_symbols() {
     const CLIENTS: usize = 1000;
-    let gw = Arc::new(start(|c| sim_cfg(c).symbols = 300).await);
+    // All 1,000 come from 127.0.0.1: lift the per-address connection rate.
+    let gw = Arc::new(
+        start(|c| {
+            sim_cfg(c).symbols = 300;
+            c.server.conn_rate_per_ip = 100_000;
+            c.server.conn_burst_per_ip = 100_000;
+        })
+        .await,
+    );
     let names = tickergate::feed::sim::symbol_names(300);
     for (i, n) in names.iter().enumerate() {
         publish(&gw, n, nth_quote(i as u64));

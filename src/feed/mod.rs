@@ -366,7 +366,12 @@ pub fn parse_rfc3339_ns(text: &str, field: &'static str) -> Result<i64, ParseErr
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    Ok(((days * 86_400 + h * 3_600 + mi * 60 + s) * 1_000_000_000) + ns)
+    // i64 nanoseconds end at 2262-04-11T23:47:16.854775807Z; a later
+    // (four-digit) year is refused, not wrapped (found by fuzzing).
+    (days * 86_400 + h * 3_600 + mi * 60 + s)
+        .checked_mul(1_000_000_000)
+        .and_then(|t| t.checked_add(ns))
+        .ok_or_else(bad)
 }
 
 #[cfg(test)]
@@ -422,6 +427,10 @@ mod venue_tests {
             parse_rfc3339_ns("2023-09-25T09:04:31.742599123Z", "t").unwrap(),
             1_695_632_671_742_599_123
         );
+        assert_eq!(
+            parse_rfc3339_ns("2262-04-11T23:47:16.854775807Z", "t").unwrap(),
+            i64::MAX
+        );
         assert!(
             parse_rfc3339_ns("2024-02-29T00:00:00Z", "t").is_ok(),
             "leap day"
@@ -437,6 +446,10 @@ mod venue_tests {
             "2022-10-19T23:28:22+01:00",
             "2022-10-19T23:28:22.Z",
             "x022-10-19T23:28:22Z",
+            // Past the end of i64 nanoseconds (overflowed before).
+            "2262-04-11T23:47:16.854775808Z",
+            "2262-05-01T00:00:00+00:00",
+            "9999-12-31T23:59:59.999999999Z",
         ] {
             assert!(parse_rfc3339_ns(bad, "t").is_err(), "{bad}");
         }
