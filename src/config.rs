@@ -942,16 +942,18 @@ OPTIONS:
 Logging: RUST_LOG (default info), e.g. RUST_LOG=tickergate=debug.
 ";
 
-fn flag_value<T: std::str::FromStr>(
+/// The value after `flag`, parsed; `usage` is shown when it is missing.
+pub(crate) fn flag_value<T: std::str::FromStr>(
     flag: &str,
     it: &mut impl Iterator<Item = String>,
+    usage: &str,
 ) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
     let v = it
         .next()
-        .ok_or_else(|| ConfigError::Usage(format!("{flag} needs a value\n\n{USAGE}")))?;
+        .ok_or_else(|| ConfigError::Usage(format!("{flag} needs a value\n\n{usage}")))?;
     v.parse()
         .map_err(|e| ConfigError::Usage(format!("{flag} {v:?}: {e}")))
 }
@@ -969,13 +971,13 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Cli>,
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--config" => path = Some(PathBuf::from(flag_value::<String>(&a, &mut it)?)),
-            "--listen" => listen = Some(flag_value(&a, &mut it)?),
-            "--shards" => shards = Some(flag_value(&a, &mut it)?),
-            "--sim-rate" => sim_rate = Some(flag_value(&a, &mut it)?),
-            "--sim-symbols" => sim_symbols = Some(flag_value(&a, &mut it)?),
-            "--max-connections" => max_conn = Some(flag_value(&a, &mut it)?),
-            "--conn-rate-per-ip" => conn_rate = Some(flag_value(&a, &mut it)?),
+            "--config" => path = Some(PathBuf::from(flag_value::<String>(&a, &mut it, USAGE)?)),
+            "--listen" => listen = Some(flag_value(&a, &mut it, USAGE)?),
+            "--shards" => shards = Some(flag_value(&a, &mut it, USAGE)?),
+            "--sim-rate" => sim_rate = Some(flag_value(&a, &mut it, USAGE)?),
+            "--sim-symbols" => sim_symbols = Some(flag_value(&a, &mut it, USAGE)?),
+            "--max-connections" => max_conn = Some(flag_value(&a, &mut it, USAGE)?),
+            "--conn-rate-per-ip" => conn_rate = Some(flag_value(&a, &mut it, USAGE)?),
             "--check-config" => check_only = true,
             "-h" | "--help" => return Ok(None),
             other => {

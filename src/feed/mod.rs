@@ -241,6 +241,39 @@ pub trait Venue: Send + 'static {
     fn parse(&mut self, frame: &mut [u8], out: &mut Vec<Event>) -> Result<(), ParseError>;
 }
 
+/// A boxed adapter is an adapter: lets one code path pick the venue at run
+/// time (the recorder, replay, the gateway).
+impl Venue for Box<dyn Venue> {
+    fn kind(&self) -> &'static str {
+        (**self).kind()
+    }
+    fn url(&self) -> String {
+        (**self).url()
+    }
+    fn on_connect(&mut self) -> Vec<String> {
+        (**self).on_connect()
+    }
+    fn parse(&mut self, frame: &mut [u8], out: &mut Vec<Event>) -> Result<(), ParseError> {
+        (**self).parse(frame, out)
+    }
+}
+
+/// The adapter for a venue kind (`binance`, `coinbase`, `kraken`).
+pub fn venue_for(
+    kind: &str,
+    cfg: &crate::config::VenueConfig,
+    map: SymbolMap,
+) -> Result<Box<dyn Venue>, String> {
+    match kind {
+        "binance" => Ok(Box::new(binance::Binance::new(cfg, map))),
+        "coinbase" => Ok(Box::new(coinbase::Coinbase::new(cfg, map))),
+        "kraken" => Ok(Box::new(kraken::Kraken::new(cfg, map))),
+        other => Err(format!(
+            "unknown venue {other:?} (binance, coinbase or kraken)"
+        )),
+    }
+}
+
 /// Venue symbol -> gateway symbol id, from a feed's `symbols` table.
 #[derive(Debug, Clone, Default)]
 pub struct SymbolMap {

@@ -16,7 +16,7 @@
 //! and flushes before it exits. A write error stops the recording and is
 //! reported; the frames before it stay in the file.
 
-use crate::config::{Config, ConfigError, FeedConfig};
+use crate::config::{flag_value, Config, ConfigError, FeedConfig};
 use crate::feed::supervisor::{self, FrameSink, SupervisorConfig};
 use crate::feed::{FeedState, SymbolMap};
 use crate::metrics::Metrics;
@@ -97,20 +97,6 @@ pub struct RecordSummary {
     pub bytes: u64,
 }
 
-fn flag_value<T: std::str::FromStr>(
-    flag: &str,
-    it: &mut impl Iterator<Item = String>,
-) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    let v = it
-        .next()
-        .ok_or_else(|| ConfigError::Usage(format!("{flag} needs a value\n\n{USAGE}")))?;
-    v.parse()
-        .map_err(|e| ConfigError::Usage(format!("{flag} {v:?}: {e}")))
-}
-
 /// Parses the arguments after `record`. `Ok(None)` means `--help`.
 pub fn parse_args(
     args: impl IntoIterator<Item = String>,
@@ -123,11 +109,11 @@ pub fn parse_args(
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--config" => config = Some(PathBuf::from(flag_value::<String>(&a, &mut it)?)),
-            "--feed" => feed = Some(flag_value::<String>(&a, &mut it)?),
-            "--out" => out = Some(PathBuf::from(flag_value::<String>(&a, &mut it)?)),
+            "--config" => config = Some(PathBuf::from(flag_value::<String>(&a, &mut it, USAGE)?)),
+            "--feed" => feed = Some(flag_value::<String>(&a, &mut it, USAGE)?),
+            "--out" => out = Some(PathBuf::from(flag_value::<String>(&a, &mut it, USAGE)?)),
             "--duration" => {
-                let secs: f64 = flag_value(&a, &mut it)?;
+                let secs: f64 = flag_value(&a, &mut it, USAGE)?;
                 let d = Duration::try_from_secs_f64(secs)
                     .ok()
                     .filter(|d| !d.is_zero())
@@ -139,7 +125,7 @@ pub fn parse_args(
                 duration = Some(d);
             }
             "--max-frames" => {
-                let n: u64 = flag_value(&a, &mut it)?;
+                let n: u64 = flag_value(&a, &mut it, USAGE)?;
                 if n == 0 {
                     return Err(ConfigError::Usage(
                         "--max-frames: must be at least 1".into(),
@@ -312,44 +298,21 @@ pub async fn record(
     });
     let sup = SupervisorConfig::from_venue(v);
     let sd = trigger.subscribe();
-    let task = match feed_cfg {
-        FeedConfig::Binance(_) => {
-            let venue = crate::feed::binance::Binance::new(v, map);
-            tokio::spawn(supervisor::run(
-                venue,
-                sup,
-                norm,
-                state,
-                metrics,
-                Some(sink),
-                sd,
-            ))
-        }
-        FeedConfig::Coinbase(_) => {
-            let venue = crate::feed::coinbase::Coinbase::new(v, map);
-            tokio::spawn(supervisor::run(
-                venue,
-                sup,
-                norm,
-                state,
-                metrics,
-                Some(sink),
-                sd,
-            ))
-        }
-        _ => {
-            let venue = crate::feed::kraken::Kraken::new(v, map);
-            tokio::spawn(supervisor::run(
-                venue,
-                sup,
-                norm,
-                state,
-                metrics,
-                Some(sink),
-                sd,
-            ))
-        }
-    };
+    // `feed_cfg` was checked to be a venue feed above.
+    let venue =
+        crate::feed::venue_for(feed_cfg.kind(), v, map).map_err(|message| RecordError::Feed {
+            feed: name.clone(),
+            message,
+        })?;
+    let task = tokio::spawn(supervisor::run(
+        venue,
+        sup,
+        norm,
+        state,
+        metrics,
+        Some(sink),
+        sd,
+    ));
     tracing::info!(
         feed = %name,
         kind = feed_cfg.kind(),

@@ -68,21 +68,7 @@ pub const FAST_YIELD_EVERY: u32 = 256;
 /// `recv_ns` far in the future overflowing the clock).
 const MAX_GAP: Duration = Duration::from_secs(365 * 24 * 3600);
 
-/// Builds the parser of a venue by kind.
-pub fn venue_parser(
-    kind: &str,
-    cfg: &VenueConfig,
-    map: SymbolMap,
-) -> Result<Box<dyn Venue>, String> {
-    match kind {
-        "binance" => Ok(Box::new(super::binance::Binance::new(cfg, map))),
-        "coinbase" => Ok(Box::new(super::coinbase::Coinbase::new(cfg, map))),
-        "kraken" => Ok(Box::new(super::kraken::Kraken::new(cfg, map))),
-        other => Err(format!(
-            "unknown venue {other:?} (binance, coinbase or kraken)"
-        )),
-    }
-}
+pub use super::venue_for as venue_parser;
 
 /// What became of one quote of a frame: the symbol and the normalizer's
 /// verdict (the symbol's new seq, or why it was rejected).
