@@ -60,8 +60,10 @@ pub struct Admission {
 enum Exit {
     /// Close with this code and reason, counted in `disconnects_total`.
     Close(u16, &'static str),
-    /// The client went away or closed; nothing more to send.
+    /// The connection is gone (reset, EOF, I/O error); nothing more to send.
     Gone,
+    /// The client sent a close frame: answer it (RFC 6455 5.5.1).
+    PeerClosed,
 }
 
 struct Session {
@@ -134,9 +136,18 @@ where
         Exit::Gone => s.serve(&mut tx, rx).await,
         other => other,
     };
-    if let Exit::Close(code, reason) = exit {
-        m.closed(code);
-        s.finish(&mut tx, code, reason).await;
+    match exit {
+        Exit::Close(code, reason) => {
+            m.closed(code);
+            s.finish(&mut tx, code, reason).await;
+        }
+        Exit::PeerClosed => {
+            // tungstenite queued the close reply when it read the client's
+            // close; flushing sends it and completes the handshake.
+            let grace = Duration::from_millis(s.shared.config.session.close_grace_ms);
+            let _ = tokio::time::timeout(grace, futures_util::SinkExt::close(&mut tx)).await;
+        }
+        Exit::Gone => {}
     }
     s.drop_subs();
     // The key's connection is free before the session stops counting.
@@ -382,7 +393,7 @@ impl Session {
             // tungstenite answers pings itself; a close is answered too and
             // the stream then ends.
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => None,
-            Message::Close(_) => Some(Exit::Gone),
+            Message::Close(_) => Some(Exit::PeerClosed),
         }
     }
 

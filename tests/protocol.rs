@@ -456,3 +456,24 @@ mod auth {
         assert!(body.contains("\"1.00\""));
     }
 }
+
+/// A client's normal close is answered with a normal close (1000) and the
+/// session's subscriptions are released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn normal_close_is_answered_with_1000() {
+    use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+    let gw = start(|_| {}).await;
+    let (mut c, _) = Client::connect_welcomed(gw.local_addr).await;
+    c.subscribe(1, &["AAPL"]).await;
+    c.ws.send(Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    })))
+    .await
+    .unwrap();
+    assert_eq!(c.recv_close().await, Some(1000));
+    wait_for("session released", || {
+        gw.shared.metrics.connections.get() == 0 && gw.shared.metrics.subscriptions.get() == 0
+    })
+    .await;
+}
