@@ -51,6 +51,8 @@
 //!                        measure an already running gateway (say, one started
 //!                        under heaptrack) instead of starting one; one run
 
+mod common;
+
 use futures_util::{SinkExt, StreamExt};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -199,37 +201,6 @@ fn parse_opts() -> Result<Opts, String> {
     Ok(o)
 }
 
-fn have_taskset() -> bool {
-    Command::new("taskset")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Re-executes this tool under `taskset -c 1` (once). Returns the child's
-/// exit code if it did.
-fn pin_self(o: &Opts) -> Option<ExitCode> {
-    if !o.pin || std::env::var_os(PIN_ENV).is_some() || !have_taskset() {
-        return None;
-    }
-    let exe = std::env::current_exe().ok()?;
-    let status = Command::new("taskset")
-        .arg("-c")
-        .arg("1")
-        .arg(exe)
-        .args(std::env::args_os().skip(1))
-        .env(PIN_ENV, "1")
-        .status()
-        .ok()?;
-    Some(ExitCode::from(
-        status.code().unwrap_or(1).clamp(0, 255) as u8
-    ))
-}
-
-// ------------------------------------------------------------ gateway child
-
 /// The gateway process; killed on drop.
 struct Gateway {
     /// `None` with `--attach`: a gateway this tool did not start.
@@ -263,7 +234,7 @@ impl Gateway {
             )
             .into());
         }
-        let mut cmd = if o.pin && have_taskset() {
+        let mut cmd = if o.pin && common::have_taskset() {
             let mut c = Command::new("taskset");
             c.arg("-c").arg("0").arg(&o.bin);
             c
@@ -667,7 +638,7 @@ async fn main_async(o: Opts) -> Result<(), BoxError> {
     println!(
         "idle_conns: gateway {} ({}), {} symbols/conn, {} in flight, settle {:?}, {} samples every {:?}{}",
         o.bin.display(),
-        if o.pin && have_taskset() { "gateway on core 0, tool on core 1" } else { "not pinned" },
+        if o.pin && common::have_taskset() { "gateway on core 0, tool on core 1" } else { "not pinned" },
         o.symbols,
         o.concurrency,
         o.settle,
@@ -788,7 +759,7 @@ async fn main_async(o: Opts) -> Result<(), BoxError> {
         "gateway_bin": o.bin.display().to_string(),
         "gateway_args": gateway_args,
         "gateway_env": gateway_env,
-        "pinned": o.pin && have_taskset(),
+        "pinned": o.pin && common::have_taskset(),
         "symbols_per_conn": o.symbols,
         "concurrency": o.concurrency,
         "settle_ms": o.settle.as_millis() as u64,
@@ -815,7 +786,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(code) = pin_self(&o) {
+    if let Some(code) = common::pin_self(o.pin, PIN_ENV) {
         return code;
     }
     // The clients share one core: a current-thread runtime is the cheapest.

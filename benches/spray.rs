@@ -37,6 +37,8 @@
 //!   --no-pin         do not use taskset
 //!   --out PATH       JSON output [results/spray.json under the crate]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -130,33 +132,6 @@ fn parse_opts() -> Result<Opts, String> {
     Ok(o)
 }
 
-fn have_taskset() -> bool {
-    Command::new("taskset")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn pin_self(o: &Opts) -> Option<ExitCode> {
-    if !o.pin || std::env::var_os(PIN_ENV).is_some() || !have_taskset() {
-        return None;
-    }
-    let exe = std::env::current_exe().ok()?;
-    let status = Command::new("taskset")
-        .arg("-c")
-        .arg("1")
-        .arg(exe)
-        .args(std::env::args_os().skip(1))
-        .env(PIN_ENV, "1")
-        .status()
-        .ok()?;
-    Some(ExitCode::from(
-        status.code().unwrap_or(1).clamp(0, 255) as u8
-    ))
-}
-
 /// The gateway process; killed on drop.
 struct Gateway {
     child: Child,
@@ -191,7 +166,7 @@ impl Gateway {
             &cfg.0,
             format!("[server]\nconn_limiter_prune_ms = {}\n", o.prune_ms),
         )?;
-        let mut cmd = if o.pin && have_taskset() {
+        let mut cmd = if o.pin && common::have_taskset() {
             let mut c = Command::new("taskset");
             c.arg("-c").arg("0").arg(&o.bin);
             c
@@ -302,7 +277,7 @@ async fn main_async(o: Opts) -> Result<(), BoxError> {
     println!(
         "gateway pid {pid} on {} ({}); RSS before {rss_before} KiB, limiter keys {keys_before}",
         gw.addr,
-        if o.pin && have_taskset() {
+        if o.pin && common::have_taskset() {
             "gateway on core 0, tool on core 1"
         } else {
             "not pinned"
@@ -399,7 +374,7 @@ async fn main_async(o: Opts) -> Result<(), BoxError> {
         "rss_after_prune_kib": rss_after,
         "limiter_keys_peak": keys_peak,
         "limiter_keys_after": keys_after,
-        "pinned": o.pin && have_taskset(),
+        "pinned": o.pin && common::have_taskset(),
     });
     if let Some(dir) = o.out.parent() {
         std::fs::create_dir_all(dir)?;
@@ -417,7 +392,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(code) = pin_self(&o) {
+    if let Some(code) = common::pin_self(o.pin, PIN_ENV) {
         return code;
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
