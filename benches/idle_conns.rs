@@ -770,41 +770,15 @@ async fn main_async(o: Opts) -> Result<(), BoxError> {
         "summary": summary,
         "runs": runs,
     });
-    if let Some(dir) = o.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&o.out, serde_json::to_string_pretty(&doc)? + "\n")?;
-    println!("\nwrote {}", o.out.display());
-    Ok(())
+    common::write_json(&o.out, &doc)
 }
 
 fn main() -> ExitCode {
-    let o = match parse_opts() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    if let Some(code) = common::pin_self(o.pin, PIN_ENV) {
-        return code;
-    }
-    // The clients share one core: a current-thread runtime is the cheapest.
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(main_async(o)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("idle_conns: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::run_tool(
+        "idle_conns",
+        parse_opts,
+        |o: &Opts| o.pin,
+        PIN_ENV,
+        main_async,
+    )
 }

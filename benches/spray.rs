@@ -376,40 +376,9 @@ async fn main_async(o: Opts) -> Result<(), BoxError> {
         "limiter_keys_after": keys_after,
         "pinned": o.pin && common::have_taskset(),
     });
-    if let Some(dir) = o.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&o.out, serde_json::to_string_pretty(&doc)? + "\n")?;
-    println!("\nwrote {}", o.out.display());
-    Ok(())
+    common::write_json(&o.out, &doc)
 }
 
 fn main() -> ExitCode {
-    let o = match parse_opts() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    if let Some(code) = common::pin_self(o.pin, PIN_ENV) {
-        return code;
-    }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(main_async(o)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("spray: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::run_tool("spray", parse_opts, |o: &Opts| o.pin, PIN_ENV, main_async)
 }

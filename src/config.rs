@@ -445,6 +445,17 @@ impl Default for VenueConfig {
     }
 }
 
+impl VenueConfig {
+    /// The configured `url`, or the venue's public endpoint when unset.
+    pub fn url_or(&self, default: &str) -> String {
+        if self.url.is_empty() {
+            default.to_string()
+        } else {
+            self.url.clone()
+        }
+    }
+}
+
 /// Replay pacing.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]

@@ -107,11 +107,7 @@ async fn reconnects_and_resubscribes_after_the_upstream_drops() {
         .recv_until(|m| m["symbol"] == "BTC-USDT" && m["bid"] == "97100.00")
         .await;
     assert_eq!(q["ask"], "97100.01");
-    let text = metrics_text(&gw);
-    assert_eq!(
-        metric(&text, r#"tickergate_feed_connects_total{feed="binance"}"#),
-        2.0
-    );
+    assert_eq!(feed_connects(&gw, "binance"), 2.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,13 +135,7 @@ async fn garbage_is_counted_by_reason_and_survived() {
             "a rejected frame leaked: {m}"
         );
     }
-    let text = metrics_text(&gw);
-    let r = |reason: &str| {
-        metric(
-            &text,
-            &format!(r#"tickergate_feed_rejects_total{{feed="binance",reason="{reason}"}}"#),
-        )
-    };
+    let r = feed_rejects(&gw, "binance");
     assert_eq!(r("malformed"), 2.0, "truncated and non-JSON");
     assert_eq!(
         r("bad_field"),
@@ -159,7 +149,7 @@ async fn garbage_is_counted_by_reason_and_survived() {
     assert_eq!(r("non_positive_price"), 1.0);
     assert_eq!(r("out_of_order"), 1.0);
     assert_eq!(
-        metric(&text, r#"tickergate_feed_connects_total{feed="binance"}"#),
+        feed_connects(&gw, "binance"),
         1.0,
         "garbage does not cost the connection"
     );

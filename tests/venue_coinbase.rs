@@ -88,10 +88,7 @@ fn heartbeat(sequence: u64, product: &str) -> String {
 }
 
 fn connects(gw: &tickergate::Gateway) -> f64 {
-    metric(
-        &metrics_text(gw),
-        r#"tickergate_feed_connects_total{feed="coinbase"}"#,
-    )
+    feed_connects(gw, "coinbase")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,13 +242,7 @@ async fn garbage_is_counted_by_reason_and_survived() {
             "a rejected frame leaked: {m}"
         );
     }
-    let text = metrics_text(&gw);
-    let r = |reason: &str| {
-        metric(
-            &text,
-            &format!(r#"tickergate_feed_rejects_total{{feed="coinbase",reason="{reason}"}}"#),
-        )
-    };
+    let r = feed_rejects(&gw, "coinbase");
     assert_eq!(r("malformed"), 2.0, "truncated and non-JSON");
     assert_eq!(r("unexpected"), 1.0, "not an object");
     assert_eq!(

@@ -137,10 +137,7 @@ async fn subscribes_and_delivers_the_exact_number_text_kraken_sent() {
         "out_of_order",
     ] {
         assert_eq!(
-            metric(
-                &text,
-                &format!(r#"tickergate_feed_rejects_total{{feed="kraken",reason="{reason}"}}"#)
-            ),
+            feed_rejects(&gw, "kraken")(reason),
             0.0,
             "{reason}: the recorded session is clean"
         );
@@ -170,12 +167,7 @@ async fn heartbeats_status_and_pongs_keep_it_live() {
             (i + 1) * 50
         );
     }
-    let text = metrics_text(&gw);
-    assert_eq!(
-        metric(&text, r#"tickergate_feed_connects_total{feed="kraken"}"#),
-        1.0,
-        "no reconnect"
-    );
+    assert_eq!(feed_connects(&gw, "kraken"), 1.0, "no reconnect");
     // And it was the heartbeats: without them the feed goes stale.
     wait_for("feed stale", || !feed.is_up()).await;
     conn.wait_closed().await;
@@ -200,11 +192,7 @@ async fn reconnects_and_resubscribes_after_the_upstream_drops() {
         .await;
     assert_eq!(q["ask"], "97100.01");
     assert_eq!(q["bid_size"], "1.00000000");
-    let text = metrics_text(&gw);
-    assert_eq!(
-        metric(&text, r#"tickergate_feed_connects_total{feed="kraken"}"#),
-        2.0
-    );
+    assert_eq!(feed_connects(&gw, "kraken"), 2.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,13 +223,7 @@ async fn garbage_is_counted_by_reason_and_survived() {
             "a rejected frame leaked: {m}"
         );
     }
-    let text = metrics_text(&gw);
-    let r = |reason: &str| {
-        metric(
-            &text,
-            &format!(r#"tickergate_feed_rejects_total{{feed="kraken",reason="{reason}"}}"#),
-        )
-    };
+    let r = feed_rejects(&gw, "kraken");
     assert_eq!(r("malformed"), 2.0, "truncated and non-JSON");
     assert_eq!(r("unexpected"), 1.0, "not an object");
     assert_eq!(
@@ -256,7 +238,7 @@ async fn garbage_is_counted_by_reason_and_survived() {
     assert_eq!(r("out_of_order"), 1.0, "timestamp going backwards");
     assert_eq!(r("scale"), 0.0);
     assert_eq!(
-        metric(&text, r#"tickergate_feed_connects_total{feed="kraken"}"#),
+        feed_connects(&gw, "kraken"),
         1.0,
         "garbage does not cost the connection"
     );

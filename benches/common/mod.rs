@@ -32,3 +32,58 @@ pub fn pin_self(pin: bool, pinned_env: &str) -> Option<ExitCode> {
         status.code().unwrap_or(1).clamp(0, 255) as u8
     ))
 }
+
+/// The shared `main` of a load tool: parse options (exit 2 on a usage
+/// error), pin itself to core 1, run `body` on a current-thread runtime
+/// (the clients share one core), report errors under `name`.
+pub fn run_tool<O, F>(
+    name: &str,
+    parse: impl FnOnce() -> Result<O, String>,
+    pin: impl Fn(&O) -> bool,
+    pinned_env: &str,
+    body: impl FnOnce(O) -> F,
+) -> ExitCode
+where
+    F: std::future::Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>,
+{
+    let o = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(code) = pin_self(pin(&o), pinned_env) {
+        return code;
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(body(o)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes a results document as pretty JSON, creating its folder.
+pub fn write_json(
+    path: &std::path::Path,
+    doc: &serde_json::Value,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, serde_json::to_string_pretty(doc)? + "\n")?;
+    println!("\nwrote {}", path.display());
+    Ok(())
+}

@@ -50,11 +50,7 @@ pub struct Coinbase {
 
 impl Coinbase {
     pub fn new(cfg: &VenueConfig, map: SymbolMap) -> Self {
-        let url = if cfg.url.is_empty() {
-            DEFAULT_URL.to_string()
-        } else {
-            cfg.url.clone()
-        };
+        let url = cfg.url_or(DEFAULT_URL);
         Coinbase { url, map }
     }
 

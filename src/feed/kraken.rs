@@ -82,11 +82,7 @@ pub struct Kraken {
 
 impl Kraken {
     pub fn new(cfg: &VenueConfig, map: SymbolMap) -> Self {
-        let url = if cfg.url.is_empty() {
-            DEFAULT_URL.to_string()
-        } else {
-            cfg.url.clone()
-        };
+        let url = cfg.url_or(DEFAULT_URL);
         Kraken {
             url,
             map,

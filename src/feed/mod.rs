@@ -497,9 +497,19 @@ pub mod json {
     pub use simd_json::BorrowedValue as Value;
     use simd_json::StaticNode;
 
+    thread_local! {
+        /// simd-json's scratch space, reused for every frame parsed on this
+        /// thread instead of allocated per frame (the hot path of every
+        /// adapter). The parsed value borrows the frame, not these.
+        static BUFFERS: std::cell::RefCell<simd_json::Buffers> =
+            std::cell::RefCell::new(simd_json::Buffers::default());
+    }
+
     /// Parses a frame in place.
     pub fn parse(frame: &mut [u8]) -> Result<Value<'_>, ParseError> {
-        simd_json::to_borrowed_value(frame).map_err(|e| ParseError::Json(e.to_string()))
+        BUFFERS
+            .with(|b| simd_json::to_borrowed_value_with_buffers(frame, &mut b.borrow_mut()))
+            .map_err(|e| ParseError::Json(e.to_string()))
     }
 
     pub fn object<'a, 'v>(v: &'a Value<'v>) -> Result<&'a Object<'v>, ParseError> {

@@ -288,3 +288,24 @@ pub fn sim_cfg(c: &mut Config) -> &mut SimConfig {
     }
 }
 pub mod upstream;
+
+/// `tickergate_feed_rejects_total{feed,reason}` of `feed`, read once from
+/// /metrics: call the result with a reason.
+pub fn feed_rejects(gw: &Gateway, feed: &str) -> impl Fn(&str) -> f64 {
+    let text = metrics_text(gw);
+    let feed = feed.to_string();
+    move |reason| {
+        metric(
+            &text,
+            &format!(r#"tickergate_feed_rejects_total{{feed="{feed}",reason="{reason}"}}"#),
+        )
+    }
+}
+
+/// `tickergate_feed_connects_total` of `feed`.
+pub fn feed_connects(gw: &Gateway, feed: &str) -> f64 {
+    metric(
+        &metrics_text(gw),
+        &format!(r#"tickergate_feed_connects_total{{feed="{feed}"}}"#),
+    )
+}
