@@ -187,9 +187,24 @@ impl Sim {
         Decimal::new(units, scale)
     }
 
-    /// The next simulated update: which symbol, and its new quote.
+    /// The next simulated update: which symbol (by Zipf popularity), and
+    /// its new quote.
     pub fn step(&mut self) -> (SymbolId, Quote) {
         let i = self.pick();
+        self.step_symbol(i)
+    }
+
+    /// Number of symbols this simulator walks.
+    pub fn len(&self) -> usize {
+        self.walks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.walks.is_empty()
+    }
+
+    /// The next quote of the `i`th symbol (in popularity order).
+    pub fn step_symbol(&mut self, i: usize) -> (SymbolId, Quote) {
         let r = self.rng.next();
         let (bid, spread, ps, ss, lot) = {
             let w = &mut self.walks[i];
@@ -217,7 +232,8 @@ impl Sim {
     }
 }
 
-/// Runs the simulator at `cfg.rate` updates/s until shutdown.
+/// Runs the simulator until shutdown: `cfg.rate` updates/s, or with
+/// `cfg.burst_hz` set, every symbol `burst_hz` times a second.
 pub async fn run(
     cfg: SimConfig,
     mut sim: Sim,
@@ -229,9 +245,13 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let start = Instant::now();
     let mut emitted: f64 = 0.0;
+    // Burst mode counts bursts (each one ticks every symbol), random mode
+    // counts single updates.
+    let burst = cfg.burst_hz > 0.0;
+    let rate = if burst { cfg.burst_hz } else { cfg.rate };
     // At most one second's worth per tick: a stalled process does not
     // answer with an unbounded burst.
-    let cap = cfg.rate.max(1.0);
+    let cap = rate.max(1.0);
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
@@ -240,17 +260,25 @@ pub async fn run(
         if state.is_paused() {
             // A paused feed is a silent upstream: no data, no heartbeat,
             // and no backlog when it resumes.
-            emitted = start.elapsed().as_secs_f64() * cfg.rate;
+            emitted = start.elapsed().as_secs_f64() * rate;
             continue;
         }
         state.alive();
-        let target = start.elapsed().as_secs_f64() * cfg.rate;
+        let target = start.elapsed().as_secs_f64() * rate;
         let due = (target - emitted).clamp(0.0, cap) as u64;
         for _ in 0..due {
-            let (sym, q) = sim.step();
-            // The simulator only produces valid quotes; a reject would be a
-            // bug and is counted in feed_rejects_total like any other.
-            let _ = norm.apply(sym, q);
+            if burst {
+                for i in 0..sim.len() {
+                    let (sym, q) = sim.step_symbol(i);
+                    let _ = norm.apply(sym, q);
+                }
+            } else {
+                let (sym, q) = sim.step();
+                // The simulator only produces valid quotes; a reject would
+                // be a bug and is counted in feed_rejects_total like any
+                // other.
+                let _ = norm.apply(sym, q);
+            }
         }
         emitted = emitted.max(target - cap) + due as f64;
     }
