@@ -20,18 +20,43 @@
 //!   same bytes into a `Value` and into a typed struct.
 //! * `normalize`: `Normalizer::apply`, the ingest path (validate, stamp
 //!   `gw_ts`, publish, count).
+//! * `fanout_flush/<n>`: one symbol held by `n` = 1, 100, 1,000, 10,000
+//!   sessions of one shard. One flush: the feed publishes an update, the
+//!   shard's pass (`Fanout::wake_dirty`, the body of `run_shard`) wakes every
+//!   session, and each session does what its `build_frame` does per wake:
+//!   clears its pending flag and appends the newest encoded quote to its own
+//!   frame buffer (`Fanout::append_latest`: the first encodes, the rest
+//!   copy). Time is per flush; `Throughput::Elements(n)` gives subscribers
+//!   per second, so per-subscriber time is its inverse. No task is parked
+//!   on the sessions' `Notify` (no runtime here), so a wake stores a permit
+//!   instead of scheduling a task: the scheduler's share is not in it.
+//! * `ingest_e2e`: the whole feed-side path from raw bytes, reported as
+//!   quotes per second: the Binance `bookTicker` frames of
+//!   `feeds/binance/session.jsonl`, in turn, copied into a reused buffer (as
+//!   the supervisor does), `Venue::parse` (the adapter's fast path),
+//!   `FeedNormalizer::apply` (order check, merge, validate, stamp `gw_ts`),
+//!   slot write and shard notify (a subscriber on shard 0, its pass still
+//!   pending). `binance_general` is the same with the adapter's general
+//!   simd-json DOM path (`Binance::parse_general`), the pre-fast-path parser,
+//!   for comparison in the same run. The venue sequence of each event is
+//!   bumped so the normalizer never refuses a repeat.
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rust_decimal::Decimal;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
+use tickergate::config::{NormalizeConfig, VenueConfig};
+use tickergate::fanout::{Fanout, SessionHandle};
+use tickergate::feed::binance::Binance;
+use tickergate::feed::{Event, SymbolMap, Venue};
 use tickergate::metrics::Metrics;
-use tickergate::model::{Quote, SymbolId};
-use tickergate::normalize::Normalizer;
+use tickergate::model::{Quote, SymbolId, Symbols};
+use tickergate::normalize::{FeedNormalizer, Normalizer};
 use tickergate::protocol::{encode_quote, parse_op};
 use tickergate::slots::SlotTable;
 
@@ -203,6 +228,131 @@ fn normalize(c: &mut Criterion) {
     g.finish();
 }
 
+fn fanout_flush(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fanout_flush");
+    let q = crypto_quote();
+    for n in [1usize, 100, 1_000, 10_000] {
+        let mut symbols = Symbols::new();
+        let sym = symbols.intern("BTC-USD").expect("valid symbol");
+        let slots = Arc::new(SlotTable::new(symbols.len(), 1));
+        let fanout = Fanout::new(slots.clone(), Arc::new(symbols), Arc::new(Metrics::new()));
+        let sessions: Vec<Arc<SessionHandle>> = (0..n as u64)
+            .map(|id| Arc::new(SessionHandle::new(id)))
+            .collect();
+        for h in &sessions {
+            fanout.subscribe(h, &[sym]);
+        }
+        let mut frames: Vec<String> = (0..n).map(|_| String::with_capacity(512)).collect();
+        let mut dirty = Vec::new();
+        // Sanity: one flush wakes one dirty symbol and fills every frame.
+        slots.publish(sym, &q);
+        assert_eq!(fanout.wake_dirty(0, &mut dirty), 1);
+        for (h, f) in sessions.iter().zip(frames.iter_mut()) {
+            h.clear();
+            assert!(fanout.append_latest(sym, f).is_some());
+        }
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| {
+                slots.publish(black_box(sym), black_box(&q));
+                let woke = fanout.wake_dirty(0, &mut dirty);
+                let mut bytes = 0;
+                for (h, f) in sessions.iter().zip(frames.iter_mut()) {
+                    h.clear();
+                    f.clear();
+                    if fanout.append_latest(sym, f).is_some() {
+                        bytes += f.len();
+                    }
+                }
+                black_box((woke, bytes))
+            })
+        });
+    }
+    g.finish();
+}
+
+/// The Binance `bookTicker` frames of the recorded sample session.
+fn binance_book_frames() -> Vec<Vec<u8>> {
+    let text = include_str!("../feeds/binance/session.jsonl");
+    let frames: Vec<Vec<u8>> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["frame"].as_str().map(|f| f.as_bytes().to_vec()))
+        .filter(|f| f.windows(11).any(|w| w == b"@bookTicker"))
+        .collect();
+    assert!(!frames.is_empty(), "bookTicker frames in feeds/binance");
+    frames
+}
+
+fn ingest_e2e(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ingest_e2e");
+    g.throughput(Throughput::Elements(1));
+    let frames = binance_book_frames();
+    for general in [false, true] {
+        let mut symbols = Symbols::new();
+        let table: BTreeMap<String, String> = [
+            ("BTCUSDT".to_string(), "BTC-USDT".to_string()),
+            ("ETHUSDT".to_string(), "ETH-USDT".to_string()),
+        ]
+        .into();
+        let map = SymbolMap::build(&table, &mut symbols).expect("valid map");
+        let slots = Arc::new(SlotTable::new(symbols.len(), 2));
+        for id in map.ids() {
+            slots.set_interest(id, 0, true);
+        }
+        let metrics = Arc::new(Metrics::new());
+        let mut norm = FeedNormalizer::new(
+            Normalizer::new("bench", slots.clone(), &metrics),
+            NormalizeConfig::default(),
+        );
+        let mut venue = Binance::new(&VenueConfig::default(), map);
+        let mut buf: Vec<u8> = Vec::with_capacity(1024);
+        let mut events = Vec::with_capacity(4);
+        // Sanity: every frame is a quote the normalizer accepts.
+        for f in &frames {
+            buf.clear();
+            buf.extend_from_slice(f);
+            events.clear();
+            venue.parse(&mut buf, &mut events).expect("sample parses");
+            assert!(matches!(events[..], [Event::Quote { .. }]));
+        }
+        let mut n: u64 = 1 << 40;
+        let mut i = 0;
+        let name = if general {
+            "binance_general"
+        } else {
+            "binance"
+        };
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                n += 1;
+                i = (i + 1) % frames.len();
+                buf.clear();
+                buf.extend_from_slice(black_box(&frames[i]));
+                events.clear();
+                let r = if general {
+                    venue.parse_general(&mut buf, &mut events)
+                } else {
+                    venue.parse(&mut buf, &mut events)
+                };
+                if r.is_err() {
+                    return;
+                }
+                for e in events.drain(..) {
+                    if let Event::Quote { sym, quote, seq } = e {
+                        let seq = seq.map(|(st, s)| (st, s + n));
+                        let _ = black_box(norm.apply(sym, quote, seq));
+                    }
+                }
+            })
+        });
+        let applied = slots.seq(SymbolId(0)) + slots.seq(SymbolId(1));
+        assert!(applied > frames.len() as u64, "quotes reached the slots");
+    }
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -213,6 +363,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = slots, encode, parse, normalize
+    targets = slots, encode, parse, normalize, fanout_flush, ingest_e2e
 }
 criterion_main!(benches);

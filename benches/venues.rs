@@ -1,16 +1,30 @@
 //! Parse + normalize of one venue message, per venue: the ingest hot path
 //! of each adapter (frame copy, parse, exact decimals, merge, validate,
-//! slot write, notify), with a serde_json baseline in the same run.
+//! slot write, notify), with the older paths as baselines in the same run.
 //!
 //! Run: `taskset -c 1 cargo bench --bench venues`. For each venue:
-//! * `simd` is the adapter itself: `Venue::parse` (simd-json DOM, for Kraken
-//!   after the number-quoting pass) then `FeedNormalizer::apply`.
+//! * `simd` is the adapter itself: `Venue::parse` then
+//!   `FeedNormalizer::apply`. For Binance that is the validated fast path
+//!   for the canonical frame (`Binance::parse_fast`, no DOM); Coinbase and
+//!   Kraken parse a simd-json DOM (Kraken after the number-quoting pass).
+//!   All use the fast decimal parser and the normalizer's cached merge base.
+//! * `general` (Binance): `Binance::parse_general`, the simd-json DOM path
+//!   every frame took before the fast path (and still takes when the fast
+//!   path declines), then the same `FeedNormalizer::apply`.
 //! * `serde` parses the same bytes with serde_json into a typed struct of
 //!   borrowed `&str` fields (for Kraken, the quoted text, since serde_json
-//!   without `arbitrary_precision` has no exact number text), then the same
-//!   `parse_decimal` calls and the same `FeedNormalizer::apply`.
+//!   without `arbitrary_precision` has no exact number text), then
+//!   `parse_decimal_reference` (the `Decimal::from_str_exact` parser, as
+//!   before the fast decimal path) and the same `FeedNormalizer::apply`.
+//! * `binance/simd_typed`: simd-json's typed serde deserializer, same
+//!   decimals as `serde`.
+//! * `binance_parts`: where a Binance quote's time goes: the fast path's
+//!   parse alone, the general path's parse alone, and `FeedNormalizer::apply`
+//!   alone; `decimal`: one price through `parse_decimal` (fast path) and
+//!   `parse_decimal_reference`.
 //!
-//! The ratio of the two is the figure that matters; see BENCHMARKS.md.
+//! The ratios within one run are the figures that matter (the box is
+//! shared); see BENCHMARKS.md.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde::Deserialize;
@@ -19,7 +33,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 use tickergate::config::{NormalizeConfig, VenueConfig};
-use tickergate::feed::{parse_decimal, Event, SymbolMap, Venue};
+use tickergate::feed::{parse_decimal, parse_decimal_reference, Event, SymbolMap, Venue};
 use tickergate::metrics::Metrics;
 use tickergate::model::{Quote, Symbols};
 use tickergate::normalize::{FeedNormalizer, Normalizer};
@@ -176,12 +190,12 @@ fn benches(c: &mut Criterion) {
             map.get(e.data.s).ok()?;
             let q = Quote::default()
                 .with_bid(
-                    parse_decimal(e.data.b, "b").ok()?,
-                    parse_decimal(e.data.bq, "B").ok()?,
+                    parse_decimal_reference(e.data.b, "b").ok()?,
+                    parse_decimal_reference(e.data.bq, "B").ok()?,
                 )
                 .with_ask(
-                    parse_decimal(e.data.a, "a").ok()?,
-                    parse_decimal(e.data.aq, "A").ok()?,
+                    parse_decimal_reference(e.data.a, "a").ok()?,
+                    parse_decimal_reference(e.data.aq, "A").ok()?,
                 );
             Some((q, Some((0, e.data.u + n))))
         },
@@ -201,16 +215,16 @@ fn benches(c: &mut Criterion) {
             let ts = tickergate::feed::parse_rfc3339_ns(t.time, "time").ok()?;
             let q = Quote::default()
                 .with_bid(
-                    parse_decimal(t.best_bid, "b").ok()?,
-                    parse_decimal(t.best_bid_size, "b").ok()?,
+                    parse_decimal_reference(t.best_bid, "b").ok()?,
+                    parse_decimal_reference(t.best_bid_size, "b").ok()?,
                 )
                 .with_ask(
-                    parse_decimal(t.best_ask, "a").ok()?,
-                    parse_decimal(t.best_ask_size, "a").ok()?,
+                    parse_decimal_reference(t.best_ask, "a").ok()?,
+                    parse_decimal_reference(t.best_ask_size, "a").ok()?,
                 )
                 .with_last(
-                    parse_decimal(t.price, "p").ok()?,
-                    parse_decimal(t.last_size, "l").ok()?,
+                    parse_decimal_reference(t.price, "p").ok()?,
+                    parse_decimal_reference(t.last_size, "l").ok()?,
                 )
                 // Monotonic so the normalizer's ts check never refuses it.
                 .with_ts(ts + n as i64);
@@ -240,10 +254,10 @@ fn benches(c: &mut Criterion) {
                     return;
                 }
                 let (Ok(b), Ok(bq), Ok(a), Ok(aq)) = (
-                    parse_decimal(e.data.b, "b"),
-                    parse_decimal(e.data.bq, "B"),
-                    parse_decimal(e.data.a, "a"),
-                    parse_decimal(e.data.aq, "A"),
+                    parse_decimal_reference(e.data.b, "b"),
+                    parse_decimal_reference(e.data.bq, "B"),
+                    parse_decimal_reference(e.data.a, "a"),
+                    parse_decimal_reference(e.data.aq, "A"),
                 ) else {
                     return;
                 };
@@ -253,6 +267,7 @@ fn benches(c: &mut Criterion) {
         });
         g.finish();
     }
+    binance_parts(c);
     let mut quoter = tickergate::feed::kraken::NumberQuoter::default();
     bench_venue(
         c,
@@ -270,18 +285,80 @@ fn benches(c: &mut Criterion) {
             map.get(e.symbol).ok()?;
             let mut q = Quote::default()
                 .with_bid(
-                    parse_decimal(e.bid, "bid").ok()?,
-                    parse_decimal(e.bid_qty, "q").ok()?,
+                    parse_decimal_reference(e.bid, "bid").ok()?,
+                    parse_decimal_reference(e.bid_qty, "q").ok()?,
                 )
                 .with_ask(
-                    parse_decimal(e.ask, "ask").ok()?,
-                    parse_decimal(e.ask_qty, "q").ok()?,
+                    parse_decimal_reference(e.ask, "ask").ok()?,
+                    parse_decimal_reference(e.ask_qty, "q").ok()?,
                 );
-            q.last = parse_decimal(e.last, "last").ok()?;
+            q.last = parse_decimal_reference(e.last, "last").ok()?;
             q.present |= tickergate::model::field::LAST;
             Some((q, None))
         },
     );
+}
+
+fn binance_parts(c: &mut Criterion) {
+    use tickergate::feed::binance::Binance;
+    {
+        let mut g = c.benchmark_group("venue/binance");
+        g.throughput(Throughput::Elements(1));
+        let (map, mut norm) = setup("BTCUSDT");
+        let mut venue = Binance::new(&VenueConfig::default(), map);
+        let mut buf = Vec::with_capacity(1024);
+        let mut events = Vec::with_capacity(4);
+        let mut n = 0u64;
+        g.bench_function("general", |b| {
+            b.iter(|| {
+                n += 1;
+                buf.clear();
+                buf.extend_from_slice(BINANCE.as_bytes());
+                let _ = venue.parse_general(&mut buf, &mut events);
+                bump_seq(&mut events, n);
+                apply_all(&mut norm, &mut events);
+            })
+        });
+        g.finish();
+    }
+    let mut g = c.benchmark_group("binance_parts");
+    g.throughput(Throughput::Elements(1));
+    let (map, mut norm) = setup("BTCUSDT");
+    let mut venue = Binance::new(&VenueConfig::default(), map);
+    assert!(venue.parse_fast(BINANCE.as_bytes()).is_some());
+    g.bench_function("parse_fast", |b| {
+        b.iter(|| black_box(venue.parse_fast(black_box(BINANCE.as_bytes()))))
+    });
+    let mut buf = Vec::with_capacity(1024);
+    let mut events = Vec::with_capacity(4);
+    g.bench_function("parse_general", |b| {
+        b.iter(|| {
+            buf.clear();
+            buf.extend_from_slice(BINANCE.as_bytes());
+            events.clear();
+            black_box(venue.parse_general(&mut buf, &mut events).is_ok())
+        })
+    });
+    let Some(Event::Quote { sym, quote, .. }) = venue.parse_fast(BINANCE.as_bytes()) else {
+        panic!("the bench frame is a quote");
+    };
+    let mut n = 0u64;
+    g.bench_function("apply", |b| {
+        b.iter(|| {
+            n += 1;
+            black_box(norm.apply(sym, black_box(quote), Some((0, n))))
+        })
+    });
+    g.finish();
+    let mut g = c.benchmark_group("decimal");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("fast", |b| {
+        b.iter(|| black_box(parse_decimal(black_box("97000.01000000"), "b")))
+    });
+    g.bench_function("reference", |b| {
+        b.iter(|| black_box(parse_decimal_reference(black_box("97000.01000000"), "b")))
+    });
+    g.finish();
 }
 
 criterion_group! {

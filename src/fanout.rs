@@ -177,18 +177,28 @@ impl Fanout {
                 _ = shutdown.wait() => return,
                 _ = signal.wait() => {}
             }
-            dirty.clear();
-            signal.drain(|s| dirty.push(s));
-            if dirty.is_empty() {
-                continue;
-            }
-            self.metrics.shard_passes.inc();
-            let idx = lock(&self.shards[shard]);
-            for s in &dirty {
-                for h in &idx.subs[s.index()] {
-                    h.wake();
-                }
+            self.wake_dirty(shard, &mut dirty);
+        }
+    }
+
+    /// One pass of shard `shard`, synchronously: takes its dirty symbols
+    /// (into `dirty`, cleared first, reused between passes) and wakes every
+    /// session of the shard holding one of them, each at most once per
+    /// pending wake. Returns the number of dirty symbols taken; a pass that
+    /// takes none is not counted in `shard_passes`.
+    pub fn wake_dirty(&self, shard: usize, dirty: &mut Vec<SymbolId>) -> usize {
+        dirty.clear();
+        self.slots.shard(shard).drain(|s| dirty.push(s));
+        if dirty.is_empty() {
+            return 0;
+        }
+        self.metrics.shard_passes.inc();
+        let idx = lock(&self.shards[shard]);
+        for s in dirty.iter() {
+            for h in &idx.subs[s.index()] {
+                h.wake();
             }
         }
+        dirty.len()
     }
 }

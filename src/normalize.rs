@@ -183,6 +183,10 @@ pub struct FeedNormalizer {
     last_seq: Vec<[u64; crate::feed::SEQ_STREAMS]>,
     /// Per symbol: the last accepted venue timestamp.
     last_ts: Vec<i64>,
+    /// Per symbol: the quote this normalizer last published and the seq
+    /// its write returned. While the slot's version still says that seq, the
+    /// slot holds exactly this quote and the merge needs no slot read.
+    last_pub: Vec<Option<(u64, Quote)>>,
     log: LogLimiter,
 }
 
@@ -211,6 +215,7 @@ impl FeedNormalizer {
             cfg,
             last_seq: vec![[0; crate::feed::SEQ_STREAMS]; n],
             last_ts: vec![i64::MIN; n],
+            last_pub: vec![None; n],
             log: LogLimiter::new(10, std::time::Duration::from_secs(10)),
         }
     }
@@ -277,8 +282,12 @@ impl FeedNormalizer {
         if max_scale_of(&partial) > self.cfg.max_scale {
             return self.reject(sym, Reject::Scale);
         }
-        let mut q = match self.norm.slots.read(sym) {
-            Some((prev, _)) => merge(prev, &partial),
+        let prev = match self.last_pub[i] {
+            Some((seq, q)) if self.norm.slots.version(sym) == 2 * seq => Some(q),
+            _ => self.norm.slots.read(sym).map(|(q, _)| q),
+        };
+        let mut q = match prev {
+            Some(prev) => merge(prev, &partial),
             None => partial,
         };
         match validate(&q) {
@@ -290,6 +299,7 @@ impl FeedNormalizer {
         }
         q.gw_ts = now_ns();
         let out = self.norm.slots.publish(sym, &q);
+        self.last_pub[i] = Some((out, q));
         self.norm.updates.inc();
         if let (Some(st), Some((_, s))) = (stream, seq) {
             self.last_seq[i][st] = s;
@@ -447,6 +457,44 @@ mod feed_tests {
             "{text}"
         );
         assert!(text.contains(r#"tickergate_feed_rejects_total{feed="v",reason="scale"} 1"#));
+    }
+
+    /// The cached merge base is used only while the slot still holds this
+    /// normalizer's last write: another writer's update is merged, not lost.
+    #[test]
+    fn merge_base_follows_other_writers() {
+        let (slots, m, mut a) = setup(CrossedPolicy::Reject);
+        let mut b = FeedNormalizer::new(
+            Normalizer::new("w", slots.clone(), &m),
+            NormalizeConfig {
+                crossed: CrossedPolicy::Reject,
+                max_scale: 8,
+            },
+        );
+        let s = SymbolId(0);
+        let book = |bid: &str| {
+            Quote::default()
+                .with_bid(d(bid), d("1"))
+                .with_ask(d("9"), d("1"))
+        };
+        assert_eq!(a.apply(s, book("1"), None), Ok(1));
+        let trade = Quote::default().with_last(d("5.50"), d("2"));
+        assert_eq!(b.apply(s, trade, None), Ok(2));
+        assert_eq!(a.apply(s, book("2"), None), Ok(3));
+        let (q, _) = slots.read(s).unwrap();
+        assert_eq!(q.bid, d("2"));
+        assert_eq!(
+            q.last.to_string(),
+            "5.50",
+            "the other writer's trade is kept"
+        );
+        // And the cache serves the next merge exactly as a slot read would.
+        assert_eq!(a.apply(s, book("3"), None), Ok(4));
+        let (q2, _) = slots.read(s).unwrap();
+        assert_eq!(
+            (q2.bid, q2.last, q2.last_size, q2.present),
+            (d("3"), q.last, q.last_size, q.present)
+        );
     }
 
     #[test]

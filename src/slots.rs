@@ -137,6 +137,13 @@ impl Slot {
     pub fn seq(&self) -> u64 {
         self.lock.load(Ordering::Acquire) / 2
     }
+
+    /// The raw seqlock word: `2 * seq` when no write is in progress, odd
+    /// while one is. Equal to `2 * s`, it proves the slot still holds the
+    /// quote whose write returned `s`.
+    pub fn version(&self) -> u64 {
+        self.lock.load(Ordering::Acquire)
+    }
 }
 
 /// A fan-out shard's inbox: which symbols went dirty since its last pass.
@@ -253,6 +260,11 @@ impl SlotTable {
 
     pub fn seq(&self, sym: SymbolId) -> u64 {
         self.slots[sym.index()].seq()
+    }
+
+    /// See [`Slot::version`].
+    pub fn version(&self, sym: SymbolId) -> u64 {
+        self.slots[sym.index()].version()
     }
 
     pub fn status(&self, sym: SymbolId) -> Status {

@@ -25,7 +25,9 @@ use tickergate::feed::coinbase::Coinbase;
 use tickergate::feed::ingest::IngestFeed;
 use tickergate::feed::kraken::{Kraken, NumberQuoter};
 use tickergate::feed::replay::{venue_parser, Player};
-use tickergate::feed::{parse_decimal, parse_rfc3339_ns, Event, FeedState, ParseError};
+use tickergate::feed::{
+    parse_decimal, parse_decimal_reference, parse_rfc3339_ns, Event, FeedState, ParseError,
+};
 use tickergate::feed::{SymbolMap, Venue};
 use tickergate::metrics::Metrics;
 use tickergate::model::{SymbolId, Symbols};
@@ -366,6 +368,201 @@ fn venue_coinbase() {
 #[test]
 fn venue_kraken() {
     venue_props("kraken", || Box::new(kraken()), "kraken");
+}
+
+// ------------------------------------------- fast paths against general
+
+/// A decimal down to its bits (mantissa, scale, sign): `Decimal`'s `==`
+/// ignores the scale (`1.0 == 1.00`), the wire does not.
+fn dec_bits(d: Decimal) -> [u8; 16] {
+    d.serialize()
+}
+
+/// An outcome with every decimal as bits, so two outcomes compare exactly.
+fn exact(r: &Result<Vec<Event>, ParseError>) -> String {
+    match r {
+        Err(e) => format!("Err({e:?})"),
+        Ok(evs) => evs
+            .iter()
+            .map(|e| match e {
+                Event::Quote { sym, quote: q, seq } => format!(
+                    "Quote({sym:?},{seq:?},{},{},{},{:?})",
+                    q.present,
+                    q.ts,
+                    q.gw_ts,
+                    [q.bid, q.bid_size, q.ask, q.ask_size, q.last, q.last_size].map(dec_bits)
+                ),
+                other => format!("{other:?}"),
+            })
+            .collect::<Vec<_>>()
+            .join(";"),
+    }
+}
+
+fn outcome(
+    frame: &[u8],
+    parse: impl FnOnce(&mut [u8], &mut Vec<Event>) -> Result<(), ParseError>,
+) -> Result<Vec<Event>, ParseError> {
+    let mut buf = frame.to_vec();
+    let mut out = Vec::new();
+    parse(&mut buf, &mut out).map(|_| out)
+}
+
+/// `Venue::parse` (fast path first) and `Binance::parse_general` give the
+/// same events and the same errors, bit for bit. Returns whether the fast
+/// path took the frame.
+fn binance_same(frame: &[u8]) -> Result<bool, TestCaseError> {
+    let mut v = binance();
+    let fast = v.parse_fast(frame);
+    let via_parse = outcome(frame, |b, o| v.parse(b, o));
+    let general = outcome(frame, |b, o| v.parse_general(b, o));
+    prop_assert_eq!(
+        exact(&via_parse),
+        exact(&general),
+        "{}",
+        String::from_utf8_lossy(frame)
+    );
+    if let Some(ev) = &fast {
+        prop_assert_eq!(exact(&Ok(vec![ev.clone()])), exact(&general));
+    }
+    Ok(fast.is_some())
+}
+
+/// Decimal text: mostly plausible, sometimes broken.
+fn decimal_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => "-?[0-9]{1,12}(\\.[0-9]{1,10})?",
+        1 => "-?[0-9]{0,22}(\\.[0-9]{0,22})?",
+        1 => "[-+.0-9eE ]{0,8}",
+        1 => decimal().prop_map(|d| d.to_string()),
+    ]
+}
+
+#[test]
+fn fast_decimal_matches_reference() {
+    let same = |s: &str| -> Result<(), TestCaseError> {
+        let fast = parse_decimal(s, "p").map(dec_bits);
+        let reference = parse_decimal_reference(s, "p").map(dec_bits);
+        prop_assert_eq!(fast, reference, "{:?}", s);
+        Ok(())
+    };
+    check("decimal texts", 5000, decimal_text(), |s| same(&s));
+    check("arbitrary strings", 2000, any::<String>(), |s| same(&s));
+    for s in [
+        "0",
+        "-0",
+        "-0.0",
+        "0.000",
+        "00",
+        "007.50",
+        "-00.10",
+        "1.",
+        ".1",
+        "-",
+        "",
+        "--1",
+        "9999999999999999999",
+        "-9999999999999999999",
+        "99999999999999999999",
+        "999999999.9999999999",
+        "0.0000000000000000001",
+        "18446744073709551615",
+        "79228162514264337593543950335",
+        "0.0000000000000000000000000001",
+        "0.00000000000000000000000000001",
+        "1e5",
+        "1_0",
+        "١",
+    ] {
+        same(s).unwrap();
+    }
+}
+
+#[test]
+fn binance_fast_path_matches_general() {
+    let mut samples = frames("feeds/binance/session.jsonl");
+    samples.extend(frames("feeds/binance/malformed.jsonl"));
+    samples.extend(frames("feeds/binance/errors.jsonl"));
+    let mut took = 0;
+    for s in &samples {
+        took += binance_same(s.as_bytes()).unwrap() as usize;
+    }
+    assert!(took >= 5, "the fast path takes the session's data frames");
+    check(
+        "binance: byte mutations of samples",
+        3000,
+        (prop::sample::select(samples.clone()), mutations()),
+        |(s, m)| binance_same(&mutate(s.as_bytes(), &m)).map(|_| ()),
+    );
+    let json_samples: Vec<String> = samples
+        .iter()
+        .filter(|s| serde_json::from_str::<J>(s).is_ok())
+        .cloned()
+        .collect();
+    check(
+        "binance: field mutations of samples",
+        1500,
+        (prop::sample::select(json_samples), value_mutations()),
+        |(s, m)| {
+            let v: J = serde_json::from_str(&s).unwrap();
+            binance_same(
+                serde_json::to_string(&mutate_value(v, &m))
+                    .unwrap()
+                    .as_bytes(),
+            )
+            .map(|_| ())
+        },
+    );
+    // Canonical frames with generated values, book tickers and trades.
+    let symbol = prop::sample::select(&["BTCUSDT", "ETHUSDT", "XRPUSDT", "", "btcusdt"][..]);
+    let number = prop_oneof![
+        Just("0".to_string()),
+        (0u64..u64::MAX).prop_map(|n| n.to_string()),
+        (0u64..1u64 << 40).prop_map(|n| n.to_string()),
+        "-?[0-9]{1,21}(\\.[0-9]{1,3})?",
+    ];
+    check(
+        "binance: canonical bookTicker frames",
+        3000,
+        (
+            prop::sample::select(
+                &[
+                    "btcusdt@bookTicker",
+                    "x@bookTicker",
+                    "@bookTicker",
+                    "btcusdt@bookTickerx",
+                ][..],
+            ),
+            number.clone(),
+            symbol.clone(),
+            prop::collection::vec(decimal_text(), 4),
+        ),
+        |(stream, u, sym, d)| {
+            let f = format!(
+                r#"{{"stream":"{stream}","data":{{"u":{u},"s":"{sym}","b":"{}","B":"{}","a":"{}","A":"{}"}}}}"#,
+                d[0], d[1], d[2], d[3]
+            );
+            binance_same(f.as_bytes()).map(|_| ())
+        },
+    );
+    check(
+        "binance: canonical trade frames",
+        3000,
+        (
+            number.clone(),
+            number,
+            symbol,
+            prop::collection::vec(decimal_text(), 2),
+            any::<bool>(),
+        ),
+        |(t, tt, sym, d, m)| {
+            let f = format!(
+                r#"{{"stream":"btcusdt@trade","data":{{"e":"trade","E":1,"s":"{sym}","t":{t},"p":"{}","q":"{}","T":{tt},"m":{m},"M":true}}}}"#,
+                d[0], d[1]
+            );
+            binance_same(f.as_bytes()).map(|_| ())
+        },
+    );
 }
 
 /// Every number of `v` replaced by its serde_json text, as a string.

@@ -15,7 +15,7 @@
 //! (older servers: `{"code":2,"msg":"...","id":1}`).
 
 use super::json::{self, Value};
-use super::{Event, ParseError, SymbolMap, Venue};
+use super::{flat, parse_decimal, Event, ParseError, SymbolMap, Venue};
 use crate::config::VenueConfig;
 use crate::model::Quote;
 
@@ -71,7 +71,74 @@ impl Venue for Binance {
         vec![self.subscribe_request()]
     }
 
+    /// The fast path first ([`Binance::parse_fast`]); any frame it does not
+    /// take goes through the general path, which owns every error.
     fn parse(&mut self, frame: &mut [u8], out: &mut Vec<Event>) -> Result<(), ParseError> {
+        if let Some(ev) = self.parse_fast(frame) {
+            out.push(ev);
+            return Ok(());
+        }
+        self.parse_general(frame, out)
+    }
+}
+
+/// Fields of a `bookTicker` payload, in the order Binance sends them.
+const BOOK_KEYS: [&str; 6] = ["u", "s", "b", "B", "a", "A"];
+/// Fields of a `trade` payload, in the order Binance sends them.
+const TRADE_KEYS: [&str; 9] = ["e", "E", "s", "t", "p", "q", "T", "m", "M"];
+
+impl Binance {
+    /// The combined-stream data frame in Binance's canonical form
+    /// (`{"stream":"..@bookTicker","data":{..}}` or `@trade`, no
+    /// whitespace or escapes, see [`flat`]), read without a DOM. `None` for
+    /// anything else and for anything [`Binance::parse_general`] would
+    /// refuse; otherwise the very event the general path gives.
+    pub fn parse_fast(&self, frame: &[u8]) -> Option<Event> {
+        let mut c = flat::Cursor::new(frame)?;
+        c.lit(br#"{"stream":"#)?;
+        let stream = c.string()?;
+        c.lit(br#","data":"#)?;
+        let ev = if stream.ends_with("@bookTicker") {
+            let mut f = [None; 6];
+            flat::fields(&mut c, &BOOK_KEYS, &mut f)?;
+            let [u, s, b, bq, a, aq] = f;
+            let sym = self.map.lookup(s?.as_str()?)?;
+            let u = u?.as_u64()?;
+            let dec = |v: Option<flat::Val>, key| parse_decimal(v?.as_str()?, key).ok();
+            Event::Quote {
+                sym,
+                quote: Quote::default()
+                    .with_bid(dec(b, "b")?, dec(bq, "B")?)
+                    .with_ask(dec(a, "a")?, dec(aq, "A")?),
+                seq: Some((BOOK, u)),
+            }
+        } else if stream.ends_with("@trade") {
+            let mut f = [None; 9];
+            flat::fields(&mut c, &TRADE_KEYS, &mut f)?;
+            let [_, _, s, t, p, q, tt, _, _] = f;
+            let sym = self.map.lookup(s?.as_str()?)?;
+            let price = parse_decimal(p?.as_str()?, "p").ok()?;
+            let qty = parse_decimal(q?.as_str()?, "q").ok()?;
+            let t = t?.as_u64()?;
+            let ts = i64::try_from(tt?.as_u64()?).ok()?.checked_mul(1_000_000)?;
+            Event::Quote {
+                sym,
+                quote: Quote::default().with_last(price, qty).with_ts(ts),
+                seq: Some((TRADE, t)),
+            }
+        } else {
+            return None;
+        };
+        c.lit(b"}")?;
+        c.at_end().then_some(ev)
+    }
+
+    /// The general path: simd-json DOM, every message shape, every error.
+    pub fn parse_general(
+        &mut self,
+        frame: &mut [u8],
+        out: &mut Vec<Event>,
+    ) -> Result<(), ParseError> {
         let v = json::parse(frame)?;
         let o = json::object(&v)?;
         // Replies to our requests.
@@ -198,6 +265,45 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(ev[0], Event::Quote { .. }));
+    }
+
+    #[test]
+    fn fast_path_takes_canonical_frames_only() {
+        let mut v = venue();
+        let book = r#"{"stream":"btcusdt@bookTicker","data":{"u":400900217,"s":"BTCUSDT","b":"97000.01000000","B":"0.51230000","a":"97000.02000000","A":"1.00000000"}}"#;
+        let trade = r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1672515782136,"s":"BTCUSDT","t":12345,"p":"97000.02000000","q":"0.00100000","T":1672515782136,"m":true,"M":true}}"#;
+        // Other key order: the scanner's any-order pass.
+        let reordered = r#"{"stream":"btcusdt@bookTicker","data":{"s":"BTCUSDT","A":"1.00000000","u":400900217,"b":"97000.01000000","B":"0.51230000","a":"97000.02000000","x":null}}"#;
+        for f in [book, trade, reordered] {
+            let fast = v.parse_fast(f.as_bytes()).expect(f);
+            let general = parse_general(&mut v, f).unwrap();
+            assert_eq!(vec![fast], general, "{f}");
+        }
+        let Some(Event::Quote { quote, .. }) = v.parse_fast(book.as_bytes()) else {
+            panic!()
+        };
+        assert_eq!(quote.ask_size.to_string(), "1.00000000");
+        for declined in [
+            // Whitespace, an escape, a duplicate key, trailing bytes, an
+            // exponent, a key missing, an error: all left to the general path.
+            r#"{"stream": "btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"1","B":"1","a":"1","A":"1"}}"#,
+            r#"{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTC\u0055SDT","b":"1","B":"1","a":"1","A":"1"}}"#,
+            r#"{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"1","B":"1","a":"1","A":"1","b":"2"}}"#,
+            r#"{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"1","B":"1","a":"1","A":"1"}} "#,
+            r#"{"stream":"btcusdt@bookTicker","data":{"u":1e3,"s":"BTCUSDT","b":"1","B":"1","a":"1","A":"1"}}"#,
+            r#"{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"1","B":"1","a":"1"}}"#,
+            r#"{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"NaN","B":"1","a":"1","A":"1"}}"#,
+            r#"{"stream":"btcusdt@bookTicker","data":{"u":01,"s":"BTCUSDT","b":"1","B":"1","a":"1","A":"1"}}"#,
+            r#"{"stream":"ethusdt@bookTicker","data":{"u":1,"s":"ETHUSDT","b":"1","B":"1","a":"1","A":"1"}}"#,
+        ] {
+            assert!(v.parse_fast(declined.as_bytes()).is_none(), "{declined}");
+        }
+    }
+
+    fn parse_general(v: &mut Binance, s: &str) -> Result<Vec<Event>, ParseError> {
+        let mut b = s.as_bytes().to_vec();
+        let mut out = Vec::new();
+        v.parse_general(&mut b, &mut out).map(|_| out)
     }
 
     #[test]

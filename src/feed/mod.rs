@@ -274,10 +274,41 @@ pub fn venue_for(
     }
 }
 
+/// The hash of [`SymbolMap`]: FxHash over 8-byte words, several times
+/// cheaper than SipHash on the short names looked up once per frame. The
+/// keys come from the config, so nothing is gained by seeding it.
+#[derive(Default, Clone, Copy)]
+pub struct SymbolHasher(u64);
+
+impl std::hash::Hasher for SymbolHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut add = |w: u64| self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.write(&[i]);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Venue symbol -> gateway symbol id, from a feed's `symbols` table.
 #[derive(Debug, Clone, Default)]
 pub struct SymbolMap {
-    map: HashMap<String, SymbolId>,
+    map: HashMap<String, SymbolId, std::hash::BuildHasherDefault<SymbolHasher>>,
     /// Venue symbols in config order.
     pub venue_symbols: Vec<String>,
 }
@@ -295,6 +326,13 @@ impl SymbolMap {
             m.venue_symbols.push(venue.clone());
         }
         Ok(m)
+    }
+
+    /// [`SymbolMap::get`] without the error (for fast paths, which leave
+    /// errors to the general path).
+    #[inline]
+    pub fn lookup(&self, venue_symbol: &str) -> Option<SymbolId> {
+        self.map.get(venue_symbol).copied()
     }
 
     pub fn get(&self, venue_symbol: &str) -> Result<SymbolId, ParseError> {
@@ -320,7 +358,70 @@ const MAX_DECIMAL_TEXT: usize = 40;
 /// else (no exponent, no `NaN`/`Infinity`, no `+`, no spaces), and never
 /// rounds: a value `rust_decimal` cannot hold exactly is an error. The
 /// scale is kept, so `"189.1200"` prints back as `"189.1200"`.
+///
+/// Hot path: text of at most 19 digits (every venue price and size) is read
+/// straight into a `u64` mantissa and a scale ([`fast_decimal`]); anything
+/// else, including every error, goes through [`parse_decimal_reference`],
+/// so results and errors are those of the reference, bit for bit.
+#[inline]
 pub fn parse_decimal(text: &str, field: &'static str) -> Result<Decimal, ParseError> {
+    match fast_decimal(text.as_bytes()) {
+        Some(d) => Ok(d),
+        None => parse_decimal_reference(text, field),
+    }
+}
+
+/// Most digits [`fast_decimal`] takes: any 19-digit number fits a `u64`.
+const FAST_DECIMAL_DIGITS: usize = 19;
+
+/// `-?digits(.digits)?` with at most 19 digits in all, as a `Decimal` equal
+/// (same mantissa, scale and sign bits) to what `Decimal::from_str_exact`
+/// gives; `None` for anything else (longer, malformed, or `-0`, whose sign
+/// the reference keeps and `Decimal::from_parts` would drop), which the
+/// caller hands to the reference parser.
+#[inline]
+pub fn fast_decimal(b: &[u8]) -> Option<Decimal> {
+    let (neg, digits) = match b {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, b),
+    };
+    // At most 19 digits plus one point; both ends must be digits.
+    if digits.is_empty() || digits.len() > FAST_DECIMAL_DIGITS + 1 {
+        return None;
+    }
+    // 20 bytes are 19 digits only with a point; so `mant` cannot overflow.
+    if digits.len() > FAST_DECIMAL_DIGITS && !digits.contains(&b'.') {
+        return None;
+    }
+    let mut mant: u64 = 0;
+    let mut point: Option<usize> = None;
+    for (i, &c) in digits.iter().enumerate() {
+        let d = c.wrapping_sub(b'0');
+        if d < 10 {
+            mant = mant * 10 + d as u64;
+        } else if c == b'.' && point.is_none() && i > 0 && i + 1 < digits.len() {
+            point = Some(i);
+        } else {
+            return None;
+        }
+    }
+    let scale = point.map_or(0, |p| digits.len() - p - 1);
+    if neg && mant == 0 {
+        return None;
+    }
+    Some(Decimal::from_parts(
+        mant as u32,
+        (mant >> 32) as u32,
+        0,
+        neg,
+        scale as u32,
+    ))
+}
+
+/// The general decimal parser (validation, then `Decimal::from_str_exact`):
+/// what [`parse_decimal`] falls back to, and the oracle its fast path is
+/// tested against.
+pub fn parse_decimal_reference(text: &str, field: &'static str) -> Result<Decimal, ParseError> {
     let b = text.as_bytes();
     let digits = b.strip_prefix(b"-").unwrap_or(b);
     let ok = !digits.is_empty()
@@ -450,6 +551,40 @@ mod venue_tests {
     }
 
     #[test]
+    fn fast_decimals_are_the_reference_bit_for_bit() {
+        for text in [
+            "189.1200",
+            "0.00000001",
+            "97000",
+            "-1.5",
+            "0",
+            "00.10",
+            "-0",
+            "-0.00",
+            "9999999999999999999",
+            "99999999999999999999",
+            "1844674407370955161.5",
+            "0.0000000000000000001",
+            "1.",
+            ".5",
+            "-",
+            "",
+            "1e5",
+            "+1",
+            "1.2.3",
+        ] {
+            let fast = parse_decimal(text, "p").map(|d| d.serialize());
+            let reference = parse_decimal_reference(text, "p").map(|d| d.serialize());
+            assert_eq!(fast, reference, "{text:?}");
+        }
+        assert!(fast_decimal(b"97000.01000000").is_some());
+        assert!(
+            fast_decimal(b"-0").is_none(),
+            "negative zero is the reference's"
+        );
+    }
+
+    #[test]
     fn rfc3339() {
         assert_eq!(parse_rfc3339_ns("1970-01-01T00:00:00Z", "t").unwrap(), 0);
         assert_eq!(
@@ -546,5 +681,253 @@ pub mod json {
     /// A decimal sent as a JSON string (`"189.12"`), parsed exactly.
     pub fn dec_field(o: &Object, key: &'static str) -> Result<Decimal, ParseError> {
         parse_decimal(str_field(o, key)?, key)
+    }
+}
+
+/// A validating scanner for the canonical form of venue frames: flat JSON
+/// objects with no whitespace, no escapes, ASCII strings and scalar values.
+/// It is the first half of every adapter's fast path: a frame in that form
+/// is read here without a DOM; anything else (whitespace, an escape, a
+/// nested value, an exponent, a duplicate field, an error of any kind) makes
+/// it give up with `None`, and the adapter parses the frame again with its
+/// general simd-json path, which owns every error. So the scanner accepts
+/// only text every JSON parser reads the same way, and never reports.
+pub mod flat {
+    /// A scalar value as it stood in the text.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Val<'a> {
+        /// A string without escapes or control bytes, ASCII only.
+        Str(&'a str),
+        /// A number's exact text: `-?(0|[1-9][0-9]*)(\.[0-9]+)?` with at
+        /// most 18 digits before and 18 after the point (no exponent).
+        Num(&'a str),
+        True,
+        False,
+        Null,
+    }
+
+    impl<'a> Val<'a> {
+        #[inline]
+        pub fn as_str(self) -> Option<&'a str> {
+            match self {
+                Val::Str(s) => Some(s),
+                _ => None,
+            }
+        }
+
+        /// A JSON integer `>= 0` (what `json::u64_field` takes).
+        #[inline]
+        pub fn as_u64(self) -> Option<u64> {
+            match self {
+                Val::Num(t) => uint(t.as_bytes()),
+                _ => None,
+            }
+        }
+
+        /// A string or a number, as text.
+        #[inline]
+        pub fn text(self) -> Option<&'a str> {
+            match self {
+                Val::Str(s) | Val::Num(s) => Some(s),
+                _ => None,
+            }
+        }
+    }
+
+    /// Most integer (and fraction) digits of a number the scanner takes:
+    /// such an integer fits an `i64` and a `u64` alike.
+    const MAX_NUMBER_DIGITS: usize = 18;
+
+    /// Digits only (no sign, point or leading zero) as a `u64`.
+    #[inline]
+    fn uint(b: &[u8]) -> Option<u64> {
+        if b.is_empty() || b.len() > MAX_NUMBER_DIGITS || (b[0] == b'0' && b.len() > 1) {
+            return None;
+        }
+        let mut v: u64 = 0;
+        for &c in b {
+            let d = c.wrapping_sub(b'0');
+            if d >= 10 {
+                return None;
+            }
+            v = v * 10 + d as u64;
+        }
+        Some(v)
+    }
+
+    fn digits(b: &[u8]) -> usize {
+        b.iter().take_while(|c| c.is_ascii_digit()).count()
+    }
+
+    /// Bytes a scanned string may hold: printable ASCII but `"` and `\`.
+    static STRING_BYTE: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut c = 0x20;
+        while c < 0x7f {
+            t[c] = c != b'"' as usize && c != b'\\' as usize;
+            c += 1;
+        }
+        t
+    };
+
+    /// A position in a frame.
+    pub struct Cursor<'a> {
+        s: &'a str,
+        b: &'a [u8],
+        i: usize,
+    }
+
+    impl<'a> Cursor<'a> {
+        /// `None` unless `b` is UTF-8 (checked once, for the whole frame).
+        #[inline]
+        pub fn new(b: &'a [u8]) -> Option<Self> {
+            let s = std::str::from_utf8(b).ok()?;
+            Some(Cursor { s, b, i: 0 })
+        }
+
+        #[inline]
+        fn text(&self, from: usize, to: usize) -> Option<&'a str> {
+            self.s.get(from..to)
+        }
+
+        #[inline]
+        pub fn at_end(&self) -> bool {
+            self.i == self.b.len()
+        }
+
+        #[inline]
+        fn rest(&self) -> &'a [u8] {
+            self.b.get(self.i..).unwrap_or_default()
+        }
+
+        #[inline]
+        fn peek(&self) -> Option<u8> {
+            self.b.get(self.i).copied()
+        }
+
+        /// Exactly `s`.
+        #[inline]
+        pub fn lit(&mut self, s: &[u8]) -> Option<()> {
+            if self.rest().starts_with(s) {
+                self.i += s.len();
+                Some(())
+            } else {
+                None
+            }
+        }
+
+        /// A string: its bytes between the quotes, printable ASCII other
+        /// than `"` and `\`.
+        #[inline(always)]
+        pub fn string(&mut self) -> Option<&'a str> {
+            let body = self.rest().strip_prefix(b"\"")?;
+            let n = body.iter().position(|&c| !STRING_BYTE[c as usize])?;
+            if body[n] != b'"' {
+                return None;
+            }
+            let from = self.i + 1;
+            self.i += n + 2;
+            self.text(from, from + n)
+        }
+
+        #[inline(always)]
+        fn number(&mut self) -> Option<&'a str> {
+            let rest = self.rest();
+            let sign = usize::from(rest.first() == Some(&b'-'));
+            let int = digits(&rest[sign..]);
+            if int == 0 || int > MAX_NUMBER_DIGITS || (rest[sign] == b'0' && int > 1) {
+                return None;
+            }
+            let mut end = sign + int;
+            if rest.get(end) == Some(&b'.') {
+                let frac = digits(&rest[end + 1..]);
+                if frac == 0 || frac > MAX_NUMBER_DIGITS {
+                    return None;
+                }
+                end += 1 + frac;
+            }
+            if matches!(rest.get(end), Some(b'e' | b'E' | b'.')) {
+                return None;
+            }
+            let from = self.i;
+            self.i += end;
+            self.text(from, from + end)
+        }
+
+        /// A scalar value: string, number, `true`, `false` or `null`.
+        #[inline(always)]
+        pub fn value(&mut self) -> Option<Val<'a>> {
+            match self.peek()? {
+                b'"' => self.string().map(Val::Str),
+                b't' => self.lit(b"true").map(|_| Val::True),
+                b'f' => self.lit(b"false").map(|_| Val::False),
+                b'n' => self.lit(b"null").map(|_| Val::Null),
+                b'-' | b'0'..=b'9' => self.number().map(Val::Num),
+                _ => None,
+            }
+        }
+
+        /// A non-empty flat object `{"k":v,...}`: `f` sees every member in
+        /// order and may give up (`None`), and so does the scan.
+        #[inline]
+        pub fn object(&mut self, mut f: impl FnMut(&'a str, Val<'a>) -> Option<()>) -> Option<()> {
+            self.lit(b"{")?;
+            loop {
+                let k = self.string()?;
+                self.lit(b":")?;
+                let v = self.value()?;
+                f(k, v)?;
+                match self.peek()? {
+                    b',' => self.i += 1,
+                    b'}' => {
+                        self.i += 1;
+                        return Some(());
+                    }
+                    _ => return None,
+                }
+            }
+        }
+    }
+
+    /// Reads a flat object's members into `slots` by key (`keys[i]` goes to
+    /// `slots[i]`). First as the exact layout `{"keys[0]":v,"keys[1]":v,..}`
+    /// (a venue's canonical frame: no key lookups), else in any order, where
+    /// other keys are skipped (their values still checked) and a key seen
+    /// twice gives up, since parsers disagree on which one wins.
+    #[inline]
+    pub fn fields<'a, const N: usize>(
+        c: &mut Cursor<'a>,
+        keys: &[&str; N],
+        slots: &mut [Option<Val<'a>>; N],
+    ) -> Option<()> {
+        let start = c.i;
+        if in_order(c, keys, slots).is_some() {
+            return Some(());
+        }
+        c.i = start;
+        *slots = [None; N];
+        c.object(|k, v| {
+            if let Some(i) = keys.iter().position(|x| *x == k) {
+                if slots[i].replace(v).is_some() {
+                    return None;
+                }
+            }
+            Some(())
+        })
+    }
+
+    #[inline]
+    fn in_order<'a, const N: usize>(
+        c: &mut Cursor<'a>,
+        keys: &[&str; N],
+        slots: &mut [Option<Val<'a>>; N],
+    ) -> Option<()> {
+        for (i, (k, slot)) in keys.iter().zip(slots.iter_mut()).enumerate() {
+            c.lit(if i == 0 { b"{\"" } else { b",\"" })?;
+            c.lit(k.as_bytes())?;
+            c.lit(b"\":")?;
+            *slot = Some(c.value()?);
+        }
+        c.lit(b"}")
     }
 }
