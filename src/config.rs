@@ -147,7 +147,9 @@ pub struct SessionConfig {
     /// the rest follows in the next frame. Default 65536.
     pub max_frame_bytes: usize,
     /// Initial read buffer per connection, in bytes. tungstenite's default
-    /// allocates 128 KiB per connection up front. Default 512.
+    /// allocates 128 KiB per connection up front. Client ops are ~100-150
+    /// bytes; a larger frame grows the buffer as needed, so this only sets
+    /// what an idle connection holds. Default 128.
     pub read_buffer_bytes: usize,
     /// Kernel send buffer (SO_SNDBUF) per client socket in bytes; 0 keeps the
     /// OS default. Default 0.
@@ -186,7 +188,7 @@ impl Default for SessionConfig {
             max_rate_violations: 20,
             max_message_bytes: 16 * 1024,
             max_frame_bytes: 64 * 1024,
-            read_buffer_bytes: 512,
+            read_buffer_bytes: 128,
             send_buffer_bytes: 0,
             heartbeat_ms: 5_000,
             slow_consumer_ms: 10_000,

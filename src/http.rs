@@ -432,6 +432,10 @@ fn try_upgrade(mut req: Request<Incoming>, shared: Arc<Shared>, peer: SocketAddr
         .map(|t| shared.auth.authenticate(&t));
     let permit = shared.conn_limit.clone().try_acquire_owned().ok();
     let on_upgrade = hyper::upgrade::on(&mut req);
+    // This task only waits for hyper to hand over the connection; the
+    // session then runs as a task of its own, so the session's task holds
+    // none of what this one needed (the upgrade future, the peer address),
+    // and this one is freed.
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
@@ -446,7 +450,7 @@ fn try_upgrade(mut req: Request<Incoming>, shared: Arc<Shared>, peer: SocketAddr
             Some(shared.ws_config),
         )
         .await;
-        session::run(ws, shared, Admission { permit, token }).await;
+        tokio::spawn(session::run(ws, shared, Admission { permit, token }));
     });
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

@@ -1,7 +1,9 @@
 //! One WebSocket client: ops in, batched frames out, in a single task.
 //!
-//! The socket's read and write halves are driven from one `select!`, so a
-//! session costs one task. A frame is built only at the moment the socket
+//! The socket is read and written from one branch of one `select!` (no
+//! `split()`), so a session costs one task, and that task is most of what an
+//! idle connection costs: its size is kept down on purpose (see the size
+//! test at the bottom). A frame is built only at the moment the socket
 //! can take one, from the newest slot values: while the client is slow,
 //! updates simply wait in the slots (the dirty state is each subscription's
 //! last sent seq, bounded by the subscription count). Control replies wait
@@ -20,8 +22,9 @@ use crate::protocol::{
 };
 use futures_util::{SinkExt, StreamExt};
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::OwnedSemaphorePermit;
@@ -31,20 +34,32 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
-/// One subscription of a session.
+/// One subscription of a session: 40 bytes, since a session holds one per
+/// symbol for its whole life.
 struct Sub {
     sym: SymbolId,
+    /// Minimum gap between two updates in microseconds (from `max_hz`),
+    /// zero for none. Saturates at `u32::MAX` (~71 minutes).
+    interval_us: u32,
     /// Seq of the last quote sent; the subscription is dirty while the
     /// slot's seq is higher.
     last_seq: u64,
-    /// Minimum gap between two updates (from `max_hz`), zero for none.
-    interval: Duration,
-    /// Earliest time the next update may go (with `interval`).
+    /// Earliest time the next update may go (with `interval_us`).
     next_at: Option<Instant>,
     /// A snapshot is owed (sent with `"snapshot":true`).
     snapshot: bool,
     /// Last status the client was told.
     status: Status,
+}
+
+// A session holds one `Sub` per symbol for its life.
+const _: () = assert!(std::mem::size_of::<Sub>() <= 40);
+
+/// `max_hz` as [`Sub::interval_us`]. Never panics: a tiny rate saturates
+/// (a float-to-int `as` cast does), which also keeps `now + interval` far
+/// from overflowing.
+fn interval_us(hz: Option<f64>) -> u32 {
+    hz.map_or(0, |h| (1e6 / h) as u32)
 }
 
 /// How a session is admitted.
@@ -66,17 +81,26 @@ enum Exit {
     PeerClosed,
 }
 
+/// Everything a session keeps for its life. It lives inside the session's
+/// task, so every byte here is paid per connection.
 struct Session {
     shared: Arc<Shared>,
     handle: Arc<SessionHandle>,
+    /// Sorted by symbol; sized exactly (`reserve_exact`).
     subs: Vec<Sub>,
+    /// Control replies not yet sent; its buffer is released once drained.
     control: VecDeque<String>,
+    /// The connection permit (`server.max_connections`), held for the
+    /// session's life; `None` when the server was full.
+    permit: Option<OwnedSemaphorePermit>,
     authed: bool,
     /// What the session's key may see; `None` while unauthenticated or
     /// with auth off (then everything).
     entitlement: Option<Arc<Entitlement>>,
     /// One of the key's `max_connections`, held for the session's life.
-    key_conn: Option<KeyConnGuard>,
+    /// Boxed: only keys with `max_connections` have one, and unboxed it
+    /// would make every session's task 24 bytes larger.
+    key_conn: Option<Box<KeyConnGuard>>,
     /// `session.max_symbols`, lowered by the key's `max_symbols`.
     max_symbols: usize,
     limiter: OpLimiter,
@@ -84,79 +108,119 @@ struct Session {
     dirty: bool,
     /// Earliest `next_at` of a subscription held back by `max_hz`.
     due: Option<Instant>,
-    scratch: Vec<u8>,
     /// Where the next scan starts: a frame cut at `max_frame_bytes` resumes
     /// after the last subscription it carried, so no symbol starves.
     scan_from: usize,
 }
 
-/// Runs one session to its end.
-pub async fn run<S>(ws: WebSocketStream<S>, shared: Arc<Shared>, adm: Admission)
+/// The session of one upgraded WebSocket, as a future that runs it to its
+/// end (spawn it as its own task).
+///
+/// Not an `async fn`: an `async fn` keeps its arguments in its future for
+/// its whole life, next to whatever they are moved into. Here everything
+/// that need not live across an await is done before the future exists,
+/// and the future holds the stream and the session once each (see the
+/// size test below).
+pub fn run<S>(
+    mut ws: WebSocketStream<S>,
+    shared: Arc<Shared>,
+    adm: Admission,
+) -> impl Future<Output = ()> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let id = shared.next_session_id();
-    let handle = Arc::new(SessionHandle::new(id));
     let cfg = &shared.config.session;
     let mut s = Session {
         limiter: OpLimiter::new(cfg),
-        shared: shared.clone(),
-        handle,
+        handle: Arc::new(SessionHandle::new(id)),
         subs: Vec::new(),
         control: VecDeque::new(),
+        permit: adm.permit,
         authed: !shared.auth.enabled(),
         entitlement: None,
         key_conn: None,
         max_symbols: cfg.max_symbols,
         dirty: false,
         due: None,
-        scratch: Vec::new(),
         scan_from: 0,
+        shared,
     };
-    let m = &shared.metrics;
+    let m = &s.shared.metrics;
     m.connections.inc();
-    let exit = if adm.permit.is_none() {
+    // `Gone` here means: admitted, serve it.
+    let first = if s.permit.is_none() {
         m.connections_rejected.inc();
         Exit::Close(close::OVERLOADED, "server full, try again later")
     } else if let Some(exit) = s.admit_token(adm.token) {
         exit
     } else {
-        m.connections_opened.inc();
+        s.shared.metrics.connections_opened.inc();
         s.push(Control::Welcome {
             protocol: PROTOCOL_VERSION,
             session: &format!("{id:016x}"),
-            heartbeat_ms: cfg.heartbeat_ms,
+            heartbeat_ms: s.shared.config.session.heartbeat_ms,
             limits: s.limits(),
             auth_required: !s.authed,
         });
         Exit::Gone
     };
-    let (mut tx, rx) = ws.split();
-    let exit = match exit {
-        Exit::Gone => s.serve(&mut tx, rx).await,
-        other => other,
-    };
-    match exit {
-        Exit::Close(code, reason) => {
-            m.closed(code);
-            s.finish(&mut tx, code, reason).await;
+    async move {
+        let exit = match first {
+            Exit::Gone => s.serve(&mut ws).await,
+            other => other,
+        };
+        match exit {
+            Exit::Close(code, reason) => {
+                s.shared.metrics.closed(code);
+                s.finish(&mut ws, code, reason).await;
+            }
+            Exit::PeerClosed => {
+                // tungstenite queued the close reply when it read the
+                // client's close; flushing sends it and completes the
+                // handshake.
+                let grace = Duration::from_millis(s.cfg().close_grace_ms);
+                let _ = tokio::time::timeout(grace, SinkExt::close(&mut ws)).await;
+            }
+            Exit::Gone => {}
         }
-        Exit::PeerClosed => {
-            // tungstenite queued the close reply when it read the client's
-            // close; flushing sends it and completes the handshake.
-            let grace = Duration::from_millis(s.shared.config.session.close_grace_ms);
-            let _ = tokio::time::timeout(grace, futures_util::SinkExt::close(&mut tx)).await;
-        }
-        Exit::Gone => {}
+        s.drop_subs();
+        // The key's connection is free before the session stops counting.
+        drop(s.key_conn.take());
+        s.shared.metrics.connections.dec();
+        drop(s.permit.take());
     }
-    s.drop_subs();
-    // The key's connection is free before the session stops counting.
-    drop(s.key_conn.take());
-    m.connections.dec();
-    drop(adm.permit);
+}
+
+/// The serve loop's timekeeping.
+struct Clock {
+    /// Last frame of any kind from the client.
+    last_rx: Instant,
+    /// Last WebSocket Ping sent.
+    last_ping: Instant,
+    /// When the frame in flight was handed to the sink.
+    write_started: Instant,
+    /// Last data or control frame (heartbeats are due after it).
+    last_write: Instant,
+    /// A Ping is owed.
+    ping_due: bool,
+    /// A frame is in flight: the sink is being flushed.
+    flushing: bool,
+}
+
+/// What woke the session's socket branch.
+enum Io {
+    /// The sink finished flushing, or can take the next frame.
+    Write(Result<(), WsError>),
+    /// An inbound WebSocket event.
+    Read(Option<Result<Message, WsError>>),
 }
 
 impl Session {
+    fn cfg(&self) -> &crate::config::SessionConfig {
+        &self.shared.config.session
+    }
+
     fn push(&mut self, msg: Control) {
         self.control.push_back(msg.to_json());
     }
@@ -203,7 +267,7 @@ impl Session {
     fn authenticate(&mut self, id: Option<OpId>, ent: Arc<Entitlement>) -> Result<(), Exit> {
         const TOO_MANY: &str = "too many connections for this key";
         match self.shared.auth.acquire(&ent) {
-            Ok(guard) => self.key_conn = guard,
+            Ok(guard) => self.key_conn = guard.map(Box::new),
             Err(crate::auth::KeyAtLimit) => {
                 tracing::debug!(key = %ent.name, "{TOO_MANY}");
                 self.shared.metrics.auth_failure("key_connection_limit");
@@ -232,105 +296,152 @@ impl Session {
         self.subs.clear();
     }
 
-    /// The main loop. Returns how the session ends.
-    async fn serve<Tx, Rx>(&mut self, tx: &mut Tx, mut rx: Rx) -> Exit
-    where
-        Tx: futures_util::Sink<Message, Error = WsError> + Unpin,
-        Rx: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
-    {
-        let cfg = self.shared.config.session.clone();
-        let heartbeat = Duration::from_millis(cfg.heartbeat_ms);
-        let slow = Duration::from_millis(cfg.slow_consumer_ms);
+    /// Where the loop stands before it waits: `Err` ends the session; else
+    /// when the timer branch must wake and whether there is anything to
+    /// write. A plain function, so that its temporaries (and the borrows
+    /// the comparisons take) do not become part of `serve`'s future.
+    fn plan(&mut self, c: &mut Clock) -> Result<(Instant, bool), Exit> {
+        let cfg = &self.shared.config.session;
+        let now = Instant::now();
+        if self.due.is_some_and(|d| d <= now) {
+            self.due = None;
+            self.dirty = true;
+        }
+        if self.control.len() > cfg.max_pending_control {
+            return Err(Exit::Close(
+                close::SLOW_CONSUMER,
+                "slow consumer: replies not read",
+            ));
+        }
         // Liveness: a WebSocket Ping after `ping_interval_ms` of client
         // silence, close 1008 after `idle_timeout_ms` without any frame.
         let ping_every = Duration::from_millis(cfg.ping_interval_ms);
-        let idle = Duration::from_millis(cfg.idle_timeout_ms);
-        let mut last_rx = Instant::now();
-        let mut last_ping = last_rx;
-        let mut ping_due = false;
+        let idle_at = c.last_rx + Duration::from_millis(cfg.idle_timeout_ms);
+        if now >= idle_at {
+            return Err(Exit::Close(close::POLICY, "idle timeout: no pong"));
+        }
+        let mut ping_at = c.last_ping.max(c.last_rx) + ping_every;
+        if !c.ping_due && now >= ping_at {
+            c.ping_due = true;
+            c.last_ping = now;
+            ping_at = now + ping_every;
+        }
+        let want_write = c.flushing || !self.control.is_empty() || self.dirty || c.ping_due;
+        let timer = if c.flushing {
+            c.write_started + Duration::from_millis(cfg.slow_consumer_ms)
+        } else {
+            let hb = c.last_write + Duration::from_millis(cfg.heartbeat_ms);
+            self.due.map_or(hb, |d| d.min(hb))
+        };
+        Ok((timer.min(idle_at).min(ping_at), want_write))
+    }
+
+    /// The main loop. Returns how the session ends.
+    ///
+    /// Its locals and the futures of its `select!` are part of every
+    /// session's task, so it keeps few: the timer arithmetic is in
+    /// [`Session::plan`], durations are read from the config when needed
+    /// instead of copied, and the socket is one branch (reads and writes
+    /// polled from one `poll_fn`, no `split()` and its lock).
+    async fn serve<S>(&mut self, ws: &mut WebSocketStream<S>) -> Exit
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let start = Instant::now();
+        let mut c = Clock {
+            last_rx: start,
+            last_ping: start,
+            write_started: start,
+            last_write: start,
+            ping_due: false,
+            flushing: false,
+        };
         let mut shutdown = self.shared.shutdown.subscribe();
-        let handle = self.handle.clone();
-        let mut flushing = false;
-        let mut write_started = Instant::now();
-        let mut last_write = Instant::now();
         loop {
-            let now = Instant::now();
-            if self.due.is_some_and(|d| d <= now) {
-                self.due = None;
-                self.dirty = true;
-            }
-            if self.control.len() > cfg.max_pending_control {
-                return Exit::Close(close::SLOW_CONSUMER, "slow consumer: replies not read");
-            }
-            let idle_at = last_rx + idle;
-            if now >= idle_at {
-                return Exit::Close(close::POLICY, "idle timeout: no pong");
-            }
-            let mut ping_at = last_ping.max(last_rx) + ping_every;
-            if !ping_due && now >= ping_at {
-                ping_due = true;
-                last_ping = now;
-                ping_at = now + ping_every;
-            }
-            let has_work = !self.control.is_empty() || self.dirty || ping_due;
-            let timer = if flushing {
-                write_started + slow
-            } else {
-                let hb = last_write + heartbeat;
-                self.due.map_or(hb, |d| d.min(hb))
+            let (timer, want_write) = match self.plan(&mut c) {
+                Ok(v) => v,
+                Err(exit) => return exit,
             };
-            let timer = timer.min(idle_at).min(ping_at);
-            tokio::select! {
+            let flushing = c.flushing;
+            let io = tokio::select! {
                 biased;
                 _ = shutdown.wait() => return Exit::Close(close::GOING_AWAY, "server shutting down"),
-                // One branch for both write states: flushing the frame in
-                // flight, or waiting until the sink can take the next one.
-                r = poll_fn(|cx| {
-                    if flushing {
-                        tx.poll_flush_unpin(cx)
-                    } else {
-                        tx.poll_ready_unpin(cx)
+                // The socket, both ways. Writing first: flushing the frame
+                // in flight, or waiting until the sink can take the next
+                // one (only when there is something to send).
+                io = poll_fn(|cx| {
+                    if want_write {
+                        let r = if flushing {
+                            ws.poll_flush_unpin(cx)
+                        } else {
+                            ws.poll_ready_unpin(cx)
+                        };
+                        if let Poll::Ready(r) = r {
+                            return Poll::Ready(Io::Write(r));
+                        }
                     }
-                }), if flushing || has_work => {
-                    if r.is_err() {
+                    ws.poll_next_unpin(cx).map(Io::Read)
+                }) => io,
+                _ = self.handle.woken() => {
+                    self.dirty = true;
+                    continue;
+                }
+                _ = tokio::time::sleep_until(timer) => {
+                    if let Err(exit) = self.on_timer(&c) {
+                        return exit;
+                    }
+                    continue;
+                }
+            };
+            match io {
+                Io::Write(Err(_)) => return Exit::Gone,
+                Io::Write(Ok(())) if c.flushing => c.flushing = false,
+                Io::Write(Ok(())) => {
+                    let (msg, data) = if c.ping_due {
+                        c.ping_due = false;
+                        (Message::Ping(Default::default()), false)
+                    } else if let Some(frame) = self.build_frame() {
+                        (Message::Text(frame.into()), true)
+                    } else {
+                        continue;
+                    };
+                    if ws.start_send_unpin(msg).is_err() {
                         return Exit::Gone;
                     }
-                    if flushing {
-                        flushing = false;
-                    } else if ping_due {
-                        ping_due = false;
-                        if tx.start_send_unpin(Message::Ping(Default::default())).is_err() {
-                            return Exit::Gone;
-                        }
-                        flushing = true;
-                        write_started = Instant::now();
-                    } else if let Some(frame) = self.build_frame() {
-                        if tx.start_send_unpin(Message::Text(frame.into())).is_err() {
-                            return Exit::Gone;
-                        }
-                        flushing = true;
-                        write_started = Instant::now();
-                        last_write = write_started;
+                    c.flushing = true;
+                    c.write_started = Instant::now();
+                    if data {
+                        // A ping does not put off the heartbeat.
+                        c.last_write = c.write_started;
                     }
                 }
-                msg = rx.next() => {
-                    last_rx = Instant::now();
+                Io::Read(msg) => {
+                    c.last_rx = Instant::now();
                     if let Some(exit) = self.on_message(msg) {
                         return exit;
                     }
                 }
-                _ = handle.woken() => self.dirty = true,
-                _ = tokio::time::sleep_until(timer) => {
-                    if flushing {
-                        if write_started.elapsed() >= slow {
-                            return Exit::Close(close::SLOW_CONSUMER, "slow consumer: could not keep up");
-                        }
-                    } else if last_write.elapsed() >= heartbeat && self.control.is_empty() {
-                        self.push(Control::Heartbeat { ts: now_ns() });
-                    }
-                }
             }
         }
+    }
+
+    /// The timer branch: a frame stuck for `slow_consumer_ms` ends the
+    /// session (4008); `heartbeat_ms` without a frame queues a heartbeat.
+    fn on_timer(&mut self, c: &Clock) -> Result<(), Exit> {
+        let cfg = &self.shared.config.session;
+        if c.flushing {
+            if c.write_started.elapsed() >= Duration::from_millis(cfg.slow_consumer_ms) {
+                return Err(Exit::Close(
+                    close::SLOW_CONSUMER,
+                    "slow consumer: could not keep up",
+                ));
+            }
+        } else if c.last_write.elapsed() >= Duration::from_millis(cfg.heartbeat_ms)
+            && self.control.is_empty()
+        {
+            self.push(Control::Heartbeat { ts: now_ns() });
+        }
+        Ok(())
     }
 
     /// Sends a close frame and gives it `close_grace_ms` to leave.
@@ -433,14 +544,11 @@ impl Session {
             return None;
         }
         let max_per_op = cfg.max_symbols_per_op;
-        let mut buf = std::mem::take(&mut self.scratch);
-        buf.clear();
-        buf.extend_from_slice(text);
+        // simd-json parses in place. A copy per op, not a buffer kept per
+        // session: ops are rare, sessions many.
+        let mut buf = text.to_vec();
         let parsed = parse_op(&mut buf, max_per_op);
-        // Keep a small buffer for the next op, not the largest ever seen.
-        if buf.capacity() <= 1024 {
-            self.scratch = buf;
-        }
+        drop(buf);
         let (id, op) = match parsed {
             Ok(v) => v,
             Err(e) => {
@@ -554,8 +662,11 @@ impl Session {
             return;
         }
         let hz = max_hz.map(|h| h.min(self.shared.config.session.max_hz_limit));
-        let interval = hz.map_or(Duration::ZERO, |h| Duration::from_secs_f64(1.0 / h));
+        let interval = interval_us(hz);
         let slots = self.shared.slots.clone();
+        // Exactly what is held, not the next power of two: the list stays
+        // at this size for the session's life.
+        self.subs.reserve_exact(new);
         let mut added = Vec::with_capacity(new);
         for &sym in &syms {
             let pos = match self.find(sym) {
@@ -565,8 +676,8 @@ impl Session {
                         p,
                         Sub {
                             sym,
+                            interval_us: interval,
                             last_seq: 0,
-                            interval,
                             next_at: None,
                             snapshot: false,
                             status: Status::Live,
@@ -577,7 +688,7 @@ impl Session {
                 }
             };
             let sub = &mut self.subs[pos];
-            sub.interval = interval;
+            sub.interval_us = interval;
             sub.next_at = None;
             let seq = slots.seq(sym);
             if snapshot && seq > 0 {
@@ -620,6 +731,9 @@ impl Session {
                 removed.push(sym);
             }
         }
+        if self.subs.len() <= self.subs.capacity() / 2 {
+            self.subs.shrink_to_fit();
+        }
         self.shared.fanout.unsubscribe(&self.handle, &removed);
         self.shared.metrics.subscriptions.sub(removed.len() as i64);
         let names: Vec<&str> = syms.iter().map(|s| self.shared.symbols.name(*s)).collect();
@@ -647,6 +761,10 @@ impl Session {
             out.push_str(c);
             self.control.pop_front();
             n_ctrl += 1;
+        }
+        if self.control.is_empty() && self.control.capacity() > 0 {
+            // Idle sessions hold no queue buffer (replies are occasional).
+            self.control = VecDeque::new();
         }
         let mut n_data = 0u64;
         if self.dirty && out.len() < max {
@@ -715,8 +833,9 @@ impl Session {
                     Some((seq, gw_ts)) => {
                         sub.last_seq = seq;
                         sub.snapshot = false;
-                        if !sub.interval.is_zero() {
-                            sub.next_at = Some(now + sub.interval);
+                        if sub.interval_us > 0 {
+                            sub.next_at =
+                                Some(now + Duration::from_micros(u64::from(sub.interval_us)));
                         }
                         if !was_snapshot {
                             // A snapshot's age is how quiet the symbol is,
@@ -751,5 +870,64 @@ impl Session {
         m.control_out.inc_by(n_ctrl);
         m.messages_out.inc_by(n_data);
         Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, FeedConfig, SimConfig};
+    use hyper_util::rt::TokioIo;
+    use std::mem::{size_of, size_of_val};
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    /// The stream a real session runs on (see `http::try_upgrade`).
+    type Prod = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+    type Test = WebSocketStream<tokio::io::DuplexStream>;
+
+    #[test]
+    fn max_hz_interval_never_panics() {
+        assert_eq!(interval_us(None), 0);
+        assert_eq!(interval_us(Some(1000.0)), 1000);
+        assert_eq!(interval_us(Some(4.0)), 250_000);
+        // `Duration::from_secs_f64(1.0 / h)` panicked here (a client's
+        // `"max_hz":1e-300`); now it saturates at ~71 minutes.
+        assert_eq!(interval_us(Some(1e-300)), u32::MAX);
+        assert_eq!(interval_us(Some(1e12)), 0);
+    }
+
+    /// Each session is one task, and its future is most of the task's
+    /// memory: at 15,000 connections every 8 bytes here are 120 KB. A tokio
+    /// task cell is the future plus 104 bytes, rounded up to 128 (its
+    /// alignment), so at most 1,048 bytes fits the 1,152-byte cell (before
+    /// this test it was 1,544 bytes, a 1,664-byte cell).
+    #[tokio::test]
+    async fn session_future_stays_small() {
+        let mut c = Config::default();
+        c.server.listen = "127.0.0.1:0".parse().unwrap();
+        c.feeds = vec![FeedConfig::Sim(SimConfig {
+            rate: 0.0,
+            ..SimConfig::default()
+        })];
+        let gw = crate::Gateway::start(c).await.unwrap();
+        let (a, _b) = tokio::io::duplex(64);
+        let ws: Test =
+            WebSocketStream::from_raw_socket(a, Role::Server, Some(gw.shared.ws_config)).await;
+        let adm = Admission {
+            permit: None,
+            token: None,
+        };
+        let fut = run(ws, gw.shared.clone(), adm);
+        // The stream is held once; count it at its production size.
+        let size = size_of_val(&fut) - size_of::<Test>() + size_of::<Prod>();
+        assert!(
+            size <= 1048,
+            "session future is {size} bytes (stream {}): over the 1,152-byte task cell",
+            size_of::<Prod>()
+        );
+        let mut shutdown = gw.shared.shutdown.subscribe();
+        assert!(size_of_val(&shutdown.wait()) <= 80);
+        drop(fut);
+        gw.shutdown();
     }
 }
