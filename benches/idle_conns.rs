@@ -54,10 +54,9 @@
 mod common;
 
 use futures_util::{SinkExt, StreamExt};
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,7 +66,7 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use common::{http_get, BoxError, GatewayProc};
 
 const PIN_ENV: &str = "TICKERGATE_IDLE_CONNS_PINNED";
 const MAX_CONNS: usize = 19_000;
@@ -201,103 +200,39 @@ fn parse_opts() -> Result<Opts, String> {
     Ok(o)
 }
 
-/// The gateway process; killed on drop.
+/// The gateway under measurement: one this tool started (killed on
+/// drop), or with `--attach` one it did not.
 struct Gateway {
-    /// `None` with `--attach`: a gateway this tool did not start.
-    child: Option<Child>,
+    _proc: Option<GatewayProc>,
     pid: u32,
     addr: SocketAddr,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 impl Gateway {
     fn start(o: &Opts, max_conns: usize) -> Result<Gateway, BoxError> {
         if let Some((addr, pid)) = o.attach {
             return Ok(Gateway {
-                child: None,
+                _proc: None,
                 pid,
                 addr,
             });
         }
-        if !o.bin.exists() {
-            return Err(format!(
-                "gateway binary {} not found: run `cargo build --release` or pass --bin",
-                o.bin.display()
-            )
-            .into());
-        }
-        let mut cmd = if o.pin && common::have_taskset() {
-            let mut c = Command::new("taskset");
-            c.arg("-c").arg("0").arg(&o.bin);
-            c
-        } else {
-            Command::new(&o.bin)
-        };
         // The per-address connection limit protects a public gateway; the
         // tool opens thousands of connections from a few loopback
         // addresses, so it lifts that limit.
-        cmd.args(["--listen", "127.0.0.1:0", "--sim-rate", "0"])
-            .args(["--conn-rate-per-ip", "1000000"])
-            .arg("--max-connections")
-            .arg((max_conns + 100).to_string())
-            .args(&o.gw_args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or("warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in &o.gw_env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn()?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        // Guard first, so an error below still kills the child.
-        let mut gw = Gateway {
-            pid: child.id(),
-            child: Some(child),
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        // The banner line: `  WebSocket : ws://127.0.0.1:PORT/v1/ws   (try: ...)`.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let mut sent = false;
-            for line in lines.by_ref() {
-                let Ok(line) = line else { break };
-                if !sent {
-                    if let Some(rest) = line.trim_start().strip_prefix("WebSocket : ws://") {
-                        let addr = rest.split('/').next().unwrap_or("").to_string();
-                        let _ = tx.send(addr);
-                        sent = true;
-                    }
-                }
-                // Keep draining so the child never blocks on a full pipe.
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(a) => a,
-            Err(_) => {
-                let st = gw.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-                return Err(format!(
-                    "gateway did not print its WebSocket address within 20 s (exit: {st:?})"
-                )
-                .into());
-            }
-        };
-        gw.addr = addr
-            .parse()
-            .map_err(|e| format!("bad address {addr:?} in banner: {e}"))?;
-        Ok(gw)
+        let mut args: Vec<String> = ["--sim-rate", "0", "--conn-rate-per-ip", "1000000"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.push("--max-connections".into());
+        args.push((max_conns + 100).to_string());
+        args.extend(o.gw_args.iter().cloned());
+        let p = GatewayProc::spawn(&o.bin, o.pin, None, &args, &o.gw_env)?;
+        Ok(Gateway {
+            pid: p.pid,
+            addr: p.addr,
+            _proc: Some(p),
+        })
     }
 
     fn pid(&self) -> u32 {
@@ -350,26 +285,6 @@ fn slab_kib() -> u64 {
 
 fn self_rss_kib() -> u64 {
     read_mem(std::process::id()).map_or(0, |m| m.rss)
-}
-
-/// Plain HTTP/1.1 GET with `Connection: close`; returns the body.
-fn http_get(addr: SocketAddr, path: &str) -> Result<String, BoxError> {
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp)?;
-    let resp = String::from_utf8(resp)?;
-    let (head, body) = resp
-        .split_once("\r\n\r\n")
-        .ok_or("malformed HTTP response")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(format!("GET {path}: {}", head.lines().next().unwrap_or("no status")).into());
-    }
-    Ok(body.to_string())
 }
 
 fn connections_gauge(addr: SocketAddr) -> Result<u64, BoxError> {

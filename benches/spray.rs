@@ -39,10 +39,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,7 +49,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 use tokio::sync::Semaphore;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use common::{metric, rss_kib, BoxError, GatewayProc};
 
 const PIN_ENV: &str = "TICKERGATE_SPRAY_PINNED";
 const MAX_TOTAL: usize = 200_000;
@@ -132,121 +131,20 @@ fn parse_opts() -> Result<Opts, String> {
     Ok(o)
 }
 
-/// The gateway process; killed on drop.
-struct Gateway {
-    child: Child,
-    addr: SocketAddr,
-    _config: TempFile,
-}
-
-struct TempFile(PathBuf);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Gateway {
-    fn start(o: &Opts) -> Result<Gateway, BoxError> {
-        if !o.bin.exists() {
-            return Err(format!("gateway binary {} not found", o.bin.display()).into());
-        }
-        let cfg = TempFile(
-            std::env::temp_dir().join(format!("tickergate-spray-{}.toml", std::process::id())),
-        );
-        std::fs::write(
-            &cfg.0,
-            format!("[server]\nconn_limiter_prune_ms = {}\n", o.prune_ms),
-        )?;
-        let mut cmd = if o.pin && common::have_taskset() {
-            let mut c = Command::new("taskset");
-            c.arg("-c").arg("0").arg(&o.bin);
-            c
-        } else {
-            Command::new(&o.bin)
-        };
-        cmd.arg("--config")
-            .arg(&cfg.0)
-            .args(["--listen", "127.0.0.1:0", "--sim-rate", "0"])
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or("warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = cmd.spawn()?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut gw = Gateway {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            _config: cfg,
-        };
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if !sent {
-                    if let Some(rest) = line.trim_start().strip_prefix("WebSocket : ws://") {
-                        let _ = tx.send(rest.split('/').next().unwrap_or("").to_string());
-                        sent = true;
-                    }
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .map_err(|_| "gateway did not print its WebSocket address within 20 s")?;
-        gw.addr = addr
-            .parse()
-            .map_err(|e| format!("bad address {addr:?} in banner: {e}"))?;
-        Ok(gw)
-    }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn metric(addr: SocketAddr, series: &str) -> Result<f64, BoxError> {
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
-    resp.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| format!("no {series} in /metrics").into())
+/// The gateway, idle, with the limiter's prune period under test.
+fn start_gateway(o: &Opts) -> Result<GatewayProc, BoxError> {
+    let cfg = format!("[server]\nconn_limiter_prune_ms = {}\n", o.prune_ms);
+    GatewayProc::spawn(
+        &o.bin,
+        o.pin,
+        Some(&cfg),
+        &["--sim-rate".into(), "0".into()],
+        &[],
+    )
 }
 
 fn src_addr(i: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(
-        127,
-        0,
-        (1 + i / 250) as u8,
-        (2 + i % 250) as u8,
-    ))
+    IpAddr::V4(common::src_ip(i))
 }
 
 /// One connection from `src`: `GET /healthz`, read the answer. Returns
@@ -269,8 +167,8 @@ struct Peak {
 }
 
 async fn main_async(o: Opts) -> Result<(), BoxError> {
-    let gw = Gateway::start(&o)?;
-    let pid = gw.child.id();
+    let gw = start_gateway(&o)?;
+    let pid = gw.pid;
     tokio::time::sleep(o.warmup).await;
     let rss_before = rss_kib(pid);
     let keys_before = metric(gw.addr, "tickergate_limiter_keys")?;

@@ -1,6 +1,15 @@
-//! Shared by the load tools under `benches/`: pinning to a core.
+//! Shared by the load tools under `benches/`: pinning to a core, starting
+//! the gateway binary as a child process, and reading /proc and /metrics.
+//! Each tool uses a subset, hence the `dead_code` allowance.
+#![allow(dead_code)]
 
-use std::process::{Command, ExitCode, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::Duration;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Whether `taskset` is available to pin processes to cores.
 pub fn have_taskset() -> bool {
@@ -86,4 +95,199 @@ pub fn write_json(
     std::fs::write(path, serde_json::to_string_pretty(doc)? + "\n")?;
     println!("\nwrote {}", path.display());
     Ok(())
+}
+
+/// A gateway child process, started by a load tool; killed on drop (also
+/// on error or panic), and its temporary config file removed.
+pub struct GatewayProc {
+    pub child: Child,
+    pub pid: u32,
+    /// The WebSocket listener, read from the startup banner.
+    pub addr: SocketAddr,
+    config: Option<PathBuf>,
+}
+
+impl Drop for GatewayProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(p) = &self.config {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+impl GatewayProc {
+    /// Starts `bin` (under `taskset -c 0` when `pin` and taskset exists)
+    /// with `--listen 127.0.0.1:0`, then `--config FILE` holding
+    /// `config_toml` if given, then `args`; waits up to 20 s for the banner
+    /// line that names the WebSocket address. `RUST_LOG` defaults to `warn`.
+    pub fn spawn(
+        bin: &Path,
+        pin: bool,
+        config_toml: Option<&str>,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Result<GatewayProc, BoxError> {
+        if !bin.exists() {
+            return Err(format!(
+                "gateway binary {} not found: run `cargo build --release` or pass --bin",
+                bin.display()
+            )
+            .into());
+        }
+        let config = match config_toml {
+            Some(text) => {
+                use std::sync::atomic::{AtomicUsize, Ordering};
+                static N: AtomicUsize = AtomicUsize::new(0);
+                let p = std::env::temp_dir().join(format!(
+                    "tickergate-bench-{}-{}.toml",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::Relaxed)
+                ));
+                std::fs::write(&p, text)?;
+                Some(p)
+            }
+            None => None,
+        };
+        let mut cmd = if pin && have_taskset() {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg("0").arg(bin);
+            c
+        } else {
+            Command::new(bin)
+        };
+        if let Some(p) = &config {
+            cmd.arg("--config").arg(p);
+        }
+        cmd.args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or("warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(p) = &config {
+                    let _ = std::fs::remove_file(p);
+                }
+                return Err(e.into());
+            }
+        };
+        // Guard first, so an error below still kills the child.
+        let mut gw = GatewayProc {
+            pid: child.id(),
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            config,
+        };
+        let stdout = gw.child.stdout.take().ok_or("no stdout")?;
+        // The banner line: `  WebSocket : ws://127.0.0.1:PORT/v1/ws ...`.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if !sent {
+                    if let Some(rest) = line.trim_start().strip_prefix("WebSocket : ws://") {
+                        let _ = tx.send(rest.split('/').next().unwrap_or("").to_string());
+                        sent = true;
+                    }
+                }
+                // Keep draining so the child never blocks on a full pipe.
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a,
+            Err(_) => {
+                let st = gw.child.try_wait().ok().flatten();
+                return Err(format!(
+                    "gateway did not print its WebSocket address within 20 s (exit: {st:?})"
+                )
+                .into());
+            }
+        };
+        gw.addr = addr
+            .parse()
+            .map_err(|e| format!("bad address {addr:?} in banner: {e}"))?;
+        Ok(gw)
+    }
+}
+
+/// A field of /proc/PID/status in KiB (`VmRSS:`, `RssAnon:`, ...); 0 if
+/// absent.
+pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Resident set of a process, KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+/// CPU time (user + system, all threads) a process has used, in seconds,
+/// from /proc/PID/stat (clock ticks of 10 ms).
+pub fn cpu_secs(pid: u32) -> Result<f64, BoxError> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces; fields after its `)`.
+    let rest = text
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or("malformed /proc/PID/stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state); utime is field 14, stime 15.
+    let tick = |i: usize| -> Result<f64, BoxError> {
+        Ok(f.get(i).ok_or("short /proc/PID/stat")?.parse::<u64>()? as f64)
+    };
+    Ok((tick(11)? + tick(12)?) / 100.0)
+}
+
+/// Plain HTTP/1.1 GET with `Connection: close`; the body of a 200.
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<String, BoxError> {
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp)?;
+    let resp = String::from_utf8(resp)?;
+    let (head, body) = resp
+        .split_once("\r\n\r\n")
+        .ok_or("malformed HTTP response")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!("GET {path}: {}", head.lines().next().unwrap_or("no status")).into());
+    }
+    Ok(body.to_string())
+}
+
+/// One unlabelled series from the gateway's `/metrics`.
+pub fn metric(addr: SocketAddr, series: &str) -> Result<f64, BoxError> {
+    let body = http_get(addr, "/metrics")?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("no {series} in /metrics").into())
+}
+
+/// Source address `i` of a load tool: 127.0.1.2, 127.0.1.3, ... (250 per
+/// /24), so source ports never run out.
+pub fn src_ip(i: usize) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new(127, 0, (1 + i / 250) as u8, (2 + i % 250) as u8)
 }

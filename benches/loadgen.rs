@@ -1,0 +1,1682 @@
+//! The load generator: many real WebSocket clients against the real
+//! gateway binary, with the feed driven at a stated rate, and the raw
+//! loopback TCP limit measured in the same run.
+//!
+//! ```text
+//! cargo bench --bench loadgen -- --workload board-burst --runs 3
+//! cargo bench --bench loadgen -- --workload all --runs 3      # every workload below
+//! cargo bench --bench loadgen -- --workload board-smooth --clients 1000 --duration 10
+//! ```
+//!
+//! Per run it starts `tickergate` (pinned to core 0 with `taskset -c 0`;
+//! this tool re-executes itself under `taskset -c 1`) with a generated
+//! config: one simulated feed of `--universe` symbols in burst mode (every
+//! symbol ticks together `burst_hz` times a second) or at a steady rate
+//! (`rate` updates/s spread evenly, symbols drawn uniformly). Then:
+//!
+//! 1. connect: N clients, each from one of `--src-ips` loopback source
+//!    addresses (127.0.1.2, ...) so ephemeral ports never run out; each
+//!    subscribes to K distinct symbols drawn with Zipf popularity
+//!    (`--sub-zipf`, seeded) and waits for `subscribed`. Handshakes per
+//!    second over this phase is the connect rate.
+//! 2. warm-up (`--warmup`), then a measured window (`--duration`): every
+//!    client reads every frame; the tool counts frames, quotes and bytes,
+//!    records each quote's age (receipt wall clock minus the quote's
+//!    `gw_ts`, the gateway's ingest stamp) in an HDR histogram, and counts
+//!    seq gaps per subscription (updates conflated away: the gateway sends
+//!    the newest value, so a gap is by design, not a loss). Snapshot quotes
+//!    are not in the latency figures. The gateway's CPU time (utime+stime)
+//!    and RSS come from /proc/PID, sampled every second.
+//! 3. raw loopback baseline (unless `--no-raw`): a child process of this
+//!    tool, pinned to core 0 like the gateway, accepts the same number of
+//!    plain TCP connections and writes 100-byte messages round-robin to all
+//!    of them, one write per socket per round, for `--raw-secs`: once with 1
+//!    message per write, once with as many per write as the gateway put in
+//!    a frame. The gateway's frames/s and updates/s are reported as a
+//!    fraction of these.
+//!
+//! Everything is bounded: at most 19,000 clients (`ulimit -n` is 20,000),
+//! every phase has a deadline, and the gateway child is killed when a run
+//! ends, also on error (a Drop guard).
+//!
+//! Output: a table on stdout, `results/loadgen/<workload>.json` (every run,
+//! and the median, min and max of each figure), and PNG charts in the same
+//! folder: `<workload>-latency.png` (latency by percentile, one line per
+//! run), `<workload>-timeline.png` (delivered updates/s and gateway RSS per
+//! second), and for `sweep` `sweep-delivered.png` (delivered against
+//! offered updates/s). Charts need a TTF font (DejaVu Sans from Debian's
+//! fonts-dejavu-core, or `--font PATH`); without one the JSON is still
+//! written.
+//!
+//! Workloads (`--workload`, comma-separated, or `all`):
+//!   board-burst   2,000 clients x 10 of 1,000 symbols, every symbol ticking together twice a second
+//!   board-smooth  5,000 clients x 10 of 1,000 symbols, 2,000 updates/s spread evenly
+//!   hot           2,000 clients x all of 50 symbols, each symbol updated 1,000 times a second
+//!   connect       10,000 clients connecting (no subscription): handshakes/s
+//!   sweep         1,000 clients x 10 of 1,000 symbols at 1k..64k updates/s: delivered vs offered
+//!
+//! Options (override the workload's defaults):
+//!   --runs R            runs per workload, each on a fresh gateway [3]
+//!   --clients N         connections
+//!   --symbols K         symbols per client
+//!   --universe U        symbols in the simulated feed
+//!   --burst-hz H        burst mode: every symbol H times a second
+//!   --rate R            steady mode: R updates/s (disables burst)
+//!   --sub-zipf S        Zipf exponent of client symbol choice [1.0]
+//!   --duration SECS     measured window [20]
+//!   --warmup SECS       before the window [3]
+//!   --raw-secs SECS     each raw-baseline measurement [5]
+//!   --no-raw            skip the raw baseline
+//!   --concurrency C     handshakes in flight while connecting [256]
+//!   --src-ips N         loopback source addresses [16]
+//!   --seed S            client symbol draw [7]
+//!   --bin PATH          gateway binary [the one cargo built for this bench]
+//!   --gw-arg ARG        extra gateway argument (repeatable)
+//!   --label TEXT        free text stored in the JSON
+//!   --out-dir DIR       [results/loadgen under the crate]
+//!   --font PATH         TTF for chart text [DejaVuSans]
+//!   --no-pin            do not use taskset
+//!   --no-progress       no progress bar (for logs)
+
+mod common;
+
+use common::{cpu_secs, rss_kib, BoxError, GatewayProc};
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use std::cell::{Cell, RefCell};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpSocket;
+
+const PIN_ENV: &str = "TICKERGATE_LOADGEN_PINNED";
+const MAX_CLIENTS: usize = 19_000;
+/// Size of one raw-baseline message, the size of a typical quote object.
+const RAW_MSG: usize = 100;
+
+// ------------------------------------------------------------------ options
+
+#[derive(Debug, Clone)]
+enum Feed {
+    /// Every symbol `hz` times a second.
+    Burst { hz: f64 },
+    /// `rate` updates/s, uniform over symbols, evenly in time.
+    Steady { rate: f64 },
+}
+
+impl Feed {
+    /// Updates per second of one symbol (uniform popularity).
+    fn per_symbol(&self, universe: usize) -> f64 {
+        match *self {
+            Feed::Burst { hz } => hz,
+            Feed::Steady { rate } => rate / universe as f64,
+        }
+    }
+
+    fn upstream_rate(&self, universe: usize) -> f64 {
+        self.per_symbol(universe) * universe as f64
+    }
+
+    fn describe(&self, universe: usize) -> String {
+        match *self {
+            Feed::Burst { hz } => format!("{universe} symbols ticking together {hz} times/s"),
+            Feed::Steady { rate } => {
+                format!("{rate} updates/s spread evenly over {universe} symbols")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Workload {
+    name: String,
+    clients: usize,
+    symbols: usize,
+    universe: usize,
+    feed: Feed,
+    /// Steady rates of a sweep; empty for a single-point workload.
+    sweep: Vec<f64>,
+}
+
+fn preset(name: &str) -> Option<Workload> {
+    let w = |clients, symbols, universe, feed| Workload {
+        name: name.to_string(),
+        clients,
+        symbols,
+        universe,
+        feed,
+        sweep: Vec::new(),
+    };
+    Some(match name {
+        "board-burst" => w(2000, 10, 1000, Feed::Burst { hz: 2.0 }),
+        "board-smooth" => w(5000, 10, 1000, Feed::Steady { rate: 2000.0 }),
+        "hot" => w(2000, 50, 50, Feed::Burst { hz: 1000.0 }),
+        "connect" => w(10_000, 0, 100, Feed::Steady { rate: 0.0 }),
+        "sweep" => Workload {
+            sweep: vec![1000.0, 4000.0, 16_000.0, 32_000.0, 64_000.0],
+            ..w(1000, 10, 1000, Feed::Steady { rate: 1000.0 })
+        },
+        _ => return None,
+    })
+}
+
+const ALL: &[&str] = &["board-burst", "board-smooth", "hot", "connect", "sweep"];
+
+#[derive(Debug, Clone)]
+struct Opts {
+    workloads: Vec<Workload>,
+    runs: usize,
+    sub_zipf: f64,
+    duration: Duration,
+    warmup: Duration,
+    raw_secs: Duration,
+    raw: bool,
+    concurrency: usize,
+    src_ips: usize,
+    seed: u64,
+    bin: PathBuf,
+    gw_args: Vec<String>,
+    label: String,
+    out_dir: PathBuf,
+    font: Option<PathBuf>,
+    pin: bool,
+    progress: bool,
+}
+
+fn usage() -> &'static str {
+    "usage: cargo bench --bench loadgen -- --workload NAME[,NAME..]|all [--runs R] [--clients N] \
+     [--symbols K] [--universe U] [--burst-hz H | --rate R] [--sub-zipf S] [--duration SECS] \
+     [--warmup SECS] [--raw-secs SECS] [--no-raw] [--concurrency C] [--src-ips N] [--seed S] \
+     [--bin PATH] [--gw-arg ARG].. [--label TEXT] [--out-dir DIR] [--font PATH] [--no-pin] \
+     [--no-progress]\n\
+     workloads: board-burst, board-smooth, hot, connect, sweep (see benches/loadgen.rs)"
+}
+
+fn parse_opts() -> Result<Opts, String> {
+    let mut names: Vec<String> = Vec::new();
+    let (mut clients, mut symbols, mut universe) = (None, None, None);
+    let mut feed: Option<Feed> = None;
+    let mut o = Opts {
+        workloads: Vec::new(),
+        runs: 3,
+        sub_zipf: 1.0,
+        duration: Duration::from_secs(20),
+        warmup: Duration::from_secs(3),
+        raw_secs: Duration::from_secs(5),
+        raw: true,
+        concurrency: 256,
+        src_ips: 16,
+        seed: 7,
+        bin: PathBuf::from(env!("CARGO_BIN_EXE_tickergate")),
+        gw_args: Vec::new(),
+        label: String::new(),
+        out_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("results/loadgen"),
+        font: None,
+        pin: true,
+        progress: true,
+    };
+    let mut it = std::env::args().skip(1);
+    fn val(flag: &str, it: &mut impl Iterator<Item = String>) -> Result<String, String> {
+        it.next()
+            .ok_or_else(|| format!("{flag} needs a value\n{}", usage()))
+    }
+    fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
+        v.parse()
+            .map_err(|_| format!("{flag}: not a valid number: {v:?}"))
+    }
+    let secs = |flag: &str, v: &str| -> Result<Duration, String> {
+        let s: f64 = num(flag, v)?;
+        if !(s.is_finite() && s > 0.0 && s <= 3600.0) {
+            return Err(format!("{flag} must be in (0, 3600] seconds"));
+        }
+        Ok(Duration::from_secs_f64(s))
+    };
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--workload" => names.extend(val(&a, &mut it)?.split(',').map(str::to_string)),
+            "--runs" => o.runs = num(&a, &val(&a, &mut it)?)?,
+            "--clients" => clients = Some(num(&a, &val(&a, &mut it)?)?),
+            "--symbols" => symbols = Some(num(&a, &val(&a, &mut it)?)?),
+            "--universe" => universe = Some(num(&a, &val(&a, &mut it)?)?),
+            "--burst-hz" => {
+                feed = Some(Feed::Burst {
+                    hz: num(&a, &val(&a, &mut it)?)?,
+                })
+            }
+            "--rate" => {
+                feed = Some(Feed::Steady {
+                    rate: num(&a, &val(&a, &mut it)?)?,
+                })
+            }
+            "--sub-zipf" => o.sub_zipf = num(&a, &val(&a, &mut it)?)?,
+            "--duration" => o.duration = secs(&a, &val(&a, &mut it)?)?,
+            "--warmup" => o.warmup = secs(&a, &val(&a, &mut it)?)?,
+            "--raw-secs" => o.raw_secs = secs(&a, &val(&a, &mut it)?)?,
+            "--no-raw" => o.raw = false,
+            "--concurrency" => o.concurrency = num(&a, &val(&a, &mut it)?)?,
+            "--src-ips" => o.src_ips = num(&a, &val(&a, &mut it)?)?,
+            "--seed" => o.seed = num(&a, &val(&a, &mut it)?)?,
+            "--bin" => o.bin = PathBuf::from(val(&a, &mut it)?),
+            "--gw-arg" => o.gw_args.push(val(&a, &mut it)?),
+            "--label" => o.label = val(&a, &mut it)?,
+            "--out-dir" => o.out_dir = PathBuf::from(val(&a, &mut it)?),
+            "--font" => o.font = Some(PathBuf::from(val(&a, &mut it)?)),
+            "--no-pin" => o.pin = false,
+            "--no-progress" => o.progress = false,
+            // `cargo bench` passes this to every bench target.
+            "--bench" => {}
+            "-h" | "--help" => return Err(usage().to_string()),
+            other => return Err(format!("unknown argument {other:?}\n{}", usage())),
+        }
+    }
+    if names.is_empty() {
+        return Err(format!("--workload is required\n{}", usage()));
+    }
+    if names.iter().any(|n| n == "all") {
+        names = ALL.iter().map(|s| s.to_string()).collect();
+    }
+    for n in &names {
+        let mut w = preset(n).ok_or_else(|| format!("unknown workload {n:?}\n{}", usage()))?;
+        if let Some(c) = clients {
+            w.clients = c;
+        }
+        if let Some(k) = symbols {
+            w.symbols = k;
+        }
+        if let Some(u) = universe {
+            w.universe = u;
+        }
+        if let Some(f) = &feed {
+            w.feed = f.clone();
+            w.sweep.clear();
+        }
+        if w.clients == 0 || w.clients > MAX_CLIENTS {
+            return Err(format!("--clients must be in 1..={MAX_CLIENTS}"));
+        }
+        if w.universe == 0 || w.universe > 100_000 || w.symbols > w.universe || w.symbols > 500 {
+            return Err("need 1 <= universe <= 100000 and symbols <= min(universe, 500)".into());
+        }
+        let rate_ok = |r: f64| r.is_finite() && (0.0..=10_000_000.0).contains(&r);
+        let ok = match w.feed {
+            Feed::Burst { hz } => rate_ok(hz) && hz <= 10_000.0,
+            Feed::Steady { rate } => rate_ok(rate),
+        };
+        if !ok {
+            return Err("--burst-hz must be in 0..=10000, --rate in 0..=1e7".into());
+        }
+        o.workloads.push(w);
+    }
+    if o.runs == 0 || o.runs > 20 {
+        return Err("--runs must be in 1..=20".into());
+    }
+    if o.concurrency == 0 || o.src_ips == 0 || o.src_ips > 250 * 250 {
+        return Err("--concurrency and --src-ips must be at least 1".into());
+    }
+    if !(o.sub_zipf.is_finite() && (0.0..=4.0).contains(&o.sub_zipf)) {
+        return Err("--sub-zipf must be in 0..=4".into());
+    }
+    Ok(o)
+}
+
+// ------------------------------------------------------------ symbol draws
+
+/// SplitMix64: the same seed, the same subscriptions.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Each client's K distinct symbol indices, drawn with Zipf popularity
+/// over `universe` (index 0 the most popular).
+fn draw_subscriptions(
+    n: usize,
+    k: usize,
+    universe: usize,
+    zipf: f64,
+    seed: u64,
+) -> Vec<Vec<usize>> {
+    let mut acc = 0.0;
+    let cdf: Vec<f64> = (0..universe)
+        .map(|i| {
+            acc += 1.0 / ((i + 1) as f64).powf(zipf);
+            acc
+        })
+        .collect();
+    let mut rng = Rng(seed);
+    (0..n)
+        .map(|_| {
+            let mut picked: Vec<usize> = Vec::with_capacity(k);
+            while picked.len() < k {
+                let u = rng.unit() * acc;
+                let i = cdf.partition_point(|c| *c < u).min(universe - 1);
+                if !picked.contains(&i) {
+                    picked.push(i);
+                }
+            }
+            picked
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------------ clients
+
+/// Counters of the measured window, shared by every client task on this
+/// (single) thread.
+struct Stats {
+    measuring: Cell<bool>,
+    ready: Cell<usize>,
+    failed: Cell<usize>,
+    /// Connections closed or broken after `subscribed`, by close code (0 =
+    /// no close frame).
+    closed: RefCell<Vec<(u16, usize)>>,
+    frames: Cell<u64>,
+    quotes: Cell<u64>,
+    bytes: Cell<u64>,
+    gaps: Cell<u64>,
+    /// Quotes whose seq went backwards or repeated: must stay 0.
+    disorder: Cell<u64>,
+    latency_us: RefCell<Histogram<u64>>,
+    first_error: RefCell<Option<String>>,
+}
+
+impl Stats {
+    fn new() -> Result<Stats, BoxError> {
+        Ok(Stats {
+            measuring: Cell::new(false),
+            ready: Cell::new(0),
+            failed: Cell::new(0),
+            closed: RefCell::new(Vec::new()),
+            frames: Cell::new(0),
+            quotes: Cell::new(0),
+            bytes: Cell::new(0),
+            gaps: Cell::new(0),
+            disorder: Cell::new(0),
+            // 1 µs .. 100 s, 3 significant digits.
+            latency_us: RefCell::new(Histogram::new_with_bounds(1, 100_000_000, 3)?),
+            first_error: RefCell::new(None),
+        })
+    }
+
+    fn reset(&self) {
+        self.frames.set(0);
+        self.quotes.set(0);
+        self.bytes.set(0);
+        self.gaps.set(0);
+        self.disorder.set(0);
+        self.latency_us.borrow_mut().reset();
+    }
+
+    fn error(&self, e: impl std::fmt::Display) {
+        let mut f = self.first_error.borrow_mut();
+        if f.is_none() {
+            *f = Some(e.to_string());
+        }
+    }
+
+    fn closed_with(&self, code: u16) {
+        let mut c = self.closed.borrow_mut();
+        match c.iter_mut().find(|(k, _)| *k == code) {
+            Some((_, n)) => *n += 1,
+            None => c.push((code, 1)),
+        }
+    }
+
+    fn closed_total(&self) -> usize {
+        self.closed.borrow().iter().map(|(_, n)| n).sum()
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+fn parse_u64(b: &[u8]) -> Option<(u64, usize)> {
+    let n = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    if n == 0 || n > 19 {
+        return None;
+    }
+    let mut v = 0u64;
+    for &c in &b[..n] {
+        v = v * 10 + (c - b'0') as u64;
+    }
+    Some((v, n))
+}
+
+/// Scans one frame (a JSON array of messages) for quotes. The gateway
+/// writes each quote as `{"type":"quote","symbol":"S","seq":N,...,"gw_ts":T`
+/// optionally followed by `,"snapshot":true`; this reads those fields
+/// without a full JSON parse so one core can keep up with the gateway.
+/// Returns the number of quotes, or an error on a quote it cannot read.
+fn scan_frame(
+    text: &[u8],
+    subs: &[&[u8]],
+    last_seq: &mut [u64],
+    stats: &Stats,
+    now: i64,
+) -> Result<u64, String> {
+    const QUOTE: &[u8] = br#"{"type":"quote","symbol":""#;
+    const SEQ: &[u8] = br#"","seq":"#;
+    const GW: &[u8] = br#","gw_ts":"#;
+    const SNAP: &[u8] = br#","snapshot":true"#;
+    let mut n = 0u64;
+    let mut hist = stats.latency_us.borrow_mut();
+    for start in memchr::memmem::find_iter(text, QUOTE) {
+        let rest = &text[start + QUOTE.len()..];
+        let end = memchr::memchr(b'"', rest).ok_or("unterminated symbol")?;
+        let sym = &rest[..end];
+        let rest = rest[end..].strip_prefix(SEQ).ok_or("no seq after symbol")?;
+        let (seq, _) = parse_u64(rest).ok_or("bad seq")?;
+        let at = memchr::memmem::find(rest, GW).ok_or("no gw_ts")?;
+        let rest = &rest[at + GW.len()..];
+        let (gw_ts, len) = parse_u64(rest).ok_or("bad gw_ts")?;
+        let snapshot = rest[len..].starts_with(SNAP);
+        n += 1;
+        if let Some(j) = subs.iter().position(|s| *s == sym) {
+            let last = last_seq[j];
+            if last != 0 && !snapshot {
+                if seq <= last {
+                    stats.disorder.set(stats.disorder.get() + 1);
+                } else {
+                    stats.gaps.set(stats.gaps.get() + (seq - last - 1));
+                }
+            }
+            last_seq[j] = last_seq[j].max(seq);
+        } else {
+            return Err(format!(
+                "quote for {:?}, not subscribed",
+                String::from_utf8_lossy(sym)
+            ));
+        }
+        if !snapshot {
+            let age_us = ((now - gw_ts as i64).max(0) / 1000) as u64;
+            let _ = hist.record(age_us.clamp(1, 100_000_000));
+        }
+    }
+    Ok(n)
+}
+
+/// A minimal WebSocket client: the HTTP upgrade, masked text frames out,
+/// and unfragmented frames read in place from one 64 KiB buffer, with no
+/// copy and no UTF-8 pass (the scanner only looks for ASCII markers). The
+/// load generator has one core for thousands of clients; with
+/// tokio-tungstenite's per-message allocation and validation the clients,
+/// not the gateway, would set the figures. Pings are answered.
+struct RawWs {
+    tcp: tokio::net::TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+/// Largest frame the client accepts (the gateway's default frame cap is
+/// 64 KiB).
+const MAX_FRAME: usize = 1 << 20;
+
+impl RawWs {
+    async fn connect(tcp: tokio::net::TcpStream, gw: SocketAddr) -> Result<RawWs, BoxError> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut ws = RawWs {
+            tcp,
+            buf: vec![0; 64 * 1024],
+            start: 0,
+            end: 0,
+        };
+        let req = format!(
+            "GET /v1/ws HTTP/1.1\r\nHost: {gw}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        ws.tcp.write_all(req.as_bytes()).await?;
+        loop {
+            if let Some(p) = memchr::memmem::find(&ws.buf[..ws.end], b"\r\n\r\n") {
+                if !ws.buf.starts_with(b"HTTP/1.1 101") {
+                    let line = ws.buf[..p].split(|&c| c == b'\r').next().unwrap_or(&[]);
+                    return Err(
+                        format!("upgrade refused: {}", String::from_utf8_lossy(line)).into(),
+                    );
+                }
+                ws.start = p + 4;
+                return Ok(ws);
+            }
+            if ws.end == ws.buf.len() {
+                return Err("upgrade response head too large".into());
+            }
+            let n = ws.tcp.read(&mut ws.buf[ws.end..]).await?;
+            if n == 0 {
+                return Err("closed during the upgrade".into());
+            }
+            ws.end += n;
+        }
+    }
+
+    /// Sends one masked frame.
+    async fn send(&mut self, opcode: u8, payload: &[u8]) -> Result<(), BoxError> {
+        use tokio::io::AsyncWriteExt;
+        let mask = [0x5a, 0xc3, 0x1f, 0x77];
+        let mut f = Vec::with_capacity(payload.len() + 14);
+        f.push(0x80 | opcode);
+        match payload.len() {
+            n if n < 126 => f.push(0x80 | n as u8),
+            n if n <= 0xffff => {
+                f.push(0x80 | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(0x80 | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.tcp.write_all(&f).await?;
+        Ok(())
+    }
+
+    /// The next frame's opcode and payload range in `self.buf`; valid until
+    /// the next call. `None` at end of stream.
+    async fn next(&mut self) -> Result<Option<(u8, std::ops::Range<usize>)>, BoxError> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            let avail = &self.buf[self.start..self.end];
+            if avail.len() >= 2 {
+                let (b0, b1) = (avail[0], avail[1]);
+                if b1 & 0x80 != 0 {
+                    return Err("masked frame from the server".into());
+                }
+                let (hdr, len) = match b1 & 0x7f {
+                    126 if avail.len() >= 4 => {
+                        (4, u16::from_be_bytes([avail[2], avail[3]]) as usize)
+                    }
+                    127 if avail.len() >= 10 => {
+                        let mut b = [0u8; 8];
+                        b.copy_from_slice(&avail[2..10]);
+                        (10, u64::from_be_bytes(b).min(u64::MAX >> 1) as usize)
+                    }
+                    126 | 127 => (usize::MAX, 0),
+                    n => (2, n as usize),
+                };
+                if hdr != usize::MAX {
+                    if len > MAX_FRAME {
+                        return Err(format!("frame of {len} bytes").into());
+                    }
+                    if b0 & 0x80 == 0 || b0 & 0x0f == 0 {
+                        return Err("fragmented frame".into());
+                    }
+                    if avail.len() >= hdr + len {
+                        let at = self.start + hdr;
+                        self.start = at + len;
+                        return Ok(Some((b0 & 0x0f, at..at + len)));
+                    }
+                    if hdr + len > self.buf.len() {
+                        self.buf.resize(hdr + len, 0);
+                    }
+                }
+            }
+            // Need more bytes: move the partial frame to the front.
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            let n = self.tcp.read(&mut self.buf[self.end..]).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.end += n;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn client(
+    i: usize,
+    gw: SocketAddr,
+    src: std::net::Ipv4Addr,
+    subs: Vec<String>,
+    stats: Rc<Stats>,
+    sem: Rc<tokio::sync::Semaphore>,
+    connected: Rc<Cell<usize>>,
+) {
+    let permit = sem.acquire().await;
+    let setup = async {
+        let sock = TcpSocket::new_v4()?;
+        sock.bind(SocketAddr::V4(SocketAddrV4::new(src, 0)))?;
+        let tcp = sock.connect(gw).await?;
+        tcp.set_nodelay(true)?;
+        let mut ws = RawWs::connect(tcp, gw).await?;
+        connected.set(connected.get() + 1);
+        if !subs.is_empty() {
+            let op = json!({"op": "subscribe", "id": i, "symbols": subs}).to_string();
+            ws.send(0x1, op.as_bytes()).await?;
+            loop {
+                match ws.next().await? {
+                    Some((0x1, r)) => {
+                        let t = &ws.buf[r];
+                        if memchr::memmem::find(t, br#""type":"subscribed""#).is_some() {
+                            break;
+                        }
+                        if memchr::memmem::find(t, br#""type":"error""#).is_some() {
+                            let t = String::from_utf8_lossy(t).into_owned();
+                            return Err(format!("subscribe refused: {t}").into());
+                        }
+                    }
+                    Some((0x8, _)) | None => return Err("closed before subscribed".into()),
+                    Some(_) => {}
+                }
+            }
+        }
+        Ok::<_, BoxError>(ws)
+    };
+    let mut ws = match setup.await {
+        Ok(ws) => ws,
+        Err(e) => {
+            stats.failed.set(stats.failed.get() + 1);
+            stats.error(format!("client {i}: {e}"));
+            return;
+        }
+    };
+    drop(permit);
+    stats.ready.set(stats.ready.get() + 1);
+    let names: Vec<&[u8]> = subs.iter().map(|s| s.as_bytes()).collect();
+    let mut last_seq = vec![0u64; names.len()];
+    loop {
+        match ws.next().await {
+            Ok(Some((0x1, r))) => {
+                let b = &ws.buf[r];
+                match scan_frame(b, &names, &mut last_seq, &stats, now_ns()) {
+                    Ok(q) if stats.measuring.get() => {
+                        stats.frames.set(stats.frames.get() + 1);
+                        stats.quotes.set(stats.quotes.get() + q);
+                        stats.bytes.set(stats.bytes.get() + b.len() as u64);
+                    }
+                    Ok(_) => {}
+                    Err(e) => stats.error(format!("client {i}: {e}")),
+                }
+            }
+            Ok(Some((0x8, r))) => {
+                let b = &ws.buf[r];
+                let code = if b.len() >= 2 {
+                    u16::from_be_bytes([b[0], b[1]])
+                } else {
+                    0
+                };
+                stats.closed_with(code);
+                return;
+            }
+            Ok(Some((0x9, r))) => {
+                let payload = ws.buf[r].to_vec();
+                if let Err(e) = ws.send(0xA, &payload).await {
+                    stats.closed_with(0);
+                    stats.error(format!("client {i}: pong: {e}"));
+                    return;
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                stats.closed_with(0);
+                return;
+            }
+            Err(e) => {
+                stats.closed_with(0);
+                stats.error(format!("client {i}: {e}"));
+                return;
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------- one run
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct RunResult {
+    run: usize,
+    clients: usize,
+    ready: usize,
+    failed: usize,
+    closed: Vec<(u16, usize)>,
+    connect_secs: f64,
+    connects_per_sec: f64,
+    window_secs: f64,
+    upstream_per_sec: f64,
+    offered_per_sec: f64,
+    updates_per_sec: f64,
+    frames_per_sec: f64,
+    updates_per_frame: f64,
+    bytes_per_sec: f64,
+    seq_gaps: u64,
+    /// Share of offered updates that the client saw (the rest conflated).
+    delivered_share: f64,
+    disorder: u64,
+    latency_ms: LatencyMs,
+    gw_cpu_secs: f64,
+    gw_cpu_share: f64,
+    gw_cpu_us_per_update: f64,
+    gw_cpu_us_per_frame: f64,
+    gw_rss_kib_start: u64,
+    gw_rss_kib_end: u64,
+    gw_rss_kib_max: u64,
+    loadgen_cpu_share: f64,
+    /// Per second of the window: delivered updates/s.
+    timeline_updates: Vec<f64>,
+    /// Per second of the window: gateway RSS, KiB.
+    timeline_rss_kib: Vec<u64>,
+    /// (percentile, ms) points of the latency distribution, for charts.
+    latency_curve: Vec<(f64, f64)>,
+    raw: Option<RawResult>,
+    first_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+struct LatencyMs {
+    count: u64,
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+}
+
+fn latency_of(h: &Histogram<u64>) -> LatencyMs {
+    let ms = |us: u64| us as f64 / 1000.0;
+    LatencyMs {
+        count: h.len(),
+        p50: ms(h.value_at_quantile(0.5)),
+        p90: ms(h.value_at_quantile(0.9)),
+        p99: ms(h.value_at_quantile(0.99)),
+        p999: ms(h.value_at_quantile(0.999)),
+        max: ms(h.max()),
+    }
+}
+
+fn latency_curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    // 0..99.999th percentile, denser towards the tail.
+    (0..=50)
+        .map(|i| {
+            let nines = i as f64 / 10.0; // 0 .. 5 nines
+            let q = 1.0 - 10f64.powf(-nines);
+            (q * 100.0, h.value_at_quantile(q) as f64 / 1000.0)
+        })
+        .collect()
+}
+
+/// The gateway config of a workload: one simulated feed, limits lifted for
+/// a load test from a few loopback addresses.
+fn gateway_config(w: &Workload, feed: &Feed) -> String {
+    let (rate, burst) = match *feed {
+        Feed::Burst { hz } => (0.0, hz),
+        Feed::Steady { rate } => (rate, 0.0),
+    };
+    format!(
+        "[server]\n\
+         max_connections = {max}\n\
+         conn_rate_per_ip = 1000000\n\
+         conn_burst_per_ip = 1000000\n\
+         \n\
+         [[feeds]]\n\
+         kind = \"sim\"\n\
+         symbols = {u}\n\
+         rate = {rate:.1}\n\
+         burst_hz = {burst:.3}\n\
+         zipf = 0.0\n",
+        max = w.clients + 100,
+        u = w.universe,
+    )
+}
+
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn new(on: bool, len: u64, what: &str) -> Progress {
+        if !on {
+            return Progress(None);
+        }
+        let pb = indicatif::ProgressBar::new(len);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} {msg}")
+        {
+            pb.set_style(style.progress_chars("=> "));
+        }
+        pb.set_prefix(what.to_string());
+        Progress(Some(pb))
+    }
+
+    fn set(&self, pos: u64, msg: String) {
+        if let Some(pb) = &self.0 {
+            pb.set_position(pos);
+            pb.set_message(msg);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(pb) = &self.0 {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunResult, BoxError> {
+    let gw = GatewayProc::spawn(
+        &o.bin,
+        o.pin,
+        Some(&gateway_config(w, feed)),
+        &o.gw_args,
+        &[],
+    )?;
+    let pid = gw.pid;
+    let names = tickergate::feed::sim::symbol_names(w.universe);
+    let draws = draw_subscriptions(w.clients, w.symbols, w.universe, o.sub_zipf, o.seed);
+    // Offered deliveries: every update of every subscribed symbol.
+    let offered = w.clients as f64 * w.symbols as f64 * feed.per_symbol(w.universe);
+    let stats = Rc::new(Stats::new()?);
+    let sem = Rc::new(tokio::sync::Semaphore::new(o.concurrency));
+    let connected = Rc::new(Cell::new(0usize));
+    let mut tasks = Vec::with_capacity(w.clients);
+    let t0 = Instant::now();
+    for (i, d) in draws.into_iter().enumerate() {
+        let subs = d.into_iter().map(|j| names[j].clone()).collect();
+        tasks.push(tokio::task::spawn_local(client(
+            i,
+            gw.addr,
+            common::src_ip(i % o.src_ips),
+            subs,
+            stats.clone(),
+            sem.clone(),
+            connected.clone(),
+        )));
+    }
+    // Connect phase, bounded: 60 s plus 10 ms per client.
+    let deadline = t0 + Duration::from_secs(60) + Duration::from_millis(10 * w.clients as u64);
+    let pb = Progress::new(o.progress, w.clients as u64, "connecting");
+    while stats.ready.get() + stats.failed.get() < w.clients && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        pb.set(
+            stats.ready.get() as u64,
+            format!("{} failed", stats.failed.get()),
+        );
+    }
+    pb.finish();
+    let connect_secs = t0.elapsed().as_secs_f64();
+    let ready = stats.ready.get();
+    if ready == 0 {
+        return Err(format!(
+            "no client connected: {}",
+            stats.first_error.borrow().clone().unwrap_or_default()
+        )
+        .into());
+    }
+    let mut r = RunResult {
+        run,
+        clients: w.clients,
+        connect_secs,
+        connects_per_sec: connected.get() as f64 / connect_secs,
+        upstream_per_sec: feed.upstream_rate(w.universe),
+        offered_per_sec: offered,
+        ..RunResult::default()
+    };
+    if w.symbols > 0 {
+        tokio::time::sleep(o.warmup).await;
+        stats.reset();
+        stats.measuring.set(true);
+        let cpu0 = cpu_secs(pid)?;
+        let self0 = cpu_secs(std::process::id())?;
+        r.gw_rss_kib_start = rss_kib(pid);
+        let start = Instant::now();
+        let secs = o.duration.as_secs_f64().ceil() as u64;
+        let pb = Progress::new(o.progress, secs, "measuring");
+        let mut last_q = 0u64;
+        for s in 1..=secs {
+            let until = start + Duration::from_secs_f64((s as f64).min(o.duration.as_secs_f64()));
+            tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
+            let q = stats.quotes.get();
+            let rss = rss_kib(pid);
+            r.timeline_updates.push((q - last_q) as f64);
+            r.timeline_rss_kib.push(rss);
+            r.gw_rss_kib_max = r.gw_rss_kib_max.max(rss);
+            last_q = q;
+            pb.set(
+                s,
+                format!(
+                    "{:.0} updates/s, RSS {} MiB, {} closed",
+                    q as f64 / start.elapsed().as_secs_f64(),
+                    rss / 1024,
+                    stats.closed_total()
+                ),
+            );
+        }
+        stats.measuring.set(false);
+        pb.finish();
+        let window = start.elapsed().as_secs_f64();
+        let cpu = cpu_secs(pid)? - cpu0;
+        let self_cpu = cpu_secs(std::process::id())? - self0;
+        r.gw_rss_kib_end = rss_kib(pid);
+        let (q, f) = (stats.quotes.get() as f64, stats.frames.get() as f64);
+        r.window_secs = window;
+        r.updates_per_sec = q / window;
+        r.frames_per_sec = f / window;
+        r.updates_per_frame = if f > 0.0 { q / f } else { 0.0 };
+        r.bytes_per_sec = stats.bytes.get() as f64 / window;
+        r.seq_gaps = stats.gaps.get();
+        r.delivered_share = if offered > 0.0 {
+            r.updates_per_sec / offered
+        } else {
+            0.0
+        };
+        r.disorder = stats.disorder.get();
+        let h = stats.latency_us.borrow();
+        r.latency_ms = latency_of(&h);
+        r.latency_curve = latency_curve(&h);
+        r.gw_cpu_secs = cpu;
+        r.gw_cpu_share = cpu / window;
+        r.gw_cpu_us_per_update = if q > 0.0 { cpu * 1e6 / q } else { 0.0 };
+        r.gw_cpu_us_per_frame = if f > 0.0 { cpu * 1e6 / f } else { 0.0 };
+        r.loadgen_cpu_share = self_cpu / window;
+    }
+    r.ready = ready;
+    r.failed = stats.failed.get();
+    r.closed = stats.closed.borrow().clone();
+    r.first_error = stats.first_error.borrow().clone();
+    for t in &tasks {
+        t.abort();
+    }
+    // Let the aborted tasks drop their sockets before the gateway goes.
+    tokio::task::yield_now().await;
+    drop(tasks);
+    drop(gw);
+    if o.raw && w.symbols > 0 {
+        let batch = r.updates_per_frame.round().max(1.0) as usize;
+        let one = raw_baseline(o, ready, 1).await?;
+        let many = if batch > 1 {
+            Some(raw_baseline(o, ready, batch).await?)
+        } else {
+            None
+        };
+        r.raw = Some(RawResult::new(&r, one, many));
+    }
+    Ok(r)
+}
+
+// ------------------------------------------------------------ raw baseline
+
+/// What a raw writer did in its window.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+struct RawRun {
+    conns: usize,
+    msgs_per_write: usize,
+    writes_per_sec: f64,
+    /// Messages the readers received per second (bytes / 100).
+    msgs_per_sec: f64,
+    /// Writes that found a full socket buffer, per second.
+    would_block_per_sec: f64,
+    cpu_us_per_write: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+struct RawResult {
+    one: RawRun,
+    batched: Option<RawRun>,
+    /// Gateway frames/s as a fraction of raw 100-byte writes/s.
+    frames_vs_raw_writes: f64,
+    /// Gateway updates/s as a fraction of raw messages/s with the
+    /// gateway's messages per write.
+    updates_vs_raw_batched: f64,
+    /// Raw CPU per write divided by the gateway's CPU per frame.
+    cpu_per_write_ratio: f64,
+}
+
+impl RawResult {
+    fn new(r: &RunResult, one: RawRun, many: Option<RawRun>) -> RawResult {
+        let b = many.unwrap_or(one);
+        RawResult {
+            one,
+            batched: many,
+            frames_vs_raw_writes: r.frames_per_sec / one.writes_per_sec.max(1e-9),
+            updates_vs_raw_batched: r.updates_per_sec / b.msgs_per_sec.max(1e-9),
+            cpu_per_write_ratio: if r.gw_cpu_us_per_frame > 0.0 {
+                one.cpu_us_per_write / r.gw_cpu_us_per_frame
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+/// Raw baseline: a child process of this binary (`--raw-server`), pinned
+/// like the gateway, accepts `conns` connections and writes for
+/// `o.raw_secs`; this process reads everything.
+async fn raw_baseline(o: &Opts, conns: usize, batch: usize) -> Result<RawRun, BoxError> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = if o.pin && common::have_taskset() {
+        let mut c = Command::new("taskset");
+        c.arg("-c").arg("0").arg(exe);
+        c
+    } else {
+        Command::new(exe)
+    };
+    cmd.arg("--raw-server")
+        .arg(conns.to_string())
+        .arg(batch.to_string())
+        .arg(o.raw_secs.as_secs_f64().to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = KillOnDrop(cmd.spawn()?);
+    let stdout = child.0.stdout.take().ok_or("no stdout")?;
+    let mut stdin = child.0.stdin.take().ok_or("no stdin")?;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let recv = |what: &str, secs: u64| -> Result<String, BoxError> {
+        rx.recv_timeout(Duration::from_secs(secs))
+            .map_err(|_| format!("raw server: no {what} line within {secs} s").into())
+    };
+    let addr: SocketAddr = recv("LISTEN", 20)?
+        .strip_prefix("LISTEN ")
+        .ok_or("raw server: expected LISTEN")?
+        .parse()?;
+    let total = Rc::new(Cell::new(0u64));
+    let mut readers = Vec::with_capacity(conns);
+    for i in 0..conns {
+        let sock = TcpSocket::new_v4()?;
+        sock.bind(SocketAddr::V4(SocketAddrV4::new(
+            common::src_ip(i % o.src_ips),
+            0,
+        )))?;
+        let mut s = sock.connect(addr).await?;
+        let total = total.clone();
+        readers.push(tokio::task::spawn_local(async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                total.set(total.get() + n as u64);
+            }
+        }));
+    }
+    // The readers run on this thread: wait without blocking it.
+    let ready = recv_polling(&rx, "READY", Duration::from_secs(60)).await?;
+    if ready != "READY" {
+        return Err(format!("raw server: expected READY, got {ready:?}").into());
+    }
+    total.set(0);
+    writeln!(stdin, "GO")?;
+    let done = recv_polling(&rx, "DONE", o.raw_secs + Duration::from_secs(30)).await?;
+    let received = total.get();
+    for t in &readers {
+        t.abort();
+    }
+    let mut f = done.split_whitespace();
+    if f.next() != Some("DONE") {
+        return Err(format!("raw server: expected DONE, got {done:?}").into());
+    }
+    let mut field = |name: &str| -> Result<f64, BoxError> {
+        f.next()
+            .and_then(|kv| kv.strip_prefix(name))
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("raw server: bad DONE line {done:?}").into())
+    };
+    let (secs, writes, would_block, cpu) = (
+        field("secs=")?,
+        field("writes=")?,
+        field("would_block=")?,
+        field("cpu=")?,
+    );
+    Ok(RawRun {
+        conns,
+        msgs_per_write: batch,
+        writes_per_sec: writes / secs,
+        msgs_per_sec: received as f64 / RAW_MSG as f64 / secs,
+        would_block_per_sec: would_block / secs,
+        cpu_us_per_write: if writes > 0.0 {
+            cpu * 1e6 / writes
+        } else {
+            0.0
+        },
+    })
+}
+
+/// The next line from `rx`, polled so the client tasks on this thread keep
+/// running meanwhile.
+async fn recv_polling(
+    rx: &std::sync::mpsc::Receiver<String>,
+    what: &str,
+    wait: Duration,
+) -> Result<String, BoxError> {
+    let start = Instant::now();
+    loop {
+        match rx.try_recv() {
+            Ok(l) => return Ok(l),
+            Err(std::sync::mpsc::TryRecvError::Empty) if start.elapsed() < wait => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(_) => return Err(format!("raw server: no {what} line").into()),
+        }
+    }
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `--raw-server CONNS BATCH SECS`: the raw-baseline writer, run as a
+/// child process. Accepts CONNS connections, says READY, waits for GO,
+/// then writes BATCH 100-byte messages per write, one write per socket per
+/// round (non-blocking: a full socket is skipped and counted), for SECS.
+fn raw_server(args: &[String]) -> Result<(), BoxError> {
+    let conns: usize = args.first().ok_or("conns")?.parse()?;
+    let batch: usize = args.get(1).ok_or("batch")?.parse()?;
+    let secs: f64 = args.get(2).ok_or("secs")?.parse()?;
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    println!("LISTEN {}", l.local_addr()?);
+    let mut socks = Vec::with_capacity(conns);
+    while socks.len() < conns {
+        let (s, _) = l.accept()?;
+        s.set_nodelay(true)?;
+        s.set_nonblocking(true)?;
+        socks.push(s);
+    }
+    println!("READY");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let mut msg = Vec::with_capacity(RAW_MSG * batch);
+    for _ in 0..batch {
+        let mut m =
+            br#"{"type":"quote","symbol":"RAW","seq":1,"bid":"1.00","ask":"1.01"}"#.to_vec();
+        m.resize(RAW_MSG - 1, b' ');
+        m.push(b',');
+        msg.extend_from_slice(&m);
+    }
+    let cpu0 = cpu_secs(std::process::id())?;
+    let start = Instant::now();
+    let (mut writes, mut would_block) = (0u64, 0u64);
+    let until = Duration::from_secs_f64(secs);
+    'outer: loop {
+        for s in &mut socks {
+            match s.write(&msg) {
+                Ok(_) => writes += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => would_block += 1,
+                Err(e) => return Err(e.into()),
+            }
+            if writes % 256 == 0 && start.elapsed() >= until {
+                break 'outer;
+            }
+        }
+    }
+    let el = start.elapsed().as_secs_f64();
+    let cpu = cpu_secs(std::process::id())? - cpu0;
+    println!("DONE secs={el} writes={writes} would_block={would_block} cpu={cpu}");
+    // Give the reader a moment to drain before the sockets close.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut sink = [0u8; 1];
+    let _ = std::io::stdin().read(&mut sink);
+    Ok(())
+}
+
+// ------------------------------------------------------------ summaries
+
+fn stat(v: &[f64]) -> Value {
+    if v.is_empty() {
+        return Value::Null;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let med = if s.len() % 2 == 1 {
+        s[s.len() / 2]
+    } else {
+        (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0
+    };
+    json!({"median": med, "min": s[0], "max": s[s.len() - 1]})
+}
+
+fn summarize(runs: &[RunResult]) -> Value {
+    let f = |g: &dyn Fn(&RunResult) -> f64| stat(&runs.iter().map(g).collect::<Vec<_>>());
+    let raw = |g: &dyn Fn(&RawResult) -> f64| {
+        stat(
+            &runs
+                .iter()
+                .filter_map(|r| r.raw.as_ref())
+                .map(g)
+                .collect::<Vec<_>>(),
+        )
+    };
+    json!({
+        "connects_per_sec": f(&|r| r.connects_per_sec),
+        "updates_per_sec": f(&|r| r.updates_per_sec),
+        "frames_per_sec": f(&|r| r.frames_per_sec),
+        "updates_per_frame": f(&|r| r.updates_per_frame),
+        "delivered_share": f(&|r| r.delivered_share),
+        "latency_p50_ms": f(&|r| r.latency_ms.p50),
+        "latency_p99_ms": f(&|r| r.latency_ms.p99),
+        "latency_p999_ms": f(&|r| r.latency_ms.p999),
+        "latency_max_ms": f(&|r| r.latency_ms.max),
+        "gw_cpu_share": f(&|r| r.gw_cpu_share),
+        "gw_cpu_us_per_update": f(&|r| r.gw_cpu_us_per_update),
+        "gw_cpu_us_per_frame": f(&|r| r.gw_cpu_us_per_frame),
+        "gw_rss_kib_growth": f(&|r| r.gw_rss_kib_end as f64 - r.gw_rss_kib_start as f64),
+        "loadgen_cpu_share": f(&|r| r.loadgen_cpu_share),
+        "raw_writes_per_sec": raw(&|x| x.one.writes_per_sec),
+        "raw_cpu_us_per_write": raw(&|x| x.one.cpu_us_per_write),
+        "raw_batched_msgs_per_sec": raw(&|x| x.batched.unwrap_or(x.one).msgs_per_sec),
+        "frames_vs_raw_writes": raw(&|x| x.frames_vs_raw_writes),
+        "updates_vs_raw_batched": raw(&|x| x.updates_vs_raw_batched),
+    })
+}
+
+fn print_run(w: &Workload, r: &RunResult) {
+    if w.symbols == 0 {
+        println!(
+            "  run {}: {} of {} connected in {:.2} s: {:.0} handshakes/s ({} failed)",
+            r.run, r.ready, r.clients, r.connect_secs, r.connects_per_sec, r.failed
+        );
+        return;
+    }
+    println!(
+        "  run {}: {} clients ({} failed, closed {:?}), {:.0} handshakes/s",
+        r.run, r.ready, r.failed, r.closed, r.connects_per_sec
+    );
+    println!(
+        "    delivered {:.0} updates/s of {:.0} offered ({:.1}%), {:.0} frames/s, {:.1} updates/frame, {:.1} MB/s",
+        r.updates_per_sec,
+        r.offered_per_sec,
+        r.delivered_share * 100.0,
+        r.frames_per_sec,
+        r.updates_per_frame,
+        r.bytes_per_sec / 1e6
+    );
+    let l = r.latency_ms;
+    println!(
+        "    age at receipt ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  ({} quotes; seq gaps {}, disorder {})",
+        l.p50, l.p90, l.p99, l.p999, l.max, l.count, r.seq_gaps, r.disorder
+    );
+    println!(
+        "    gateway CPU {:.0}% = {:.3} µs/update, {:.2} µs/frame; RSS {} -> {} KiB (max {}); loadgen CPU {:.0}%",
+        r.gw_cpu_share * 100.0,
+        r.gw_cpu_us_per_update,
+        r.gw_cpu_us_per_frame,
+        r.gw_rss_kib_start,
+        r.gw_rss_kib_end,
+        r.gw_rss_kib_max,
+        r.loadgen_cpu_share * 100.0
+    );
+    if let Some(x) = &r.raw {
+        println!(
+            "    raw loopback, {} sockets: {:.0} writes/s of 100 B ({:.2} µs CPU/write); gateway frames/s = {:.2} of it",
+            x.one.conns, x.one.writes_per_sec, x.one.cpu_us_per_write, x.frames_vs_raw_writes
+        );
+        if let Some(b) = &x.batched {
+            println!(
+                "    raw loopback, {} x 100 B per write: {:.0} msgs/s; gateway updates/s = {:.2} of it",
+                b.msgs_per_write, b.msgs_per_sec, x.updates_vs_raw_batched
+            );
+        }
+    }
+    if let Some(e) = &r.first_error {
+        println!("    first client error: {e}");
+    }
+}
+
+// ------------------------------------------------------------------ charts
+
+fn load_font(o: &Opts) -> Option<()> {
+    let candidates: Vec<PathBuf> = match &o.font {
+        Some(p) => vec![p.clone()],
+        None => vec![
+            PathBuf::from("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
+            PathBuf::from("/usr/share/fonts/TTF/DejaVuSans.ttf"),
+        ],
+    };
+    let bytes = candidates.iter().find_map(|p| std::fs::read(p).ok())?;
+    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, bytes).ok()
+}
+
+type ChartResult = Result<(), Box<dyn std::error::Error>>;
+
+fn chart_latency(path: &Path, title: &str, runs: &[RunResult]) -> ChartResult {
+    use plotters::prelude::*;
+    let ymax = runs
+        .iter()
+        .flat_map(|r| r.latency_curve.iter().map(|p| p.1))
+        .fold(0.1f64, f64::max)
+        * 1.1;
+    let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut ch = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..5f64, 0f64..ymax)?;
+    ch.configure_mesh()
+        .x_desc("percentile")
+        .y_desc("age at receipt (ms)")
+        .x_labels(6)
+        .x_label_formatter(&|x| {
+            let q = 100.0 * (1.0 - 10f64.powf(-x));
+            format!("{q:.3}")
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_string()
+                + "%"
+        })
+        .draw()?;
+    let colors = [&BLUE, &RED, &GREEN, &MAGENTA, &CYAN, &BLACK];
+    for (i, r) in runs.iter().enumerate() {
+        let c = colors[i % colors.len()];
+        let pts = r
+            .latency_curve
+            .iter()
+            .map(|&(pct, ms)| (-(1.0 - pct / 100.0).max(1e-5).log10(), ms));
+        ch.draw_series(LineSeries::new(pts, c.stroke_width(2)))?
+            .label(format!("run {}", r.run))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    }
+    ch.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+fn chart_timeline(path: &Path, title: &str, runs: &[RunResult]) -> ChartResult {
+    use plotters::prelude::*;
+    let root = BitMapBackend::new(path, (900, 640)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (top, bottom) = root.split_vertically(320);
+    let n = runs
+        .iter()
+        .map(|r| r.timeline_updates.len())
+        .max()
+        .unwrap_or(1)
+        .max(2);
+    let ymax = runs
+        .iter()
+        .flat_map(|r| r.timeline_updates.iter().copied())
+        .fold(1.0f64, f64::max)
+        * 1.1;
+    let mut ch = ChartBuilder::on(&top)
+        .caption(title, ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0f64..n as f64, 0f64..ymax)?;
+    ch.configure_mesh().y_desc("delivered updates/s").draw()?;
+    let colors = [&BLUE, &RED, &GREEN, &MAGENTA, &CYAN, &BLACK];
+    for (i, r) in runs.iter().enumerate() {
+        let c = colors[i % colors.len()];
+        let pts = r
+            .timeline_updates
+            .iter()
+            .enumerate()
+            .map(|(s, v)| (s as f64 + 1.0, *v));
+        ch.draw_series(LineSeries::new(pts, c.stroke_width(2)))?;
+    }
+    let rmax = runs
+        .iter()
+        .flat_map(|r| r.timeline_rss_kib.iter().copied())
+        .max()
+        .unwrap_or(1) as f64
+        / 1024.0
+        * 1.2;
+    let mut ch = ChartBuilder::on(&bottom)
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0f64..n as f64, 0f64..rmax)?;
+    ch.configure_mesh()
+        .x_desc("second of the measured window")
+        .y_desc("gateway RSS (MiB)")
+        .draw()?;
+    for (i, r) in runs.iter().enumerate() {
+        let c = colors[i % colors.len()];
+        let pts = r
+            .timeline_rss_kib
+            .iter()
+            .enumerate()
+            .map(|(s, v)| (s as f64 + 1.0, *v as f64 / 1024.0));
+        ch.draw_series(LineSeries::new(pts, c.stroke_width(2)))?
+            .label(format!("run {}", r.run))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    }
+    ch.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// Delivered against offered updates/s, one point per (rate, run), with
+/// the ideal y = x line.
+fn chart_sweep(path: &Path, points: &[(f64, f64)]) -> ChartResult {
+    use plotters::prelude::*;
+    let max = points.iter().map(|p| p.0.max(p.1)).fold(1.0f64, f64::max) * 1.1;
+    let root = BitMapBackend::new(path, (900, 600)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut ch = ChartBuilder::on(&root)
+        .caption("delivered vs offered updates/s", ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0f64..max, 0f64..max)?;
+    ch.configure_mesh()
+        .x_desc("offered updates/s (upstream rate x subscribers)")
+        .y_desc("delivered updates/s")
+        .draw()?;
+    ch.draw_series(LineSeries::new(
+        vec![(0.0, 0.0), (max, max)],
+        BLACK.mix(0.4),
+    ))?
+    .label("every update delivered")
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.4)));
+    ch.draw_series(
+        points
+            .iter()
+            .map(|&(x, y)| Circle::new((x, y), 4, BLUE.filled())),
+    )?
+    .label("measured (newest value, conflated)")
+    .legend(|(x, y)| Circle::new((x + 10, y), 4, BLUE.filled()));
+    ch.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+// ------------------------------------------------------------------ main
+
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    json!({
+        "cpu": cpu,
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "kernel": kernel.trim(),
+    })
+}
+
+async fn run_workload(o: &Opts, w: &Workload, charts: bool) -> Result<Value, BoxError> {
+    let feeds: Vec<Feed> = if w.sweep.is_empty() {
+        vec![w.feed.clone()]
+    } else {
+        w.sweep.iter().map(|&rate| Feed::Steady { rate }).collect()
+    };
+    let mut out = Vec::new();
+    let mut sweep_points = Vec::new();
+    let mut all_runs = Vec::new();
+    for feed in &feeds {
+        println!(
+            "\n== {}: {} clients x {} symbols; feed: {}; {} run(s)",
+            w.name,
+            w.clients,
+            w.symbols,
+            feed.describe(w.universe),
+            o.runs
+        );
+        let mut runs = Vec::new();
+        for run in 1..=o.runs {
+            let r = one_run(o, w, feed, run).await?;
+            print_run(w, &r);
+            sweep_points.push((r.offered_per_sec, r.updates_per_sec));
+            runs.push(r);
+        }
+        out.push(json!({
+            "feed": feed.describe(w.universe),
+            "upstream_per_sec": feed.upstream_rate(w.universe),
+            "summary": summarize(&runs),
+            "runs": runs,
+        }));
+        all_runs.push(runs);
+    }
+    if charts && w.symbols > 0 {
+        std::fs::create_dir_all(&o.out_dir)?;
+        let runs = all_runs.last().map(Vec::as_slice).unwrap_or(&[]);
+        let title = format!(
+            "{}: {} clients x {} symbols, {}",
+            w.name,
+            w.clients,
+            w.symbols,
+            feeds
+                .last()
+                .map(|f| f.describe(w.universe))
+                .unwrap_or_default()
+        );
+        let mut made = Vec::new();
+        let lat = o.out_dir.join(format!("{}-latency.png", w.name));
+        chart_latency(&lat, &title, runs).map_err(|e| e.to_string())?;
+        made.push(lat);
+        let tl = o.out_dir.join(format!("{}-timeline.png", w.name));
+        chart_timeline(&tl, &title, runs).map_err(|e| e.to_string())?;
+        made.push(tl);
+        if !w.sweep.is_empty() {
+            let p = o.out_dir.join("sweep-delivered.png");
+            chart_sweep(&p, &sweep_points).map_err(|e| e.to_string())?;
+            made.push(p);
+        }
+        for p in made {
+            println!("wrote {}", p.display());
+        }
+    }
+    Ok(json!({
+        "workload": w.name,
+        "clients": w.clients,
+        "symbols_per_client": w.symbols,
+        "universe": w.universe,
+        "results": out,
+    }))
+}
+
+async fn main_async(o: Opts) -> Result<(), BoxError> {
+    let charts = load_font(&o).is_some();
+    if !charts {
+        eprintln!("no TTF font found (install fonts-dejavu-core or pass --font): no charts");
+    }
+    println!(
+        "loadgen: {}",
+        if o.pin && common::have_taskset() {
+            "gateway and raw writer on core 0, clients on core 1"
+        } else {
+            "not pinned"
+        }
+    );
+    for w in &o.workloads {
+        let doc = run_workload(&o, w, charts).await?;
+        let doc = json!({
+            "tool": "loadgen",
+            "date": today_utc(),
+            "label": o.label,
+            "machine": machine(),
+            "pinned": o.pin && common::have_taskset(),
+            "duration_secs": o.duration.as_secs_f64(),
+            "warmup_secs": o.warmup.as_secs_f64(),
+            "sub_zipf": o.sub_zipf,
+            "src_ips": o.src_ips,
+            "workload": doc,
+        });
+        common::write_json(&o.out_dir.join(format!("{}.json", w.name)), &doc)?;
+    }
+    Ok(())
+}
+
+/// Today's date (UTC) as YYYY-MM-DD, from the system clock.
+fn today_utc() -> String {
+    let days = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400) as i64;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--raw-server") {
+        return match raw_server(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("raw server: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    common::run_tool(
+        "loadgen",
+        parse_opts,
+        |o| o.pin,
+        PIN_ENV,
+        |o| async move {
+            let local = tokio::task::LocalSet::new();
+            local.run_until(main_async(o)).await
+        },
+    )
+}
