@@ -17,30 +17,44 @@ use crate::model::{SymbolId, Symbols};
 use crate::protocol::encode_quote;
 use crate::shutdown::Shutdown;
 use crate::slots::SlotTable;
-use std::sync::atomic::{AtomicBool, Ordering};
+use futures_util::task::AtomicWaker;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::Notify;
 
-/// The part of a session that shards can see: a wake-up flag.
+/// The part of a session that shards can see: a wake-up flag and the
+/// session task's waker.
+///
+/// An `AtomicWaker` rather than a `Notify`: the session registers its waker
+/// on every poll of its one socket future, so a wake costs a flag swap and
+/// (on the first wake since the last scan) one task wake-up, with no
+/// waiter list and no future to build or drop per frame.
 pub struct SessionHandle {
     pub id: u64,
     pending: AtomicBool,
-    notify: Notify,
+    waker: AtomicWaker,
+    /// This session's member index in its shard's index, `NO_MEMBER` while
+    /// it holds no symbol there. Only touched under the shard's lock.
+    member: AtomicU32,
 }
+
+const NO_MEMBER: u32 = u32::MAX;
 
 impl SessionHandle {
     pub fn new(id: u64) -> Self {
         SessionHandle {
             id,
             pending: AtomicBool::new(false),
-            notify: Notify::new(),
+            waker: AtomicWaker::new(),
+            member: AtomicU32::new(NO_MEMBER),
         }
     }
 
     /// Wakes the session unless a wake is already pending.
     pub fn wake(&self) {
-        if !self.pending.swap(true, Ordering::AcqRel) {
-            self.notify.notify_one();
+        // A plain load first: under load most wakes find one pending, and
+        // a load is cheaper than a read-modify-write.
+        if !self.pending.load(Ordering::Acquire) && !self.pending.swap(true, Ordering::AcqRel) {
+            self.waker.wake();
         }
     }
 
@@ -50,8 +64,24 @@ impl SessionHandle {
         self.pending.store(false, Ordering::Release);
     }
 
+    /// Registers the current task to be woken, then reports whether a wake
+    /// is pending (it stays pending until [`SessionHandle::clear`]).
+    pub fn poll_woken(&self, cx: &mut std::task::Context<'_>) -> bool {
+        self.waker.register(cx.waker());
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Resolves once a wake is pending (for tests and benches; the session
+    /// polls [`SessionHandle::poll_woken`] itself).
     pub async fn woken(&self) {
-        self.notify.notified().await
+        std::future::poll_fn(|cx| {
+            if self.poll_woken(cx) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await
     }
 }
 
@@ -62,9 +92,60 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// One shard's subscriptions. Sessions are members with a dense index, so
+/// a symbol's subscriber list is a `Vec<u32>` and a pass dedupes wakes in a
+/// small array (`woken_at`) instead of touching every session's handle once
+/// per dirty symbol it holds: with 2,000 sessions each holding the same 50
+/// busy symbols, a pass reads 100,000 list entries from contiguous memory
+/// and wakes each session once.
 struct ShardIndex {
-    /// Per symbol: the sessions of this shard holding it.
-    subs: Vec<Vec<Arc<SessionHandle>>>,
+    /// Per symbol: the members holding it.
+    subs: Vec<Vec<u32>>,
+    /// By member index; `None` is a free slot.
+    members: Vec<Option<Arc<SessionHandle>>>,
+    /// Per member: how many symbols it holds in this shard.
+    refs: Vec<u32>,
+    /// Per member: the last pass that woke it.
+    woken_at: Vec<u32>,
+    free: Vec<u32>,
+    pass: u32,
+}
+
+impl ShardIndex {
+    fn new(nsymbols: usize) -> Self {
+        ShardIndex {
+            subs: (0..nsymbols).map(|_| Vec::new()).collect(),
+            members: Vec::new(),
+            refs: Vec::new(),
+            woken_at: Vec::new(),
+            free: Vec::new(),
+            pass: 0,
+        }
+    }
+
+    /// `h`'s member index, allocating one if it has none.
+    fn member(&mut self, h: &Arc<SessionHandle>) -> u32 {
+        let m = h.member.load(Ordering::Relaxed);
+        if m != NO_MEMBER {
+            return m;
+        }
+        let m = match self.free.pop() {
+            Some(m) => {
+                self.members[m as usize] = Some(h.clone());
+                self.refs[m as usize] = 0;
+                self.woken_at[m as usize] = 0;
+                m
+            }
+            None => {
+                self.members.push(Some(h.clone()));
+                self.refs.push(0);
+                self.woken_at.push(0);
+                (self.members.len() - 1) as u32
+            }
+        };
+        h.member.store(m, Ordering::Relaxed);
+        m
+    }
 }
 
 #[derive(Default)]
@@ -100,11 +181,7 @@ impl Fanout {
         let n = slots.len();
         Fanout {
             shards: (0..slots.shard_count())
-                .map(|_| {
-                    Mutex::new(ShardIndex {
-                        subs: (0..n).map(|_| Vec::new()).collect(),
-                    })
-                })
+                .map(|_| Mutex::new(ShardIndex::new(n)))
                 .collect(),
             cache: EncodeCache::new(n),
             slots,
@@ -121,30 +198,44 @@ impl Fanout {
     pub fn subscribe(&self, h: &Arc<SessionHandle>, syms: &[SymbolId]) {
         let shard = self.shard_of(h.id);
         let mut idx = lock(&self.shards[shard]);
+        let m = idx.member(h);
         for &s in syms {
             let list = &mut idx.subs[s.index()];
-            if !list.iter().any(|x| x.id == h.id) {
-                list.push(h.clone());
-                if list.len() == 1 {
+            if !list.contains(&m) {
+                list.push(m);
+                let first = list.len() == 1;
+                idx.refs[m as usize] += 1;
+                if first {
                     self.slots.set_interest(s, shard, true);
                 }
             }
         }
     }
 
-    /// Removes `h` from `syms` in its shard.
+    /// Removes `h` from `syms` in its shard; a session left with no symbol
+    /// there gives up its member slot.
     pub fn unsubscribe(&self, h: &SessionHandle, syms: &[SymbolId]) {
         let shard = self.shard_of(h.id);
         let mut idx = lock(&self.shards[shard]);
+        let m = h.member.load(Ordering::Relaxed);
+        if m == NO_MEMBER {
+            return;
+        }
         for &s in syms {
             let list = &mut idx.subs[s.index()];
-            if let Some(p) = list.iter().position(|x| x.id == h.id) {
+            if let Some(p) = list.iter().position(|&x| x == m) {
                 list.swap_remove(p);
                 if list.is_empty() {
                     self.slots.set_interest(s, shard, false);
                     list.shrink_to_fit();
                 }
+                idx.refs[m as usize] -= 1;
             }
+        }
+        if idx.refs[m as usize] == 0 {
+            idx.members[m as usize] = None;
+            idx.free.push(m);
+            h.member.store(NO_MEMBER, Ordering::Relaxed);
         }
     }
 
@@ -193,12 +284,97 @@ impl Fanout {
             return 0;
         }
         self.metrics.shard_passes.inc();
-        let idx = lock(&self.shards[shard]);
+        let mut idx = lock(&self.shards[shard]);
+        idx.pass = idx.pass.wrapping_add(1);
+        if idx.pass == 0 {
+            // Wrapped: no member may still carry a stale mark equal to a
+            // future pass number.
+            idx.woken_at.fill(0);
+            idx.pass = 1;
+        }
+        let ShardIndex {
+            subs,
+            members,
+            woken_at,
+            pass,
+            ..
+        } = &mut *idx;
         for s in dirty.iter() {
-            for h in &idx.subs[s.index()] {
-                h.wake();
+            for &m in &subs[s.index()] {
+                let w = &mut woken_at[m as usize];
+                if *w != *pass {
+                    *w = *pass;
+                    if let Some(h) = &members[m as usize] {
+                        h.wake();
+                    }
+                }
             }
         }
         dirty.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Quote;
+    use rust_decimal::Decimal;
+
+    fn fanout(nsyms: usize) -> Fanout {
+        let mut names = Symbols::new();
+        for i in 0..nsyms {
+            names.intern(&format!("S{i}")).unwrap();
+        }
+        Fanout::new(
+            Arc::new(SlotTable::new(nsyms, 1)),
+            Arc::new(names),
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    fn q() -> Quote {
+        Quote::default().with_bid(Decimal::ONE, Decimal::ONE)
+    }
+
+    fn pending(h: &SessionHandle) -> bool {
+        h.pending.load(Ordering::Acquire)
+    }
+
+    #[test]
+    fn a_pass_wakes_exactly_the_holders_and_members_are_reused() {
+        let f = fanout(4);
+        let hs: Vec<Arc<SessionHandle>> = (0..3).map(|i| Arc::new(SessionHandle::new(i))).collect();
+        let (s0, s1, s2) = (SymbolId(0), SymbolId(1), SymbolId(2));
+        f.subscribe(&hs[0], &[s0, s1]);
+        f.subscribe(&hs[1], &[s1]);
+        f.subscribe(&hs[2], &[s2]);
+        // Subscribing twice changes nothing.
+        f.subscribe(&hs[1], &[s1]);
+        let mut dirty = Vec::new();
+        f.slots.publish(s1, &q());
+        assert_eq!(f.wake_dirty(0, &mut dirty), 1);
+        assert!(pending(&hs[0]) && pending(&hs[1]) && !pending(&hs[2]));
+        for h in &hs {
+            h.clear();
+        }
+        // Session 1 leaves: its member slot is freed, and taken again by
+        // the next session to subscribe, without waking the old holder.
+        f.unsubscribe(&hs[1], &[s1]);
+        assert_eq!(hs[1].member.load(Ordering::Relaxed), NO_MEMBER);
+        let late = Arc::new(SessionHandle::new(3));
+        f.subscribe(&late, &[s2]);
+        assert_eq!(late.member.load(Ordering::Relaxed), 1, "slot reused");
+        f.slots.publish(s1, &q());
+        f.slots.publish(s2, &q());
+        assert_eq!(f.wake_dirty(0, &mut dirty), 2);
+        assert!(pending(&hs[0]) && !pending(&hs[1]) && pending(&hs[2]) && pending(&late));
+        // A symbol nobody holds any more is not marked dirty at all.
+        f.unsubscribe(&hs[0], &[s0, s1]);
+        for h in &hs {
+            h.clear();
+        }
+        f.slots.publish(s1, &q());
+        assert_eq!(f.wake_dirty(0, &mut dirty), 0);
+        assert!(!pending(&hs[0]));
     }
 }
