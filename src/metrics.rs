@@ -77,7 +77,7 @@ impl Metrics {
         let latency = must(Histogram::with_opts(
             HistogramOpts::new(
                 "delivery_latency_seconds",
-                "Time from a live quote entering the gateway (gw_ts) to the frame carrying it being built for a writable socket; snapshots are not counted, max_hz hold-back is",
+                "Per frame: age of its oldest live quote (since gw_ts, when it entered the gateway) when the frame is built for a writable socket; snapshots are not counted, max_hz hold-back is",
             )
             .buckets(vec![
                 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,

@@ -106,6 +106,8 @@ struct Session {
     limiter: OpLimiter,
     /// Something may be dirty (woken by a shard, or a subscription changed).
     dirty: bool,
+    /// Capacity for the next frame: the size of the last one.
+    frame_hint: u32,
     /// Earliest `next_at` of a subscription held back by `max_hz`.
     due: Option<Instant>,
     /// Where the next scan starts: a frame cut at `max_frame_bytes` resumes
@@ -142,6 +144,7 @@ where
         key_conn: None,
         max_symbols: cfg.max_symbols,
         dirty: false,
+        frame_hint: 256,
         due: None,
         scan_from: 0,
         shared,
@@ -208,12 +211,15 @@ struct Clock {
     flushing: bool,
 }
 
-/// What woke the session's socket branch.
+/// What woke the session.
 enum Io {
+    Shutdown,
     /// The sink finished flushing, or can take the next frame.
     Write(Result<(), WsError>),
     /// An inbound WebSocket event.
     Read(Option<Result<Message, WsError>>),
+    /// The deadline from [`Session::plan`] (or an earlier one) passed.
+    Timer,
 }
 
 impl Session {
@@ -338,11 +344,18 @@ impl Session {
 
     /// The main loop. Returns how the session ends.
     ///
-    /// Its locals and the futures of its `select!` are part of every
-    /// session's task, so it keeps few: the timer arithmetic is in
-    /// [`Session::plan`], durations are read from the config when needed
-    /// instead of copied, and the socket is one branch (reads and writes
-    /// polled from one `poll_fn`, no `split()` and its lock).
+    /// Its locals are part of every session's task, so it keeps few: the
+    /// timer arithmetic is in [`Session::plan`], durations are read from
+    /// the config when needed instead of copied, and the socket is polled
+    /// both ways from one `poll_fn` (no `split()` and its lock).
+    ///
+    /// Per frame it does as little as it can: the shutdown future and the
+    /// timer live across iterations (the timer is re-armed only when its
+    /// deadline moves earlier or it has fired; firing early is harmless,
+    /// [`Session::on_timer`] re-checks), a shard's wake is a flag read in
+    /// the same poll as the socket, and a frame is flushed in the iteration
+    /// that built it, so a woken session with a writable socket builds,
+    /// writes and goes back to sleep in one pass.
     async fn serve<S>(&mut self, ws: &mut WebSocketStream<S>) -> Exit
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -357,43 +370,62 @@ impl Session {
             flushing: false,
         };
         let mut shutdown = self.shared.shutdown.subscribe();
+        let shutdown = shutdown.wait();
+        tokio::pin!(shutdown);
+        let (first, _) = match self.plan(&mut c) {
+            Ok(v) => v,
+            Err(exit) => return exit,
+        };
+        let sleep = tokio::time::sleep_until(first);
+        tokio::pin!(sleep);
         loop {
             let (timer, want_write) = match self.plan(&mut c) {
                 Ok(v) => v,
                 Err(exit) => return exit,
             };
+            if timer < sleep.deadline() || sleep.is_elapsed() {
+                sleep.as_mut().reset(timer);
+            }
             let flushing = c.flushing;
-            let io = tokio::select! {
-                biased;
-                _ = shutdown.wait() => return Exit::Close(close::GOING_AWAY, "server shutting down"),
-                // The socket, both ways. Writing first: flushing the frame
-                // in flight, or waiting until the sink can take the next
-                // one (only when there is something to send).
-                io = poll_fn(|cx| {
-                    if want_write {
-                        let r = if flushing {
-                            ws.poll_flush_unpin(cx)
-                        } else {
-                            ws.poll_ready_unpin(cx)
-                        };
-                        if let Poll::Ready(r) = r {
-                            return Poll::Ready(Io::Write(r));
-                        }
-                    }
-                    ws.poll_next_unpin(cx).map(Io::Read)
-                }) => io,
-                _ = self.handle.woken() => {
-                    self.dirty = true;
-                    continue;
+            let handle = &*self.handle;
+            // (what happened, whether a shard's wake is pending)
+            let (io, woke) = poll_fn(|cx| {
+                if shutdown.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready((Io::Shutdown, false));
                 }
-                _ = tokio::time::sleep_until(timer) => {
+                let woke = handle.poll_woken(cx);
+                // Writing first: flushing the frame in flight, or waiting
+                // until the sink can take the next one (only when there is
+                // something to send).
+                if want_write || woke {
+                    let r = if flushing {
+                        ws.poll_flush_unpin(cx)
+                    } else {
+                        ws.poll_ready_unpin(cx)
+                    };
+                    if let Poll::Ready(r) = r {
+                        return Poll::Ready((Io::Write(r), woke));
+                    }
+                }
+                if let Poll::Ready(m) = ws.poll_next_unpin(cx) {
+                    return Poll::Ready((Io::Read(m), woke));
+                }
+                if sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready((Io::Timer, woke));
+                }
+                Poll::Pending
+            })
+            .await;
+            if woke {
+                self.dirty = true;
+            }
+            match io {
+                Io::Shutdown => return Exit::Close(close::GOING_AWAY, "server shutting down"),
+                Io::Timer => {
                     if let Err(exit) = self.on_timer(&c) {
                         return exit;
                     }
-                    continue;
                 }
-            };
-            match io {
                 Io::Write(Err(_)) => return Exit::Gone,
                 Io::Write(Ok(())) if c.flushing => c.flushing = false,
                 Io::Write(Ok(())) => {
@@ -408,11 +440,17 @@ impl Session {
                     if ws.start_send_unpin(msg).is_err() {
                         return Exit::Gone;
                     }
-                    c.flushing = true;
                     c.write_started = Instant::now();
                     if data {
                         // A ping does not put off the heartbeat.
                         c.last_write = c.write_started;
+                    }
+                    // Most sockets take the frame at once: flush now
+                    // instead of in another pass of the loop.
+                    match poll_fn(|cx| Poll::Ready(ws.poll_flush_unpin(cx))).await {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(_)) => return Exit::Gone,
+                        Poll::Pending => c.flushing = true,
                     }
                 }
                 Io::Read(msg) => {
@@ -748,7 +786,9 @@ impl Session {
         let shared = self.shared.clone();
         let m = &shared.metrics;
         let max = shared.config.session.max_frame_bytes;
-        let mut out = String::with_capacity(256);
+        // Sized like the previous frame, so a steady stream of similar
+        // frames does not regrow the buffer several times each.
+        let mut out = String::with_capacity(self.frame_hint as usize);
         out.push('[');
         let mut n_ctrl = 0u64;
         while let Some(c) = self.control.front() {
@@ -774,6 +814,7 @@ impl Session {
             let now_wall = now_ns();
             let mut due: Option<Instant> = None;
             let mut conflated = 0u64;
+            let mut oldest = i64::MAX;
             let n = self.subs.len();
             let start = if self.scan_from < n {
                 self.scan_from
@@ -840,8 +881,7 @@ impl Session {
                         if !was_snapshot {
                             // A snapshot's age is how quiet the symbol is,
                             // not how fast the gateway is.
-                            m.latency
-                                .observe(now_wall.saturating_sub(gw_ts).max(0) as f64 / 1e9);
+                            oldest = oldest.min(gw_ts);
                         }
                         n_data += 1;
                     }
@@ -860,11 +900,19 @@ impl Session {
             if conflated > 0 {
                 m.conflated.inc_by(conflated);
             }
+            // One observation per frame, of its oldest live quote: the
+            // histogram costs a few atomics, too many to pay per quote in
+            // a 50-quote frame.
+            if oldest != i64::MAX {
+                m.latency
+                    .observe(now_wall.saturating_sub(oldest).max(0) as f64 / 1e9);
+            }
         }
         if n_ctrl + n_data == 0 {
             return None;
         }
         out.push(']');
+        self.frame_hint = out.len().clamp(256, max + 64) as u32;
         m.frames_out.inc();
         m.bytes_out.inc_by(out.len() as u64);
         m.control_out.inc_by(n_ctrl);
