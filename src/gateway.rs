@@ -243,13 +243,10 @@ impl Gateway {
             Some(t) => Some(crate::tls::acceptor(t)?),
             None => None,
         };
-        let listener =
-            TcpListener::bind(config.server.listen)
-                .await
-                .map_err(|e| StartError::Bind {
-                    addr: config.server.listen,
-                    source: e,
-                })?;
+        let listener = bind(config.server.listen).map_err(|e| StartError::Bind {
+            addr: config.server.listen,
+            source: e,
+        })?;
         let local_addr = listener.local_addr().map_err(|e| StartError::Bind {
             addr: config.server.listen,
             source: e,
@@ -358,4 +355,19 @@ impl Gateway {
         .await
         .is_ok()
     }
+}
+
+/// The public listener, with an accept backlog of 4096 (tokio's `bind`
+/// uses 1024; the kernel caps it at `net.core.somaxconn`): a reconnect
+/// storm after a restart, or a load test opening thousands of sockets,
+/// should not see SYNs dropped and retried a second later.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)?;
+    sock.listen(4096)
 }

@@ -241,7 +241,16 @@ pub async fn run(
     state: Arc<FeedState>,
     mut shutdown: Shutdown,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_millis(cfg.tick_ms));
+    // Burst mode ticks once per burst when bursts are further apart than
+    // `tick_ms` (no wake-ups in between), but at least once a second so
+    // the feed stays alive between slow bursts.
+    let period = if cfg.burst_hz > 0.0 {
+        let per_burst = Duration::from_secs_f64(1.0 / cfg.burst_hz).min(Duration::from_secs(1));
+        Duration::from_millis(cfg.tick_ms).max(per_burst)
+    } else {
+        Duration::from_millis(cfg.tick_ms)
+    };
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let start = Instant::now();
     let mut emitted: f64 = 0.0;
