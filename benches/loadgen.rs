@@ -472,22 +472,43 @@ fn scan_frame(
 ) -> Result<u64, String> {
     const QUOTE: &[u8] = br#"{"type":"quote","symbol":""#;
     const SEQ: &[u8] = br#"","seq":"#;
-    const GW: &[u8] = br#","gw_ts":"#;
     const SNAP: &[u8] = br#","snapshot":true"#;
-    let mut n = 0u64;
-    let mut hist = stats.latency_us.borrow_mut();
-    for start in memchr::memmem::find_iter(text, QUOTE) {
-        let rest = &text[start + QUOTE.len()..];
-        let end = memchr::memchr(b'"', rest).ok_or("unterminated symbol")?;
-        let sym = &rest[..end];
-        let rest = rest[end..].strip_prefix(SEQ).ok_or("no seq after symbol")?;
-        let (seq, _) = parse_u64(rest).ok_or("bad seq")?;
-        let at = memchr::memmem::find(rest, GW).ok_or("no gw_ts")?;
-        let rest = &rest[at + GW.len()..];
-        let (gw_ts, len) = parse_u64(rest).ok_or("bad gw_ts")?;
-        let snapshot = rest[len..].starts_with(SNAP);
-        n += 1;
-        if let Some(j) = subs.iter().position(|s| *s == sym) {
+    const GW: &[u8] = br#","gw_ts":"#;
+    thread_local! {
+        // Built once: `memmem::find` would build a searcher per call.
+        static FIND: (memchr::memmem::Finder<'static>, memchr::memmem::Finder<'static>) = (
+            memchr::memmem::Finder::new(QUOTE),
+            memchr::memmem::Finder::new(GW),
+        );
+    }
+    FIND.with(|(quote, gw)| {
+        let mut n = 0u64;
+        let mut hist = stats.latency_us.borrow_mut();
+        // The gateway writes a client's quotes in subscription order
+        // (rotating), so the next symbol is usually the one after the last.
+        let mut guess = 0usize;
+        for start in quote.find_iter(text) {
+            let rest = &text[start + QUOTE.len()..];
+            let end = memchr::memchr(b'"', rest).ok_or("unterminated symbol")?;
+            let sym = &rest[..end];
+            let rest = rest[end..].strip_prefix(SEQ).ok_or("no seq after symbol")?;
+            let (seq, _) = parse_u64(rest).ok_or("bad seq")?;
+            let at = gw.find(rest).ok_or("no gw_ts")?;
+            let rest = &rest[at + GW.len()..];
+            let (gw_ts, len) = parse_u64(rest).ok_or("bad gw_ts")?;
+            let snapshot = rest[len..].starts_with(SNAP);
+            n += 1;
+            let j = if subs.get(guess) == Some(&sym) {
+                guess
+            } else {
+                subs.iter().position(|s| *s == sym).ok_or_else(|| {
+                    format!(
+                        "quote for {:?}, not subscribed",
+                        String::from_utf8_lossy(sym)
+                    )
+                })?
+            };
+            guess = if j + 1 == subs.len() { 0 } else { j + 1 };
             let last = last_seq[j];
             if last != 0 && !snapshot {
                 if seq <= last {
@@ -496,19 +517,14 @@ fn scan_frame(
                     stats.gaps.set(stats.gaps.get() + (seq - last - 1));
                 }
             }
-            last_seq[j] = last_seq[j].max(seq);
-        } else {
-            return Err(format!(
-                "quote for {:?}, not subscribed",
-                String::from_utf8_lossy(sym)
-            ));
+            last_seq[j] = last.max(seq);
+            if !snapshot {
+                let age_us = ((now - gw_ts as i64).max(0) / 1000) as u64;
+                let _ = hist.record(age_us.clamp(1, 100_000_000));
+            }
         }
-        if !snapshot {
-            let age_us = ((now - gw_ts as i64).max(0) / 1000) as u64;
-            let _ = hist.record(age_us.clamp(1, 100_000_000));
-        }
-    }
-    Ok(n)
+        Ok(n)
+    })
 }
 
 /// A minimal WebSocket client: the HTTP upgrade, masked text frames out,
@@ -890,7 +906,10 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
     let connected = Rc::new(Cell::new(0usize));
     let mut tasks = Vec::with_capacity(w.clients);
     let t0 = Instant::now();
-    for (i, d) in draws.into_iter().enumerate() {
+    for (i, mut d) in draws.into_iter().enumerate() {
+        // In the simulator's order, which is the order the gateway interns
+        // them and writes a client's quotes in.
+        d.sort_unstable();
         let subs = d.into_iter().map(|j| names[j].clone()).collect();
         tasks.push(tokio::task::spawn_local(client(
             i,
@@ -1002,13 +1021,20 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
     drop(gw);
     if o.raw && w.symbols > 0 {
         let batch = r.updates_per_frame.round().max(1.0) as usize;
-        let one = raw_baseline(o, ready, 1).await?;
+        let one = raw_baseline(o, ready, 1, 0.0).await?;
         let many = if batch > 1 {
-            Some(raw_baseline(o, ready, batch).await?)
+            Some(raw_baseline(o, ready, batch, 0.0).await?)
         } else {
             None
         };
-        r.raw = Some(RawResult::new(&r, one, many));
+        // A board that ticks a few times a second: how long writing one
+        // frame of the same size to every socket takes, with nothing else
+        // to do (the floor under the gateway's burst latency).
+        let paced = match *feed {
+            Feed::Burst { hz } if hz <= 20.0 => Some(raw_baseline(o, ready, batch, hz).await?),
+            _ => None,
+        };
+        r.raw = Some(RawResult::new(&r, one, many, paced));
     }
     Ok(r)
 }
@@ -1026,12 +1052,20 @@ struct RawRun {
     /// Writes that found a full socket buffer, per second.
     would_block_per_sec: f64,
     cpu_us_per_write: f64,
+    /// Paced rounds per second (0: back to back).
+    paced_hz: f64,
+    /// Paced: median and longest time to write every socket once, ms.
+    round_ms: f64,
+    round_max_ms: f64,
 }
 
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 struct RawResult {
     one: RawRun,
     batched: Option<RawRun>,
+    /// Burst workloads: the gateway's frames written the same way, paced
+    /// at the burst rate.
+    paced: Option<RawRun>,
     /// Gateway frames/s as a fraction of raw 100-byte writes/s.
     frames_vs_raw_writes: f64,
     /// Gateway updates/s as a fraction of raw messages/s with the
@@ -1042,11 +1076,12 @@ struct RawResult {
 }
 
 impl RawResult {
-    fn new(r: &RunResult, one: RawRun, many: Option<RawRun>) -> RawResult {
+    fn new(r: &RunResult, one: RawRun, many: Option<RawRun>, paced: Option<RawRun>) -> RawResult {
         let b = many.unwrap_or(one);
         RawResult {
             one,
             batched: many,
+            paced,
             frames_vs_raw_writes: r.frames_per_sec / one.writes_per_sec.max(1e-9),
             updates_vs_raw_batched: r.updates_per_sec / b.msgs_per_sec.max(1e-9),
             cpu_per_write_ratio: if r.gw_cpu_us_per_frame > 0.0 {
@@ -1061,7 +1096,7 @@ impl RawResult {
 /// Raw baseline: a child process of this binary (`--raw-server`), pinned
 /// like the gateway, accepts `conns` connections and writes for
 /// `o.raw_secs`; this process reads everything.
-async fn raw_baseline(o: &Opts, conns: usize, batch: usize) -> Result<RawRun, BoxError> {
+async fn raw_baseline(o: &Opts, conns: usize, batch: usize, hz: f64) -> Result<RawRun, BoxError> {
     let exe = std::env::current_exe()?;
     let mut cmd = if o.pin && common::have_taskset() {
         let mut c = Command::new("taskset");
@@ -1074,6 +1109,7 @@ async fn raw_baseline(o: &Opts, conns: usize, batch: usize) -> Result<RawRun, Bo
         .arg(conns.to_string())
         .arg(batch.to_string())
         .arg(o.raw_secs.as_secs_f64().to_string())
+        .arg(hz.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -1140,11 +1176,13 @@ async fn raw_baseline(o: &Opts, conns: usize, batch: usize) -> Result<RawRun, Bo
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| format!("raw server: bad DONE line {done:?}").into())
     };
-    let (secs, writes, would_block, cpu) = (
+    let (secs, writes, would_block, cpu, round_ms, round_max_ms) = (
         field("secs=")?,
         field("writes=")?,
         field("would_block=")?,
         field("cpu=")?,
+        field("round_ms=")?,
+        field("round_max_ms=")?,
     );
     Ok(RawRun {
         conns,
@@ -1157,6 +1195,9 @@ async fn raw_baseline(o: &Opts, conns: usize, batch: usize) -> Result<RawRun, Bo
         } else {
             0.0
         },
+        paced_hz: hz,
+        round_ms,
+        round_max_ms,
     })
 }
 
@@ -1188,14 +1229,16 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// `--raw-server CONNS BATCH SECS`: the raw-baseline writer, run as a
+/// `--raw-server CONNS BATCH SECS [HZ]`: the raw-baseline writer, run as a
 /// child process. Accepts CONNS connections, says READY, waits for GO,
 /// then writes BATCH 100-byte messages per write, one write per socket per
-/// round (non-blocking: a full socket is skipped and counted), for SECS.
+/// round (non-blocking: a full socket is skipped and counted), for SECS:
+/// rounds back to back, or with HZ > 0 paced HZ times a second.
 fn raw_server(args: &[String]) -> Result<(), BoxError> {
     let conns: usize = args.first().ok_or("conns")?.parse()?;
     let batch: usize = args.get(1).ok_or("batch")?.parse()?;
     let secs: f64 = args.get(2).ok_or("secs")?.parse()?;
+    let hz: f64 = args.get(3).map_or(Ok(0.0), |v| v.parse())?;
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     println!("LISTEN {}", l.local_addr()?);
     let mut socks = Vec::with_capacity(conns);
@@ -1220,21 +1263,51 @@ fn raw_server(args: &[String]) -> Result<(), BoxError> {
     let start = Instant::now();
     let (mut writes, mut would_block) = (0u64, 0u64);
     let until = Duration::from_secs_f64(secs);
-    'outer: loop {
-        for s in &mut socks {
-            match s.write(&msg) {
-                Ok(_) => writes += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => would_block += 1,
-                Err(e) => return Err(e.into()),
+    let mut rounds: Vec<f64> = Vec::new();
+    if hz > 0.0 {
+        // Paced rounds, like a burst feed: one write to every socket, then
+        // idle until the next round; each round's duration is what writing
+        // that many sockets alone takes.
+        let period = Duration::from_secs_f64(1.0 / hz);
+        let mut next = start;
+        while start.elapsed() < until {
+            let t = Instant::now();
+            for s in &mut socks {
+                match s.write(&msg) {
+                    Ok(_) => writes += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => would_block += 1,
+                    Err(e) => return Err(e.into()),
+                }
             }
-            if writes % 256 == 0 && start.elapsed() >= until {
-                break 'outer;
+            rounds.push(t.elapsed().as_secs_f64() * 1e3);
+            next += period;
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+    } else {
+        'outer: loop {
+            for s in &mut socks {
+                match s.write(&msg) {
+                    Ok(_) => writes += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => would_block += 1,
+                    Err(e) => return Err(e.into()),
+                }
+                if writes % 256 == 0 && start.elapsed() >= until {
+                    break 'outer;
+                }
             }
         }
     }
     let el = start.elapsed().as_secs_f64();
     let cpu = cpu_secs(std::process::id())? - cpu0;
-    println!("DONE secs={el} writes={writes} would_block={would_block} cpu={cpu}");
+    rounds.sort_by(f64::total_cmp);
+    let (round_ms, round_max_ms) = match rounds.len() {
+        0 => (0.0, 0.0),
+        n => (rounds[n / 2], rounds[n - 1]),
+    };
+    println!(
+        "DONE secs={el} writes={writes} would_block={would_block} cpu={cpu} \
+         round_ms={round_ms} round_max_ms={round_max_ms}"
+    );
     // Give the reader a moment to drain before the sockets close.
     std::thread::sleep(Duration::from_millis(200));
     let mut sink = [0u8; 1];
@@ -1244,11 +1317,12 @@ fn raw_server(args: &[String]) -> Result<(), BoxError> {
 
 // ------------------------------------------------------------ summaries
 
+/// Median, min and max of the finite values (NaN marks "not measured").
 fn stat(v: &[f64]) -> Value {
-    if v.is_empty() {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if s.is_empty() {
         return Value::Null;
     }
-    let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     let med = if s.len() % 2 == 1 {
         s[s.len() / 2]
@@ -1289,6 +1363,8 @@ fn summarize(runs: &[RunResult]) -> Value {
         "raw_batched_msgs_per_sec": raw(&|x| x.batched.unwrap_or(x.one).msgs_per_sec),
         "frames_vs_raw_writes": raw(&|x| x.frames_vs_raw_writes),
         "updates_vs_raw_batched": raw(&|x| x.updates_vs_raw_batched),
+        "raw_paced_round_ms": raw(&|x| x.paced.map_or(f64::NAN, |p| p.round_ms)),
+        "raw_paced_cpu_us_per_write": raw(&|x| x.paced.map_or(f64::NAN, |p| p.cpu_us_per_write)),
     })
 }
 
@@ -1339,6 +1415,12 @@ fn print_run(w: &Workload, r: &RunResult) {
                 b.msgs_per_write, b.msgs_per_sec, x.updates_vs_raw_batched
             );
         }
+    }
+    if let Some(p) = r.raw.as_ref().and_then(|x| x.paced) {
+        println!(
+            "    raw loopback, paced {} rounds/s: one {} x 100 B write to each of {} sockets takes {:.2} ms (max {:.2}), {:.2} µs CPU/write",
+            p.paced_hz, p.msgs_per_write, p.conns, p.round_ms, p.round_max_ms, p.cpu_us_per_write
+        );
     }
     if let Some(e) = &r.first_error {
         println!("    first client error: {e}");
