@@ -109,6 +109,8 @@ struct ShardIndex {
     woken_at: Vec<u32>,
     free: Vec<u32>,
     pass: u32,
+    /// Symbols with at least one member here.
+    interested: usize,
 }
 
 impl ShardIndex {
@@ -120,6 +122,7 @@ impl ShardIndex {
             woken_at: Vec::new(),
             free: Vec::new(),
             pass: 0,
+            interested: 0,
         }
     }
 
@@ -206,6 +209,7 @@ impl Fanout {
                 let first = list.len() == 1;
                 idx.refs[m as usize] += 1;
                 if first {
+                    idx.interested += 1;
                     self.slots.set_interest(s, shard, true);
                 }
             }
@@ -228,6 +232,7 @@ impl Fanout {
                 if list.is_empty() {
                     self.slots.set_interest(s, shard, false);
                     list.shrink_to_fit();
+                    idx.interested -= 1;
                 }
                 idx.refs[m as usize] -= 1;
             }
@@ -285,6 +290,15 @@ impl Fanout {
         }
         self.metrics.shard_passes.inc();
         let mut idx = lock(&self.shards[shard]);
+        if dirty.len() >= idx.interested {
+            // Everything this shard holds moved (a board ticking at once,
+            // hot symbols under load): every member is affected, so wake
+            // them all without walking each symbol's list.
+            for h in idx.members.iter().flatten() {
+                h.wake();
+            }
+            return dirty.len();
+        }
         idx.pass = idx.pass.wrapping_add(1);
         if idx.pass == 0 {
             // Wrapped: no member may still carry a stale mark equal to a
@@ -367,6 +381,15 @@ mod tests {
         f.slots.publish(s1, &q());
         f.slots.publish(s2, &q());
         assert_eq!(f.wake_dirty(0, &mut dirty), 2);
+        assert!(pending(&hs[0]) && !pending(&hs[1]) && pending(&hs[2]) && pending(&late));
+        // Every held symbol moved: the pass wakes every member at once.
+        for h in hs.iter().chain([&late]) {
+            h.clear();
+        }
+        for s in [s0, s1, s2] {
+            f.slots.publish(s, &q());
+        }
+        assert_eq!(f.wake_dirty(0, &mut dirty), 3);
         assert!(pending(&hs[0]) && !pending(&hs[1]) && pending(&hs[2]) && pending(&late));
         // A symbol nobody holds any more is not marked dirty at all.
         f.unsubscribe(&hs[0], &[s0, s1]);

@@ -89,7 +89,7 @@ struct Session {
     /// Sorted by symbol; sized exactly (`reserve_exact`).
     subs: Vec<Sub>,
     /// Control replies not yet sent; its buffer is released once drained.
-    control: VecDeque<String>,
+    control: ControlQueue,
     /// The connection permit (`server.max_connections`), held for the
     /// session's life; `None` when the server was full.
     permit: Option<OwnedSemaphorePermit>,
@@ -101,9 +101,15 @@ struct Session {
     /// Boxed: only keys with `max_connections` have one, and unboxed it
     /// would make every session's task 24 bytes larger.
     key_conn: Option<Box<KeyConnGuard>>,
-    /// `session.max_symbols`, lowered by the key's `max_symbols`.
-    max_symbols: usize,
+    /// `session.max_symbols`, lowered by the key's `max_symbols` (u32:
+    /// every byte here is in every session's task).
+    max_symbols: u32,
     limiter: OpLimiter,
+    /// The rest of a data frame the socket did not take at once (bytes,
+    /// how many are written). While it is here nothing else is written and
+    /// nothing is read (a read could make tungstenite write a pong into the
+    /// middle of it).
+    raw_out: Option<Box<(Vec<u8>, usize)>>,
     /// Something may be dirty (woken by a shard, or a subscription changed).
     dirty: bool,
     /// Capacity for the next frame: the size of the last one.
@@ -112,7 +118,7 @@ struct Session {
     due: Option<Instant>,
     /// Where the next scan starts: a frame cut at `max_frame_bytes` resumes
     /// after the last subscription it carried, so no symbol starves.
-    scan_from: usize,
+    scan_from: u32,
 }
 
 /// The session of one upgraded WebSocket, as a future that runs it to its
@@ -137,12 +143,13 @@ where
         limiter: OpLimiter::new(cfg),
         handle: Arc::new(SessionHandle::new(id)),
         subs: Vec::new(),
-        control: VecDeque::new(),
+        control: ControlQueue(None),
         permit: adm.permit,
         authed: !shared.auth.enabled(),
         entitlement: None,
         key_conn: None,
-        max_symbols: cfg.max_symbols,
+        max_symbols: clamp_u32(cfg.max_symbols),
+        raw_out: None,
         dirty: false,
         frame_hint: 256,
         due: None,
@@ -195,6 +202,101 @@ where
     }
 }
 
+/// Control replies waiting for the next frame. Boxed and absent while
+/// empty: an idle session holds 8 bytes for it, not a 32-byte `VecDeque`.
+// The box is the point: it keeps the inline size at 8 bytes.
+#[allow(clippy::box_collection)]
+struct ControlQueue(Option<Box<VecDeque<String>>>);
+
+impl ControlQueue {
+    fn push_back(&mut self, msg: String) {
+        self.0.get_or_insert_with(Default::default).push_back(msg);
+    }
+
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |q| q.len())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn front(&self) -> Option<&String> {
+        self.0.as_ref().and_then(|q| q.front())
+    }
+
+    fn pop_front(&mut self) -> Option<String> {
+        self.0.as_mut().and_then(|q| q.pop_front())
+    }
+
+    fn take_all(&mut self) -> Vec<String> {
+        self.0
+            .take()
+            .map(|q| q.into_iter().collect())
+            .unwrap_or_default()
+    }
+
+    fn release_if_empty(&mut self) {
+        if self.is_empty() {
+            self.0 = None;
+        }
+    }
+}
+
+/// A count that fits u32 in practice (symbol limits), saturated if not.
+fn clamp_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Placeholder in front of every data frame for its WebSocket header (at
+/// most 10 bytes from server to client: no mask).
+const HEADER_ROOM: &str = "          ";
+
+/// Writes the header of an unmasked, final text frame into the end of the
+/// `HEADER_ROOM` in front of `buf`'s payload (RFC 6455 section 5.2);
+/// returns where the frame starts.
+fn frame_header(buf: &mut [u8]) -> usize {
+    let room = HEADER_ROOM.len();
+    let len = buf.len() - room;
+    let (start, hdr): (usize, &[u8]) = match len {
+        0..=125 => (room - 2, &[0x81, len as u8]),
+        126..=0xffff => {
+            let l = (len as u16).to_be_bytes();
+            (room - 4, &[0x81, 126, l[0], l[1]])
+        }
+        _ => {
+            let l = (len as u64).to_be_bytes();
+            (
+                room - 10,
+                &[0x81, 127, l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7]],
+            )
+        }
+    };
+    buf[start..room].copy_from_slice(hdr);
+    start
+}
+
+/// Writes `buf[*at..]` to `s`, advancing `at`, then flushes (a TLS stream
+/// holds records until then). `Pending` leaves `at` where the socket
+/// stopped taking bytes.
+fn poll_write_all<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    cx: &mut std::task::Context<'_>,
+    buf: &[u8],
+    at: &mut usize,
+) -> Poll<std::io::Result<()>> {
+    use std::pin::Pin;
+    while *at < buf.len() {
+        match Pin::new(&mut *s).poll_write(cx, &buf[*at..]) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(n)) => *at += n,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+    }
+    Pin::new(s).poll_flush(cx)
+}
+
 /// The serve loop's timekeeping.
 struct Clock {
     /// Last frame of any kind from the client.
@@ -214,6 +316,8 @@ struct Clock {
 /// What woke the session.
 enum Io {
     Shutdown,
+    /// The rest of a frame written straight to the socket is out.
+    RawDone(std::io::Result<()>),
     /// The sink finished flushing, or can take the next frame.
     Write(Result<(), WsError>),
     /// An inbound WebSocket event.
@@ -245,7 +349,7 @@ impl Session {
     fn limits(&self) -> Limits {
         let cfg = &self.shared.config.session;
         Limits {
-            max_symbols: self.max_symbols,
+            max_symbols: self.max_symbols as usize,
             max_msgs_per_sec: cfg.max_msgs_per_sec,
             max_message_bytes: cfg.max_message_bytes,
         }
@@ -282,7 +386,7 @@ impl Session {
             }
         }
         let cap = self.shared.config.session.max_symbols;
-        self.max_symbols = ent.max_symbols.map_or(cap, |m| m.min(cap));
+        self.max_symbols = clamp_u32(ent.max_symbols.map_or(cap, |m| m.min(cap)));
         self.entitlement = Some(ent);
         self.authed = true;
         Ok(())
@@ -388,12 +492,23 @@ impl Session {
             }
             let flushing = c.flushing;
             let handle = &*self.handle;
+            let raw_out = &mut self.raw_out;
             // (what happened, whether a shard's wake is pending)
             let (io, woke) = poll_fn(|cx| {
                 if shutdown.as_mut().poll(cx).is_ready() {
                     return Poll::Ready((Io::Shutdown, false));
                 }
                 let woke = handle.poll_woken(cx);
+                if let Some(r) = raw_out.as_deref_mut() {
+                    // Finish the frame in flight before anything else.
+                    if let Poll::Ready(res) = poll_write_all(ws.get_mut(), cx, &r.0, &mut r.1) {
+                        return Poll::Ready((Io::RawDone(res), woke));
+                    }
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready((Io::Timer, woke));
+                    }
+                    return Poll::Pending;
+                }
                 // Writing first: flushing the frame in flight, or waiting
                 // until the sink can take the next one (only when there is
                 // something to send).
@@ -426,31 +541,50 @@ impl Session {
                         return exit;
                     }
                 }
-                Io::Write(Err(_)) => return Exit::Gone,
+                Io::Write(Err(_)) | Io::RawDone(Err(_)) => return Exit::Gone,
+                Io::RawDone(Ok(())) => {
+                    self.raw_out = None;
+                    c.flushing = false;
+                }
                 Io::Write(Ok(())) if c.flushing => c.flushing = false,
-                Io::Write(Ok(())) => {
-                    let (msg, data) = if c.ping_due {
-                        c.ping_due = false;
-                        (Message::Ping(Default::default()), false)
-                    } else if let Some(frame) = self.build_frame() {
-                        (Message::Text(frame.into()), true)
-                    } else {
-                        continue;
-                    };
-                    if ws.start_send_unpin(msg).is_err() {
+                Io::Write(Ok(())) if c.ping_due => {
+                    // Pings go through tungstenite (its sink is flushed:
+                    // `poll_ready` was ready).
+                    c.ping_due = false;
+                    if ws
+                        .start_send_unpin(Message::Ping(Default::default()))
+                        .is_err()
+                    {
                         return Exit::Gone;
                     }
                     c.write_started = Instant::now();
-                    if data {
-                        // A ping does not put off the heartbeat.
-                        c.last_write = c.write_started;
-                    }
-                    // Most sockets take the frame at once: flush now
-                    // instead of in another pass of the loop.
                     match poll_fn(|cx| Poll::Ready(ws.poll_flush_unpin(cx))).await {
                         Poll::Ready(Ok(())) => {}
                         Poll::Ready(Err(_)) => return Exit::Gone,
                         Poll::Pending => c.flushing = true,
+                    }
+                }
+                Io::Write(Ok(())) => {
+                    // `poll_ready` was ready, so tungstenite holds no
+                    // unwritten bytes: the frame goes straight to the
+                    // socket, header and payload in one write, with no copy
+                    // into tungstenite's buffer.
+                    let Some((frame, mut at)) = self.build_frame() else {
+                        continue;
+                    };
+                    c.write_started = Instant::now();
+                    c.last_write = c.write_started;
+                    let sent = poll_fn(|cx| {
+                        Poll::Ready(poll_write_all(ws.get_mut(), cx, &frame, &mut at))
+                    })
+                    .await;
+                    match sent {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(_)) => return Exit::Gone,
+                        Poll::Pending => {
+                            self.raw_out = Some(Box::new((frame, at)));
+                            c.flushing = true;
+                        }
                     }
                 }
                 Io::Read(msg) => {
@@ -482,17 +616,25 @@ impl Session {
         Ok(())
     }
 
-    /// Sends a close frame and gives it `close_grace_ms` to leave.
-    async fn finish<Tx>(&mut self, tx: &mut Tx, code: u16, reason: &'static str)
+    /// Sends a close frame and gives it `close_grace_ms` to leave (after
+    /// the rest of a frame in flight, which must not be cut).
+    async fn finish<S>(&mut self, tx: &mut WebSocketStream<S>, code: u16, reason: &'static str)
     where
-        Tx: futures_util::Sink<Message, Error = WsError> + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin,
     {
         let grace = Duration::from_millis(self.shared.config.session.close_grace_ms);
+        if let Some(mut r) = self.raw_out.take() {
+            let (buf, at) = (&r.0, &mut r.1);
+            let done = poll_fn(|cx| poll_write_all(tx.get_mut(), cx, buf, at));
+            if !matches!(tokio::time::timeout(grace, done).await, Ok(Ok(()))) {
+                return;
+            }
+        }
         let frame = CloseFrame {
             code: CloseCode::from(code),
             reason: reason.into(),
         };
-        let pending: Vec<String> = self.control.drain(..).collect();
+        let pending: Vec<String> = self.control.take_all();
         let _ = tokio::time::timeout(grace, async {
             if !pending.is_empty() {
                 let text = format!("[{}]", pending.join(","));
@@ -689,7 +831,7 @@ impl Session {
         if syms.is_empty() {
             return;
         }
-        let max = self.max_symbols;
+        let max = self.max_symbols as usize;
         let new = syms.iter().filter(|s| self.find(**s).is_err()).count();
         if self.subs.len() + new > max {
             let msg = format!(
@@ -782,13 +924,16 @@ impl Session {
     /// Builds the next frame: pending control replies first, then the
     /// newest value of every dirty subscription. `None` if there is
     /// nothing to send (everything held back by `max_hz`).
-    fn build_frame(&mut self) -> Option<String> {
+    fn build_frame(&mut self) -> Option<(Vec<u8>, usize)> {
         let shared = self.shared.clone();
         let m = &shared.metrics;
         let max = shared.config.session.max_frame_bytes;
         // Sized like the previous frame, so a steady stream of similar
         // frames does not regrow the buffer several times each.
         let mut out = String::with_capacity(self.frame_hint as usize);
+        // Room for the WebSocket header, written in front once the length
+        // is known (see `frame_header`).
+        out.push_str(HEADER_ROOM);
         out.push('[');
         let mut n_ctrl = 0u64;
         while let Some(c) = self.control.front() {
@@ -802,10 +947,8 @@ impl Session {
             self.control.pop_front();
             n_ctrl += 1;
         }
-        if self.control.is_empty() && self.control.capacity() > 0 {
-            // Idle sessions hold no queue buffer (replies are occasional).
-            self.control = VecDeque::new();
-        }
+        // Idle sessions hold no queue (replies are occasional).
+        self.control.release_if_empty();
         let mut n_data = 0u64;
         if self.dirty && out.len() < max {
             self.dirty = false;
@@ -816,8 +959,8 @@ impl Session {
             let mut conflated = 0u64;
             let mut oldest = i64::MAX;
             let n = self.subs.len();
-            let start = if self.scan_from < n {
-                self.scan_from
+            let start = if (self.scan_from as usize) < n {
+                self.scan_from as usize
             } else {
                 0
             };
@@ -827,7 +970,8 @@ impl Session {
                 if out.len() >= max {
                     // The rest goes in the next frame, starting here.
                     self.dirty = true;
-                    self.scan_from = i;
+                    // `subs` is capped by `max_symbols`, far below 2^32.
+                    self.scan_from = i as u32;
                     break;
                 }
                 let sub = &mut self.subs[i];
@@ -914,15 +1058,35 @@ impl Session {
         out.push(']');
         self.frame_hint = out.len().clamp(256, max + 64) as u32;
         m.frames_out.inc();
-        m.bytes_out.inc_by(out.len() as u64);
+        m.bytes_out.inc_by((out.len() - HEADER_ROOM.len()) as u64);
         m.control_out.inc_by(n_ctrl);
         m.messages_out.inc_by(n_data);
-        Some(out)
+        let mut bytes = out.into_bytes();
+        let start = frame_header(&mut bytes);
+        Some((bytes, start))
     }
 }
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn frame_header_matches_rfc6455_lengths() {
+        for (len, hdr) in [
+            (0usize, vec![0x81u8, 0]),
+            (125, vec![0x81, 125]),
+            (126, vec![0x81, 126, 0, 126]),
+            (65_535, vec![0x81, 126, 0xff, 0xff]),
+            (65_536, vec![0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
+        ] {
+            let mut buf = HEADER_ROOM.as_bytes().to_vec();
+            buf.resize(HEADER_ROOM.len() + len, b'x');
+            let start = frame_header(&mut buf);
+            assert_eq!(&buf[start..HEADER_ROOM.len()], &hdr[..], "len {len}");
+            assert_eq!(buf.len() - start, hdr.len() + len);
+        }
+    }
+
     use super::*;
     use crate::config::{Config, FeedConfig, SimConfig};
     use hyper_util::rt::TokioIo;
