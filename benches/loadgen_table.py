@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Markdown tables from the load generator's JSON (results/loadgen/*.json).
+
+    python3 benches/loadgen_table.py [results/loadgen]
+
+One row per workload (and per feed rate for `sweep`): median of the runs
+with min-max, as written into BENCHMARKS.md.
+"""
+import json
+import pathlib
+import sys
+
+ROWS = [
+    ("connects_per_sec", "handshakes/s", "{:,.0f}"),
+    ("updates_per_sec", "delivered updates/s", "{:,.0f}"),
+    ("frames_per_sec", "frames/s", "{:,.0f}"),
+    ("updates_per_frame", "updates/frame", "{:.1f}"),
+    ("delivered_share", "delivered/offered", "{:.3f}"),
+    ("latency_p50_ms", "p50 ms", "{:.2f}"),
+    ("latency_p99_ms", "p99 ms", "{:.2f}"),
+    ("latency_p999_ms", "p99.9 ms", "{:.2f}"),
+    ("latency_max_ms", "max ms", "{:.2f}"),
+    ("gw_cpu_share", "gateway CPU (cores)", "{:.2f}"),
+    ("gw_cpu_us_per_update", "gateway µs CPU/update", "{:.3f}"),
+    ("gw_cpu_us_per_frame", "gateway µs CPU/frame", "{:.2f}"),
+    ("gw_rss_kib_growth", "gateway RSS growth in window (KiB)", "{:,.0f}"),
+    ("loadgen_cpu_share", "load generator CPU (cores)", "{:.2f}"),
+    ("raw_writes_per_sec", "raw: 100 B writes/s", "{:,.0f}"),
+    ("raw_cpu_us_per_write", "raw: µs CPU/write", "{:.2f}"),
+    ("raw_batched_msgs_per_sec", "raw: msgs/s, gateway's msgs per write", "{:,.0f}"),
+    ("frames_vs_raw_writes", "gateway frames/s ÷ raw writes/s", "{:.2f}"),
+    ("updates_vs_raw_batched", "gateway updates/s ÷ raw msgs/s", "{:.2f}"),
+    ("raw_paced_round_ms", "raw paced: ms to write every socket once", "{:.2f}"),
+    ("raw_paced_cpu_us_per_write", "raw paced: µs CPU/write", "{:.2f}"),
+]
+
+
+def cell(stat, fmt):
+    if not stat:
+        return "–"
+    med, lo, hi = stat["median"], stat["min"], stat["max"]
+    return f"{fmt.format(med)} ({fmt.format(lo)}–{fmt.format(hi)})"
+
+
+def main():
+    root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "results/loadgen")
+    for path in sorted(root.glob("*.json")):
+        doc = json.loads(path.read_text())
+        w = doc["workload"]
+        for res in w["results"]:
+            s = res["summary"]
+            runs = len(res["runs"])
+            print(f"\n#### {w['workload']}: {w['clients']:,} clients × {w['symbols_per_client']} symbols, {res['feed']} ({runs} runs, {doc['date']})\n")
+            print("| figure | median (min–max) |")
+            print("| --- | ---: |")
+            for key, label, fmt in ROWS:
+                st = s.get(key)
+                if st and (st["max"] != 0 or st["min"] != 0):
+                    print(f"| {label} | {cell(s[key], fmt)} |")
+
+
+if __name__ == "__main__":
+    main()
