@@ -122,14 +122,9 @@ fn parse_opts() -> Result<Opts, String> {
     let mut attach_addr: Option<SocketAddr> = None;
     let mut attach_pid: Option<u32> = None;
     let mut it = std::env::args().skip(1);
-    fn val(flag: &str, it: &mut impl Iterator<Item = String>) -> Result<String, String> {
-        it.next()
-            .ok_or_else(|| format!("{flag} needs a value\n{}", usage()))
-    }
-    fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
-        v.parse()
-            .map_err(|_| format!("{flag}: not a number: {v:?}"))
-    }
+    let val =
+        |flag: &str, it: &mut std::iter::Skip<std::env::Args>| common::arg_value(flag, it, usage());
+    use common::arg_num as num;
     while let Some(a) = it.next() {
         match a.as_str() {
             // cargo bench passes `--bench` to harness = false targets.

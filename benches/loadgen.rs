@@ -219,14 +219,9 @@ fn parse_opts() -> Result<Opts, String> {
         progress: true,
     };
     let mut it = std::env::args().skip(1);
-    fn val(flag: &str, it: &mut impl Iterator<Item = String>) -> Result<String, String> {
-        it.next()
-            .ok_or_else(|| format!("{flag} needs a value\n{}", usage()))
-    }
-    fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
-        v.parse()
-            .map_err(|_| format!("{flag}: not a valid number: {v:?}"))
-    }
+    let val =
+        |flag: &str, it: &mut std::iter::Skip<std::env::Args>| common::arg_value(flag, it, usage());
+    use common::arg_num as num;
     let secs = |flag: &str, v: &str| -> Result<Duration, String> {
         let s: f64 = num(flag, v)?;
         if !(s.is_finite() && s > 0.0 && s <= 3600.0) {
@@ -1444,6 +1439,48 @@ fn load_font(o: &Opts) -> Option<()> {
 
 type ChartResult = Result<(), Box<dyn std::error::Error>>;
 
+/// One colour per run, the same in every chart.
+fn run_color(i: usize) -> plotters::style::RGBColor {
+    use plotters::style::{BLACK, BLUE, CYAN, GREEN, MAGENTA, RED};
+    [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK][i % 6]
+}
+
+/// The charts' plotting area: f64 on both axes, drawn into a PNG.
+type Chart<'a, 'b> = plotters::chart::ChartContext<
+    'a,
+    plotters::prelude::BitMapBackend<'b>,
+    plotters::coord::cartesian::Cartesian2d<
+        plotters::coord::types::RangedCoordf64,
+        plotters::coord::types::RangedCoordf64,
+    >,
+>;
+
+/// Draws one run's line, labelled "run N" in the legend.
+fn run_line(
+    ch: &mut Chart<'_, '_>,
+    i: usize,
+    run: usize,
+    pts: impl IntoIterator<Item = (f64, f64)>,
+) -> ChartResult {
+    use plotters::prelude::*;
+    let c = run_color(i);
+    ch.draw_series(LineSeries::new(pts, c.stroke_width(2)))?
+        .label(format!("run {run}"))
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    Ok(())
+}
+
+/// The legend box, in the same style on every chart.
+fn legend<'b>(ch: &mut Chart<'b, 'b>, pos: plotters::chart::SeriesLabelPosition) -> ChartResult {
+    use plotters::prelude::*;
+    ch.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(pos)
+        .draw()?;
+    Ok(())
+}
+
 fn chart_latency(path: &Path, title: &str, runs: &[RunResult]) -> ChartResult {
     use plotters::prelude::*;
     let ymax = runs
@@ -1472,22 +1509,14 @@ fn chart_latency(path: &Path, title: &str, runs: &[RunResult]) -> ChartResult {
                 + "%"
         })
         .draw()?;
-    let colors = [&BLUE, &RED, &GREEN, &MAGENTA, &CYAN, &BLACK];
     for (i, r) in runs.iter().enumerate() {
-        let c = colors[i % colors.len()];
         let pts = r
             .latency_curve
             .iter()
             .map(|&(pct, ms)| (-(1.0 - pct / 100.0).max(1e-5).log10(), ms));
-        ch.draw_series(LineSeries::new(pts, c.stroke_width(2)))?
-            .label(format!("run {}", r.run))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        run_line(&mut ch, i, r.run, pts)?;
     }
-    ch.configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()?;
+    legend(&mut ch, SeriesLabelPosition::UpperLeft)?;
     root.present()?;
     Ok(())
 }
@@ -1515,15 +1544,13 @@ fn chart_timeline(path: &Path, title: &str, runs: &[RunResult]) -> ChartResult {
         .y_label_area_size(80)
         .build_cartesian_2d(0f64..n as f64, 0f64..ymax)?;
     ch.configure_mesh().y_desc("delivered updates/s").draw()?;
-    let colors = [&BLUE, &RED, &GREEN, &MAGENTA, &CYAN, &BLACK];
     for (i, r) in runs.iter().enumerate() {
-        let c = colors[i % colors.len()];
         let pts = r
             .timeline_updates
             .iter()
             .enumerate()
             .map(|(s, v)| (s as f64 + 1.0, *v));
-        ch.draw_series(LineSeries::new(pts, c.stroke_width(2)))?;
+        ch.draw_series(LineSeries::new(pts, run_color(i).stroke_width(2)))?;
     }
     let rmax = runs
         .iter()
@@ -1542,21 +1569,14 @@ fn chart_timeline(path: &Path, title: &str, runs: &[RunResult]) -> ChartResult {
         .y_desc("gateway RSS (MiB)")
         .draw()?;
     for (i, r) in runs.iter().enumerate() {
-        let c = colors[i % colors.len()];
         let pts = r
             .timeline_rss_kib
             .iter()
             .enumerate()
             .map(|(s, v)| (s as f64 + 1.0, *v as f64 / 1024.0));
-        ch.draw_series(LineSeries::new(pts, c.stroke_width(2)))?
-            .label(format!("run {}", r.run))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        run_line(&mut ch, i, r.run, pts)?;
     }
-    ch.configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()?;
+    legend(&mut ch, SeriesLabelPosition::LowerRight)?;
     root.present()?;
     Ok(())
 }
@@ -1591,11 +1611,7 @@ fn chart_sweep(path: &Path, points: &[(f64, f64)]) -> ChartResult {
     )?
     .label("measured (newest value, conflated)")
     .legend(|(x, y)| Circle::new((x + 10, y), 4, BLUE.filled()));
-    ch.configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()?;
+    legend(&mut ch, SeriesLabelPosition::UpperLeft)?;
     root.present()?;
     Ok(())
 }

@@ -70,19 +70,6 @@ impl SessionHandle {
         self.waker.register(cx.waker());
         self.pending.load(Ordering::Acquire)
     }
-
-    /// Resolves once a wake is pending (for tests and benches; the session
-    /// polls [`SessionHandle::poll_woken`] itself).
-    pub async fn woken(&self) {
-        std::future::poll_fn(|cx| {
-            if self.poll_woken(cx) {
-                std::task::Poll::Ready(())
-            } else {
-                std::task::Poll::Pending
-            }
-        })
-        .await
-    }
 }
 
 /// std `Mutex` is right here: it is held for a few loads and pushes, never

@@ -291,3 +291,20 @@ pub fn metric(addr: SocketAddr, series: &str) -> Result<f64, BoxError> {
 pub fn src_ip(i: usize) -> std::net::Ipv4Addr {
     std::net::Ipv4Addr::new(127, 0, (1 + i / 250) as u8, (2 + i % 250) as u8)
 }
+
+/// The value after `flag` on the command line; `usage` is shown when it is
+/// missing.
+pub fn arg_value(
+    flag: &str,
+    it: &mut impl Iterator<Item = String>,
+    usage: &str,
+) -> Result<String, String> {
+    it.next()
+        .ok_or_else(|| format!("{flag} needs a value\n{usage}"))
+}
+
+/// `v` parsed as a number for `flag`.
+pub fn arg_num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
+    v.parse()
+        .map_err(|_| format!("{flag}: not a valid number: {v:?}"))
+}
