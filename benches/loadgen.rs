@@ -34,6 +34,12 @@
 //!    message per write, once with as many per write as the gateway put in
 //!    a frame. The gateway's frames/s and updates/s are reported as a
 //!    fraction of these.
+//! 4. one-core floor (boards and steady feeds, with the raw baseline): the
+//!    latency distribution no server on one core could beat, from the
+//!    subscription map and the raw writer's cost per write in the same run
+//!    (see `Floor`): after an update, the i-th socket write it needs ends
+//!    no sooner than i x that cost. The gateway's p99 is reported against
+//!    the floor's p99, and the latency chart draws the floor dashed.
 //!
 //! Everything is bounded: at most 19,000 clients (`ulimit -n` is 20,000),
 //! every phase has a deadline, and the gateway child is killed when a run
@@ -789,6 +795,9 @@ struct RunResult {
     /// (percentile, ms) points of the latency distribution, for charts.
     latency_curve: Vec<(f64, f64)>,
     raw: Option<RawResult>,
+    /// One-core latency floor (boards and steady feeds, with the raw
+    /// baseline).
+    floor: Option<Floor>,
     first_error: Option<String>,
 }
 
@@ -818,14 +827,14 @@ fn latency_curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
     if h.is_empty() {
         return Vec::new();
     }
-    // 0..99.999th percentile, denser towards the tail.
-    (0..=50)
-        .map(|i| {
-            let nines = i as f64 / 10.0; // 0 .. 5 nines
-            let q = 1.0 - 10f64.powf(-nines);
-            (q * 100.0, h.value_at_quantile(q) as f64 / 1000.0)
-        })
+    curve_quantiles()
+        .map(|q| (q * 100.0, h.value_at_quantile(q) as f64 / 1000.0))
         .collect()
+}
+
+/// 0..99.999th percentile, denser towards the tail.
+fn curve_quantiles() -> impl Iterator<Item = f64> {
+    (0..=50).map(|i| 1.0 - 10f64.powf(-(i as f64 / 10.0)))
 }
 
 /// The gateway config of a workload: one simulated feed, limits lifted for
@@ -894,6 +903,12 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
     let pid = gw.pid;
     let names = tickergate::feed::sim::symbol_names(w.universe);
     let draws = draw_subscriptions(w.clients, w.symbols, w.universe, o.sub_zipf, o.seed);
+    let mut holders = vec![0u32; w.universe];
+    for d in &draws {
+        for &j in d {
+            holders[j] += 1;
+        }
+    }
     // Offered deliveries: every update of every subscribed symbol.
     let offered = w.clients as f64 * w.symbols as f64 * feed.per_symbol(w.universe);
     let stats = Rc::new(Stats::new()?);
@@ -1029,9 +1044,87 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
             Feed::Burst { hz } if hz <= 20.0 => Some(raw_baseline(o, ready, batch, hz).await?),
             _ => None,
         };
+        r.floor = Floor::of(feed, w.symbols, &holders, &one, paced.as_ref());
         r.raw = Some(RawResult::new(&r, one, many, paced));
     }
     Ok(r)
+}
+
+// --------------------------------------------------------- one-core floor
+
+/// The lowest latency any server on one core could give this workload,
+/// from the subscription map and a per-write cost measured by the raw
+/// writer in the same run. One core writes sockets one after another, so
+/// after an update the i-th of the writes it needs ends no sooner than
+/// i x cost after the update arrived, however the server is built;
+/// every other piece of work (the other updates, reading, framing) only
+/// adds to it. Counting each delivery at that bound gives a latency
+/// distribution no one-core server can beat: its percentiles are the
+/// floor under the measured ones.
+///
+/// - Burst feed (every symbol at once): every client needs one write per
+///   burst carrying all its symbols; the cost is the raw paced writer's
+///   CPU per write (the same frames to the same sleeping readers).
+/// - Steady feed (one symbol per update, uniform): an update of a symbol
+///   held by n clients needs n writes; the cost is the cheapest write the
+///   raw writer measured (back-to-back 100-byte writes to busy readers),
+///   so the floor errs low.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct Floor {
+    /// µs per write used.
+    cost_us: f64,
+    /// Which raw measurement it is.
+    cost_from: &'static str,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    /// (percentile, ms) at the points of [`latency_curve`].
+    curve: Vec<(f64, f64)>,
+}
+
+impl Floor {
+    fn of(
+        feed: &Feed,
+        symbols: usize,
+        holders: &[u32],
+        one: &RawRun,
+        paced: Option<&RawRun>,
+    ) -> Option<Floor> {
+        // Position in the write sequence of every delivery.
+        let mut pos: Vec<u32> = Vec::new();
+        let (cost_us, cost_from) = match *feed {
+            Feed::Burst { hz } if hz <= 20.0 => {
+                let writers = holders.iter().map(|&n| n as usize).sum::<usize>() / symbols.max(1);
+                for i in 1..=writers as u32 {
+                    pos.extend(std::iter::repeat_n(i, symbols));
+                }
+                (paced?.cpu_us_per_write, "raw paced writes (same frames, one per socket per burst)")
+            }
+            Feed::Steady { rate } if rate > 0.0 => {
+                for &n in holders {
+                    pos.extend(1..=n);
+                }
+                (one.cpu_us_per_write, "raw back-to-back 100 B writes (the cheapest measured)")
+            }
+            _ => return None,
+        };
+        if pos.is_empty() || cost_us <= 0.0 {
+            return None;
+        }
+        pos.sort_unstable();
+        let at = |q: f64| {
+            let k = ((q * pos.len() as f64).ceil() as usize).clamp(1, pos.len()) - 1;
+            pos[k] as f64 * cost_us / 1000.0
+        };
+        Some(Floor {
+            cost_us,
+            cost_from,
+            p50_ms: at(0.50),
+            p99_ms: at(0.99),
+            p999_ms: at(0.999),
+            curve: curve_quantiles().map(|q| (q * 100.0, at(q))).collect(),
+        })
+    }
 }
 
 // ------------------------------------------------------------ raw baseline
@@ -1360,6 +1453,10 @@ fn summarize(runs: &[RunResult]) -> Value {
         "updates_vs_raw_batched": raw(&|x| x.updates_vs_raw_batched),
         "raw_paced_round_ms": raw(&|x| x.paced.map_or(f64::NAN, |p| p.round_ms)),
         "raw_paced_cpu_us_per_write": raw(&|x| x.paced.map_or(f64::NAN, |p| p.cpu_us_per_write)),
+        "floor_p50_ms": f(&|r| r.floor.as_ref().map_or(f64::NAN, |x| x.p50_ms)),
+        "floor_p99_ms": f(&|r| r.floor.as_ref().map_or(f64::NAN, |x| x.p99_ms)),
+        "floor_cost_us": f(&|r| r.floor.as_ref().map_or(f64::NAN, |x| x.cost_us)),
+        "p99_vs_floor": f(&|r| r.floor.as_ref().map_or(f64::NAN, |x| r.latency_ms.p99 / x.p99_ms)),
     })
 }
 
@@ -1415,6 +1512,17 @@ fn print_run(w: &Workload, r: &RunResult) {
         println!(
             "    raw loopback, paced {} rounds/s: one {} x 100 B write to each of {} sockets takes {:.2} ms (max {:.2}), {:.2} µs CPU/write",
             p.paced_hz, p.msgs_per_write, p.conns, p.round_ms, p.round_max_ms, p.cpu_us_per_write
+        );
+    }
+    if let Some(f) = &r.floor {
+        println!(
+            "    one-core floor at {:.2} µs/write ({}): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; gateway p99 = {:.2}x the floor",
+            f.cost_us,
+            f.cost_from,
+            f.p50_ms,
+            f.p99_ms,
+            f.p999_ms,
+            r.latency_ms.p99 / f.p99_ms
         );
     }
     if let Some(e) = &r.first_error {
@@ -1488,6 +1596,7 @@ fn chart_latency(path: &Path, title: &str, runs: &[RunResult]) -> ChartResult {
         .flat_map(|r| r.latency_curve.iter().map(|p| p.1))
         .fold(0.1f64, f64::max)
         * 1.1;
+    let x_of = |pct: f64| -(1.0 - pct / 100.0).max(1e-5).log10();
     let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut ch = ChartBuilder::on(&root)
@@ -1510,11 +1619,17 @@ fn chart_latency(path: &Path, title: &str, runs: &[RunResult]) -> ChartResult {
         })
         .draw()?;
     for (i, r) in runs.iter().enumerate() {
-        let pts = r
-            .latency_curve
-            .iter()
-            .map(|&(pct, ms)| (-(1.0 - pct / 100.0).max(1e-5).log10(), ms));
+        let pts = r.latency_curve.iter().map(|&(pct, ms)| (x_of(pct), ms));
         run_line(&mut ch, i, r.run, pts)?;
+    }
+    // The one-core floor of the first run that has one (the runs' floors
+    // differ only by their raw write cost).
+    if let Some(f) = runs.iter().find_map(|r| r.floor.as_ref()) {
+        let pts = f.curve.iter().map(|&(pct, ms)| (x_of(pct), ms));
+        let style = BLACK.stroke_width(1);
+        ch.draw_series(DashedLineSeries::new(pts, 6, 4, style))?
+            .label(format!("one-core floor at {:.1} µs/write", f.cost_us))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
     }
     legend(&mut ch, SeriesLabelPosition::UpperLeft)?;
     root.present()?;

@@ -32,6 +32,10 @@ ROWS = [
     ("updates_vs_raw_batched", "gateway updates/s ÷ raw msgs/s", "{:.2f}"),
     ("raw_paced_round_ms", "raw paced: ms to write every socket once", "{:.2f}"),
     ("raw_paced_cpu_us_per_write", "raw paced: µs CPU/write", "{:.2f}"),
+    ("floor_cost_us", "one-core floor: µs per write used", "{:.2f}"),
+    ("floor_p50_ms", "one-core floor: p50 ms", "{:.2f}"),
+    ("floor_p99_ms", "one-core floor: p99 ms", "{:.2f}"),
+    ("p99_vs_floor", "gateway p99 ÷ floor p99", "{:.2f}"),
 ]
 
 
