@@ -86,7 +86,7 @@
 
 mod common;
 
-use common::{cpu_secs, rss_kib, BoxError, GatewayProc};
+use common::{cpu_secs, cpu_split, rss_kib, BoxError, GatewayProc};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
@@ -784,6 +784,9 @@ struct RunResult {
     gw_cpu_share: f64,
     gw_cpu_us_per_update: f64,
     gw_cpu_us_per_frame: f64,
+    /// The same split into user space and kernel (utime and stime).
+    gw_user_us_per_frame: f64,
+    gw_kernel_us_per_frame: f64,
     gw_rss_kib_start: u64,
     gw_rss_kib_end: u64,
     gw_rss_kib_max: u64,
@@ -964,7 +967,7 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
         tokio::time::sleep(o.warmup).await;
         stats.reset();
         stats.measuring.set(true);
-        let cpu0 = cpu_secs(pid)?;
+        let (user0, sys0) = cpu_split(pid)?;
         let self0 = cpu_secs(std::process::id())?;
         r.gw_rss_kib_start = rss_kib(pid);
         let start = Instant::now();
@@ -993,7 +996,9 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
         stats.measuring.set(false);
         pb.finish();
         let window = start.elapsed().as_secs_f64();
-        let cpu = cpu_secs(pid)? - cpu0;
+        let (user1, sys1) = cpu_split(pid)?;
+        let (user, sys) = (user1 - user0, sys1 - sys0);
+        let cpu = user + sys;
         let self_cpu = cpu_secs(std::process::id())? - self0;
         r.gw_rss_kib_end = rss_kib(pid);
         let (q, f) = (stats.quotes.get() as f64, stats.frames.get() as f64);
@@ -1016,6 +1021,8 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
         r.gw_cpu_share = cpu / window;
         r.gw_cpu_us_per_update = if q > 0.0 { cpu * 1e6 / q } else { 0.0 };
         r.gw_cpu_us_per_frame = if f > 0.0 { cpu * 1e6 / f } else { 0.0 };
+        r.gw_user_us_per_frame = if f > 0.0 { user * 1e6 / f } else { 0.0 };
+        r.gw_kernel_us_per_frame = if f > 0.0 { sys * 1e6 / f } else { 0.0 };
         r.loadgen_cpu_share = self_cpu / window;
     }
     r.ready = ready;
@@ -1444,6 +1451,8 @@ fn summarize(runs: &[RunResult]) -> Value {
         "gw_cpu_share": f(&|r| r.gw_cpu_share),
         "gw_cpu_us_per_update": f(&|r| r.gw_cpu_us_per_update),
         "gw_cpu_us_per_frame": f(&|r| r.gw_cpu_us_per_frame),
+        "gw_user_us_per_frame": f(&|r| r.gw_user_us_per_frame),
+        "gw_kernel_us_per_frame": f(&|r| r.gw_kernel_us_per_frame),
         "gw_rss_kib_growth": f(&|r| r.gw_rss_kib_end as f64 - r.gw_rss_kib_start as f64),
         "loadgen_cpu_share": f(&|r| r.loadgen_cpu_share),
         "raw_writes_per_sec": raw(&|x| x.one.writes_per_sec),
@@ -1487,10 +1496,12 @@ fn print_run(w: &Workload, r: &RunResult) {
         l.p50, l.p90, l.p99, l.p999, l.max, l.count, r.seq_gaps, r.disorder
     );
     println!(
-        "    gateway CPU {:.0}% = {:.3} µs/update, {:.2} µs/frame; RSS {} -> {} KiB (max {}); loadgen CPU {:.0}%",
+        "    gateway CPU {:.0}% = {:.3} µs/update, {:.2} µs/frame ({:.2} user + {:.2} kernel); RSS {} -> {} KiB (max {}); loadgen CPU {:.0}%",
         r.gw_cpu_share * 100.0,
         r.gw_cpu_us_per_update,
         r.gw_cpu_us_per_frame,
+        r.gw_user_us_per_frame,
+        r.gw_kernel_us_per_frame,
         r.gw_rss_kib_start,
         r.gw_rss_kib_end,
         r.gw_rss_kib_max,

@@ -23,6 +23,8 @@ ROWS = [
     ("gw_cpu_share", "gateway CPU (cores)", "{:.2f}"),
     ("gw_cpu_us_per_update", "gateway µs CPU/update", "{:.3f}"),
     ("gw_cpu_us_per_frame", "gateway µs CPU/frame", "{:.2f}"),
+    ("gw_user_us_per_frame", "… of it in user space", "{:.2f}"),
+    ("gw_kernel_us_per_frame", "… of it in the kernel", "{:.2f}"),
     ("gw_rss_kib_growth", "gateway RSS growth in window (KiB)", "{:,.0f}"),
     ("loadgen_cpu_share", "load generator CPU (cores)", "{:.2f}"),
     ("raw_writes_per_sec", "raw: 100 B writes/s", "{:,.0f}"),

@@ -243,6 +243,13 @@ pub fn rss_kib(pid: u32) -> u64 {
 /// CPU time (user + system, all threads) a process has used, in seconds,
 /// from /proc/PID/stat (clock ticks of 10 ms).
 pub fn cpu_secs(pid: u32) -> Result<f64, BoxError> {
+    let (user, system) = cpu_split(pid)?;
+    Ok(user + system)
+}
+
+/// CPU time a process has used in user space and in the kernel, seconds
+/// (same source as [`cpu_secs`]).
+pub fn cpu_split(pid: u32) -> Result<(f64, f64), BoxError> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name (field 2) may hold spaces; fields after its `)`.
     let rest = text
@@ -254,7 +261,7 @@ pub fn cpu_secs(pid: u32) -> Result<f64, BoxError> {
     let tick = |i: usize| -> Result<f64, BoxError> {
         Ok(f.get(i).ok_or("short /proc/PID/stat")?.parse::<u64>()? as f64)
     };
-    Ok((tick(11)? + tick(12)?) / 100.0)
+    Ok((tick(11)? / 100.0, tick(12)? / 100.0))
 }
 
 /// Plain HTTP/1.1 GET with `Connection: close`; the body of a 200.
