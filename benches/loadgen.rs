@@ -1105,13 +1105,19 @@ impl Floor {
                 for i in 1..=writers as u32 {
                     pos.extend(std::iter::repeat_n(i, symbols));
                 }
-                (paced?.cpu_us_per_write, "raw paced writes (same frames, one per socket per burst)")
+                (
+                    paced?.cpu_us_per_write,
+                    "raw paced writes (same frames, one per socket per burst)",
+                )
             }
             Feed::Steady { rate } if rate > 0.0 => {
                 for &n in holders {
                     pos.extend(1..=n);
                 }
-                (one.cpu_us_per_write, "raw back-to-back 100 B writes (the cheapest measured)")
+                (
+                    one.cpu_us_per_write,
+                    "raw back-to-back 100 B writes (the cheapest measured)",
+                )
             }
             _ => return None,
         };
