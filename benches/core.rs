@@ -38,10 +38,20 @@
 //!   slot write and shard notify (a subscriber on shard 0, its pass still
 //!   pending). `binance_general` is the same with the adapter's general
 //!   simd-json DOM path (`Binance::parse_general`), the pre-fast-path parser,
-//!   for comparison in the same run. The venue sequence of each event is
-//!   bumped so the normalizer never refuses a repeat.
+//!   for comparison in the same run. `coinbase`/`kraken` (and their
+//!   `_general` variants) are the same for
+//!   the ticker frames of `feeds/coinbase/session.jsonl` (`Coinbase::
+//!   parse_fast` vs `Coinbase::parse_general`) and the ticker frames of
+//!   `feeds/kraken/session.jsonl` (`Kraken::parse_fast` vs
+//!   `Kraken::parse_general`, the number rewrite plus DOM; one frame holds
+//!   two pairs, so 5 quotes per 4 frames). In every case each quote's
+//!   sequence and venue time are replaced by a counter, so every quote is
+//!   accepted (the bench asserts it): none takes the cheaper reject path.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -53,9 +63,11 @@ use std::time::Duration;
 use tickergate::config::{NormalizeConfig, VenueConfig};
 use tickergate::fanout::{Fanout, SessionHandle};
 use tickergate::feed::binance::Binance;
-use tickergate::feed::{Event, SymbolMap, Venue};
+use tickergate::feed::coinbase::Coinbase;
+use tickergate::feed::kraken::Kraken;
+use tickergate::feed::{Event, ParseError, SymbolMap, Venue};
 use tickergate::metrics::Metrics;
-use tickergate::model::{Quote, SymbolId, Symbols};
+use tickergate::model::{field, Quote, SymbolId, Symbols};
 use tickergate::normalize::{FeedNormalizer, Normalizer};
 use tickergate::protocol::{encode_quote, parse_op};
 use tickergate::slots::SlotTable;
@@ -273,16 +285,107 @@ fn fanout_flush(c: &mut Criterion) {
 
 /// The Binance `bookTicker` frames of the recorded sample session.
 fn binance_book_frames() -> Vec<Vec<u8>> {
-    let text = include_str!("../feeds/binance/session.jsonl");
-    let frames: Vec<Vec<u8>> = text
-        .lines()
+    let frames = session_frames(include_str!("../feeds/binance/session.jsonl"), |f| {
+        f.windows(11).any(|w| w == b"@bookTicker")
+    });
+    assert!(!frames.is_empty(), "bookTicker frames in feeds/binance");
+    frames
+}
+
+/// The frames of a recorded session that `keep` selects.
+fn session_frames(text: &str, keep: impl Fn(&[u8]) -> bool) -> Vec<Vec<u8>> {
+    text.lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| v["frame"].as_str().map(|f| f.as_bytes().to_vec()))
-        .filter(|f| f.windows(11).any(|w| w == b"@bookTicker"))
+        .filter(|f| keep(f))
+        .collect()
+}
+
+/// One `ingest_e2e` case for a venue with a fast and a general path:
+/// `frames` in turn through `Venue::parse` (fast path first) or, when
+/// `general`, through `parse_general`, then `FeedNormalizer::apply` with
+/// the sequence and venue time replaced by a counter (never refused).
+#[allow(clippy::too_many_arguments)]
+fn e2e_case<V: Venue>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    frames: &[Vec<u8>],
+    symbols_table: &[(&str, &str)],
+    make: impl Fn(SymbolMap) -> V,
+    general: bool,
+    parse_general: impl Fn(&mut V, &mut [u8], &mut Vec<Event>) -> Result<(), ParseError>,
+) {
+    let mut symbols = Symbols::new();
+    let table: BTreeMap<String, String> = symbols_table
+        .iter()
+        .map(|(v, s)| (v.to_string(), s.to_string()))
         .collect();
-    assert!(!frames.is_empty(), "bookTicker frames in feeds/binance");
-    frames
+    let map = SymbolMap::build(&table, &mut symbols).expect("valid map");
+    let slots = Arc::new(SlotTable::new(symbols.len(), 2));
+    for id in map.ids() {
+        slots.set_interest(id, 0, true);
+    }
+    let metrics = Arc::new(Metrics::new());
+    let mut norm = FeedNormalizer::new(
+        Normalizer::new("bench", slots.clone(), &metrics),
+        NormalizeConfig::default(),
+    );
+    let mut venue = make(map);
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    let mut events = Vec::with_capacity(4);
+    // Sanity: every frame gives quotes only.
+    for f in frames {
+        buf.clear();
+        buf.extend_from_slice(f);
+        events.clear();
+        venue.parse(&mut buf, &mut events).expect("sample parses");
+        assert!(!events.is_empty());
+        assert!(events.iter().all(|e| matches!(e, Event::Quote { .. })));
+    }
+    let mut n: u64 = 0;
+    let mut i = 0;
+    let mut rejected = 0u64;
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            i = (i + 1) % frames.len();
+            buf.clear();
+            buf.extend_from_slice(black_box(&frames[i]));
+            events.clear();
+            let r = if general {
+                parse_general(&mut venue, &mut buf, &mut events)
+            } else {
+                venue.parse(&mut buf, &mut events)
+            };
+            if r.is_err() {
+                return;
+            }
+            for e in events.drain(..) {
+                if let Event::Quote {
+                    sym,
+                    mut quote,
+                    seq,
+                } = e
+                {
+                    n += 1;
+                    let seq = seq.map(|(st, _)| (st, n));
+                    if quote.has(field::TS) {
+                        quote.ts = n as i64;
+                    }
+                    rejected += black_box(norm.apply(sym, quote, seq)).is_err() as u64;
+                }
+            }
+        })
+    });
+    assert_eq!(rejected, 0, "{name}: every quote is accepted");
+    let applied: u64 = (0..symbols.len())
+        .map(|s| slots.seq(SymbolId(s as u32)))
+        .sum();
+    // (Unless a filter skipped the bench.)
+    assert!(
+        n == 0 || applied > frames.len() as u64,
+        "{name}: quotes reached the slots"
+    );
 }
 
 fn ingest_e2e(c: &mut Criterion) {
@@ -290,65 +393,53 @@ fn ingest_e2e(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     let frames = binance_book_frames();
     for general in [false, true] {
-        let mut symbols = Symbols::new();
-        let table: BTreeMap<String, String> = [
-            ("BTCUSDT".to_string(), "BTC-USDT".to_string()),
-            ("ETHUSDT".to_string(), "ETH-USDT".to_string()),
-        ]
-        .into();
-        let map = SymbolMap::build(&table, &mut symbols).expect("valid map");
-        let slots = Arc::new(SlotTable::new(symbols.len(), 2));
-        for id in map.ids() {
-            slots.set_interest(id, 0, true);
-        }
-        let metrics = Arc::new(Metrics::new());
-        let mut norm = FeedNormalizer::new(
-            Normalizer::new("bench", slots.clone(), &metrics),
-            NormalizeConfig::default(),
+        e2e_case(
+            &mut g,
+            if general {
+                "binance_general"
+            } else {
+                "binance"
+            },
+            &frames,
+            &[("BTCUSDT", "BTC-USDT"), ("ETHUSDT", "ETH-USDT")],
+            |m| Binance::new(&VenueConfig::default(), m),
+            general,
+            |v, b, o| v.parse_general(b, o),
         );
-        let mut venue = Binance::new(&VenueConfig::default(), map);
-        let mut buf: Vec<u8> = Vec::with_capacity(1024);
-        let mut events = Vec::with_capacity(4);
-        // Sanity: every frame is a quote the normalizer accepts.
-        for f in &frames {
-            buf.clear();
-            buf.extend_from_slice(f);
-            events.clear();
-            venue.parse(&mut buf, &mut events).expect("sample parses");
-            assert!(matches!(events[..], [Event::Quote { .. }]));
-        }
-        let mut n: u64 = 1 << 40;
-        let mut i = 0;
-        let name = if general {
-            "binance_general"
-        } else {
-            "binance"
-        };
-        g.bench_function(name, |b| {
-            b.iter(|| {
-                n += 1;
-                i = (i + 1) % frames.len();
-                buf.clear();
-                buf.extend_from_slice(black_box(&frames[i]));
-                events.clear();
-                let r = if general {
-                    venue.parse_general(&mut buf, &mut events)
-                } else {
-                    venue.parse(&mut buf, &mut events)
-                };
-                if r.is_err() {
-                    return;
-                }
-                for e in events.drain(..) {
-                    if let Event::Quote { sym, quote, seq } = e {
-                        let seq = seq.map(|(st, s)| (st, s + n));
-                        let _ = black_box(norm.apply(sym, quote, seq));
-                    }
-                }
-            })
-        });
-        let applied = slots.seq(SymbolId(0)) + slots.seq(SymbolId(1));
-        assert!(applied > frames.len() as u64, "quotes reached the slots");
+    }
+    let coinbase = session_frames(include_str!("../feeds/coinbase/session.jsonl"), |f| {
+        f.starts_with(br#"{"type":"ticker""#)
+    });
+    assert_eq!(coinbase.len(), 5, "ticker frames in feeds/coinbase");
+    for general in [false, true] {
+        e2e_case(
+            &mut g,
+            if general {
+                "coinbase_general"
+            } else {
+                "coinbase"
+            },
+            &coinbase,
+            &[("BTC-USD", "BTC-USD"), ("ETH-USD", "ETH-USD")],
+            |m| Coinbase::new(&VenueConfig::default(), m),
+            general,
+            |v, b, o| v.parse_general(b, o),
+        );
+    }
+    let kraken = session_frames(include_str!("../feeds/kraken/session.jsonl"), |f| {
+        f.starts_with(br#"{"channel":"ticker""#)
+    });
+    assert_eq!(kraken.len(), 4, "ticker frames in feeds/kraken");
+    for general in [false, true] {
+        e2e_case(
+            &mut g,
+            if general { "kraken_general" } else { "kraken" },
+            &kraken,
+            &[("BTC/USD", "BTC-USD"), ("ETH/USD", "ETH-USD")],
+            |m| Kraken::new(&VenueConfig::default(), m),
+            general,
+            |v, b, o| v.parse_general(b, o),
+        );
     }
     g.finish();
 }

@@ -4,13 +4,17 @@
 //!
 //! Run: `taskset -c 1 cargo bench --bench venues`. For each venue:
 //! * `simd` is the adapter itself: `Venue::parse` then
-//!   `FeedNormalizer::apply`. For Binance that is the validated fast path
-//!   for the canonical frame (`Binance::parse_fast`, no DOM); Coinbase and
-//!   Kraken parse a simd-json DOM (Kraken after the number-quoting pass).
-//!   All use the fast decimal parser and the normalizer's cached merge base.
-//! * `general` (Binance): `Binance::parse_general`, the simd-json DOM path
-//!   every frame took before the fast path (and still takes when the fast
-//!   path declines), then the same `FeedNormalizer::apply`.
+//!   `FeedNormalizer::apply`. For every venue that is the validated fast
+//!   path for the canonical frame (`Binance::parse_fast`,
+//!   `Coinbase::parse_fast`, `Kraken::parse_fast`: no DOM, and for Kraken
+//!   no number-quoting pass). All use the fast decimal parser and the
+//!   normalizer's cached merge base.
+//! * `general`: `parse_general`, the simd-json DOM path every frame took
+//!   before the fast path (and still takes when the fast path declines;
+//!   Kraken's after the number-quoting pass), then the same
+//!   `FeedNormalizer::apply`.
+//! * `parse_fast` / `parse_general` (Coinbase, Kraken): the two parsers
+//!   alone, without the normalizer (Binance's are in `binance_parts`).
 //! * `serde` parses the same bytes with serde_json into a typed struct of
 //!   borrowed `&str` fields (for Kraken, the quoted text, since serde_json
 //!   without `arbitrary_precision` has no exact number text), then
@@ -33,7 +37,11 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 use tickergate::config::{NormalizeConfig, VenueConfig};
-use tickergate::feed::{parse_decimal, parse_decimal_reference, Event, SymbolMap, Venue};
+use tickergate::feed::coinbase::Coinbase;
+use tickergate::feed::kraken::Kraken;
+use tickergate::feed::{
+    parse_decimal, parse_decimal_reference, Event, ParseError, SymbolMap, Venue,
+};
 use tickergate::metrics::Metrics;
 use tickergate::model::{Quote, Symbols};
 use tickergate::normalize::{FeedNormalizer, Normalizer};
@@ -120,6 +128,58 @@ fn bench_venue<V: Venue>(
             })
         });
     }
+    g.finish();
+}
+
+/// A venue's general path end to end (`general`: `parse_general` then
+/// apply) and its two parsers alone (`parse_fast`, `parse_general`).
+fn fast_and_general<V: Venue>(
+    c: &mut Criterion,
+    name: &str,
+    frame: &str,
+    venue_sym: &str,
+    make: impl Fn(SymbolMap) -> V,
+    mut fast: impl FnMut(&V, &[u8], &mut Vec<Event>) -> bool,
+    mut general: impl FnMut(&mut V, &mut [u8], &mut Vec<Event>) -> Result<(), ParseError>,
+) {
+    let mut g = c.benchmark_group(format!("venue/{name}"));
+    g.throughput(Throughput::Elements(1));
+    let (map, mut norm) = setup(venue_sym);
+    let mut venue = make(map);
+    let mut buf = Vec::with_capacity(1024);
+    let mut events = Vec::with_capacity(4);
+    // Sanity: both paths take the bench frame, to the same events.
+    assert!(fast(&venue, frame.as_bytes(), &mut events));
+    let mut general_events = Vec::new();
+    buf.extend_from_slice(frame.as_bytes());
+    general(&mut venue, &mut buf, &mut general_events).expect("the bench frame parses");
+    assert_eq!(events, general_events);
+    events.clear();
+    let mut n = 0u64;
+    g.bench_function("general", |b| {
+        b.iter(|| {
+            n += 1;
+            buf.clear();
+            buf.extend_from_slice(frame.as_bytes());
+            let _ = general(&mut venue, &mut buf, &mut events);
+            bump_seq(&mut events, n);
+            apply_all(&mut norm, &mut events);
+        })
+    });
+    g.bench_function("parse_fast", |b| {
+        b.iter(|| {
+            events.clear();
+            black_box(fast(&venue, black_box(frame.as_bytes()), &mut events))
+        })
+    });
+    g.bench_function("parse_general", |b| {
+        b.iter(|| {
+            buf.clear();
+            buf.extend_from_slice(frame.as_bytes());
+            events.clear();
+            black_box(general(&mut venue, &mut buf, &mut events).is_ok())
+        })
+    });
     g.finish();
 }
 
@@ -231,6 +291,21 @@ fn benches(c: &mut Criterion) {
             Some((q, Some((0, t.sequence + n))))
         },
     );
+    fast_and_general(
+        c,
+        "coinbase",
+        COINBASE,
+        "BTC-USD",
+        |m| Coinbase::new(&VenueConfig::default(), m),
+        |v, f, out| match v.parse_fast(f) {
+            Some(e) => {
+                out.push(e);
+                true
+            }
+            None => false,
+        },
+        |v, b, out| v.parse_general(b, out),
+    );
     // simd-json's own typed deserializer (serde API, buffers reused) on the
     // Binance frame: what a typed simd path would cost.
     {
@@ -296,6 +371,15 @@ fn benches(c: &mut Criterion) {
             q.present |= tickergate::model::field::LAST;
             Some((q, None))
         },
+    );
+    fast_and_general(
+        c,
+        "kraken",
+        KRAKEN,
+        "BTC/USD",
+        |m| Kraken::new(&VenueConfig::default(), m),
+        |v, f, out| v.parse_fast(f, out).is_some(),
+        |v, b, out| v.parse_general(b, out),
     );
 }
 

@@ -565,6 +565,259 @@ fn binance_fast_path_matches_general() {
     );
 }
 
+/// [`binance_same`] for Coinbase: `Venue::parse` (fast path first) and
+/// `Coinbase::parse_general` agree bit for bit, and so does the fast path
+/// when it takes the frame. Returns whether it did.
+fn coinbase_same(frame: &[u8]) -> Result<bool, TestCaseError> {
+    let mut v = coinbase();
+    let fast = v.parse_fast(frame);
+    let via_parse = outcome(frame, |b, o| v.parse(b, o));
+    let general = outcome(frame, |b, o| v.parse_general(b, o));
+    prop_assert_eq!(
+        exact(&via_parse),
+        exact(&general),
+        "{}",
+        String::from_utf8_lossy(frame)
+    );
+    if let Some(ev) = &fast {
+        prop_assert_eq!(
+            exact(&Ok(vec![ev.clone()])),
+            exact(&general),
+            "{}",
+            String::from_utf8_lossy(frame)
+        );
+    }
+    Ok(fast.is_some())
+}
+
+/// [`binance_same`] for Kraken, whose fast path appends one event per
+/// entry and leaves `out` as it was when it declines.
+fn kraken_same(frame: &[u8]) -> Result<bool, TestCaseError> {
+    let mut v = kraken();
+    let mut fast = vec![Event::Ignored];
+    let took = v.parse_fast(frame, &mut fast).is_some();
+    let via_parse = outcome(frame, |b, o| v.parse(b, o));
+    let general = outcome(frame, |b, o| v.parse_general(b, o));
+    prop_assert_eq!(
+        exact(&via_parse),
+        exact(&general),
+        "{}",
+        String::from_utf8_lossy(frame)
+    );
+    if took {
+        prop_assert_eq!(
+            exact(&Ok(fast[1..].to_vec())),
+            exact(&general),
+            "{}",
+            String::from_utf8_lossy(frame)
+        );
+    } else {
+        prop_assert_eq!(&fast, &vec![Event::Ignored], "a decline appends nothing");
+    }
+    Ok(took)
+}
+
+/// Byte and field mutations of a venue's samples through `same`.
+fn fast_path_mutations(
+    name: &str,
+    samples: &[String],
+    same: fn(&[u8]) -> Result<bool, TestCaseError>,
+) {
+    check(
+        &format!("{name}: byte mutations of samples"),
+        3000,
+        (prop::sample::select(samples.to_vec()), mutations()),
+        |(s, m)| same(&mutate(s.as_bytes(), &m)).map(|_| ()),
+    );
+    let json_samples: Vec<String> = samples
+        .iter()
+        .filter(|s| serde_json::from_str::<J>(s).is_ok())
+        .cloned()
+        .collect();
+    check(
+        &format!("{name}: field mutations of samples"),
+        1500,
+        (prop::sample::select(json_samples), value_mutations()),
+        |(s, m)| {
+            let v: J = serde_json::from_str(&s).unwrap();
+            same(
+                serde_json::to_string(&mutate_value(v, &m))
+                    .unwrap()
+                    .as_bytes(),
+            )
+            .map(|_| ())
+        },
+    );
+}
+
+/// An optional member `"key":value` (with its leading comma): a decimal
+/// string, `null`, another JSON value, or absent.
+fn opt_member(key: &'static str) -> impl Strategy<Value = String> {
+    prop_oneof![
+        12 => plausible_decimal().prop_map(move |d| format!(r#","{key}":"{d}""#)),
+        2 => decimal_text().prop_map(move |d| format!(r#","{key}":"{d}""#)),
+        1 => Just(format!(r#","{key}":null"#)),
+        1 => prop_oneof![Just("1.5"), Just("true"), Just("[]"), Just(r#""1\u002e5""#)]
+            .prop_map(move |v| format!(r#","{key}":{v}"#)),
+        2 => Just(String::new()),
+    ]
+}
+
+/// A decimal as venues send them (every one valid).
+fn plausible_decimal() -> impl Strategy<Value = String> {
+    "(0|[1-9][0-9]{0,7})(\\.[0-9]{1,8})?"
+}
+
+/// An RFC 3339 time as Coinbase and Kraken send it, or something close.
+fn time_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        8 => (1970u32..2100, 1u32..13, 1u32..29, 0u32..24, 0u32..60, 0u32..60, "[0-9]{0,9}")
+            .prop_map(|(y, mo, d, h, mi, s, f)| {
+                let frac = if f.is_empty() { f } else { format!(".{f}") };
+                format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{frac}Z")
+            }),
+        1 => (0u32..3000, 1u32..13, 1u32..32, 0u32..24, 0u32..60, 0u32..61, "[0-9]{0,10}")
+            .prop_map(|(y, mo, d, h, mi, s, f)| {
+                let frac = if f.is_empty() { f } else { format!(".{f}") };
+                format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{frac}Z")
+            }),
+        1 => Just("9999-12-31T23:59:59Z".to_string()),
+        1 => "[-0-9:TZ. ]{0,30}",
+    ]
+}
+
+#[test]
+fn coinbase_fast_path_matches_general() {
+    let mut samples = frames("feeds/coinbase/session.jsonl");
+    samples.extend(frames("feeds/coinbase/malformed.jsonl"));
+    let mut took = 0;
+    for s in &samples {
+        took += coinbase_same(s.as_bytes()).unwrap() as usize;
+    }
+    assert!(took >= 5, "the fast path takes the session's tickers");
+    fast_path_mutations("coinbase", &samples, coinbase_same);
+    // Canonical tickers with generated values; optional members absent,
+    // null or of another type.
+    let number = prop_oneof![
+        1 => Just("0".to_string()),
+        1 => (0u64..u64::MAX).prop_map(|n| n.to_string()),
+        3 => (0u64..1u64 << 40).prop_map(|n| n.to_string()),
+        1 => "-?[0-9]{1,21}(\\.[0-9]{1,3})?",
+    ];
+    let product = prop_oneof![
+        4 => prop::sample::select(&["BTC-USD", "ETH-USD"][..]),
+        1 => prop::sample::select(&["XRP-USD", "", "btc-usd"][..]),
+    ];
+    let time = prop_oneof![
+        4 => time_text().prop_map(|t| format!(r#","time":"{t}""#)),
+        1 => Just(r#","time":null"#.to_string()),
+        1 => Just(String::new()),
+    ];
+    let taken = std::cell::Cell::new(0u32);
+    check(
+        "coinbase: canonical ticker frames",
+        4000,
+        (
+            (
+                number,
+                product,
+                prop_oneof![4 => plausible_decimal(), 1 => decimal_text()],
+            ),
+            prop::collection::vec(opt_member("x"), 5),
+            time,
+            any::<bool>(),
+        ),
+        |((seq, product, price), opt, time, buy)| {
+            // `opt` are the optional members, renamed in canonical order.
+            let member = |i: usize, key: &str| opt[i].replacen(r#""x""#, &format!(r#""{key}""#), 1);
+            let side = if buy { "buy" } else { "sell" };
+            let f = format!(
+                r#"{{"type":"ticker","sequence":{seq},"product_id":"{product}","price":"{price}","open_24h":"96210.55","volume_24h":"8123.41937210","low_24h":"95801.10","high_24h":"97480.00","volume_30d":"301127.88345112"{}{}{}{},"side":"{side}"{time},"trade_id":884521001{}}}"#,
+                member(0, "best_bid"),
+                member(1, "best_bid_size"),
+                member(2, "best_ask"),
+                member(3, "best_ask_size"),
+                member(4, "last_size"),
+            );
+            taken.set(taken.get() + coinbase_same(f.as_bytes())? as u32);
+            Ok(())
+        },
+    );
+    assert!(
+        taken.get() > 400,
+        "the fast path takes a fair share of generated tickers: {}",
+        taken.get()
+    );
+}
+
+#[test]
+fn kraken_fast_path_matches_general() {
+    let mut samples = frames("feeds/kraken/session.jsonl");
+    samples.extend(frames("feeds/kraken/malformed.jsonl"));
+    let mut took = 0;
+    for s in &samples {
+        took += kraken_same(s.as_bytes()).unwrap() as usize;
+    }
+    assert!(took >= 4, "the fast path takes the session's ticker frames");
+    fast_path_mutations("kraken", &samples, kraken_same);
+    // Canonical ticker frames with generated values: prices and sizes as
+    // JSON numbers (sometimes not valid ones), sometimes as strings; one to
+    // three entries; a timestamp or not.
+    let value = prop_oneof![
+        24 => "-?(0|[1-9][0-9]{0,11})(\\.[0-9]{1,10})?",
+        1 => "-?[0-9]{1,22}(\\.[0-9]{0,22})?",
+        1 => "[-+.0-9eE]{0,6}",
+        1 => decimal_text().prop_map(|d| format!("\"{d}\"")),
+        1 => prop::sample::select(&["null", "true", "[1]", "-0", "1e5", "\"\""][..]).prop_map(str::to_string),
+    ];
+    let entry = (
+        prop_oneof![
+            4 => prop::sample::select(&["BTC/USD", "ETH/USD"][..]),
+            1 => prop::sample::select(&["XRP/USD", "", "btc/usd"][..]),
+        ],
+        prop::collection::vec(value, 5),
+        prop_oneof![
+            3 => Just(String::new()),
+            3 => time_text().prop_map(|t| format!(r#","timestamp":"{t}""#)),
+            1 => Just(r#","timestamp":1695632671"#.to_string()),
+        ],
+    )
+        .prop_map(|(sym, v, ts)| {
+            format!(
+                r#"{{"symbol":"{sym}","bid":{},"bid_qty":{},"ask":{},"ask_qty":{},"last":{},"volume":1234.56780000,"vwap":96950.3,"low":96000.0,"high":97500.0,"change":-120.5,"change_pct":0.12{ts}}}"#,
+                v[0], v[1], v[2], v[3], v[4]
+            )
+        });
+    let taken = std::cell::Cell::new(0u32);
+    check(
+        "kraken: canonical ticker frames",
+        4000,
+        (
+            prop_oneof![
+                4 => prop::sample::select(&["snapshot", "update"][..]),
+                1 => Just("trade"),
+            ],
+            prop_oneof![
+                4 => prop::collection::vec(entry.clone(), 1..2),
+                1 => prop::collection::vec(entry, 2..4),
+            ],
+        ),
+        |(ty, entries)| {
+            let f = format!(
+                r#"{{"channel":"ticker","type":"{ty}","data":[{}]}}"#,
+                entries.join(",")
+            );
+            taken.set(taken.get() + kraken_same(f.as_bytes())? as u32);
+            Ok(())
+        },
+    );
+    assert!(
+        taken.get() > 400,
+        "the fast path takes a fair share of generated frames: {}",
+        taken.get()
+    );
+}
+
 /// Every number of `v` replaced by its serde_json text, as a string.
 fn quote_numbers(v: &J) -> J {
     match v {

@@ -30,7 +30,7 @@
 //! anything new).
 
 use super::json::{self, Object, Value};
-use super::{parse_decimal, parse_rfc3339_ns, Event, ParseError, SymbolMap, Venue};
+use super::{flat, parse_decimal, parse_rfc3339_ns, Event, ParseError, SymbolMap, Venue};
 use crate::config::VenueConfig;
 use crate::model::{field, Quote};
 use rust_decimal::Decimal;
@@ -74,40 +74,284 @@ impl Coinbase {
         let sym = self.map.get(json::str_field(o, "product_id")?)?;
         let sequence = json::u64_field(o, "sequence")?;
         let price = json::dec_field(o, "price")?;
-        let mut q = Quote {
-            last: price,
-            present: field::LAST,
-            ..Quote::default()
+        let last_size = opt_dec(o, "last_size")?;
+        let bid = level(o, "best_bid", "best_bid_size")?;
+        let ask = level(o, "best_ask", "best_ask_size")?;
+        let ts = match opt_text(o, "time")? {
+            Some(t) => Some(parse_rfc3339_ns(t, "time")?),
+            None => None,
         };
-        if let Some(size) = opt_dec(o, "last_size")? {
-            q.last_size = size;
-            q.present |= field::LAST_SIZE;
-        }
-        let (bid, bid_size) = level(o, "best_bid", "best_bid_size")?;
-        let (ask, ask_size) = level(o, "best_ask", "best_ask_size")?;
-        // Field by field rather than `with_bid`/`with_ask`, which would mark
-        // a size present that Coinbase did not send.
-        for (value, slot, bit) in [
-            (bid, &mut q.bid, field::BID),
-            (bid_size, &mut q.bid_size, field::BID_SIZE),
-            (ask, &mut q.ask, field::ASK),
-            (ask_size, &mut q.ask_size, field::ASK_SIZE),
-        ] {
-            if let Some(v) = value {
-                *slot = v;
-                q.present |= bit;
-            }
-        }
-        if let Some(t) = opt_text(o, "time")? {
-            q = q.with_ts(parse_rfc3339_ns(t, "time")?);
-        }
         out.push(Event::Quote {
             sym,
-            quote: q,
+            quote: ticker_quote(price, last_size, bid, ask, ts),
             seq: Some((TICKER, sequence)),
         });
         Ok(())
     }
+
+    /// A `ticker` message in Coinbase's canonical form (`{"type":"ticker",`
+    /// first, no whitespace or escapes, flat, see [`flat`]) read without a
+    /// DOM: its fields in the order Coinbase sends them, or in any order
+    /// (a ticker without `time` or `last_size`). `None` for anything else
+    /// (other message types included: acks, heartbeats and errors always
+    /// take the general path) and for anything [`Coinbase::parse_general`]
+    /// would refuse; otherwise the very event the general path gives.
+    pub fn parse_fast(&self, frame: &[u8]) -> Option<Event> {
+        let mut c = flat::Cursor::new(frame)?;
+        c.lit(br#"{"type":"ticker""#)?;
+        // `type` is read: a second one declines.
+        let mut f: [Option<flat::Val<'_>>; 10] = [None; 10];
+        f[9] = Some(flat::Val::Str("ticker"));
+        // Members in Coinbase's order are matched as constant literals (no
+        // key scan); from the first other key on (the first ticker after
+        // subscribing has no `time`; any order is fine) they are read one
+        // by one.
+        'canonical: {
+            macro_rules! member {
+                ($label:lifetime, $lit:literal, $slot:expr) => {
+                    if c.lit($lit).is_none() {
+                        break $label;
+                    }
+                    let v = c.value()?;
+                    if let Some(i) = $slot {
+                        f[i] = Some(v);
+                    }
+                };
+            }
+            member!('canonical, br#","sequence":"#, Some(0));
+            member!('canonical, br#","product_id":"#, Some(1));
+            member!('canonical, br#","price":"#, Some(2));
+            member!('canonical, br#","open_24h":"#, None::<usize>);
+            member!('canonical, br#","volume_24h":"#, None::<usize>);
+            member!('canonical, br#","low_24h":"#, None::<usize>);
+            member!('canonical, br#","high_24h":"#, None::<usize>);
+            member!('canonical, br#","volume_30d":"#, None::<usize>);
+            member!('canonical, br#","best_bid":"#, Some(3));
+            member!('canonical, br#","best_bid_size":"#, Some(4));
+            member!('canonical, br#","best_ask":"#, Some(5));
+            member!('canonical, br#","best_ask_size":"#, Some(6));
+            member!('canonical, br#","side":"#, None::<usize>);
+            member!('canonical, br#","time":"#, Some(7));
+            member!('canonical, br#","trade_id":"#, None::<usize>);
+            member!('canonical, br#","last_size":"#, Some(8));
+        }
+        while c.lit(b"}").is_none() {
+            c.lit(b",")?;
+            let k = c.string()?;
+            c.lit(b":")?;
+            let v = c.value()?;
+            let i = match k {
+                "sequence" => 0,
+                "product_id" => 1,
+                "price" => 2,
+                "best_bid" => 3,
+                "best_bid_size" => 4,
+                "best_ask" => 5,
+                "best_ask_size" => 6,
+                "time" => 7,
+                "last_size" => 8,
+                "type" => 9,
+                _ => continue,
+            };
+            if f[i].replace(v).is_some() {
+                return None;
+            }
+        }
+        if !c.at_end() {
+            return None;
+        }
+        let [sequence, product_id, price, bid, bid_size, ask, ask_size, time, last_size, _] = f;
+        let sym = self.map.lookup(product_id?.as_str()?)?;
+        let sequence = sequence?.as_u64()?;
+        let price = parse_decimal(price?.as_str()?, "price").ok()?;
+        let last_size = fast_opt_dec(last_size, "last_size")?;
+        let bid = fast_level((bid, "best_bid"), (bid_size, "best_bid_size"))?;
+        let ask = fast_level((ask, "best_ask"), (ask_size, "best_ask_size"))?;
+        let ts = match fast_opt_text(time)? {
+            Some(t) => Some(rfc3339_ns(t)?),
+            None => None,
+        };
+        Some(Event::Quote {
+            sym,
+            quote: ticker_quote(price, last_size, bid, ask, ts),
+            seq: Some((TICKER, sequence)),
+        })
+    }
+
+    /// The general path: simd-json DOM, every message type, every error.
+    pub fn parse_general(
+        &mut self,
+        frame: &mut [u8],
+        out: &mut Vec<Event>,
+    ) -> Result<(), ParseError> {
+        let v = json::parse(frame)?;
+        let o = json::object(&v)?;
+        let ty = match o.get("type") {
+            Some(Value::String(t)) => &**t,
+            Some(_) => return Err(ParseError::Unexpected("`type` is not a string".into())),
+            None => return Err(ParseError::Unexpected("message without a `type`".into())),
+        };
+        match ty {
+            "ticker" => self.ticker(o, out)?,
+            "heartbeat" => out.push(Event::Heartbeat),
+            // Sent after every (un)subscribe with the full current set; only
+            // one naming the ticker channel acknowledges ours.
+            "subscriptions" if lists_channel(o, "ticker")? => out.push(Event::Subscribed),
+            "error" => {
+                // We only ever send `subscribe`, so any error refuses it.
+                let msg = json::opt_str(o, "message").unwrap_or("error");
+                let why = match json::opt_str(o, "reason") {
+                    Some(r) if !r.is_empty() => format!("{msg}: {r}"),
+                    _ => msg.to_string(),
+                };
+                out.push(Event::Rejected(shorten(&why)));
+            }
+            _ => out.push(Event::Ignored),
+        }
+        Ok(())
+    }
+}
+
+/// A ticker's quote from its fields (shared by both paths, so they agree):
+/// only the fields sent are set, so the normalizer keeps the others.
+fn ticker_quote(
+    price: Decimal,
+    last_size: Option<Decimal>,
+    (bid, bid_size): (Option<Decimal>, Option<Decimal>),
+    (ask, ask_size): (Option<Decimal>, Option<Decimal>),
+    ts: Option<i64>,
+) -> Quote {
+    let mut q = Quote {
+        last: price,
+        present: field::LAST,
+        ..Quote::default()
+    };
+    // Field by field rather than `with_bid`/`with_ask`, which would mark a
+    // size present that Coinbase did not send.
+    for (value, slot, bit) in [
+        (last_size, &mut q.last_size, field::LAST_SIZE),
+        (bid, &mut q.bid, field::BID),
+        (bid_size, &mut q.bid_size, field::BID_SIZE),
+        (ask, &mut q.ask, field::ASK),
+        (ask_size, &mut q.ask_size, field::ASK_SIZE),
+    ] {
+        if let Some(v) = value {
+            *slot = v;
+            q.present |= bit;
+        }
+    }
+    match ts {
+        Some(ts) => q.with_ts(ts),
+        None => q,
+    }
+}
+
+/// [`parse_rfc3339_ns`] without its error, quicker for the form Coinbase
+/// and Kraken send (`2022-10-19T23:28:22.061769Z`: a fraction and `Z`),
+/// which it reads at fixed offsets; anything else goes to
+/// [`parse_rfc3339_ns`] itself, so the value is the same for every input.
+/// For the venues' fast paths (Kraken's too).
+#[inline]
+pub(super) fn rfc3339_ns(text: &str) -> Option<i64> {
+    match fixed_rfc3339_ns(text.as_bytes()) {
+        Some(ns) => Some(ns),
+        None => parse_rfc3339_ns(text, "time").ok(),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.f{1,9}Z` as ns since the epoch, with
+/// [`parse_rfc3339_ns`]'s checks and arithmetic; `None` for any other
+/// text and for anything that refuses.
+#[inline]
+fn fixed_rfc3339_ns(b: &[u8]) -> Option<i64> {
+    let n = b.len();
+    if !(22..=30).contains(&n) || b.get(n - 1) != Some(&b'Z') {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<i64> {
+        let mut v: i64 = 0;
+        for &c in b.get(from..to)? {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            v = v * 10 + d as i64;
+        }
+        Some(v)
+    };
+    let sep = |i: usize, c: u8| b.get(i) == Some(&c);
+    let seps = [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+    ];
+    if !seps.iter().all(|&(i, c)| sep(i, c)) {
+        return None;
+    }
+    let (y, mo, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (h, mi, s) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    // 1 to 9 fraction digits, scaled to ns.
+    let frac = b.get(20..n - 1)?;
+    let mut ns = num(20, n - 1)?;
+    for _ in frac.len()..9 {
+        ns *= 10;
+    }
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days_in_month = match mo {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if !(1..=days_in_month).contains(&d) || h > 23 || mi > 59 || s > 59 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm), as `parse_rfc3339_ns`.
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    (days * 86_400 + h * 3_600 + mi * 60 + s)
+        .checked_mul(1_000_000_000)?
+        .checked_add(ns)
+}
+
+/// [`opt_text`] on a scanned value: `Some(None)` when absent or `null`,
+/// `None` (decline) when neither that nor a string.
+fn fast_opt_text(v: Option<flat::Val<'_>>) -> Option<Option<&str>> {
+    match v {
+        None | Some(flat::Val::Null) => Some(None),
+        Some(flat::Val::Str(s)) => Some(Some(s)),
+        Some(_) => None,
+    }
+}
+
+/// [`opt_dec`] on a scanned value; `None` (decline) where it errs.
+fn fast_opt_dec(v: Option<flat::Val<'_>>, key: &'static str) -> Option<Option<Decimal>> {
+    match fast_opt_text(v)? {
+        Some(t) => Some(Some(parse_decimal(t, key).ok()?)),
+        None => Some(None),
+    }
+}
+
+/// [`level`] on scanned values; `None` (decline) where it errs.
+fn fast_level(
+    (price, price_key): (Option<flat::Val<'_>>, &'static str),
+    (size, size_key): (Option<flat::Val<'_>>, &'static str),
+) -> Option<(Option<Decimal>, Option<Decimal>)> {
+    let p = fast_opt_dec(price, price_key)?;
+    let s = fast_opt_dec(size, size_key)?;
+    if p.is_none() && s.is_some() {
+        return None;
+    }
+    Some((p, s))
 }
 
 /// An optional string field: absent or `null` is `None`; any other
@@ -175,32 +419,16 @@ impl Venue for Coinbase {
         vec![self.subscribe_request()]
     }
 
+    /// The fast path first ([`Coinbase::parse_fast`], tickers only); any
+    /// frame it does not take goes through the general path, which owns
+    /// every error. The adapter keeps no state between frames (sequence
+    /// order is the normalizer's), so either path may take any ticker.
     fn parse(&mut self, frame: &mut [u8], out: &mut Vec<Event>) -> Result<(), ParseError> {
-        let v = json::parse(frame)?;
-        let o = json::object(&v)?;
-        let ty = match o.get("type") {
-            Some(Value::String(t)) => &**t,
-            Some(_) => return Err(ParseError::Unexpected("`type` is not a string".into())),
-            None => return Err(ParseError::Unexpected("message without a `type`".into())),
-        };
-        match ty {
-            "ticker" => self.ticker(o, out)?,
-            "heartbeat" => out.push(Event::Heartbeat),
-            // Sent after every (un)subscribe with the full current set; only
-            // one naming the ticker channel acknowledges ours.
-            "subscriptions" if lists_channel(o, "ticker")? => out.push(Event::Subscribed),
-            "error" => {
-                // We only ever send `subscribe`, so any error refuses it.
-                let msg = json::opt_str(o, "message").unwrap_or("error");
-                let why = match json::opt_str(o, "reason") {
-                    Some(r) if !r.is_empty() => format!("{msg}: {r}"),
-                    _ => msg.to_string(),
-                };
-                out.push(Event::Rejected(shorten(&why)));
-            }
-            _ => out.push(Event::Ignored),
+        if let Some(ev) = self.parse_fast(frame) {
+            out.push(ev);
+            return Ok(());
         }
-        Ok(())
+        self.parse_general(frame, out)
     }
 }
 
@@ -406,6 +634,169 @@ mod tests {
                 vec![Event::Ignored],
                 "{other}"
             );
+        }
+    }
+
+    /// `frame` with its `type` member moved first (serde_json sorts keys),
+    /// the canonical position; a frame that is not such an object is kept.
+    fn type_first(frame: String) -> String {
+        let Ok(serde_json::Value::Object(mut o)) = serde_json::from_str(&frame) else {
+            return frame;
+        };
+        let Some(ty) = o.remove("type") else {
+            return frame;
+        };
+        if o.is_empty() {
+            return frame;
+        }
+        let rest = serde_json::Value::Object(o).to_string();
+        format!(r#"{{"type":{ty},{}"#, &rest[1..])
+    }
+
+    fn parse_general(v: &mut Coinbase, s: &str) -> Result<Vec<Event>, ParseError> {
+        let mut b = s.as_bytes().to_vec();
+        let mut out = Vec::new();
+        v.parse_general(&mut b, &mut out).map(|_| out)
+    }
+
+    #[test]
+    fn quick_times_are_the_reference() {
+        let mut texts: Vec<String> = vec![
+            "2022-10-19T23:28:22.061769Z".into(),
+            "2023-09-25T09:04:31.742599123Z".into(),
+            "2262-04-11T23:47:16.854775807Z".into(),
+            "2262-04-11T23:47:16.854775808Z".into(),
+            "9999-12-31T23:59:59.999999999Z".into(),
+            "0000-01-01T00:00:00.0Z".into(),
+            "1970-01-01T00:00:00.000Z".into(),
+            "2024-02-29T00:00:00.5Z".into(),
+            "2025-02-29T00:00:00.5Z".into(),
+            "1900-02-29T00:00:00.5Z".into(),
+            "2000-02-29T00:00:00.5Z".into(),
+            "2025-04-31T00:00:00.5Z".into(),
+            "2025-01-01T00:00:60.5Z".into(),
+            "2025-01-01T24:00:00.5Z".into(),
+            "2025-00-01T00:00:00.5Z".into(),
+            "2025-13-01T00:00:00.5Z".into(),
+            "2025-01-00T00:00:00.5Z".into(),
+            "2025-01-01T00:00:00.Z".into(),
+            "2025-01-01T00:00:00.1234567890Z".into(),
+            "2025-01-01T00:00:00Z".into(),
+            "2025-01-01T00:00:00.5+00:00".into(),
+            "2025-01-01 00:00:00.5Z".into(),
+            "2025-01-01T00:00:00,5Z".into(),
+            "2025-01-01T00:00:0x.5Z".into(),
+            "-025-01-01T00:00:00.5Z".into(),
+            "+025-01-01T00:00:00.5Z".into(),
+            "2025-01-01T00:00:00.-5Z".into(),
+            "2025-01-01T00:00:00.5z".into(),
+            "".into(),
+        ];
+        // Every digit position through every digit, and a few non-digits.
+        let base = b"2024-02-29T23:59:59.123456789Z";
+        for i in 0..base.len() {
+            for c in b"0123456789-.:TZ /a\xff".iter().copied() {
+                let mut t = base.to_vec();
+                t[i] = c;
+                texts.push(String::from_utf8_lossy(&t).into_owned());
+            }
+            texts.push(String::from_utf8_lossy(&base[..i]).into_owned());
+        }
+        for t in &texts {
+            assert_eq!(rfc3339_ns(t), parse_rfc3339_ns(t, "t").ok(), "{t:?}");
+        }
+        assert_eq!(rfc3339_ns(&texts[0]), Some(1_666_222_102_061_769_000));
+        assert!(fixed_rfc3339_ns(texts[0].as_bytes()).is_some());
+    }
+
+    #[test]
+    fn fast_path_takes_canonical_frames_only() {
+        let mut v = venue();
+        let documented = r#"{"type":"ticker","sequence":37475248783,"product_id":"ETH-USD","price":"1285.22","open_24h":"1310.79","volume_24h":"245532.79269678","low_24h":"1280.52","high_24h":"1313.8","volume_30d":"9788783.60117027","best_bid":"1285.04","best_bid_size":"0.46688654","best_ask":"1285.27","best_ask_size":"1.56637040","side":"buy","time":"2022-10-19T23:28:22.061769Z","trade_id":370843401,"last_size":"11.4396987"}"#;
+        let mut taken = vec![
+            documented.to_string(),
+            type_first(ticker(|_| {})),
+            // The first ticker after subscribing (no trade, no time), older
+            // feeds (no sizes), nulls, other key order and extra keys: the
+            // scanner's any-order pass.
+            type_first(ticker(|t| {
+                for k in ["time", "last_size", "trade_id", "side"] {
+                    without(k)(t);
+                }
+            })),
+            type_first(ticker(|t| {
+                without("best_bid_size")(t);
+                without("best_ask_size")(t);
+            })),
+            r#"{"type":"ticker","sequence":5,"product_id":"BTC-USD","price":"1.5","best_bid":null,"time":null}"#.into(),
+            r#"{"type":"ticker","product_id":"BTC-USD","price":"1.5","sequence":0,"x":true,"best_ask":"1.6"}"#.into(),
+        ];
+        taken.extend(
+            samples(include_str!("../../feeds/coinbase/session.jsonl"))
+                .into_iter()
+                .map(|(_, f)| f)
+                .filter(|f| f.starts_with(r#"{"type":"ticker""#)),
+        );
+        assert_eq!(taken.len(), 11);
+        for f in &taken {
+            let fast = v.parse_fast(f.as_bytes()).expect(f);
+            let general = parse_general(&mut v, f).unwrap();
+            assert_eq!(vec![fast], general, "{f}");
+            // Decimals to the bit: `==` ignores the scale.
+            let [Event::Quote { quote: g, .. }] = &general[..] else {
+                panic!()
+            };
+            let Some(Event::Quote { quote: q, .. }) = v.parse_fast(f.as_bytes()) else {
+                panic!()
+            };
+            let bits = |q: &Quote| {
+                [q.bid, q.bid_size, q.ask, q.ask_size, q.last, q.last_size].map(|d| d.serialize())
+            };
+            assert_eq!(bits(&q), bits(g), "{f}");
+        }
+        let Some(Event::Quote { quote, .. }) = v.parse_fast(documented.as_bytes()) else {
+            panic!()
+        };
+        assert_eq!(quote.last_size.to_string(), "11.4396987");
+        assert_eq!(quote.ts, 1_666_222_102_061_769_000);
+        use serde_json::json;
+        let declined: Vec<String> = vec![
+            // Not a ticker: acks, heartbeats, errors, other types.
+            r#"{"type":"subscriptions","channels":[{"name":"ticker","product_ids":["BTC-USD"]}]}"#.into(),
+            r#"{"type":"heartbeat","sequence":90,"last_trade_id":20,"product_id":"BTC-USD","time":"2014-11-07T08:19:28.464459Z"}"#.into(),
+            r#"{"type":"error","message":"Failed to subscribe","reason":"XYZ-USD is not a valid product"}"#.into(),
+            r#"{"type":"tickers","sequence":5,"product_id":"BTC-USD","price":"1.5"}"#.into(),
+            // `type` not first, whitespace, an escape, a duplicate key,
+            // trailing bytes, a nested value, an exponent, a leading zero.
+            r#"{"sequence":5,"type":"ticker","product_id":"BTC-USD","price":"1.5"}"#.into(),
+            r#"{"type":"ticker","sequence":5, "product_id":"BTC-USD","price":"1.5"}"#.into(),
+            r#"{"type":"ticker","sequence":5,"product_id":"BTC\u002dUSD","price":"1.5"}"#.into(),
+            r#"{"type":"ticker","sequence":5,"product_id":"BTC-USD","price":"1.5","price":"1.6"}"#.into(),
+            r#"{"type":"ticker","sequence":5,"product_id":"BTC-USD","price":"1.5","type":"ticker"}"#.into(),
+            format!("{documented}\n"),
+            r#"{"type":"ticker","sequence":5,"product_id":"BTC-USD","price":"1.5","x":{"a":1}}"#.into(),
+            r#"{"type":"ticker","sequence":5e3,"product_id":"BTC-USD","price":"1.5"}"#.into(),
+            r#"{"type":"ticker","sequence":05,"product_id":"BTC-USD","price":"1.5"}"#.into(),
+            // What the general path refuses.
+            type_first(ticker(with("price", json!(97000.03)))),
+            type_first(ticker(with("best_bid", json!("NaN")))),
+            type_first(ticker(with("best_bid_size", json!("")))),
+            type_first(ticker(with("last_size", json!(0.001)))),
+            type_first(ticker(without("product_id"))),
+            type_first(ticker(without("sequence"))),
+            type_first(ticker(with("sequence", json!(-1)))),
+            type_first(ticker(with("sequence", json!("112345679000")))),
+            type_first(ticker(without("price"))),
+            type_first(ticker(without("best_bid"))),
+            type_first(ticker(with("time", json!("2025-11-23 12:13:21.000900")))),
+            type_first(ticker(with("time", json!(1763900001)))),
+            type_first(ticker(with("time", json!("9999-12-31T23:59:59Z")))),
+            type_first(ticker(with("product_id", json!("DOGE-USD")))),
+        ];
+        for f in &declined {
+            assert!(v.parse_fast(f.as_bytes()).is_none(), "{f}");
+            // And `parse` still gives the general path's verdict.
+            assert_eq!(parse(&mut v, f), parse_general(&mut v, f), "{f}");
         }
     }
 

@@ -60,7 +60,7 @@
 //! then unmapped), and a `req_id` reads as a string.
 
 use super::json::{self, Object, Value};
-use super::{parse_decimal, parse_rfc3339_ns, Event, ParseError, SymbolMap, Venue};
+use super::{flat, parse_decimal, parse_rfc3339_ns, Event, ParseError, SymbolMap, Venue};
 use crate::config::VenueConfig;
 use crate::model::{field, Quote};
 use rust_decimal::Decimal;
@@ -167,10 +167,148 @@ impl Venue for Kraken {
         vec![self.subscribe_request()]
     }
 
-    /// A frame is used whole or not at all: if one entry of a multi-pair
-    /// update is bad, the frame counts as one reject and none of its
-    /// entries is published.
+    /// The fast path first ([`Kraken::parse_fast`], ticker data only); any
+    /// frame it does not take goes through the general path, which owns
+    /// every error. The adapter keeps no state between data frames (a
+    /// snapshot and an update mean the same to it, and timestamp order is
+    /// the normalizer's), so either path may take any ticker frame.
     fn parse(&mut self, frame: &mut [u8], out: &mut Vec<Event>) -> Result<(), ParseError> {
+        if self.parse_fast(frame, out).is_some() {
+            return Ok(());
+        }
+        self.parse_general(frame, out)
+    }
+}
+
+impl Kraken {
+    /// A ticker `snapshot` or `update` in Kraken's canonical form
+    /// (`{"channel":"ticker","type":"..","data":[{..},..]}`, no whitespace
+    /// or escapes, flat entries, see [`flat`]) read without a DOM and
+    /// without the number rewrite: a number's text is taken as it stands,
+    /// which is exactly the text [`NumberQuoter`] would quote. Appends one
+    /// event per entry and returns `Some`; `None` (with `out` as it was)
+    /// for anything else (acks, heartbeats and status always take the
+    /// general path) and for anything [`Kraken::parse_general`] would
+    /// refuse; otherwise the very events the general path gives.
+    pub fn parse_fast(&self, frame: &[u8], out: &mut Vec<Event>) -> Option<()> {
+        let before = out.len();
+        let r = self.fast_frame(frame, out);
+        if r.is_none() {
+            out.truncate(before);
+        }
+        r
+    }
+
+    fn fast_frame(&self, frame: &[u8], out: &mut Vec<Event>) -> Option<()> {
+        let mut c = flat::Cursor::new(frame)?;
+        c.lit(br#"{"channel":"ticker","type":""#)?;
+        if c.lit(br#"update""#).is_none() {
+            c.lit(br#"snapshot""#)?;
+        }
+        c.lit(br#","data":["#)?;
+        loop {
+            out.push(self.fast_entry(&mut c)?);
+            if c.lit(b"]").is_some() {
+                break;
+            }
+            c.lit(b",")?;
+        }
+        c.lit(b"}")?;
+        c.at_end().then_some(())
+    }
+
+    /// One flat entry of `data`: the fields [`ticker_entry`] reads, the
+    /// others skipped (their values still checked), a field read twice
+    /// declined. Members in Kraken's order are matched as constant
+    /// literals (no key scan); from the first other key on (a snapshot has
+    /// no `timestamp`; any order is fine) they are read one by one.
+    #[inline]
+    fn fast_entry(&self, c: &mut flat::Cursor<'_>) -> Option<Event> {
+        let mut f: [Option<flat::Val<'_>>; 7] = [None; 7];
+        c.lit(b"{")?;
+        let mut first = true;
+        'canonical: {
+            macro_rules! member {
+                ($label:lifetime, $lit:literal, $slot:expr) => {
+                    if c.lit($lit).is_none() {
+                        break $label;
+                    }
+                    first = false;
+                    let v = c.value()?;
+                    if let Some(i) = $slot {
+                        f[i] = Some(v);
+                    }
+                };
+            }
+            member!('canonical, br#""symbol":"#, Some(0));
+            member!('canonical, br#","bid":"#, Some(1));
+            member!('canonical, br#","bid_qty":"#, Some(2));
+            member!('canonical, br#","ask":"#, Some(3));
+            member!('canonical, br#","ask_qty":"#, Some(4));
+            member!('canonical, br#","last":"#, Some(5));
+            member!('canonical, br#","volume":"#, None::<usize>);
+            member!('canonical, br#","vwap":"#, None::<usize>);
+            member!('canonical, br#","low":"#, None::<usize>);
+            member!('canonical, br#","high":"#, None::<usize>);
+            member!('canonical, br#","change":"#, None::<usize>);
+            member!('canonical, br#","change_pct":"#, None::<usize>);
+            member!('canonical, br#","timestamp":"#, Some(6));
+        }
+        loop {
+            if !first {
+                if c.lit(b"}").is_some() {
+                    break;
+                }
+                c.lit(b",")?;
+            }
+            first = false;
+            let k = c.string()?;
+            c.lit(b":")?;
+            let v = c.value()?;
+            let i = match k {
+                "symbol" => 0,
+                "bid" => 1,
+                "bid_qty" => 2,
+                "ask" => 3,
+                "ask_qty" => 4,
+                "last" => 5,
+                "timestamp" => 6,
+                _ => continue,
+            };
+            if f[i].replace(v).is_some() {
+                return None;
+            }
+        }
+        let [symbol, bid, bid_qty, ask, ask_qty, last, timestamp] = f;
+        let sym = self.map.lookup(symbol?.as_str()?)?;
+        // A number's text or a string, as [`number`] takes either.
+        let num = |v: Option<flat::Val<'_>>, key| parse_decimal(v?.text()?, key).ok();
+        let ts = match timestamp {
+            None => None,
+            Some(flat::Val::Str(t)) => Some(super::coinbase::rfc3339_ns(t)?),
+            Some(_) => return None,
+        };
+        Some(Event::Quote {
+            sym,
+            quote: entry_quote(
+                (num(bid, "bid")?, num(bid_qty, "bid_qty")?),
+                (num(ask, "ask")?, num(ask_qty, "ask_qty")?),
+                num(last, "last")?,
+                ts,
+            ),
+            seq: None,
+        })
+    }
+
+    /// The general path: the number rewrite, then a simd-json DOM, every
+    /// message shape, every error. A frame is used whole or not at all: if
+    /// one entry of a multi-pair update is bad, the frame counts as one
+    /// reject and none of its entries is published.
+    pub fn parse_general(
+        &mut self,
+        frame: &mut [u8],
+        out: &mut Vec<Event>,
+    ) -> Result<(), ParseError> {
         let before = out.len();
         let r = self.parse_frame(frame, out);
         if r.is_err() {
@@ -214,23 +352,40 @@ fn status(o: &Object) -> Result<Event, ParseError> {
 /// One pair's ticker.
 fn ticker_entry(map: &SymbolMap, e: &Object) -> Result<Event, ParseError> {
     let sym = map.get(json::str_field(e, "symbol")?)?;
-    let mut quote = Quote::default()
-        .with_bid(number(e, "bid")?, number(e, "bid_qty")?)
-        .with_ask(number(e, "ask")?, number(e, "ask_qty")?);
-    // Kraken's ticker has no last trade size: only the price is present.
-    quote.last = number(e, "last")?;
-    quote.present |= field::LAST;
-    if let Some(ts) = e.get("timestamp") {
-        let Value::String(ts) = ts else {
+    let bid = (number(e, "bid")?, number(e, "bid_qty")?);
+    let ask = (number(e, "ask")?, number(e, "ask_qty")?);
+    let last = number(e, "last")?;
+    let ts = match e.get("timestamp") {
+        None => None,
+        Some(Value::String(ts)) => Some(parse_rfc3339_ns(ts, "timestamp")?),
+        Some(_) => {
             return Err(ParseError::field("timestamp", "must be an RFC 3339 string"));
-        };
-        quote = quote.with_ts(parse_rfc3339_ns(ts, "timestamp")?);
-    }
+        }
+    };
     Ok(Event::Quote {
         sym,
-        quote,
+        quote: entry_quote(bid, ask, last, ts),
         seq: None,
     })
+}
+
+/// An entry's quote from its fields (shared by both paths, so they agree).
+fn entry_quote(
+    (bid, bid_qty): (Decimal, Decimal),
+    (ask, ask_qty): (Decimal, Decimal),
+    last: Decimal,
+    ts: Option<i64>,
+) -> Quote {
+    let mut quote = Quote::default()
+        .with_bid(bid, bid_qty)
+        .with_ask(ask, ask_qty);
+    // Kraken's ticker has no last trade size: only the price is present.
+    quote.last = last;
+    quote.present |= field::LAST;
+    match ts {
+        Some(ts) => quote.with_ts(ts),
+        None => quote,
+    }
 }
 
 /// A JSON number (a string after [`NumberQuoter`]) or a decimal string,
@@ -537,6 +692,109 @@ mod tests {
             parse(&mut v, r#"{"channel":"ticker","type":"update","data":[]}"#).unwrap(),
             vec![]
         );
+    }
+
+    fn parse_general(v: &mut Kraken, s: &str) -> Result<Vec<Event>, ParseError> {
+        let mut b = s.as_bytes().to_vec();
+        let mut out = Vec::new();
+        v.parse_general(&mut b, &mut out).map(|_| out)
+    }
+
+    fn parse_fast(v: &Kraken, s: &str) -> Option<Vec<Event>> {
+        let mut out = Vec::new();
+        v.parse_fast(s.as_bytes(), &mut out).map(|_| out)
+    }
+
+    /// Every decimal of a quote down to its bits (`==` ignores the scale).
+    fn bits(evs: &[Event]) -> Vec<[[u8; 16]; 6]> {
+        evs.iter()
+            .filter_map(|e| match e {
+                Event::Quote { quote: q, .. } => Some(
+                    [q.bid, q.bid_size, q.ask, q.ask_size, q.last, q.last_size]
+                        .map(|d| d.serialize()),
+                ),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fast_path_takes_canonical_frames_only() {
+        let mut v = venue();
+        let mut taken: Vec<String> = vec![
+            SNAPSHOT.into(),
+            ticker_with("bid", "97000.1"),
+            // Strings for numbers, `-0`, a timestamp, two pairs, other key
+            // order and extra scalar keys.
+            ticker_with("bid", r#""97000.10""#),
+            ticker_with("bid_qty", "-0"),
+            r#"{"channel":"ticker","type":"update","data":[{"timestamp":"2023-09-25T09:04:31.742599Z","last":3450.13,"ask_qty":3.1,"ask":3450.13,"bid_qty":12.50000000,"bid":3450.12,"symbol":"ETH/USD","x":null,"y":true},{"symbol":"BTC/USD","bid":97000.0,"bid_qty":2.00000000,"ask":97000.1,"ask_qty":0.1,"last":97000.1}]}"#.into(),
+        ];
+        taken.extend(
+            sample(include_str!("../../feeds/kraken/session.jsonl"))
+                .into_iter()
+                .map(|(_, f)| f)
+                .filter(|f| f.starts_with(r#"{"channel":"ticker""#)),
+        );
+        assert_eq!(taken.len(), 9);
+        for f in &taken {
+            let fast = parse_fast(&v, f).expect(f);
+            let general = parse_general(&mut v, f).unwrap();
+            assert_eq!(fast, general, "{f}");
+            assert_eq!(bits(&fast), bits(&general), "{f}");
+        }
+        // Number text kept byte for byte.
+        let fast = parse_fast(&v, SNAPSHOT).unwrap();
+        let [Event::Quote {
+            quote, seq: None, ..
+        }] = &fast[..]
+        else {
+            panic!("{fast:?}")
+        };
+        assert_eq!(quote.bid_size.to_string(), "0.50000000");
+        assert_eq!(quote.bid.to_string(), "97000.1");
+        let declined: Vec<String> = vec![
+            // Not ticker data: acks, liveness, other channels.
+            r#"{"method":"subscribe","result":{"channel":"ticker","snapshot":true,"symbol":"BTC/USD"},"success":true,"req_id":1}"#.into(),
+            r#"{"channel":"heartbeat"}"#.into(),
+            r#"{"channel":"status","type":"update","data":[{"api_version":"v2","connection_id":123,"system":"online","version":"2.0.0"}]}"#.into(),
+            r#"{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[],"asks":[]}]}"#.into(),
+            r#"{"channel":"ticker","type":"trade","data":[]}"#.into(),
+            r#"{"channel":"ticker","type":"updates","data":[]}"#.into(),
+            r#"{"channel":"ticker","type":"update","data":[]}"#.into(),
+            // Whitespace, an escape, a duplicate key, trailing bytes, a
+            // nested value, an exponent, a leading zero, more than 18
+            // digits, other top-level order.
+            SNAPSHOT.replace(r#""bid":"#, r#""bid": "#),
+            SNAPSHOT.replace("BTC/USD", r"BTC\/USD"),
+            SNAPSHOT.replace(r#""last":"#, r#""bid":1,"last":"#),
+            format!("{SNAPSHOT} "),
+            SNAPSHOT.replace(r#""vwap":96950.3"#, r#""vwap":[96950.3]"#),
+            SNAPSHOT.replace(r#""vwap":96950.3"#, r#""vwap":9.6e4"#),
+            ticker_with("bid", "01"),
+            ticker_with("bid", "1234567890123456789"),
+            ticker_with("bid", "0.1234567890123456789"),
+            SNAPSHOT.replace(r#""type":"snapshot","#, "").replace(r#""channel":"ticker","#, r#""type":"snapshot","channel":"ticker","#),
+            // What the general path refuses (one bad entry refuses all).
+            ticker_with("bid", r#""NaN""#),
+            ticker_with("bid", "null"),
+            ticker_with("bid", "true"),
+            ticker_with("ask_qty", ""),
+            ticker_with("last", ""),
+            SNAPSHOT.replace("BTC/USD", "DOGE/USD"),
+            SNAPSHOT.replace(r#""symbol":"BTC/USD""#, r#""symbol":123"#),
+            SNAPSHOT.replace(r#""change_pct":0.12"#, r#""change_pct":0.12,"timestamp":"yesterday""#),
+            SNAPSHOT.replace(r#""change_pct":0.12"#, r#""change_pct":0.12,"timestamp":1695632671"#),
+            SNAPSHOT.replace(r#""change_pct":0.12"#, r#""change_pct":0.12,"timestamp":"9999-12-31T23:59:59Z""#),
+            SNAPSHOT.replace("}]}", r#"},{"symbol":"BTC/USD","bid":"NaN"}]}"#),
+        ];
+        for f in &declined {
+            let mut out = vec![Event::Heartbeat];
+            assert!(v.parse_fast(f.as_bytes(), &mut out).is_none(), "{f}");
+            assert_eq!(out, vec![Event::Heartbeat], "declined leaves `out` alone");
+            // And `parse` still gives the general path's verdict.
+            assert_eq!(parse(&mut v, f), parse_general(&mut v, f), "{f}");
+        }
     }
 
     /// Every case of feeds/kraken/malformed.jsonl that the parser itself
