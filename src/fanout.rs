@@ -35,6 +35,9 @@ pub struct SessionHandle {
     /// This session's member index in its shard's index, `NO_MEMBER` while
     /// it holds no symbol there. Only touched under the shard's lock.
     member: AtomicU32,
+    /// What a shard needs to write this session's frames itself while its
+    /// task sleeps (see [`crate::session::Direct`]).
+    pub(crate) direct: Mutex<crate::session::Direct>,
 }
 
 const NO_MEMBER: u32 = u32::MAX;
@@ -46,6 +49,7 @@ impl SessionHandle {
             pending: AtomicBool::new(false),
             waker: AtomicWaker::new(),
             member: AtomicU32::new(NO_MEMBER),
+            direct: Mutex::new(Default::default()),
         }
     }
 
@@ -77,6 +81,18 @@ impl SessionHandle {
 /// mid-update of plain data, which stays usable.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sessions a shard serves before it yields to the rest of its worker.
+const PASS_SLICE: usize = 128;
+
+/// Buffers a shard pass reuses: the dirty symbols, the sessions to serve,
+/// and the frame being built for a direct write.
+#[derive(Default)]
+pub struct PassScratch {
+    pub dirty: Vec<SymbolId>,
+    targets: Vec<Arc<SessionHandle>>,
+    frame: String,
 }
 
 /// One shard's subscriptions. Sessions are members with a dense index, so
@@ -163,7 +179,9 @@ pub struct Fanout {
     pub symbols: Arc<Symbols>,
     shards: Box<[Mutex<ShardIndex>]>,
     cache: EncodeCache,
-    metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// `session.max_frame_bytes`, for frames a shard writes itself.
+    pub max_frame_bytes: usize,
 }
 
 impl Fanout {
@@ -177,6 +195,7 @@ impl Fanout {
             slots,
             symbols,
             metrics,
+            max_frame_bytes: crate::config::SessionConfig::default().max_frame_bytes,
         }
     }
 
@@ -254,37 +273,88 @@ impl Fanout {
     /// One shard's loop: wait for dirty symbols, wake their sessions.
     pub async fn run_shard(self: Arc<Self>, shard: usize, mut shutdown: Shutdown) {
         let signal = self.slots.shard(shard);
-        let mut dirty = Vec::new();
+        let mut scratch = PassScratch::default();
         loop {
             tokio::select! {
                 _ = shutdown.wait() => return,
                 _ = signal.wait() => {}
             }
-            self.wake_dirty(shard, &mut dirty);
+            self.take_dirty(shard, &mut scratch);
+            // Served in slices with a yield between them: a pass over
+            // thousands of sessions writes for milliseconds, and feeds,
+            // session reads and accepts on this worker must not wait for
+            // all of it.
+            while !scratch.targets.is_empty() {
+                let from = scratch.targets.len().saturating_sub(PASS_SLICE);
+                let mut slice = scratch.targets.split_off(from);
+                self.serve(&mut slice, &mut scratch.frame);
+                if !scratch.targets.is_empty() {
+                    tokio::task::yield_now().await;
+                }
+            }
         }
     }
 
-    /// One pass of shard `shard`, synchronously: takes its dirty symbols
-    /// (into `dirty`, cleared first, reused between passes) and wakes every
-    /// session of the shard holding one of them, each at most once per
-    /// pending wake. Returns the number of dirty symbols taken; a pass that
-    /// takes none is not counted in `shard_passes`.
+    /// One pass of shard `shard` with fresh scratch buffers (see
+    /// [`Fanout::pass`]); returns the number of dirty symbols taken.
     pub fn wake_dirty(&self, shard: usize, dirty: &mut Vec<SymbolId>) -> usize {
-        dirty.clear();
+        let mut scratch = PassScratch {
+            dirty: std::mem::take(dirty),
+            ..PassScratch::default()
+        };
+        let n = self.pass(shard, &mut scratch);
+        *dirty = scratch.dirty;
+        n
+    }
+
+    /// One pass of shard `shard`, synchronously: takes its dirty symbols
+    /// and serves every session of the shard holding one of them, each once
+    /// per pass: a session whose task sleeps parked gets its frame written
+    /// right here ([`crate::session::deliver`]), any other is woken (at most
+    /// once per pending wake). The sessions are collected under the shard's
+    /// lock and served after it is released, so subscribing never waits
+    /// for socket writes. Returns the number of dirty symbols taken; a pass
+    /// that takes none is not counted in `shard_passes`.
+    pub fn pass(&self, shard: usize, sc: &mut PassScratch) -> usize {
+        let n = self.take_dirty(shard, sc);
+        self.serve(&mut sc.targets, &mut sc.frame);
+        n
+    }
+
+    /// The first half of a pass: takes the dirty symbols into `sc.dirty`
+    /// and the sessions to serve into `sc.targets`.
+    fn take_dirty(&self, shard: usize, sc: &mut PassScratch) -> usize {
+        sc.dirty.clear();
+        sc.targets.clear();
+        let dirty = &mut sc.dirty;
         self.slots.shard(shard).drain(|s| dirty.push(s));
-        if dirty.is_empty() {
+        if sc.dirty.is_empty() {
             return 0;
         }
         self.metrics.shard_passes.inc();
+        self.collect(shard, &sc.dirty, &mut sc.targets);
+        sc.dirty.len()
+    }
+
+    /// The second half: a direct write to each parked session, a wake for
+    /// every other one. Empties `targets`.
+    fn serve(&self, targets: &mut Vec<Arc<SessionHandle>>, frame: &mut String) {
+        for h in targets.drain(..) {
+            if !crate::session::deliver(self, &h, frame) {
+                h.wake();
+            }
+        }
+    }
+
+    /// The members of shard `shard` holding one of `dirty`, each once.
+    fn collect(&self, shard: usize, dirty: &[SymbolId], targets: &mut Vec<Arc<SessionHandle>>) {
         let mut idx = lock(&self.shards[shard]);
         if dirty.len() >= idx.interested {
             // Everything this shard holds moved (a board ticking at once,
-            // hot symbols under load): every member is affected, so wake
+            // hot symbols under load): every member is affected, so take
             // them all without walking each symbol's list.
-            for h in idx.members.iter().flatten() {
-                h.wake();
-            }
-            return dirty.len();
+            targets.extend(idx.members.iter().flatten().cloned());
+            return;
         }
         idx.pass = idx.pass.wrapping_add(1);
         if idx.pass == 0 {
@@ -306,12 +376,11 @@ impl Fanout {
                 if *w != *pass {
                     *w = *pass;
                     if let Some(h) = &members[m as usize] {
-                        h.wake();
+                        targets.push(h.clone());
                     }
                 }
             }
         }
-        dirty.len()
     }
 }
 

@@ -159,7 +159,9 @@ impl Gateway {
             n => n,
         };
         let slots = Arc::new(SlotTable::new(symbols.len(), nshards));
-        let fanout = Arc::new(Fanout::new(slots.clone(), symbols.clone(), metrics.clone()));
+        let mut fanout = Fanout::new(slots.clone(), symbols.clone(), metrics.clone());
+        fanout.max_frame_bytes = config.session.max_frame_bytes;
+        let fanout = Arc::new(fanout);
         let (trigger, _) = shutdown::channel();
         let mut feeds = Feeds::default();
         let mut starts: Vec<Box<dyn FnOnce(crate::shutdown::Shutdown) + Send>> = Vec::new();

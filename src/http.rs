@@ -444,13 +444,32 @@ fn try_upgrade(mut req: Request<Incoming>, shared: Arc<Shared>, peer: SocketAddr
                 return;
             }
         };
-        let ws = WebSocketStream::from_raw_socket(
-            TokioIo::new(upgraded),
-            Role::Server,
-            Some(shared.ws_config),
-        )
-        .await;
-        tokio::spawn(session::run(ws, shared, Admission { permit, token }));
+        let adm = Admission { permit, token };
+        // Plain TCP: the session runs on the socket itself (shared with
+        // the fan-out's direct writes, see `session::Direct`), with any
+        // bytes hyper read past the handshake put back in front.
+        match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
+            Ok(parts) => {
+                let tcp = std::sync::Arc::new(parts.io.into_inner());
+                let ws = WebSocketStream::from_partially_read(
+                    session::PlainTcp(tcp.clone()),
+                    parts.read_buf.to_vec(),
+                    Role::Server,
+                    Some(shared.ws_config),
+                )
+                .await;
+                tokio::spawn(session::run(ws, shared, adm, Some(tcp)));
+            }
+            Err(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(shared.ws_config),
+                )
+                .await;
+                tokio::spawn(session::run(ws, shared, adm, None));
+            }
+        }
     });
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub messages_out: IntCounter,
     pub control_out: IntCounter,
     pub frames_out: IntCounter,
+    pub frames_direct: IntCounter,
     pub bytes_out: IntCounter,
     pub conflated: IntCounter,
     pub latency: Histogram,
@@ -132,6 +133,10 @@ impl Metrics {
                 "Control messages sent (welcome, acks, errors, pongs, heartbeats)",
             ),
             frames_out: counter("frames_out_total", "WebSocket frames sent"),
+            frames_direct: counter(
+                "frames_direct_total",
+                "WebSocket frames a fan-out pass wrote straight to the socket of a sleeping session (part of frames_out_total)",
+            ),
             bytes_out: counter("bytes_out_total", "Payload bytes of WebSocket frames sent"),
             conflated: counter(
                 "updates_conflated_total",

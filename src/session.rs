@@ -12,7 +12,7 @@
 //! `slow_consumer_ms` is closed with 4008.
 
 use crate::auth::{AuthError, Entitlement, KeyConnGuard};
-use crate::fanout::SessionHandle;
+use crate::fanout::{Fanout, SessionHandle};
 use crate::gateway::Shared;
 use crate::limits::OpLimiter;
 use crate::model::{now_ns, Status, SymbolId};
@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -119,6 +120,9 @@ struct Session {
     /// Where the next scan starts: a frame cut at `max_frame_bytes` resumes
     /// after the last subscription it carried, so no symbol starves.
     scan_from: u32,
+    /// Last data or control frame, also one the fan-out wrote directly
+    /// (heartbeats are due after it).
+    last_write: Instant,
 }
 
 /// The session of one upgraded WebSocket, as a future that runs it to its
@@ -129,10 +133,14 @@ struct Session {
 /// that need not live across an await is done before the future exists,
 /// and the future holds the stream and the session once each (see the
 /// size test below).
+///
+/// `tcp`: the plain TCP socket under `ws` (a [`PlainTcp`]), which lets the
+/// fan-out write frames itself while the task sleeps; `None` for TLS.
 pub fn run<S>(
     mut ws: WebSocketStream<S>,
     shared: Arc<Shared>,
     adm: Admission,
+    tcp: Option<Arc<TcpStream>>,
 ) -> impl Future<Output = ()> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -154,8 +162,10 @@ where
         frame_hint: 256,
         due: None,
         scan_from: 0,
+        last_write: Instant::now(),
         shared,
     };
+    lock_direct(&s.handle).tcp = tcp;
     let m = &s.shared.metrics;
     m.connections.inc();
     // `Gone` here means: admitted, serve it.
@@ -305,8 +315,6 @@ struct Clock {
     last_ping: Instant,
     /// When the frame in flight was handed to the sink.
     write_started: Instant,
-    /// Last data or control frame (heartbeats are due after it).
-    last_write: Instant,
     /// A Ping is owed.
     ping_due: bool,
     /// A frame is in flight: the sink is being flushed.
@@ -316,6 +324,8 @@ struct Clock {
 /// What woke the session.
 enum Io {
     Shutdown,
+    /// The fan-out left something for the task (see [`News`]).
+    Direct,
     /// The rest of a frame written straight to the socket is out.
     RawDone(std::io::Result<()>),
     /// The sink finished flushing, or can take the next frame.
@@ -440,7 +450,7 @@ impl Session {
         let timer = if c.flushing {
             c.write_started + Duration::from_millis(cfg.slow_consumer_ms)
         } else {
-            let hb = c.last_write + Duration::from_millis(cfg.heartbeat_ms);
+            let hb = self.last_write + Duration::from_millis(cfg.heartbeat_ms);
             self.due.map_or(hb, |d| d.min(hb))
         };
         Ok((timer.min(idle_at).min(ping_at), want_write))
@@ -469,7 +479,6 @@ impl Session {
             last_rx: start,
             last_ping: start,
             write_started: start,
-            last_write: start,
             ping_due: false,
             flushing: false,
         };
@@ -491,15 +500,21 @@ impl Session {
                 sleep.as_mut().reset(timer);
             }
             let flushing = c.flushing;
-            let handle = &*self.handle;
-            let raw_out = &mut self.raw_out;
+            // One reference to the session in the closure, not one per
+            // field: the closure is part of every session's task.
+            let s = &mut *self;
             // (what happened, whether a shard's wake is pending)
             let (io, woke) = poll_fn(|cx| {
+                // Take back what the fan-out held while this task slept;
+                // anything it could not finish is the task's now.
+                if s.unpark() {
+                    return Poll::Ready((Io::Direct, false));
+                }
                 if shutdown.as_mut().poll(cx).is_ready() {
                     return Poll::Ready((Io::Shutdown, false));
                 }
-                let woke = handle.poll_woken(cx);
-                if let Some(r) = raw_out.as_deref_mut() {
+                let woke = s.handle.poll_woken(cx);
+                if let Some(r) = s.raw_out.as_deref_mut() {
                     // Finish the frame in flight before anything else.
                     if let Poll::Ready(res) = poll_write_all(ws.get_mut(), cx, &r.0, &mut r.1) {
                         return Poll::Ready((Io::RawDone(res), woke));
@@ -528,6 +543,17 @@ impl Session {
                 if sleep.as_mut().poll(cx).is_ready() {
                     return Poll::Ready((Io::Timer, woke));
                 }
+                // Nothing to write and nothing pending: let the fan-out
+                // write this session's frames itself until it wakes (once
+                // tungstenite holds no unwritten bytes, so nothing can
+                // interleave).
+                if !want_write && !woke {
+                    match ws.poll_flush_unpin(cx) {
+                        Poll::Ready(Ok(())) => s.park(),
+                        Poll::Ready(Err(e)) => return Poll::Ready((Io::Write(Err(e)), woke)),
+                        Poll::Pending => {}
+                    }
+                }
                 Poll::Pending
             })
             .await;
@@ -535,6 +561,25 @@ impl Session {
                 self.dirty = true;
             }
             match io {
+                Io::Direct => {
+                    let news = std::mem::take(&mut lock_direct(&self.handle).news);
+                    if news.failed {
+                        return Exit::Gone;
+                    }
+                    if let Some(left) = news.leftover {
+                        // The fan-out's frame did not all go: finish it
+                        // first, as a frame of our own.
+                        self.raw_out = Some(left);
+                        c.flushing = true;
+                        c.write_started = Instant::now();
+                    }
+                    if let Some(d) = news.due {
+                        self.due = Some(self.due.map_or(d, |x| x.min(d)));
+                    }
+                    if news.more {
+                        self.dirty = true;
+                    }
+                }
                 Io::Shutdown => return Exit::Close(close::GOING_AWAY, "server shutting down"),
                 Io::Timer => {
                     if let Err(exit) = self.on_timer(&c) {
@@ -573,7 +618,7 @@ impl Session {
                         continue;
                     };
                     c.write_started = Instant::now();
-                    c.last_write = c.write_started;
+                    self.last_write = c.write_started;
                     let sent = poll_fn(|cx| {
                         Poll::Ready(poll_write_all(ws.get_mut(), cx, &frame, &mut at))
                     })
@@ -608,7 +653,7 @@ impl Session {
                     "slow consumer: could not keep up",
                 ));
             }
-        } else if c.last_write.elapsed() >= Duration::from_millis(cfg.heartbeat_ms)
+        } else if self.last_write.elapsed() >= Duration::from_millis(cfg.heartbeat_ms)
             && self.control.is_empty()
         {
             self.push(Control::Heartbeat { ts: now_ns() });
@@ -949,121 +994,367 @@ impl Session {
         }
         // Idle sessions hold no queue (replies are occasional).
         self.control.release_if_empty();
-        let mut n_data = 0u64;
+        let mut data = Data::default();
         if self.dirty && out.len() < max {
             self.dirty = false;
             self.handle.clear();
-            let now = Instant::now();
-            let now_wall = now_ns();
-            let mut due: Option<Instant> = None;
-            let mut conflated = 0u64;
-            let mut oldest = i64::MAX;
-            let n = self.subs.len();
-            let start = if (self.scan_from as usize) < n {
-                self.scan_from as usize
-            } else {
-                0
-            };
-            self.scan_from = 0;
-            for k in 0..n {
-                let i = (start + k) % n;
-                if out.len() >= max {
-                    // The rest goes in the next frame, starting here.
-                    self.dirty = true;
-                    // `subs` is capped by `max_symbols`, far below 2^32.
-                    self.scan_from = i as u32;
-                    break;
-                }
-                let sub = &mut self.subs[i];
-                let st = shared.slots.status(sub.sym);
-                if st != sub.status {
-                    if n_ctrl + n_data > 0 {
-                        out.push(',');
-                    }
-                    encode_status(&mut out, shared.symbols.name(sub.sym), st, now_wall);
-                    sub.status = st;
-                    n_data += 1;
-                }
-                let seq = shared.slots.seq(sub.sym);
-                if seq <= sub.last_seq && !(sub.snapshot && seq > 0) {
-                    continue;
-                }
-                if !sub.snapshot {
-                    if let Some(at) = sub.next_at {
-                        if at > now {
-                            due = Some(due.map_or(at, |d: Instant| d.min(at)));
-                            continue;
-                        }
-                    }
-                }
-                if n_ctrl + n_data > 0 {
-                    out.push(',');
-                }
-                let was_snapshot = sub.snapshot;
-                let sent = if sub.snapshot {
-                    shared.slots.read(sub.sym).map(|(q, seq)| {
-                        encode_quote(&mut out, shared.symbols.name(sub.sym), seq, &q, true);
-                        (seq, q.gw_ts)
-                    })
-                } else {
-                    let r = shared.fanout.append_latest(sub.sym, &mut out);
-                    if let Some((seq, _)) = r {
-                        if sub.last_seq > 0 && seq > sub.last_seq + 1 {
-                            conflated += seq - sub.last_seq - 1;
-                        }
-                    }
-                    r
-                };
-                match sent {
-                    Some((seq, gw_ts)) => {
-                        sub.last_seq = seq;
-                        sub.snapshot = false;
-                        if sub.interval_us > 0 {
-                            sub.next_at =
-                                Some(now + Duration::from_micros(u64::from(sub.interval_us)));
-                        }
-                        if !was_snapshot {
-                            // A snapshot's age is how quiet the symbol is,
-                            // not how fast the gateway is.
-                            oldest = oldest.min(gw_ts);
-                        }
-                        n_data += 1;
-                    }
-                    None => {
-                        // Value vanished between seq and read: cannot happen
-                        // (slots never empty), but never emit a dangling comma.
-                        if out.ends_with(',') {
-                            out.pop();
-                        }
-                    }
-                }
+            data = append_data(
+                &shared.fanout,
+                &mut self.subs,
+                &mut self.scan_from,
+                &mut out,
+                n_ctrl > 0,
+                max,
+            );
+            if data.more {
+                self.dirty = true;
             }
-            if let Some(d) = due {
+            if let Some(d) = data.due {
                 self.due = Some(self.due.map_or(d, |x| x.min(d)));
             }
-            if conflated > 0 {
-                m.conflated.inc_by(conflated);
-            }
-            // One observation per frame, of its oldest live quote: the
-            // histogram costs a few atomics, too many to pay per quote in
-            // a 50-quote frame.
-            if oldest != i64::MAX {
-                m.latency
-                    .observe(now_wall.saturating_sub(oldest).max(0) as f64 / 1e9);
-            }
         }
-        if n_ctrl + n_data == 0 {
+        if n_ctrl + data.n == 0 {
             return None;
         }
         out.push(']');
         self.frame_hint = out.len().clamp(256, max + 64) as u32;
-        m.frames_out.inc();
-        m.bytes_out.inc_by((out.len() - HEADER_ROOM.len()) as u64);
-        m.control_out.inc_by(n_ctrl);
-        m.messages_out.inc_by(n_data);
+        count_frame(m, &out, n_ctrl, &data);
         let mut bytes = out.into_bytes();
         let start = frame_header(&mut bytes);
         Some((bytes, start))
+    }
+}
+
+/// What [`append_data`] put in a frame.
+#[derive(Default)]
+struct Data {
+    /// Quote and status messages.
+    n: u64,
+    /// Updates skipped over (seq gaps), for `updates_conflated_total`.
+    conflated: u64,
+    /// gw_ts of the oldest live quote (`i64::MAX` if none).
+    oldest: i64,
+    /// Earliest time a subscription held back by `max_hz` may go.
+    due: Option<Instant>,
+    /// The frame is full: more is dirty, to go in the next frame.
+    more: bool,
+    /// Wall clock when the frame was built, ns.
+    now_wall: i64,
+}
+
+/// Appends the newest value of every dirty subscription in `subs` to
+/// `out` (a status message first where the feed's status changed, a
+/// snapshot where one is owed), comma-separated, starting where the last
+/// full frame stopped (`scan_from`) and stopping at `max` bytes. Used by
+/// the session's own frames and by the fan-out's direct writes
+/// ([`deliver`]), so both send exactly the same thing.
+fn append_data(
+    fan: &Fanout,
+    subs: &mut [Sub],
+    scan_from: &mut u32,
+    out: &mut String,
+    mut comma: bool,
+    max: usize,
+) -> Data {
+    let now = Instant::now();
+    let mut d = Data {
+        oldest: i64::MAX,
+        now_wall: now_ns(),
+        ..Data::default()
+    };
+    let n = subs.len();
+    let start = if (*scan_from as usize) < n {
+        *scan_from as usize
+    } else {
+        0
+    };
+    *scan_from = 0;
+    for k in 0..n {
+        let i = (start + k) % n;
+        if out.len() >= max {
+            // The rest goes in the next frame, starting here.
+            d.more = true;
+            // `subs` is capped by `max_symbols`, far below 2^32.
+            *scan_from = i as u32;
+            break;
+        }
+        let sub = &mut subs[i];
+        let st = fan.slots.status(sub.sym);
+        if st != sub.status {
+            if comma {
+                out.push(',');
+            }
+            encode_status(out, fan.symbols.name(sub.sym), st, d.now_wall);
+            sub.status = st;
+            comma = true;
+            d.n += 1;
+        }
+        let seq = fan.slots.seq(sub.sym);
+        if seq <= sub.last_seq && !(sub.snapshot && seq > 0) {
+            continue;
+        }
+        if !sub.snapshot {
+            if let Some(at) = sub.next_at {
+                if at > now {
+                    d.due = Some(d.due.map_or(at, |x: Instant| x.min(at)));
+                    continue;
+                }
+            }
+        }
+        if comma {
+            out.push(',');
+        }
+        let was_snapshot = sub.snapshot;
+        let sent = if sub.snapshot {
+            fan.slots.read(sub.sym).map(|(q, seq)| {
+                encode_quote(out, fan.symbols.name(sub.sym), seq, &q, true);
+                (seq, q.gw_ts)
+            })
+        } else {
+            let r = fan.append_latest(sub.sym, out);
+            if let Some((seq, _)) = r {
+                if sub.last_seq > 0 && seq > sub.last_seq + 1 {
+                    d.conflated += seq - sub.last_seq - 1;
+                }
+            }
+            r
+        };
+        match sent {
+            Some((seq, gw_ts)) => {
+                sub.last_seq = seq;
+                sub.snapshot = false;
+                if sub.interval_us > 0 {
+                    sub.next_at = Some(now + Duration::from_micros(u64::from(sub.interval_us)));
+                }
+                if !was_snapshot {
+                    // A snapshot's age is how quiet the symbol is, not how
+                    // fast the gateway is.
+                    d.oldest = d.oldest.min(gw_ts);
+                }
+                comma = true;
+                d.n += 1;
+            }
+            None => {
+                // Value vanished between seq and read: cannot happen (slots
+                // never empty), but never emit a dangling comma.
+                if comma && out.ends_with(',') {
+                    out.pop();
+                }
+            }
+        }
+    }
+    d
+}
+
+/// Counts a finished frame (`out` holds `HEADER_ROOM` and the payload).
+fn count_frame(m: &crate::metrics::Metrics, out: &str, n_ctrl: u64, d: &Data) {
+    if d.conflated > 0 {
+        m.conflated.inc_by(d.conflated);
+    }
+    // One observation per frame, of its oldest live quote: the histogram
+    // costs a few atomics, too many to pay per quote in a 50-quote frame.
+    if d.oldest != i64::MAX {
+        m.latency
+            .observe(d.now_wall.saturating_sub(d.oldest).max(0) as f64 / 1e9);
+    }
+    m.frames_out.inc();
+    m.bytes_out.inc_by((out.len() - HEADER_ROOM.len()) as u64);
+    m.control_out.inc_by(n_ctrl);
+    m.messages_out.inc_by(d.n);
+}
+
+/// The part of a session the fan-out may use while the session's task
+/// sleeps (in [`SessionHandle::direct`]): a plain-TCP session parks its
+/// subscriptions here each time it waits with nothing to write, and a
+/// shard pass that finds them parked builds the frame and writes it to the
+/// socket itself ([`deliver`]) instead of waking the task, which is most of
+/// what a frame costs in user space (wake, schedule, poll, socket layers).
+/// Whatever needs the task (a partial write, a full socket, an error, a
+/// `max_hz` hold-back, a frame cut at `max_frame_bytes`) is left here and
+/// the task is woken; the task takes everything back before it does
+/// anything else, so the two never write at once.
+#[derive(Default)]
+pub struct Direct {
+    /// The socket (plain TCP only; TLS sessions never park).
+    tcp: Option<Arc<TcpStream>>,
+    parked: bool,
+    /// The session's subscriptions while parked (moved, not copied).
+    subs: Vec<Sub>,
+    scan_from: u32,
+    frame_hint: u32,
+    /// What happened while parked, for the task.
+    news: News,
+}
+
+/// What the fan-out did while a session was parked.
+#[derive(Default)]
+struct News {
+    /// When the last direct frame went (heartbeats are due after it).
+    wrote_at: Option<Instant>,
+    /// The rest of a frame the socket did not take (bytes, how many are
+    /// written): the task finishes it before anything else.
+    leftover: Option<Box<(Vec<u8>, usize)>>,
+    /// The socket failed.
+    failed: bool,
+    /// A `max_hz` hold-back: wake for it then.
+    due: Option<Instant>,
+    /// A frame was cut at `max_frame_bytes`: more to send.
+    more: bool,
+}
+
+impl News {
+    /// Whether the task must act on this (not just note the time).
+    fn needs_task(&self) -> bool {
+        self.leftover.is_some() || self.failed || self.due.is_some() || self.more
+    }
+}
+
+fn lock_direct(h: &SessionHandle) -> std::sync::MutexGuard<'_, Direct> {
+    h.direct.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Session {
+    /// Parks the subscriptions in the handle (plain TCP sessions only).
+    fn park(&mut self) {
+        let mut d = lock_direct(&self.handle);
+        if d.tcp.is_none() || d.parked {
+            return;
+        }
+        std::mem::swap(&mut d.subs, &mut self.subs);
+        d.scan_from = self.scan_from;
+        d.frame_hint = self.frame_hint;
+        d.parked = true;
+    }
+
+    /// Takes the subscriptions back and notes when the fan-out last wrote.
+    /// Returns whether it left something the task must handle (then in
+    /// `Direct::news`).
+    fn unpark(&mut self) -> bool {
+        let mut d = lock_direct(&self.handle);
+        if !d.parked {
+            return false;
+        }
+        std::mem::swap(&mut d.subs, &mut self.subs);
+        self.scan_from = d.scan_from;
+        self.frame_hint = d.frame_hint;
+        d.parked = false;
+        if let Some(at) = d.news.wrote_at.take() {
+            self.last_write = self.last_write.max(at);
+        }
+        d.news.needs_task()
+    }
+}
+
+/// The fan-out's direct write (see [`Direct`]): if `h`'s session is parked,
+/// builds its frame into `buf` (a scratch buffer the shard reuses) and
+/// writes it to the socket without waking the task. Returns `false` when
+/// the task must run: not parked (busy, or TLS), or something only it can
+/// handle happened; the caller then wakes it.
+pub(crate) fn deliver(fan: &Fanout, h: &SessionHandle, buf: &mut String) -> bool {
+    // A session busy taking its state back is simply woken.
+    let Ok(mut g) = h.direct.try_lock() else {
+        return false;
+    };
+    let d = &mut *g;
+    if !d.parked || d.news.needs_task() {
+        return false;
+    }
+    let Some(tcp) = d.tcp.clone() else {
+        return false;
+    };
+    buf.clear();
+    buf.push_str(HEADER_ROOM);
+    buf.push('[');
+    let max = fan.max_frame_bytes;
+    let data = append_data(fan, &mut d.subs, &mut d.scan_from, buf, false, max);
+    if let Some(due) = data.due {
+        d.news.due = Some(d.news.due.map_or(due, |x| x.min(due)));
+    }
+    d.news.more |= data.more;
+    if data.n == 0 {
+        return !d.news.needs_task();
+    }
+    buf.push(']');
+    d.frame_hint = buf.len().clamp(256, max + 64) as u32;
+    count_frame(&fan.metrics, buf, 0, &data);
+    fan.metrics.frames_direct.inc();
+    let mut bytes = std::mem::take(buf).into_bytes();
+    let start = frame_header(&mut bytes);
+    d.news.wrote_at = Some(Instant::now());
+    match tcp.try_write(&bytes[start..]) {
+        Ok(n) if start + n == bytes.len() => {
+            // Keep the buffer for the next session: emptied, it is valid
+            // UTF-8 whatever it held.
+            bytes.clear();
+            *buf = String::from_utf8(bytes).unwrap_or_default();
+        }
+        Ok(n) => d.news.leftover = Some(Box::new((bytes, start + n))),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            d.news.leftover = Some(Box::new((bytes, start)));
+        }
+        Err(_) => d.news.failed = true,
+    }
+    !d.news.needs_task()
+}
+
+/// A plain TCP socket shared between a session's task (which reads and
+/// writes it through tungstenite) and the fan-out's direct writes (which
+/// only `try_write` while the task is parked). Only the task polls for
+/// readiness, so the socket's wakers are the task's.
+pub struct PlainTcp(pub Arc<TcpStream>);
+
+impl AsyncRead for PlainTcp {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            std::task::ready!(self.0.poll_read_ready(cx))?;
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for PlainTcp {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            std::task::ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        // Half-close: the close frame is out, the peer may still answer.
+        let r = socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write);
+        Poll::Ready(match r {
+            Err(e) if e.kind() == std::io::ErrorKind::NotConnected => Ok(()),
+            r => r,
+        })
     }
 }
 
@@ -1094,7 +1385,10 @@ mod tests {
     use tokio_tungstenite::tungstenite::protocol::Role;
 
     /// The stream a real session runs on (see `http::try_upgrade`).
-    type Prod = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+    /// The two production streams: plain TCP, and TLS (hyper's upgraded
+    /// connection).
+    type Prod = WebSocketStream<PlainTcp>;
+    type ProdTls = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
     type Test = WebSocketStream<tokio::io::DuplexStream>;
 
     #[test]
@@ -1129,13 +1423,14 @@ mod tests {
             permit: None,
             token: None,
         };
-        let fut = run(ws, gw.shared.clone(), adm);
-        // The stream is held once; count it at its production size.
-        let size = size_of_val(&fut) - size_of::<Test>() + size_of::<Prod>();
+        let fut = run(ws, gw.shared.clone(), adm, None);
+        // The stream is held once; count it at its (larger) production size.
+        let prod = size_of::<Prod>().max(size_of::<ProdTls>());
+        let size = size_of_val(&fut) - size_of::<Test>() + prod;
         assert!(
             size <= 1048,
             "session future is {size} bytes (stream {}): over the 1,152-byte task cell",
-            size_of::<Prod>()
+            prod
         );
         let mut shutdown = gw.shared.shutdown.subscribe();
         assert!(size_of_val(&shutdown.wait()) <= 80);

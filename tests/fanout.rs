@@ -432,3 +432,50 @@ async fn sim_burst_mode_ticks_every_symbol_together() {
     }
     assert_eq!(seen.len(), N);
 }
+
+/// A session with nothing to write parks its subscriptions with the
+/// fan-out, which then writes its frames itself: every update arrives, in
+/// seq order, the direct frames are counted in `frames_direct_total`, and
+/// the session's own task still answers ops between them (it takes the
+/// subscriptions back first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sleeping_sessions_get_frames_written_by_the_fanout() {
+    let gw = start(|_| {}).await;
+    let (mut c, _) = Client::connect_welcomed(gw.local_addr).await;
+    c.subscribe(1, &["AAPL", "MSFT"]).await;
+    let mut seen = Vec::new();
+    for i in 0..40u64 {
+        let sym = if i % 2 == 0 { "AAPL" } else { "MSFT" };
+        let seq = publish(&gw, sym, nth_quote(i));
+        // One update at a time, each read before the next, so the session
+        // is asleep (parked) when the next one is published.
+        let (q, _) = c
+            .recv_until(|m| m["type"] == "quote" && m["symbol"] == sym)
+            .await;
+        assert_eq!(q["seq"].as_u64(), Some(seq), "update {i}");
+        assert_eq!(q["bid"], px(i).as_str());
+        seen.push(seq);
+        if i == 20 {
+            // An op in between: answered by the task, and direct writes
+            // resume after it.
+            c.send(json!({"op":"subscribe","id":2,"symbols":["BTC-USD"]}))
+                .await;
+            let ack = c.recv_type("subscribed").await;
+            assert_eq!(ack["id"], 2);
+        }
+    }
+    let text = metrics_text(&gw);
+    let direct = metric(&text, "tickergate_frames_direct_total");
+    let frames = metric(&text, "tickergate_frames_out_total");
+    assert!(direct >= 20.0, "only {direct} of 40 updates went direct");
+    assert!(direct < frames, "direct {direct} out of {frames} frames");
+    // A burst while parked: one direct frame per pass carries the newest.
+    let mut last = 0;
+    for i in 0..30u64 {
+        last = publish(&gw, "BTC-USD", nth_quote(i));
+    }
+    let (q, _) = c
+        .recv_until(|m| m["symbol"] == "BTC-USD" && m["seq"].as_u64() == Some(last))
+        .await;
+    assert_eq!(q["bid"], px(29).as_str());
+}
