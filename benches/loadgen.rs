@@ -488,16 +488,43 @@ fn scan_frame(
         // The gateway writes a client's quotes in subscription order
         // (rotating), so the next symbol is usually the one after the last.
         let mut guess = 0usize;
-        for start in quote.find_iter(text) {
+        // Where the next quote may start: right after the previous one
+        // (`},`), checked in place; anything else (a status or control
+        // message) is skipped with a search.
+        let mut pos = 0usize;
+        while pos < text.len() {
+            let start = if text[pos..].starts_with(QUOTE) {
+                pos
+            } else {
+                match quote.find(&text[pos..]) {
+                    Some(at) => pos + at,
+                    None => break,
+                }
+            };
             let rest = &text[start + QUOTE.len()..];
             let end = memchr::memchr(b'"', rest).ok_or("unterminated symbol")?;
             let sym = &rest[..end];
             let rest = rest[end..].strip_prefix(SEQ).ok_or("no seq after symbol")?;
             let (seq, _) = parse_u64(rest).ok_or("bad seq")?;
-            let at = gw.find(rest).ok_or("no gw_ts")?;
-            let rest = &rest[at + GW.len()..];
-            let (gw_ts, len) = parse_u64(rest).ok_or("bad gw_ts")?;
-            let snapshot = rest[len..].starts_with(SNAP);
+            // `gw_ts` is the quote's last field (before an optional
+            // `"snapshot":true`): read it backwards from the object's end
+            // (a quote holds no nested object) instead of searching for it.
+            let close = memchr::memchr(b'}', rest).ok_or("unterminated quote")?;
+            let mut body = &rest[..close];
+            let snapshot = body.ends_with(SNAP);
+            if snapshot {
+                body = &body[..body.len() - SNAP.len()];
+            }
+            let digits = body.iter().rev().take_while(|c| c.is_ascii_digit()).count();
+            let (head, tail) = body.split_at(body.len() - digits);
+            let gw_ts = if head.ends_with(GW) {
+                parse_u64(tail).ok_or("bad gw_ts")?.0
+            } else {
+                // Not the layout this reader expects: search for it.
+                let at = gw.find(rest).ok_or("no gw_ts")?;
+                parse_u64(&rest[at + GW.len()..]).ok_or("bad gw_ts")?.0
+            };
+            pos = (rest.as_ptr() as usize - text.as_ptr() as usize) + close + 2;
             n += 1;
             let j = if subs.get(guess) == Some(&sym) {
                 guess
@@ -801,6 +828,12 @@ struct RunResult {
     /// One-core latency floor (boards and steady feeds, with the raw
     /// baseline).
     floor: Option<Floor>,
+    /// The gateway's own view over the window: p50 and p99 of each frame's
+    /// oldest quote's age when the frame was built (its
+    /// `delivery_latency_seconds` histogram, as bucket upper bounds, ms).
+    /// Against the age at receipt it splits the latency into the gateway's
+    /// part and what happened after the write (socket buffers, the reader).
+    built_ms: Option<(f64, f64)>,
     first_error: Option<String>,
 }
 
@@ -967,6 +1000,7 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
         tokio::time::sleep(o.warmup).await;
         stats.reset();
         stats.measuring.set(true);
+        let built0 = built_ages(gw.addr);
         let (user0, sys0) = cpu_split(pid)?;
         let self0 = cpu_secs(std::process::id())?;
         r.gw_rss_kib_start = rss_kib(pid);
@@ -997,6 +1031,9 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
         pb.finish();
         let window = start.elapsed().as_secs_f64();
         let (user1, sys1) = cpu_split(pid)?;
+        if let (Some(a), Some(b)) = (built0, built_ages(gw.addr)) {
+            r.built_ms = built_quantiles(&a, &b);
+        }
         let (user, sys) = (user1 - user0, sys1 - sys0);
         let cpu = user + sys;
         let self_cpu = cpu_secs(std::process::id())? - self0;
@@ -1055,6 +1092,47 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
         r.raw = Some(RawResult::new(&r, one, many, paced));
     }
     Ok(r)
+}
+
+// ------------------------------------------------- gateway-side latency
+
+/// Cumulative buckets of the gateway's `delivery_latency_seconds`
+/// histogram: (upper bound in seconds, count), `+Inf` last.
+fn built_ages(addr: std::net::SocketAddr) -> Option<Vec<(f64, f64)>> {
+    const SERIES: &str = "tickergate_delivery_latency_seconds_bucket{le=\"";
+    let body = common::http_get(addr, "/metrics").ok()?;
+    let v: Vec<(f64, f64)> = body
+        .lines()
+        .filter_map(|l| {
+            let (le, count) = l.strip_prefix(SERIES)?.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect();
+    (!v.is_empty()).then_some(v)
+}
+
+/// p50 and p99 (bucket upper bounds, ms) of the frames built between two
+/// snapshots of the histogram.
+fn built_quantiles(a: &[(f64, f64)], b: &[(f64, f64)]) -> Option<(f64, f64)> {
+    if a.len() != b.len() {
+        return None;
+    }
+    let d: Vec<(f64, f64)> = a.iter().zip(b).map(|(x, y)| (y.0, y.1 - x.1)).collect();
+    let total = d.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let at = |q: f64| {
+        d.iter()
+            .find(|(_, c)| *c >= q * total)
+            .map_or(f64::INFINITY, |(le, _)| le * 1000.0)
+    };
+    Some((at(0.50), at(0.99)))
 }
 
 // --------------------------------------------------------- one-core floor
@@ -1468,6 +1546,8 @@ fn summarize(runs: &[RunResult]) -> Value {
         "updates_vs_raw_batched": raw(&|x| x.updates_vs_raw_batched),
         "raw_paced_round_ms": raw(&|x| x.paced.map_or(f64::NAN, |p| p.round_ms)),
         "raw_paced_cpu_us_per_write": raw(&|x| x.paced.map_or(f64::NAN, |p| p.cpu_us_per_write)),
+        "built_p50_ms": f(&|r| r.built_ms.map_or(f64::NAN, |x| x.0)),
+        "built_p99_ms": f(&|r| r.built_ms.map_or(f64::NAN, |x| x.1)),
         "floor_p50_ms": f(&|r| r.floor.as_ref().map_or(f64::NAN, |x| x.p50_ms)),
         "floor_p99_ms": f(&|r| r.floor.as_ref().map_or(f64::NAN, |x| x.p99_ms)),
         "floor_cost_us": f(&|r| r.floor.as_ref().map_or(f64::NAN, |x| x.cost_us)),
@@ -1529,6 +1609,11 @@ fn print_run(w: &Workload, r: &RunResult) {
         println!(
             "    raw loopback, paced {} rounds/s: one {} x 100 B write to each of {} sockets takes {:.2} ms (max {:.2}), {:.2} µs CPU/write",
             p.paced_hz, p.msgs_per_write, p.conns, p.round_ms, p.round_max_ms, p.cpu_us_per_write
+        );
+    }
+    if let Some((p50, p99)) = r.built_ms {
+        println!(
+            "    gateway side (frame built, its own histogram): p50 <= {p50} ms, p99 <= {p99} ms; the rest of the age at receipt is after the write"
         );
     }
     if let Some(f) = &r.floor {

@@ -20,6 +20,8 @@ ROWS = [
     ("latency_p99_ms", "p99 ms", "{:.2f}"),
     ("latency_p999_ms", "p99.9 ms", "{:.2f}"),
     ("latency_max_ms", "max ms", "{:.2f}"),
+    ("built_p50_ms", "gateway side: p50 age at frame build, ms (≤, bucket bound)", "{:g}"),
+    ("built_p99_ms", "gateway side: p99 age at frame build, ms (≤, bucket bound)", "{:g}"),
     ("gw_cpu_share", "gateway CPU (cores)", "{:.2f}"),
     ("gw_cpu_us_per_update", "gateway µs CPU/update", "{:.3f}"),
     ("gw_cpu_us_per_frame", "gateway µs CPU/frame", "{:.2f}"),
