@@ -479,3 +479,79 @@ async fn sleeping_sessions_get_frames_written_by_the_fanout() {
         .await;
     assert_eq!(q["bid"], px(29).as_str());
 }
+
+/// A reader that stalls again and again behind tiny socket buffers: the
+/// fan-out's direct writes fill the socket, the rest of a frame goes back
+/// to the session's task, and the client still gets whole, valid frames
+/// with every symbol's seq rising, then the newest value, and is not
+/// closed (its stalls are shorter than `slow_consumer_ms`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalling_reader_gets_whole_frames_in_order() {
+    let gw = Arc::new(
+        start(|c| {
+            c.session.send_buffer_bytes = 4096;
+            c.session.slow_consumer_ms = 10_000;
+        })
+        .await,
+    );
+    let syms: Vec<String> = tickergate::feed::sim::symbol_names(40);
+    let sym_refs: Vec<&str> = syms.iter().map(|s| s.as_str()).collect();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = sock.connect(gw.local_addr).await.unwrap();
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (ws, _) = tokio_tungstenite::client_async(ws_url(gw.local_addr), stream)
+        .await
+        .unwrap();
+    let mut c = Client::from_ws(ws);
+    c.recv_type("welcome").await;
+    c.subscribe(1, &sym_refs).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (gw, stop, syms) = (gw.clone(), stop.clone(), syms.clone());
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for s in &syms {
+                    publish(&gw, s, nth_quote(i % 10_000));
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let mut last: HashMap<String, u64> = HashMap::new();
+    let mut check = |m: &serde_json::Value| {
+        if m["type"] == "quote" {
+            let sym = m["symbol"].as_str().unwrap().to_string();
+            let seq = m["seq"].as_u64().unwrap();
+            let prev = last.insert(sym.clone(), seq).unwrap_or(0);
+            assert!(seq > prev, "{sym}: seq {seq} after {prev}");
+        }
+    };
+    // Read in bursts with stalls in between, for about a second.
+    for _ in 0..20 {
+        for _ in 0..30 {
+            let m = c.next_msg().await;
+            check(&m);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    let marker = publish(&gw, &syms[0], quote("999.99", "1", "1000.00", "1"));
+    let (q, skipped) = c
+        .recv_until(|m| m["symbol"] == syms[0].as_str() && m["seq"].as_u64() == Some(marker))
+        .await;
+    for m in &skipped {
+        check(m);
+    }
+    assert_eq!(q["bid"], "999.99");
+    let text = metrics_text(&gw);
+    assert!(metric(&text, "tickergate_frames_direct_total") > 0.0);
+    assert_eq!(
+        metric(&text, r#"tickergate_disconnects_total{code="4008"}"#),
+        0.0
+    );
+}
