@@ -38,6 +38,10 @@ pub struct SessionHandle {
     /// What a shard needs to write this session's frames itself while its
     /// task sleeps (see [`crate::session::Direct`]).
     pub(crate) direct: Mutex<crate::session::Direct>,
+    /// Whether the session is parked in `direct` (a hint read without the
+    /// lock: a pass wakes a session that is not parked on the spot, with
+    /// no clone and no lock; see [`Fanout::pass`]).
+    pub(crate) parked: AtomicBool,
 }
 
 const NO_MEMBER: u32 = u32::MAX;
@@ -50,6 +54,7 @@ impl SessionHandle {
             waker: AtomicWaker::new(),
             member: AtomicU32::new(NO_MEMBER),
             direct: Mutex::new(Default::default()),
+            parked: AtomicBool::new(false),
         }
     }
 
@@ -81,6 +86,17 @@ impl SessionHandle {
 /// mid-update of plain data, which stays usable.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A parked session goes to `targets` for a direct write after the shard's
+/// lock is released; any other is woken right away (it is busy, or a wake
+/// is pending: its task builds the frame).
+fn take_or_wake(h: &Arc<SessionHandle>, targets: &mut Vec<Arc<SessionHandle>>) {
+    if h.parked.load(Ordering::Acquire) {
+        targets.push(h.clone());
+    } else {
+        h.wake();
+    }
 }
 
 /// Sessions a shard serves before it yields to the rest of its worker.
@@ -346,14 +362,17 @@ impl Fanout {
         }
     }
 
-    /// The members of shard `shard` holding one of `dirty`, each once.
+    /// The members of shard `shard` holding one of `dirty`, each once: the
+    /// parked ones into `targets`, the others woken on the spot.
     fn collect(&self, shard: usize, dirty: &[SymbolId], targets: &mut Vec<Arc<SessionHandle>>) {
         let mut idx = lock(&self.shards[shard]);
         if dirty.len() >= idx.interested {
             // Everything this shard holds moved (a board ticking at once,
             // hot symbols under load): every member is affected, so take
             // them all without walking each symbol's list.
-            targets.extend(idx.members.iter().flatten().cloned());
+            for h in idx.members.iter().flatten() {
+                take_or_wake(h, targets);
+            }
             return;
         }
         idx.pass = idx.pass.wrapping_add(1);
@@ -376,7 +395,7 @@ impl Fanout {
                 if *w != *pass {
                     *w = *pass;
                     if let Some(h) = &members[m as usize] {
-                        targets.push(h.clone());
+                        take_or_wake(h, targets);
                     }
                 }
             }

@@ -1224,6 +1224,9 @@ impl Session {
         d.scan_from = self.scan_from;
         d.frame_hint = self.frame_hint;
         d.parked = true;
+        self.handle
+            .parked
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Takes the subscriptions back and notes when the fan-out last wrote.
@@ -1238,6 +1241,9 @@ impl Session {
         self.scan_from = d.scan_from;
         self.frame_hint = d.frame_hint;
         d.parked = false;
+        self.handle
+            .parked
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         if let Some(at) = d.news.wrote_at.take() {
             self.last_write = self.last_write.max(at);
         }
