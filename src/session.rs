@@ -1265,28 +1265,37 @@ pub(crate) fn deliver(fan: &Fanout, h: &SessionHandle, buf: &mut String) -> bool
     if !d.parked || d.news.needs_task() {
         return false;
     }
-    let Some(tcp) = d.tcp.clone() else {
+    // Field by field: the socket is borrowed while the rest is updated.
+    let Direct {
+        tcp: Some(tcp),
+        subs,
+        scan_from,
+        frame_hint,
+        news,
+        ..
+    } = d
+    else {
         return false;
     };
     buf.clear();
     buf.push_str(HEADER_ROOM);
     buf.push('[');
     let max = fan.max_frame_bytes;
-    let data = append_data(fan, &mut d.subs, &mut d.scan_from, buf, false, max);
+    let data = append_data(fan, subs, scan_from, buf, false, max);
     if let Some(due) = data.due {
-        d.news.due = Some(d.news.due.map_or(due, |x| x.min(due)));
+        news.due = Some(news.due.map_or(due, |x| x.min(due)));
     }
-    d.news.more |= data.more;
+    news.more |= data.more;
     if data.n == 0 {
-        return !d.news.needs_task();
+        return !news.needs_task();
     }
     buf.push(']');
-    d.frame_hint = buf.len().clamp(256, max + 64) as u32;
+    *frame_hint = buf.len().clamp(256, max + 64) as u32;
     count_frame(&fan.metrics, buf, 0, &data);
     fan.metrics.frames_direct.inc();
     let mut bytes = std::mem::take(buf).into_bytes();
     let start = frame_header(&mut bytes);
-    d.news.wrote_at = Some(Instant::now());
+    news.wrote_at = Some(Instant::now());
     match tcp.try_write(&bytes[start..]) {
         Ok(n) if start + n == bytes.len() => {
             // Keep the buffer for the next session: emptied, it is valid
@@ -1294,13 +1303,13 @@ pub(crate) fn deliver(fan: &Fanout, h: &SessionHandle, buf: &mut String) -> bool
             bytes.clear();
             *buf = String::from_utf8(bytes).unwrap_or_default();
         }
-        Ok(n) => d.news.leftover = Some(Box::new((bytes, start + n))),
+        Ok(n) => news.leftover = Some(Box::new((bytes, start + n))),
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-            d.news.leftover = Some(Box::new((bytes, start)));
+            news.leftover = Some(Box::new((bytes, start)));
         }
-        Err(_) => d.news.failed = true,
+        Err(_) => news.failed = true,
     }
-    !d.news.needs_task()
+    !news.needs_task()
 }
 
 /// A plain TCP socket shared between a session's task (which reads and

@@ -29,6 +29,40 @@ async fn count_until(c: &mut Client, last: u64) -> u64 {
     }
 }
 
+/// A client with a 4 KiB receive buffer (so the server's writes back up
+/// as soon as it stops reading), welcomed.
+async fn connect_tiny_rcvbuf(addr: std::net::SocketAddr) -> Client {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = sock.connect(addr).await.unwrap();
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (ws, _) = tokio_tungstenite::client_async(ws_url(addr), stream)
+        .await
+        .unwrap();
+    let mut c = Client::from_ws(ws);
+    c.recv_type("welcome").await;
+    c
+}
+
+/// Publishes a new quote for every symbol of `syms` each millisecond
+/// until `stop`.
+fn spawn_publisher(
+    gw: Arc<tickergate::Gateway>,
+    syms: Vec<String>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut i = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            for s in &syms {
+                publish(&gw, s, nth_quote(i % 10_000));
+            }
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+}
+
 fn nth_quote(i: u64) -> tickergate::Quote {
     let bid = px(i);
     let ask = px(i + 1);
@@ -144,34 +178,14 @@ async fn slow_consumer_is_closed_with_4008_and_others_keep_flowing() {
 
     // The slow client: a tiny receive buffer, and it stops reading after
     // its subscription is acknowledged.
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let stream = sock.connect(gw.local_addr).await.unwrap();
-    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
-    let (ws, _) = tokio_tungstenite::client_async(ws_url(gw.local_addr), stream)
-        .await
-        .unwrap();
-    let mut slow = Client::from_ws(ws);
-    slow.recv_type("welcome").await;
+    let mut slow = connect_tiny_rcvbuf(gw.local_addr).await;
     slow.subscribe(1, &sym_refs).await;
 
     let (mut healthy, _) = Client::connect_welcomed(gw.local_addr).await;
     healthy.subscribe(1, &sym_refs).await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (gw, stop, syms) = (gw.clone(), stop.clone(), syms.clone());
-        tokio::spawn(async move {
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                for s in &syms {
-                    publish(&gw, s, nth_quote(i % 10_000));
-                }
-                i += 1;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        })
-    };
+    let writer = spawn_publisher(gw.clone(), syms.clone(), stop.clone());
     // The healthy client reads all along until the slow one is closed.
     let closed = {
         let gw = gw.clone();
@@ -496,31 +510,11 @@ async fn stalling_reader_gets_whole_frames_in_order() {
     );
     let syms: Vec<String> = tickergate::feed::sim::symbol_names(40);
     let sym_refs: Vec<&str> = syms.iter().map(|s| s.as_str()).collect();
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let stream = sock.connect(gw.local_addr).await.unwrap();
-    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
-    let (ws, _) = tokio_tungstenite::client_async(ws_url(gw.local_addr), stream)
-        .await
-        .unwrap();
-    let mut c = Client::from_ws(ws);
-    c.recv_type("welcome").await;
+    let mut c = connect_tiny_rcvbuf(gw.local_addr).await;
     c.subscribe(1, &sym_refs).await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (gw, stop, syms) = (gw.clone(), stop.clone(), syms.clone());
-        tokio::spawn(async move {
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                for s in &syms {
-                    publish(&gw, s, nth_quote(i % 10_000));
-                }
-                i += 1;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        })
-    };
+    let writer = spawn_publisher(gw.clone(), syms.clone(), stop.clone());
     let mut last: HashMap<String, u64> = HashMap::new();
     let mut check = |m: &serde_json::Value| {
         if m["type"] == "quote" {

@@ -618,6 +618,27 @@ fn kraken_same(frame: &[u8]) -> Result<bool, TestCaseError> {
 }
 
 /// Byte and field mutations of a venue's samples through `same`.
+/// The venue's recorded session and malformed frames: fast == general on
+/// each (the fast path taking at least `min_taken` of them), then on
+/// mutations of them ([`fast_path_mutations`]).
+fn recorded_frames_agree(
+    venue: &str,
+    min_taken: usize,
+    same: fn(&[u8]) -> Result<bool, TestCaseError>,
+) {
+    let mut samples = frames(&format!("feeds/{venue}/session.jsonl"));
+    samples.extend(frames(&format!("feeds/{venue}/malformed.jsonl")));
+    let mut took = 0;
+    for s in &samples {
+        took += same(s.as_bytes()).unwrap() as usize;
+    }
+    assert!(
+        took >= min_taken,
+        "{venue}: the fast path takes {took} recorded frames"
+    );
+    fast_path_mutations(venue, &samples, same);
+}
+
 fn fast_path_mutations(
     name: &str,
     samples: &[String],
@@ -688,14 +709,7 @@ fn time_text() -> impl Strategy<Value = String> {
 
 #[test]
 fn coinbase_fast_path_matches_general() {
-    let mut samples = frames("feeds/coinbase/session.jsonl");
-    samples.extend(frames("feeds/coinbase/malformed.jsonl"));
-    let mut took = 0;
-    for s in &samples {
-        took += coinbase_same(s.as_bytes()).unwrap() as usize;
-    }
-    assert!(took >= 5, "the fast path takes the session's tickers");
-    fast_path_mutations("coinbase", &samples, coinbase_same);
+    recorded_frames_agree("coinbase", 5, coinbase_same);
     // Canonical tickers with generated values; optional members absent,
     // null or of another type.
     let number = prop_oneof![
@@ -752,14 +766,7 @@ fn coinbase_fast_path_matches_general() {
 
 #[test]
 fn kraken_fast_path_matches_general() {
-    let mut samples = frames("feeds/kraken/session.jsonl");
-    samples.extend(frames("feeds/kraken/malformed.jsonl"));
-    let mut took = 0;
-    for s in &samples {
-        took += kraken_same(s.as_bytes()).unwrap() as usize;
-    }
-    assert!(took >= 4, "the fast path takes the session's ticker frames");
-    fast_path_mutations("kraken", &samples, kraken_same);
+    recorded_frames_agree("kraken", 4, kraken_same);
     // Canonical ticker frames with generated values: prices and sizes as
     // JSON numbers (sometimes not valid ones), sometimes as strings; one to
     // three entries; a timestamp or not.

@@ -299,28 +299,7 @@ fn fixed_rfc3339_ns(b: &[u8]) -> Option<i64> {
     for _ in frac.len()..9 {
         ns *= 10;
     }
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days_in_month = match mo {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return None,
-    };
-    if !(1..=days_in_month).contains(&d) || h > 23 || mi > 59 || s > 59 {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm), as `parse_rfc3339_ns`.
-    let yy = if mo <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    (days * 86_400 + h * 3_600 + mi * 60 + s)
-        .checked_mul(1_000_000_000)?
-        .checked_add(ns)
+    super::civil_ns([y, mo, d, h, mi, s], ns)
 }
 
 /// [`opt_text`] on a scanned value: `Some(None)` when absent or `null`,
