@@ -117,6 +117,24 @@ struct TypedOp {
     snapshot: Option<bool>,
 }
 
+/// The issue's ingest reference, "serde_json typed parse of an 86-byte
+/// tick", measured in the same run as `ingest_e2e` so the two compare on
+/// whatever speed the machine has that day.
+const TICK_86: &[u8] =
+    br#"{"s":"BTCUSDT","b":"97000.01","B":"0.5123","a":"97000.02","A":"1.0","E":1763900000001}"#;
+
+/// The tick's typed form (borrowed strings: the cheapest serde parse).
+#[derive(Deserialize)]
+#[allow(dead_code, non_snake_case)]
+struct Tick<'a> {
+    s: &'a str,
+    b: &'a str,
+    B: &'a str,
+    a: &'a str,
+    A: &'a str,
+    E: u64,
+}
+
 fn slots(c: &mut Criterion) {
     let mut g = c.benchmark_group("slots");
     g.throughput(Throughput::Elements(1));
@@ -391,6 +409,11 @@ fn e2e_case<V: Venue>(
 fn ingest_e2e(c: &mut Criterion) {
     let mut g = c.benchmark_group("ingest_e2e");
     g.throughput(Throughput::Elements(1));
+    assert_eq!(TICK_86.len(), 86);
+    assert!(serde_json::from_slice::<Tick>(TICK_86).is_ok());
+    g.bench_function("reference_serde_json_typed_86b_tick", |b| {
+        b.iter(|| black_box(serde_json::from_slice::<Tick>(black_box(TICK_86)).is_ok()))
+    });
     let frames = binance_book_frames();
     for general in [false, true] {
         e2e_case(

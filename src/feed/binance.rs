@@ -15,7 +15,7 @@
 //! (older servers: `{"code":2,"msg":"...","id":1}`).
 
 use super::json::{self, Value};
-use super::{flat, parse_decimal, Event, ParseError, SymbolMap, Venue};
+use super::{flat, Event, ParseError, SymbolMap, Venue};
 use crate::config::VenueConfig;
 use crate::model::Quote;
 
@@ -94,17 +94,17 @@ impl Binance {
     /// anything else and for anything [`Binance::parse_general`] would
     /// refuse; otherwise the very event the general path gives.
     pub fn parse_fast(&self, frame: &[u8]) -> Option<Event> {
-        let mut c = flat::Cursor::new(frame)?;
+        let mut c = flat::Cursor::new(frame);
         c.lit(br#"{"stream":"#)?;
         let stream = c.string()?;
         c.lit(br#","data":"#)?;
-        let ev = if stream.ends_with("@bookTicker") {
+        let ev = if stream.ends_with(b"@bookTicker") {
             let mut f = [None; 6];
             flat::fields(&mut c, &BOOK_KEYS, &mut f)?;
             let [u, s, b, bq, a, aq] = f;
             let sym = self.map.lookup(s?.as_str()?)?;
             let u = u?.as_u64()?;
-            let dec = |v: Option<flat::Val>, key| parse_decimal(v?.as_str()?, key).ok();
+            let dec = |v: Option<flat::Val>, key| flat::decimal(v?.as_str()?, key);
             Event::Quote {
                 sym,
                 quote: Quote::default()
@@ -112,13 +112,13 @@ impl Binance {
                     .with_ask(dec(a, "a")?, dec(aq, "A")?),
                 seq: Some((BOOK, u)),
             }
-        } else if stream.ends_with("@trade") {
+        } else if stream.ends_with(b"@trade") {
             let mut f = [None; 9];
             flat::fields(&mut c, &TRADE_KEYS, &mut f)?;
             let [_, _, s, t, p, q, tt, _, _] = f;
             let sym = self.map.lookup(s?.as_str()?)?;
-            let price = parse_decimal(p?.as_str()?, "p").ok()?;
-            let qty = parse_decimal(q?.as_str()?, "q").ok()?;
+            let price = flat::decimal(p?.as_str()?, "p")?;
+            let qty = flat::decimal(q?.as_str()?, "q")?;
             let t = t?.as_u64()?;
             let ts = i64::try_from(tt?.as_u64()?).ok()?.checked_mul(1_000_000)?;
             Event::Quote {

@@ -97,11 +97,11 @@ impl Coinbase {
     /// take the general path) and for anything [`Coinbase::parse_general`]
     /// would refuse; otherwise the very event the general path gives.
     pub fn parse_fast(&self, frame: &[u8]) -> Option<Event> {
-        let mut c = flat::Cursor::new(frame)?;
+        let mut c = flat::Cursor::new(frame);
         c.lit(br#"{"type":"ticker""#)?;
         // `type` is read: a second one declines.
         let mut f: [Option<flat::Val<'_>>; 10] = [None; 10];
-        f[9] = Some(flat::Val::Str("ticker"));
+        f[9] = Some(flat::Val::Str(b"ticker"));
         // Members in Coinbase's order are matched as constant literals (no
         // key scan); from the first other key on (the first ticker after
         // subscribing has no `time`; any order is fine) they are read one
@@ -141,16 +141,16 @@ impl Coinbase {
             c.lit(b":")?;
             let v = c.value()?;
             let i = match k {
-                "sequence" => 0,
-                "product_id" => 1,
-                "price" => 2,
-                "best_bid" => 3,
-                "best_bid_size" => 4,
-                "best_ask" => 5,
-                "best_ask_size" => 6,
-                "time" => 7,
-                "last_size" => 8,
-                "type" => 9,
+                b"sequence" => 0,
+                b"product_id" => 1,
+                b"price" => 2,
+                b"best_bid" => 3,
+                b"best_bid_size" => 4,
+                b"best_ask" => 5,
+                b"best_ask_size" => 6,
+                b"time" => 7,
+                b"last_size" => 8,
+                b"type" => 9,
                 _ => continue,
             };
             if f[i].replace(v).is_some() {
@@ -163,7 +163,7 @@ impl Coinbase {
         let [sequence, product_id, price, bid, bid_size, ask, ask_size, time, last_size, _] = f;
         let sym = self.map.lookup(product_id?.as_str()?)?;
         let sequence = sequence?.as_u64()?;
-        let price = parse_decimal(price?.as_str()?, "price").ok()?;
+        let price = flat::decimal(price?.as_str()?, "price")?;
         let last_size = fast_opt_dec(last_size, "last_size")?;
         let bid = fast_level((bid, "best_bid"), (bid_size, "best_bid_size"))?;
         let ask = fast_level((ask, "best_ask"), (ask_size, "best_ask_size"))?;
@@ -252,10 +252,10 @@ fn ticker_quote(
 /// [`parse_rfc3339_ns`] itself, so the value is the same for every input.
 /// For the venues' fast paths (Kraken's too).
 #[inline]
-pub(super) fn rfc3339_ns(text: &str) -> Option<i64> {
-    match fixed_rfc3339_ns(text.as_bytes()) {
+pub(super) fn rfc3339_ns(text: &[u8]) -> Option<i64> {
+    match fixed_rfc3339_ns(text) {
         Some(ns) => Some(ns),
-        None => parse_rfc3339_ns(text, "time").ok(),
+        None => parse_rfc3339_ns(std::str::from_utf8(text).ok()?, "time").ok(),
     }
 }
 
@@ -304,7 +304,7 @@ fn fixed_rfc3339_ns(b: &[u8]) -> Option<i64> {
 
 /// [`opt_text`] on a scanned value: `Some(None)` when absent or `null`,
 /// `None` (decline) when neither that nor a string.
-fn fast_opt_text(v: Option<flat::Val<'_>>) -> Option<Option<&str>> {
+fn fast_opt_text(v: Option<flat::Val<'_>>) -> Option<Option<&[u8]>> {
     match v {
         None | Some(flat::Val::Null) => Some(None),
         Some(flat::Val::Str(s)) => Some(Some(s)),
@@ -315,7 +315,7 @@ fn fast_opt_text(v: Option<flat::Val<'_>>) -> Option<Option<&str>> {
 /// [`opt_dec`] on a scanned value; `None` (decline) where it errs.
 fn fast_opt_dec(v: Option<flat::Val<'_>>, key: &'static str) -> Option<Option<Decimal>> {
     match fast_opt_text(v)? {
-        Some(t) => Some(Some(parse_decimal(t, key).ok()?)),
+        Some(t) => Some(Some(flat::decimal(t, key)?)),
         None => Some(None),
     }
 }
@@ -682,9 +682,16 @@ mod tests {
             texts.push(String::from_utf8_lossy(&base[..i]).into_owned());
         }
         for t in &texts {
-            assert_eq!(rfc3339_ns(t), parse_rfc3339_ns(t, "t").ok(), "{t:?}");
+            assert_eq!(
+                rfc3339_ns(t.as_bytes()),
+                parse_rfc3339_ns(t, "t").ok(),
+                "{t:?}"
+            );
         }
-        assert_eq!(rfc3339_ns(&texts[0]), Some(1_666_222_102_061_769_000));
+        assert_eq!(
+            rfc3339_ns(texts[0].as_bytes()),
+            Some(1_666_222_102_061_769_000)
+        );
         assert!(fixed_rfc3339_ns(texts[0].as_bytes()).is_some());
     }
 

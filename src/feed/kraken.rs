@@ -200,7 +200,7 @@ impl Kraken {
     }
 
     fn fast_frame(&self, frame: &[u8], out: &mut Vec<Event>) -> Option<()> {
-        let mut c = flat::Cursor::new(frame)?;
+        let mut c = flat::Cursor::new(frame);
         c.lit(br#"{"channel":"ticker","type":""#)?;
         if c.lit(br#"update""#).is_none() {
             c.lit(br#"snapshot""#)?;
@@ -266,13 +266,13 @@ impl Kraken {
             c.lit(b":")?;
             let v = c.value()?;
             let i = match k {
-                "symbol" => 0,
-                "bid" => 1,
-                "bid_qty" => 2,
-                "ask" => 3,
-                "ask_qty" => 4,
-                "last" => 5,
-                "timestamp" => 6,
+                b"symbol" => 0,
+                b"bid" => 1,
+                b"bid_qty" => 2,
+                b"ask" => 3,
+                b"ask_qty" => 4,
+                b"last" => 5,
+                b"timestamp" => 6,
                 _ => continue,
             };
             if f[i].replace(v).is_some() {
@@ -282,7 +282,7 @@ impl Kraken {
         let [symbol, bid, bid_qty, ask, ask_qty, last, timestamp] = f;
         let sym = self.map.lookup(symbol?.as_str()?)?;
         // A number's text or a string, as [`number`] takes either.
-        let num = |v: Option<flat::Val<'_>>, key| parse_decimal(v?.text()?, key).ok();
+        let num = |v: Option<flat::Val<'_>>, key| flat::decimal(v?.text()?, key);
         let ts = match timestamp {
             None => None,
             Some(flat::Val::Str(t)) => Some(super::coinbase::rfc3339_ns(t)?),

@@ -308,7 +308,8 @@ impl std::hash::Hasher for SymbolHasher {
 /// Venue symbol -> gateway symbol id, from a feed's `symbols` table.
 #[derive(Debug, Clone, Default)]
 pub struct SymbolMap {
-    map: HashMap<String, SymbolId, std::hash::BuildHasherDefault<SymbolHasher>>,
+    /// Keyed by bytes, so the fast paths look up a scanned name as is.
+    map: HashMap<Box<[u8]>, SymbolId, std::hash::BuildHasherDefault<SymbolHasher>>,
     /// Venue symbols in config order.
     pub venue_symbols: Vec<String>,
 }
@@ -322,7 +323,7 @@ impl SymbolMap {
         let mut m = SymbolMap::default();
         for (venue, gw) in table {
             let id = symbols.intern(gw)?;
-            m.map.insert(venue.clone(), id);
+            m.map.insert(venue.as_bytes().into(), id);
             m.venue_symbols.push(venue.clone());
         }
         Ok(m)
@@ -331,15 +332,18 @@ impl SymbolMap {
     /// [`SymbolMap::get`] without the error (for fast paths, which leave
     /// errors to the general path).
     #[inline]
-    pub fn lookup(&self, venue_symbol: &str) -> Option<SymbolId> {
+    pub fn lookup(&self, venue_symbol: &[u8]) -> Option<SymbolId> {
         self.map.get(venue_symbol).copied()
     }
 
     pub fn get(&self, venue_symbol: &str) -> Result<SymbolId, ParseError> {
-        self.map.get(venue_symbol).copied().ok_or_else(|| {
-            let shown: String = venue_symbol.chars().take(40).collect();
-            ParseError::Unmapped(shown)
-        })
+        self.map
+            .get(venue_symbol.as_bytes())
+            .copied()
+            .ok_or_else(|| {
+                let shown: String = venue_symbol.chars().take(40).collect();
+                ParseError::Unmapped(shown)
+            })
     }
 
     /// Every gateway symbol id this map writes.
@@ -378,35 +382,33 @@ const FAST_DECIMAL_DIGITS: usize = 19;
 /// (same mantissa, scale and sign bits) to what `Decimal::from_str_exact`
 /// gives; `None` for anything else (longer, malformed, or `-0`, whose sign
 /// the reference keeps and `Decimal::from_parts` would drop), which the
-/// caller hands to the reference parser.
+/// caller hands to the reference parser. One pass, no branch on the
+/// point inside the digit loops.
 #[inline]
 pub fn fast_decimal(b: &[u8]) -> Option<Decimal> {
     let (neg, digits) = match b {
         [b'-', rest @ ..] => (true, rest),
         _ => (false, b),
     };
-    // At most 19 digits plus one point; both ends must be digits.
-    if digits.is_empty() || digits.len() > FAST_DECIMAL_DIGITS + 1 {
-        return None;
-    }
-    // 20 bytes are 19 digits only with a point; so `mant` cannot overflow.
-    if digits.len() > FAST_DECIMAL_DIGITS && !digits.contains(&b'.') {
+    // At most 19 digits plus one point: `mant` is checked after the scan
+    // (wrapping while it runs, so an overlong run cannot trap).
+    if digits.len() > FAST_DECIMAL_DIGITS + 1 {
         return None;
     }
     let mut mant: u64 = 0;
-    let mut point: Option<usize> = None;
-    for (i, &c) in digits.iter().enumerate() {
-        let d = c.wrapping_sub(b'0');
-        if d < 10 {
-            mant = mant * 10 + d as u64;
-        } else if c == b'.' && point.is_none() && i > 0 && i + 1 < digits.len() {
-            point = Some(i);
-        } else {
-            return None;
+    let int = scan_digits(digits, 0, &mut mant);
+    let (frac, len) = match digits.get(int) {
+        Some(b'.') => {
+            let end = scan_digits(digits, int + 1, &mut mant);
+            (end - int - 1, end)
         }
+        _ => (0, int),
+    };
+    // Both ends are digits, nothing follows, and the mantissa fits a u64.
+    if int == 0 || len != digits.len() || (len > int && frac == 0) {
+        return None;
     }
-    let scale = point.map_or(0, |p| digits.len() - p - 1);
-    if neg && mant == 0 {
+    if int + frac > FAST_DECIMAL_DIGITS || (neg && mant == 0) {
         return None;
     }
     Some(Decimal::from_parts(
@@ -414,8 +416,22 @@ pub fn fast_decimal(b: &[u8]) -> Option<Decimal> {
         (mant >> 32) as u32,
         0,
         neg,
-        scale as u32,
+        frac as u32,
     ))
+}
+
+/// Reads the digits of `b` from `i` on into `mant`; the index past them.
+#[inline(always)]
+fn scan_digits(b: &[u8], mut i: usize, mant: &mut u64) -> usize {
+    while let Some(&c) = b.get(i) {
+        let d = c.wrapping_sub(b'0');
+        if d >= 10 {
+            break;
+        }
+        *mant = mant.wrapping_mul(10).wrapping_add(d as u64);
+        i += 1;
+    }
+    i
 }
 
 /// The general decimal parser (validation, then `Decimal::from_str_exact`):
@@ -704,10 +720,10 @@ pub mod flat {
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub enum Val<'a> {
         /// A string without escapes or control bytes, ASCII only.
-        Str(&'a str),
+        Str(&'a [u8]),
         /// A number's exact text: `-?(0|[1-9][0-9]*)(\.[0-9]+)?` with at
         /// most 18 digits before and 18 after the point (no exponent).
-        Num(&'a str),
+        Num(&'a [u8]),
         True,
         False,
         Null,
@@ -715,7 +731,7 @@ pub mod flat {
 
     impl<'a> Val<'a> {
         #[inline]
-        pub fn as_str(self) -> Option<&'a str> {
+        pub fn as_str(self) -> Option<&'a [u8]> {
             match self {
                 Val::Str(s) => Some(s),
                 _ => None,
@@ -726,18 +742,27 @@ pub mod flat {
         #[inline]
         pub fn as_u64(self) -> Option<u64> {
             match self {
-                Val::Num(t) => uint(t.as_bytes()),
+                Val::Num(t) => uint(t),
                 _ => None,
             }
         }
 
         /// A string or a number, as text.
         #[inline]
-        pub fn text(self) -> Option<&'a str> {
+        pub fn text(self) -> Option<&'a [u8]> {
             match self {
                 Val::Str(s) | Val::Num(s) => Some(s),
                 _ => None,
             }
+        }
+    }
+
+    /// [`super::parse_decimal`] on scanned text, without its error.
+    #[inline]
+    pub fn decimal(b: &[u8], key: &'static str) -> Option<rust_decimal::Decimal> {
+        match super::fast_decimal(b) {
+            Some(d) => Some(d),
+            None => super::parse_decimal_reference(std::str::from_utf8(b).ok()?, key).ok(),
         }
     }
 
@@ -762,8 +787,74 @@ pub mod flat {
         Some(v)
     }
 
+    /// `0x01` in every byte of a word.
+    const LO: u64 = u64::from_le_bytes([1; 8]);
+    /// The high bit of every byte of a word.
+    const HI: u64 = LO << 7;
+
+    /// Reads 8 bytes at once, little-endian (the first byte lowest).
+    #[inline(always)]
+    fn word(chunk: &[u8]) -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        u64::from_le_bytes(w)
+    }
+
+    /// The high bit set in each byte of `x` equal to `c`. Exact in the
+    /// lowest flagged byte (a borrow only flags bytes above a true one),
+    /// which is all the callers use.
+    #[inline(always)]
+    fn eq_bytes(x: u64, c: u8) -> u64 {
+        let y = x ^ (LO * c as u64);
+        y.wrapping_sub(LO) & !y & HI
+    }
+
+    /// Count of leading ASCII digits, 8 bytes at a time: the word's bytes
+    /// are flagged exactly (7-bit sums never carry into the next byte).
+    #[inline(always)]
     fn digits(b: &[u8]) -> usize {
-        b.iter().take_while(|c| c.is_ascii_digit()).count()
+        let mut chunks = b.chunks_exact(8);
+        let mut n = 0;
+        for chunk in &mut chunks {
+            let x = word(chunk);
+            let low7 = x & !HI;
+            let above_9 = low7 + LO * (0x7f - b'9' as u64);
+            let from_0 = low7 + LO * (0x80 - b'0' as u64);
+            let not_digit = (above_9 | !from_0 | x) & HI;
+            if not_digit != 0 {
+                return n + (not_digit.trailing_zeros() / 8) as usize;
+            }
+            n += 8;
+        }
+        n + chunks
+            .remainder()
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count()
+    }
+
+    /// Count of leading bytes a scanned string may hold (see
+    /// [`STRING_BYTE`]), 8 bytes at a time.
+    #[inline(always)]
+    fn string_bytes(b: &[u8]) -> usize {
+        let mut chunks = b.chunks_exact(8);
+        let mut n = 0;
+        for chunk in &mut chunks {
+            let x = word(chunk);
+            // Each term's lowest flag is exact, so the lowest of all is.
+            let control = x.wrapping_sub(LO * 0x20) & !x & HI;
+            let stop = eq_bytes(x, b'"') | eq_bytes(x, b'\\') | eq_bytes(x, 0x7f);
+            let bad = control | stop | (x & HI);
+            if bad != 0 {
+                return n + (bad.trailing_zeros() / 8) as usize;
+            }
+            n += 8;
+        }
+        n + chunks
+            .remainder()
+            .iter()
+            .take_while(|&&c| STRING_BYTE[c as usize])
+            .count()
     }
 
     /// Bytes a scanned string may hold: printable ASCII but `"` and `\`.
@@ -777,24 +868,23 @@ pub mod flat {
         t
     };
 
-    /// A position in a frame.
+    /// A position in a frame. The frame need not be UTF-8: every byte a
+    /// scan accepts is ASCII (literals, string bodies, numbers), and a
+    /// scan must reach the end, so a frame it takes whole is ASCII.
     pub struct Cursor<'a> {
-        s: &'a str,
         b: &'a [u8],
         i: usize,
     }
 
     impl<'a> Cursor<'a> {
-        /// `None` unless `b` is UTF-8 (checked once, for the whole frame).
         #[inline]
-        pub fn new(b: &'a [u8]) -> Option<Self> {
-            let s = std::str::from_utf8(b).ok()?;
-            Some(Cursor { s, b, i: 0 })
+        pub fn new(b: &'a [u8]) -> Self {
+            Cursor { b, i: 0 }
         }
 
         #[inline]
-        fn text(&self, from: usize, to: usize) -> Option<&'a str> {
-            self.s.get(from..to)
+        fn text(&self, from: usize, to: usize) -> Option<&'a [u8]> {
+            self.b.get(from..to)
         }
 
         #[inline]
@@ -826,10 +916,10 @@ pub mod flat {
         /// A string: its bytes between the quotes, printable ASCII other
         /// than `"` and `\`.
         #[inline(always)]
-        pub fn string(&mut self) -> Option<&'a str> {
+        pub fn string(&mut self) -> Option<&'a [u8]> {
             let body = self.rest().strip_prefix(b"\"")?;
-            let n = body.iter().position(|&c| !STRING_BYTE[c as usize])?;
-            if body[n] != b'"' {
+            let n = string_bytes(body);
+            if body.get(n) != Some(&b'"') {
                 return None;
             }
             let from = self.i + 1;
@@ -838,7 +928,7 @@ pub mod flat {
         }
 
         #[inline(always)]
-        fn number(&mut self) -> Option<&'a str> {
+        fn number(&mut self) -> Option<&'a [u8]> {
             let rest = self.rest();
             let sign = usize::from(rest.first() == Some(&b'-'));
             let int = digits(&rest[sign..]);
@@ -877,7 +967,7 @@ pub mod flat {
         /// A non-empty flat object `{"k":v,...}`: `f` sees every member in
         /// order and may give up (`None`), and so does the scan.
         #[inline]
-        pub fn object(&mut self, mut f: impl FnMut(&'a str, Val<'a>) -> Option<()>) -> Option<()> {
+        pub fn object(&mut self, mut f: impl FnMut(&'a [u8], Val<'a>) -> Option<()>) -> Option<()> {
             self.lit(b"{")?;
             loop {
                 let k = self.string()?;
@@ -914,7 +1004,7 @@ pub mod flat {
         c.i = start;
         *slots = [None; N];
         c.object(|k, v| {
-            if let Some(i) = keys.iter().position(|x| *x == k) {
+            if let Some(i) = keys.iter().position(|x| x.as_bytes() == k) {
                 if slots[i].replace(v).is_some() {
                     return None;
                 }
@@ -936,5 +1026,72 @@ pub mod flat {
             *slot = Some(c.value()?);
         }
         c.lit(b"}")
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn digits_bytewise(b: &[u8]) -> usize {
+            b.iter().take_while(|c| c.is_ascii_digit()).count()
+        }
+
+        fn string_bytewise(b: &[u8]) -> usize {
+            b.iter().take_while(|&&c| STRING_BYTE[c as usize]).count()
+        }
+
+        /// Every byte value at every position of the first two words and
+        /// the tail, behind runs of allowed bytes: the first stop found 8
+        /// bytes at a time is the one found byte by byte.
+        #[test]
+        fn word_scans_stop_where_byte_scans_do() {
+            for len in 0..20 {
+                for at in 0..len {
+                    for c in 0..=255u8 {
+                        let mut d = vec![b'7'; len];
+                        d[at] = c;
+                        assert_eq!(digits(&d), digits_bytewise(&d), "{d:?}");
+                        let mut s = vec![b'a'; len];
+                        s[at] = c;
+                        // A stop byte, then every value behind it.
+                        s.extend_from_slice(&[0, b'"', 0xff, b'\\', 0x7f, b' ']);
+                        assert_eq!(string_bytes(&s), string_bytewise(&s), "{s:?}");
+                    }
+                }
+            }
+        }
+
+        /// Frames are not checked for UTF-8 as a whole: a scan refuses any
+        /// byte outside printable ASCII wherever it stands.
+        #[test]
+        fn scans_refuse_bytes_outside_ascii() {
+            for text in [
+                &b"\"b\xc3\xbcy\""[..],
+                b"\"\xff\"",
+                b"\"tab\there\"",
+                b"\"\x7f\"",
+                b"\"esc\\\"\"",
+            ] {
+                assert_eq!(Cursor::new(text).value(), None, "{text:?}");
+            }
+            let mut c = Cursor::new(b"\"buy\"");
+            assert_eq!(c.value(), Some(Val::Str(b"buy")));
+            assert!(c.at_end());
+            assert_eq!(Cursor::new(b"1\xc3").value(), Some(Val::Num(b"1")));
+        }
+
+        proptest::proptest! {
+            #[test]
+            fn word_scans_agree_on_any_bytes(b in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::num::u8::ANY,
+                    proptest::sample::select(b"0123456789.\"\\ az\x1f\x20\x7e\x7f\x80".to_vec()),
+                ],
+                0..40,
+            )) {
+                proptest::prop_assert_eq!(digits(&b), digits_bytewise(&b));
+                proptest::prop_assert_eq!(string_bytes(&b), string_bytewise(&b));
+            }
+        }
     }
 }
