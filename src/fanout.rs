@@ -355,11 +355,13 @@ impl Fanout {
     /// The second half: a direct write to each parked session, a wake for
     /// every other one. Empties `targets`.
     fn serve(&self, targets: &mut Vec<Arc<SessionHandle>>, frame: &mut String) {
+        let mut tally = crate::session::Tally::new(&self.metrics);
         for h in targets.drain(..) {
-            if !crate::session::deliver(self, &h, frame) {
+            if !crate::session::deliver(self, &h, frame, &mut tally) {
                 h.wake();
             }
         }
+        tally.flush(&self.metrics);
     }
 
     /// The members of shard `shard` holding one of `dirty`, each once: the
