@@ -447,16 +447,73 @@ fn now_ns() -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
+/// The leading digits of `b` (1 to 19) as a number, and how many there
+/// were: 8 at a time while a whole word is digits (a `gw_ts` is 19 digits,
+/// read for every quote), then one by one.
 fn parse_u64(b: &[u8]) -> Option<(u64, usize)> {
-    let n = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    const ZEROS: u64 = u64::from_le_bytes([b'0'; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0xf0; 8]);
+    const SIXES: u64 = u64::from_le_bytes([0x06; 8]);
+    let mut v = 0u64;
+    let mut n = 0;
+    while let Some(chunk) = b.get(n..n + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(w);
+        // Every byte is 0x30..=0x39 (fast_float's test).
+        if x & HIGH != ZEROS || (x.wrapping_add(SIXES) & HIGH) != ZEROS || n + 8 > 19 {
+            break;
+        }
+        v = v.wrapping_mul(100_000_000).wrapping_add(eight_digits(x));
+        n += 8;
+    }
+    while let Some(&c) = b.get(n) {
+        if !c.is_ascii_digit() {
+            break;
+        }
+        v = v.wrapping_mul(10).wrapping_add((c - b'0') as u64);
+        n += 1;
+    }
     if n == 0 || n > 19 {
         return None;
     }
-    let mut v = 0u64;
-    for &c in &b[..n] {
-        v = v * 10 + (c - b'0') as u64;
-    }
     Some((v, n))
+}
+
+/// Eight ASCII digits (the first in the lowest byte) as a number: pairs,
+/// then fours, then eight, in three multiplications.
+fn eight_digits(x: u64) -> u64 {
+    const MASK: u64 = 0x0000_00FF_0000_00FF;
+    const MUL1: u64 = 100 + (1_000_000 << 32);
+    const MUL2: u64 = 1 + (10_000 << 32);
+    let mut v = x.wrapping_sub(u64::from_le_bytes([b'0'; 8]));
+    v = v.wrapping_mul(10).wrapping_add(v >> 8);
+    (v & MASK)
+        .wrapping_mul(MUL1)
+        .wrapping_add(((v >> 16) & MASK).wrapping_mul(MUL2))
+        >> 32
+}
+
+/// One client's subscriptions as the scanner tracks them.
+struct Subs<'a> {
+    names: Vec<&'a [u8]>,
+    last_seq: Vec<u64>,
+    /// The subscription that followed each one in the last frame: the
+    /// gateway writes a client's quotes in one stable (rotating) order, not
+    /// necessarily the client's, so this guesses the next symbol right
+    /// after the first frame.
+    next: Vec<usize>,
+}
+
+impl<'a> Subs<'a> {
+    fn new(names: Vec<&'a [u8]>) -> Self {
+        let n = names.len();
+        Subs {
+            names,
+            last_seq: vec![0; n],
+            next: (0..n).map(|j| if j + 1 == n { 0 } else { j + 1 }).collect(),
+        }
+    }
 }
 
 /// Scans one frame (a JSON array of messages) for quotes. The gateway
@@ -464,13 +521,7 @@ fn parse_u64(b: &[u8]) -> Option<(u64, usize)> {
 /// optionally followed by `,"snapshot":true`; this reads those fields
 /// without a full JSON parse so one core can keep up with the gateway.
 /// Returns the number of quotes, or an error on a quote it cannot read.
-fn scan_frame(
-    text: &[u8],
-    subs: &[&[u8]],
-    last_seq: &mut [u64],
-    stats: &Stats,
-    now: i64,
-) -> Result<u64, String> {
+fn scan_frame(text: &[u8], subs: &mut Subs, stats: &Stats, now: i64) -> Result<u64, String> {
     const QUOTE: &[u8] = br#"{"type":"quote","symbol":""#;
     const SEQ: &[u8] = br#"","seq":"#;
     const SNAP: &[u8] = br#","snapshot":true"#;
@@ -488,6 +539,7 @@ fn scan_frame(
         // The gateway writes a client's quotes in subscription order
         // (rotating), so the next symbol is usually the one after the last.
         let mut guess = 0usize;
+        let mut prev: Option<usize> = None;
         // Where the next quote may start: right after the previous one
         // (`},`), checked in place; anything else (a status or control
         // message) is skipped with a search.
@@ -515,10 +567,18 @@ fn scan_frame(
             if snapshot {
                 body = &body[..body.len() - SNAP.len()];
             }
-            let digits = body.iter().rev().take_while(|c| c.is_ascii_digit()).count();
+            // A `gw_ts` has 19 digits until 2286: try that first.
+            let at19 = body.len().saturating_sub(19);
+            let digits = match body.get(..at19) {
+                Some(head) if head.ends_with(GW) => 19,
+                _ => body.iter().rev().take_while(|c| c.is_ascii_digit()).count(),
+            };
             let (head, tail) = body.split_at(body.len() - digits);
             let gw_ts = if head.ends_with(GW) {
-                parse_u64(tail).ok_or("bad gw_ts")?.0
+                match parse_u64(tail) {
+                    Some((v, n)) if n == digits => v,
+                    _ => return Err("bad gw_ts".into()),
+                }
             } else {
                 // Not the layout this reader expects: search for it.
                 let at = gw.find(rest).ok_or("no gw_ts")?;
@@ -526,17 +586,23 @@ fn scan_frame(
             };
             pos = (rest.as_ptr() as usize - text.as_ptr() as usize) + close + 2;
             n += 1;
-            let j = if subs.get(guess) == Some(&sym) {
+            let j = if subs.names.get(guess) == Some(&sym) {
                 guess
             } else {
-                subs.iter().position(|s| *s == sym).ok_or_else(|| {
+                let j = subs.names.iter().position(|s| *s == sym).ok_or_else(|| {
                     format!(
                         "quote for {:?}, not subscribed",
                         String::from_utf8_lossy(sym)
                     )
-                })?
+                })?;
+                if let Some(p) = prev {
+                    subs.next[p] = j;
+                }
+                j
             };
-            guess = if j + 1 == subs.len() { 0 } else { j + 1 };
+            prev = Some(j);
+            guess = subs.next[j];
+            let last_seq = &mut subs.last_seq;
             let last = last_seq[j];
             if last != 0 && !snapshot {
                 if seq <= last {
@@ -736,13 +802,12 @@ async fn client(
     };
     drop(permit);
     stats.ready.set(stats.ready.get() + 1);
-    let names: Vec<&[u8]> = subs.iter().map(|s| s.as_bytes()).collect();
-    let mut last_seq = vec![0u64; names.len()];
+    let mut tracked = Subs::new(subs.iter().map(|s| s.as_bytes()).collect());
     loop {
         match ws.next().await {
             Ok(Some((0x1, r))) => {
                 let b = &ws.buf[r];
-                match scan_frame(b, &names, &mut last_seq, &stats, now_ns()) {
+                match scan_frame(b, &mut tracked, &stats, now_ns()) {
                     Ok(q) if stats.measuring.get() => {
                         stats.frames.set(stats.frames.get() + 1);
                         stats.quotes.set(stats.quotes.get() + q);
