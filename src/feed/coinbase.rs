@@ -102,6 +102,8 @@ impl Coinbase {
         // `type` is read: a second one declines.
         let mut f: [Option<flat::Val<'_>>; 10] = [None; 10];
         f[9] = Some(flat::Val::Str(b"ticker"));
+        // Decimals read during the scan (their text is in `f` as well).
+        let mut dec: [Option<Decimal>; 9] = [None; 9];
         // Members in Coinbase's order are matched as constant literals (no
         // key scan); from the first other key on (the first ticker after
         // subscribing has no `time`; any order is fine) they are read one
@@ -118,22 +120,38 @@ impl Coinbase {
                     }
                 };
             }
+            // A member holding a decimal: read as one when it is a plain
+            // decimal string, else as any value (checked later).
+            macro_rules! decimal {
+                ($label:lifetime, $lit:literal, $i:expr) => {
+                    if c.lit($lit).is_none() {
+                        break $label;
+                    }
+                    match c.decimal_str() {
+                        Some((d, text)) => {
+                            f[$i] = Some(flat::Val::Str(text));
+                            dec[$i] = Some(d);
+                        }
+                        None => f[$i] = Some(c.value()?),
+                    }
+                };
+            }
             member!('canonical, br#","sequence":"#, Some(0));
             member!('canonical, br#","product_id":"#, Some(1));
-            member!('canonical, br#","price":"#, Some(2));
+            decimal!('canonical, br#","price":"#, 2);
             member!('canonical, br#","open_24h":"#, None::<usize>);
             member!('canonical, br#","volume_24h":"#, None::<usize>);
             member!('canonical, br#","low_24h":"#, None::<usize>);
             member!('canonical, br#","high_24h":"#, None::<usize>);
             member!('canonical, br#","volume_30d":"#, None::<usize>);
-            member!('canonical, br#","best_bid":"#, Some(3));
-            member!('canonical, br#","best_bid_size":"#, Some(4));
-            member!('canonical, br#","best_ask":"#, Some(5));
-            member!('canonical, br#","best_ask_size":"#, Some(6));
+            decimal!('canonical, br#","best_bid":"#, 3);
+            decimal!('canonical, br#","best_bid_size":"#, 4);
+            decimal!('canonical, br#","best_ask":"#, 5);
+            decimal!('canonical, br#","best_ask_size":"#, 6);
             member!('canonical, br#","side":"#, None::<usize>);
             member!('canonical, br#","time":"#, Some(7));
             member!('canonical, br#","trade_id":"#, None::<usize>);
-            member!('canonical, br#","last_size":"#, Some(8));
+            decimal!('canonical, br#","last_size":"#, 8);
         }
         while c.lit(b"}").is_none() {
             c.lit(b",")?;
@@ -163,10 +181,19 @@ impl Coinbase {
         let [sequence, product_id, price, bid, bid_size, ask, ask_size, time, last_size, _] = f;
         let sym = self.map.lookup(product_id?.as_str()?)?;
         let sequence = sequence?.as_u64()?;
-        let price = flat::decimal(price?.as_str()?, "price")?;
-        let last_size = fast_opt_dec(last_size, "last_size")?;
-        let bid = fast_level((bid, "best_bid"), (bid_size, "best_bid_size"))?;
-        let ask = fast_level((ask, "best_ask"), (ask_size, "best_ask_size"))?;
+        let price = match dec[2] {
+            Some(d) => d,
+            None => flat::decimal(price?.as_str()?, "price")?,
+        };
+        let last_size = fast_opt_dec((last_size, dec[8]), "last_size")?;
+        let bid = fast_level(
+            ((bid, dec[3]), "best_bid"),
+            ((bid_size, dec[4]), "best_bid_size"),
+        )?;
+        let ask = fast_level(
+            ((ask, dec[5]), "best_ask"),
+            ((ask_size, dec[6]), "best_ask_size"),
+        )?;
         let ts = match fast_opt_text(time)? {
             Some(t) => Some(rfc3339_ns(t)?),
             None => None,
@@ -312,8 +339,12 @@ fn fast_opt_text(v: Option<flat::Val<'_>>) -> Option<Option<&[u8]>> {
     }
 }
 
-/// [`opt_dec`] on a scanned value; `None` (decline) where it errs.
-fn fast_opt_dec(v: Option<flat::Val<'_>>, key: &'static str) -> Option<Option<Decimal>> {
+/// [`opt_dec`] on a scanned value (with its decimal when the scan read
+/// one); `None` (decline) where it errs.
+fn fast_opt_dec((v, read): Scanned<'_>, key: &'static str) -> Option<Option<Decimal>> {
+    if read.is_some() {
+        return Some(read);
+    }
     match fast_opt_text(v)? {
         Some(t) => Some(Some(flat::decimal(t, key)?)),
         None => Some(None),
@@ -321,9 +352,11 @@ fn fast_opt_dec(v: Option<flat::Val<'_>>, key: &'static str) -> Option<Option<De
 }
 
 /// [`level`] on scanned values; `None` (decline) where it errs.
+type Scanned<'a> = (Option<flat::Val<'a>>, Option<Decimal>);
+
 fn fast_level(
-    (price, price_key): (Option<flat::Val<'_>>, &'static str),
-    (size, size_key): (Option<flat::Val<'_>>, &'static str),
+    (price, price_key): (Scanned<'_>, &'static str),
+    (size, size_key): (Scanned<'_>, &'static str),
 ) -> Option<(Option<Decimal>, Option<Decimal>)> {
     let p = fast_opt_dec(price, price_key)?;
     let s = fast_opt_dec(size, size_key)?;

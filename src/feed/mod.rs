@@ -386,38 +386,41 @@ const FAST_DECIMAL_DIGITS: usize = 19;
 /// point inside the digit loops.
 #[inline]
 pub fn fast_decimal(b: &[u8]) -> Option<Decimal> {
-    let (neg, digits) = match b {
-        [b'-', rest @ ..] => (true, rest),
-        _ => (false, b),
-    };
-    // At most 19 digits plus one point: `mant` is checked after the scan
-    // (wrapping while it runs, so an overlong run cannot trap).
-    if digits.len() > FAST_DECIMAL_DIGITS + 1 {
-        return None;
+    match decimal_prefix(b) {
+        Some((d, n)) if n == b.len() => Some(d),
+        _ => None,
     }
+}
+
+/// [`fast_decimal`] of the longest `-?digits(.digits)?` at the start of
+/// `b`, and its length; `None` where `fast_decimal` of that text would be
+/// (so a caller that finds the text ends there gets `fast_decimal`'s
+/// answer without a second pass: see [`flat::Cursor::decimal_str`]).
+#[inline(always)]
+fn decimal_prefix(b: &[u8]) -> Option<(Decimal, usize)> {
+    let neg = b.first() == Some(&b'-');
+    let start = usize::from(neg);
+    // `mant` wraps while the digits run on and is refused after: at most
+    // 19 digits fit.
     let mut mant: u64 = 0;
-    let int = scan_digits(digits, 0, &mut mant);
-    let (frac, len) = match digits.get(int) {
+    let int_end = scan_digits(b, start, &mut mant);
+    let int = int_end - start;
+    let (frac, len) = match b.get(int_end) {
         Some(b'.') => {
-            let end = scan_digits(digits, int + 1, &mut mant);
-            (end - int - 1, end)
+            let end = scan_digits(b, int_end + 1, &mut mant);
+            (end - int_end - 1, end)
         }
-        _ => (0, int),
+        _ => (0, int_end),
     };
-    // Both ends are digits, nothing follows, and the mantissa fits a u64.
-    if int == 0 || len != digits.len() || (len > int && frac == 0) {
+    // Both ends are digits, and the mantissa fits a u64.
+    if int == 0 || (len > int_end && frac == 0) {
         return None;
     }
     if int + frac > FAST_DECIMAL_DIGITS || (neg && mant == 0) {
         return None;
     }
-    Some(Decimal::from_parts(
-        mant as u32,
-        (mant >> 32) as u32,
-        0,
-        neg,
-        frac as u32,
-    ))
+    let d = Decimal::from_parts(mant as u32, (mant >> 32) as u32, 0, neg, frac as u32);
+    Some((d, len))
 }
 
 /// Reads the digits of `b` from `i` on into `mant`; the index past them.
@@ -949,6 +952,24 @@ pub mod flat {
             let from = self.i;
             self.i += end;
             self.text(from, from + end)
+        }
+
+        /// A string holding a plain decimal (`"-?digits(.digits)?"`, at most
+        /// 19 digits), read straight into the decimal [`super::parse_decimal`]
+        /// gives for its text, with that text; `None`, the cursor unmoved,
+        /// for anything else (the caller then reads it as a [`Val`]). What
+        /// it takes, [`Cursor::string`] takes too.
+        #[inline(always)]
+        pub fn decimal_str(&mut self) -> Option<(rust_decimal::Decimal, &'a [u8])> {
+            let body = self.rest().strip_prefix(b"\"")?;
+            let (d, n) = super::decimal_prefix(body)?;
+            if body.get(n) != Some(&b'"') {
+                return None;
+            }
+            let from = self.i + 1;
+            let text = self.text(from, from + n)?;
+            self.i += n + 2;
+            Some((d, text))
         }
 
         /// A scalar value: string, number, `true`, `false` or `null`.
