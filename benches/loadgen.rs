@@ -536,8 +536,9 @@ fn scan_frame(text: &[u8], subs: &mut Subs, stats: &Stats, now: i64) -> Result<u
     FIND.with(|(quote, gw)| {
         let mut n = 0u64;
         let mut hist = stats.latency_us.borrow_mut();
-        // The gateway writes a client's quotes in subscription order
-        // (rotating), so the next symbol is usually the one after the last.
+        // The gateway writes a client's quotes in one stable (rotating)
+        // order, so the next symbol is usually the one that followed the
+        // last in the previous frame (`Subs::next`).
         let mut guess = 0usize;
         let mut prev: Option<usize> = None;
         // Where the next quote may start: right after the previous one
@@ -574,11 +575,12 @@ fn scan_frame(text: &[u8], subs: &mut Subs, stats: &Stats, now: i64) -> Result<u
                 _ => body.iter().rev().take_while(|c| c.is_ascii_digit()).count(),
             };
             let (head, tail) = body.split_at(body.len() - digits);
-            let gw_ts = if head.ends_with(GW) {
-                match parse_u64(tail) {
-                    Some((v, n)) if n == digits => v,
-                    _ => return Err("bad gw_ts".into()),
-                }
+            let in_place = match parse_u64(tail) {
+                Some((v, n)) if n == digits && head.ends_with(GW) => Some(v),
+                _ => None,
+            };
+            let gw_ts = if let Some(v) = in_place {
+                v
             } else {
                 // Not the layout this reader expects: search for it.
                 let at = gw.find(rest).ok_or("no gw_ts")?;

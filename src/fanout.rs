@@ -355,6 +355,9 @@ impl Fanout {
     /// The second half: a direct write to each parked session, a wake for
     /// every other one. Empties `targets`.
     fn serve(&self, targets: &mut Vec<Arc<SessionHandle>>, frame: &mut String) {
+        if targets.is_empty() {
+            return;
+        }
         let mut tally = crate::session::Tally::new(&self.metrics);
         for h in targets.drain(..) {
             if !crate::session::deliver(self, &h, frame, &mut tally) {

@@ -1147,7 +1147,6 @@ fn append_data(
     d
 }
 
-/// Counts a finished frame (`out` holds `HEADER_ROOM` and the payload).
 /// A fan-out slice's frame counts, added to the shared metrics once per
 /// slice ([`Tally::flush`]) rather than per frame: a direct frame then
 /// costs no atomic for its metrics, where [`count_frame`] pays about ten.
@@ -1195,6 +1194,7 @@ impl Tally {
     }
 }
 
+/// Counts a finished frame (`out` holds `HEADER_ROOM` and the payload).
 fn count_frame(m: &crate::metrics::Metrics, out: &str, n_ctrl: u64, d: &Data) {
     if d.conflated > 0 {
         m.conflated.inc_by(d.conflated);

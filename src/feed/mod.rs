@@ -1113,6 +1113,36 @@ pub mod flat {
                 proptest::prop_assert_eq!(digits(&b), digits_bytewise(&b));
                 proptest::prop_assert_eq!(string_bytes(&b), string_bytewise(&b));
             }
+
+            /// A quoted decimal read in one pass is `None` (cursor unmoved)
+            /// or exactly what the string scan and `parse_decimal` of its
+            /// text give, bits included, with the cursor where the string
+            /// scan leaves it.
+            #[test]
+            fn decimal_strings_read_as_scan_then_parse(body in proptest::prop_oneof![
+                "-?[0-9]{1,21}(\\.[0-9]{1,10})?",
+                "[-0-9.]{0,24}[\"x,]?[0-9]{0,3}",
+            ]) {
+                let text = format!("\"{body}\",");
+                let mut fused = Cursor::new(text.as_bytes());
+                let mut scan = Cursor::new(text.as_bytes());
+                match fused.decimal_str() {
+                    None => proptest::prop_assert_eq!(fused.i, 0),
+                    Some((d, t)) => {
+                        let s = scan.string();
+                        proptest::prop_assert_eq!(Some(t), s);
+                        let reference = super::super::parse_decimal(
+                            std::str::from_utf8(t).unwrap_or_default(),
+                            "p",
+                        );
+                        proptest::prop_assert_eq!(
+                            Ok(d.serialize()),
+                            reference.map(|r| r.serialize()).map_err(|e| e.to_string())
+                        );
+                        proptest::prop_assert_eq!(fused.i, scan.i);
+                    }
+                }
+            }
         }
     }
 }
