@@ -109,6 +109,46 @@ pub struct PassScratch {
     pub dirty: Vec<SymbolId>,
     targets: Vec<Arc<SessionHandle>>,
     frame: String,
+    memo: Memo,
+}
+
+/// The encoded quotes one slice of a pass has already taken from the
+/// shared cache: the frames of a slice mostly carry the same symbols, and
+/// a quote found here costs no lock. An entry serves only while its
+/// symbol's slot still has the entry's seq, so it is never stale; the
+/// whole memo is emptied at the start of each slice, which bounds it to
+/// the symbols of one slice.
+#[derive(Default)]
+pub(crate) struct Memo {
+    at: Vec<MemoEntry>,
+    text: String,
+    /// Entries of other slices have another generation.
+    generation: u32,
+}
+
+#[derive(Default, Clone, Copy)]
+struct MemoEntry {
+    generation: u32,
+    len: u32,
+    start: usize,
+    seq: u64,
+    gw_ts: i64,
+}
+
+impl Memo {
+    /// Empties the memo for a new slice over `nsymbols` symbols.
+    fn begin(&mut self, nsymbols: usize) {
+        self.text.clear();
+        if self.at.len() < nsymbols {
+            self.at.resize(nsymbols, MemoEntry::default());
+        }
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            // Wrapped: no entry may look current.
+            self.at.fill(MemoEntry::default());
+            self.generation = 1;
+        }
+    }
 }
 
 /// One shard's subscriptions. Sessions are members with a dense index, so
@@ -286,6 +326,40 @@ impl Fanout {
         Some((e.seq, e.gw_ts))
     }
 
+    /// [`Fanout::append_latest`] through a slice's [`Memo`]: the first frame
+    /// of a slice that carries a symbol takes its encoded quote from the
+    /// shared cache (under its lock) and keeps a copy, the others copy it
+    /// from the memo without a lock while the slot still has that seq.
+    pub(crate) fn append_latest_memo(
+        &self,
+        sym: SymbolId,
+        out: &mut String,
+        memo: &mut Memo,
+    ) -> Option<(u64, i64)> {
+        let generation = memo.generation;
+        let m = memo.at.get(sym.index()).copied().unwrap_or_default();
+        if m.generation == generation && m.seq == self.slots.seq(sym) {
+            if let Some(json) = memo.text.get(m.start..m.start + m.len as usize) {
+                out.push_str(json);
+                return Some((m.seq, m.gw_ts));
+            }
+        }
+        let start = out.len();
+        let (seq, gw_ts) = self.append_latest(sym, out)?;
+        let json = out.get(start..).unwrap_or_default();
+        if let (Some(slot), Ok(len)) = (memo.at.get_mut(sym.index()), u32::try_from(json.len())) {
+            *slot = MemoEntry {
+                generation,
+                len,
+                start: memo.text.len(),
+                seq,
+                gw_ts,
+            };
+            memo.text.push_str(json);
+        }
+        Some((seq, gw_ts))
+    }
+
     /// One shard's loop: wait for dirty symbols, wake their sessions.
     pub async fn run_shard(self: Arc<Self>, shard: usize, mut shutdown: Shutdown) {
         let signal = self.slots.shard(shard);
@@ -303,7 +377,7 @@ impl Fanout {
             while !scratch.targets.is_empty() {
                 let from = scratch.targets.len().saturating_sub(PASS_SLICE);
                 let mut slice = scratch.targets.split_off(from);
-                self.serve(&mut slice, &mut scratch.frame);
+                self.serve(&mut slice, &mut scratch.frame, &mut scratch.memo);
                 if !scratch.targets.is_empty() {
                     tokio::task::yield_now().await;
                 }
@@ -333,7 +407,7 @@ impl Fanout {
     /// that takes none is not counted in `shard_passes`.
     pub fn pass(&self, shard: usize, sc: &mut PassScratch) -> usize {
         let n = self.take_dirty(shard, sc);
-        self.serve(&mut sc.targets, &mut sc.frame);
+        self.serve(&mut sc.targets, &mut sc.frame, &mut sc.memo);
         n
     }
 
@@ -354,13 +428,14 @@ impl Fanout {
 
     /// The second half: a direct write to each parked session, a wake for
     /// every other one. Empties `targets`.
-    fn serve(&self, targets: &mut Vec<Arc<SessionHandle>>, frame: &mut String) {
+    fn serve(&self, targets: &mut Vec<Arc<SessionHandle>>, frame: &mut String, memo: &mut Memo) {
         if targets.is_empty() {
             return;
         }
+        memo.begin(self.cache.entries.len());
         let mut tally = crate::session::Tally::new(&self.metrics);
         for h in targets.drain(..) {
-            if !crate::session::deliver(self, &h, frame, &mut tally) {
+            if !crate::session::deliver(self, &h, frame, &mut tally, memo) {
                 h.wake();
             }
         }
@@ -432,6 +507,51 @@ mod tests {
 
     fn pending(h: &SessionHandle) -> bool {
         h.pending.load(Ordering::Acquire)
+    }
+
+    /// A memo entry serves only its own slice and only the seq it was
+    /// taken at: what it appends is always what the shared cache would.
+    #[test]
+    fn memo_copies_are_never_stale() {
+        let fan = fanout(3);
+        let (a, b) = (SymbolId(0), SymbolId(2));
+        let mut memo = Memo::default();
+        let latest = |sym| {
+            let mut s = String::new();
+            fan.append_latest(sym, &mut s).map(|r| (r, s))
+        };
+        let via_memo = |memo: &mut Memo, sym| {
+            let mut s = String::new();
+            fan.append_latest_memo(sym, &mut s, memo).map(|r| (r, s))
+        };
+        memo.begin(3);
+        // Nothing published: nothing appended, nothing kept.
+        assert_eq!(via_memo(&mut memo, a), None);
+        fan.slots.publish(a, &q());
+        fan.slots.publish(b, &q().with_bid(Decimal::TWO, Decimal::ONE));
+        let first = via_memo(&mut memo, a);
+        assert!(first.is_some());
+        assert_eq!(first, latest(a));
+        // From the memo: the same text, and the other symbol's own.
+        assert_eq!(via_memo(&mut memo, a), first);
+        assert_eq!(via_memo(&mut memo, b), latest(b));
+        assert_eq!(via_memo(&mut memo, b), latest(b));
+        // A newer value: the memo's copy is not used.
+        fan.slots.publish(a, &q().with_bid(Decimal::TEN, Decimal::ONE));
+        let newer = via_memo(&mut memo, a);
+        assert_eq!(newer, latest(a));
+        assert_ne!(newer, first);
+        assert_eq!(via_memo(&mut memo, a), newer);
+        // A new slice starts empty; its entries hold its own copies.
+        memo.begin(3);
+        assert_eq!(memo.text.len(), 0);
+        assert_eq!(via_memo(&mut memo, a), newer);
+        assert_eq!(via_memo(&mut memo, b), latest(b));
+        // Several slices' worth of generations, wrapping included.
+        memo.generation = u32::MAX;
+        memo.begin(3);
+        assert_eq!(memo.generation, 1);
+        assert_eq!(via_memo(&mut memo, a), newer);
     }
 
     #[test]

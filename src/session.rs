@@ -1006,6 +1006,7 @@ impl Session {
                 n_ctrl > 0,
                 max,
                 Instant::now(),
+                None,
             );
             if data.more {
                 self.dirty = true;
@@ -1049,6 +1050,9 @@ struct Data {
 /// full frame stopped (`scan_from`) and stopping at `max` bytes. Used by
 /// the session's own frames and by the fan-out's direct writes
 /// ([`deliver`]), so both send exactly the same thing.
+// The frame's state and the caller's context, passed apart so that both
+// callers (the task and a direct write) keep their own borrows.
+#[allow(clippy::too_many_arguments)]
 fn append_data(
     fan: &Fanout,
     subs: &mut [Sub],
@@ -1057,6 +1061,7 @@ fn append_data(
     mut comma: bool,
     max: usize,
     now: Instant,
+    mut memo: Option<&mut crate::fanout::Memo>,
 ) -> Data {
     let mut d = Data {
         oldest: i64::MAX,
@@ -1112,7 +1117,10 @@ fn append_data(
                 (seq, q.gw_ts)
             })
         } else {
-            let r = fan.append_latest(sub.sym, out);
+            let r = match memo.as_deref_mut() {
+                Some(m) => fan.append_latest_memo(sub.sym, out, m),
+                None => fan.append_latest(sub.sym, out),
+            };
             if let Some((seq, _)) = r {
                 if sub.last_seq > 0 && seq > sub.last_seq + 1 {
                     d.conflated += seq - sub.last_seq - 1;
@@ -1309,6 +1317,7 @@ pub(crate) fn deliver(
     h: &SessionHandle,
     buf: &mut String,
     tally: &mut Tally,
+    memo: &mut crate::fanout::Memo,
 ) -> bool {
     // A session busy taking its state back is simply woken.
     let Ok(mut g) = h.direct.try_lock() else {
@@ -1335,7 +1344,7 @@ pub(crate) fn deliver(
     buf.push('[');
     let max = fan.max_frame_bytes;
     let now = Instant::now();
-    let data = append_data(fan, subs, scan_from, buf, false, max, now);
+    let data = append_data(fan, subs, scan_from, buf, false, max, now, Some(memo));
     if let Some(due) = data.due {
         news.due = Some(news.due.map_or(due, |x| x.min(due)));
     }
