@@ -528,7 +528,8 @@ mod tests {
         // Nothing published: nothing appended, nothing kept.
         assert_eq!(via_memo(&mut memo, a), None);
         fan.slots.publish(a, &q());
-        fan.slots.publish(b, &q().with_bid(Decimal::TWO, Decimal::ONE));
+        fan.slots
+            .publish(b, &q().with_bid(Decimal::TWO, Decimal::ONE));
         let first = via_memo(&mut memo, a);
         assert!(first.is_some());
         assert_eq!(first, latest(a));
@@ -537,7 +538,8 @@ mod tests {
         assert_eq!(via_memo(&mut memo, b), latest(b));
         assert_eq!(via_memo(&mut memo, b), latest(b));
         // A newer value: the memo's copy is not used.
-        fan.slots.publish(a, &q().with_bid(Decimal::TEN, Decimal::ONE));
+        fan.slots
+            .publish(a, &q().with_bid(Decimal::TEN, Decimal::ONE));
         let newer = via_memo(&mut memo, a);
         assert_eq!(newer, latest(a));
         assert_ne!(newer, first);
