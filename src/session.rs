@@ -1027,6 +1027,15 @@ impl Session {
     }
 }
 
+impl Data {
+    /// Age of the frame's oldest live quote when it was built, in seconds
+    /// (`None` without one).
+    fn age_secs(&self) -> Option<f64> {
+        (self.oldest != i64::MAX)
+            .then(|| self.now_wall.saturating_sub(self.oldest).max(0) as f64 / 1e9)
+    }
+}
+
 /// What [`append_data`] put in a frame.
 #[derive(Default)]
 struct Data {
@@ -1182,9 +1191,8 @@ impl Tally {
         self.bytes += (out.len() - HEADER_ROOM.len()) as u64;
         self.messages += d.n;
         self.conflated += d.conflated;
-        if d.oldest != i64::MAX {
-            self.latency
-                .observe(d.now_wall.saturating_sub(d.oldest).max(0) as f64 / 1e9);
+        if let Some(age) = d.age_secs() {
+            self.latency.observe(age);
         }
     }
 
@@ -1209,9 +1217,8 @@ fn count_frame(m: &crate::metrics::Metrics, out: &str, n_ctrl: u64, d: &Data) {
     }
     // One observation per frame, of its oldest live quote: the histogram
     // costs a few atomics, too many to pay per quote in a 50-quote frame.
-    if d.oldest != i64::MAX {
-        m.latency
-            .observe(d.now_wall.saturating_sub(d.oldest).max(0) as f64 / 1e9);
+    if let Some(age) = d.age_secs() {
+        m.latency.observe(age);
     }
     m.frames_out.inc();
     m.bytes_out.inc_by((out.len() - HEADER_ROOM.len()) as u64);

@@ -812,52 +812,47 @@ pub mod flat {
         y.wrapping_sub(LO) & !y & HI
     }
 
-    /// Count of leading ASCII digits, 8 bytes at a time: the word's bytes
-    /// are flagged exactly (7-bit sums never carry into the next byte).
+    /// Count of leading bytes of `b` that `keep` takes, 8 at a time:
+    /// `stops` flags (high bit) the bytes of a word `keep` refuses, exactly
+    /// in the lowest flagged byte; the tail goes byte by byte.
     #[inline(always)]
-    fn digits(b: &[u8]) -> usize {
+    fn leading(b: &[u8], stops: impl Fn(u64) -> u64, keep: impl Fn(u8) -> bool) -> usize {
         let mut chunks = b.chunks_exact(8);
         let mut n = 0;
         for chunk in &mut chunks {
-            let x = word(chunk);
+            let flags = stops(word(chunk));
+            if flags != 0 {
+                return n + (flags.trailing_zeros() / 8) as usize;
+            }
+            n += 8;
+        }
+        n + chunks.remainder().iter().take_while(|&&c| keep(c)).count()
+    }
+
+    /// Count of leading ASCII digits: the word's bytes are flagged exactly
+    /// (7-bit sums never carry into the next byte).
+    #[inline(always)]
+    fn digits(b: &[u8]) -> usize {
+        let not_digit = |x: u64| {
             let low7 = x & !HI;
             let above_9 = low7 + LO * (0x7f - b'9' as u64);
             let from_0 = low7 + LO * (0x80 - b'0' as u64);
-            let not_digit = (above_9 | !from_0 | x) & HI;
-            if not_digit != 0 {
-                return n + (not_digit.trailing_zeros() / 8) as usize;
-            }
-            n += 8;
-        }
-        n + chunks
-            .remainder()
-            .iter()
-            .take_while(|c| c.is_ascii_digit())
-            .count()
+            (above_9 | !from_0 | x) & HI
+        };
+        leading(b, not_digit, |c| c.is_ascii_digit())
     }
 
     /// Count of leading bytes a scanned string may hold (see
-    /// [`STRING_BYTE`]), 8 bytes at a time.
+    /// [`STRING_BYTE`]).
     #[inline(always)]
     fn string_bytes(b: &[u8]) -> usize {
-        let mut chunks = b.chunks_exact(8);
-        let mut n = 0;
-        for chunk in &mut chunks {
-            let x = word(chunk);
+        let stop = |x: u64| {
             // Each term's lowest flag is exact, so the lowest of all is.
             let control = x.wrapping_sub(LO * 0x20) & !x & HI;
             let stop = eq_bytes(x, b'"') | eq_bytes(x, b'\\') | eq_bytes(x, 0x7f);
-            let bad = control | stop | (x & HI);
-            if bad != 0 {
-                return n + (bad.trailing_zeros() / 8) as usize;
-            }
-            n += 8;
-        }
-        n + chunks
-            .remainder()
-            .iter()
-            .take_while(|&&c| STRING_BYTE[c as usize])
-            .count()
+            control | stop | (x & HI)
+        };
+        leading(b, stop, |c| STRING_BYTE[c as usize])
     }
 
     /// Bytes a scanned string may hold: printable ASCII but `"` and `\`.
