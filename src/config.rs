@@ -176,6 +176,18 @@ pub struct SessionConfig {
     /// long is closed with 1008, in milliseconds. Must exceed
     /// `ping_interval_ms`. Default 60000.
     pub idle_timeout_ms: u64,
+    /// Read-window flow control (see `flow.rs`): the backlog a client may
+    /// have unread, as how much later than its fastest its probe Pongs may
+    /// come back, in milliseconds; past it the window shrinks and data waits
+    /// in the slots, coalescing. 0 turns it off (TCP's own push-back only).
+    /// Default 20.
+    pub read_lag_ms: u64,
+    /// Smallest read window, and the one a session starts with, in bytes.
+    /// Default 8192.
+    pub read_window_min_bytes: u32,
+    /// Largest read window, in bytes (a fast client on a long link needs
+    /// its bandwidth times its round trip). Default 4194304.
+    pub read_window_max_bytes: u32,
 }
 
 impl Default for SessionConfig {
@@ -197,6 +209,9 @@ impl Default for SessionConfig {
             max_hz_limit: 1000.0,
             ping_interval_ms: 20_000,
             idle_timeout_ms: 60_000,
+            read_lag_ms: 20,
+            read_window_min_bytes: 8 * 1024,
+            read_window_max_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -708,6 +723,24 @@ impl Config {
             return Err(invalid(
                 "session.idle_timeout_ms",
                 "must be greater than ping_interval_ms",
+            ));
+        }
+        if c.read_window_min_bytes < 1024 {
+            return Err(invalid(
+                "session.read_window_min_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if c.read_window_max_bytes < c.read_window_min_bytes {
+            return Err(invalid(
+                "session.read_window_max_bytes",
+                "must be at least read_window_min_bytes",
+            ));
+        }
+        if c.read_lag_ms > 60_000 {
+            return Err(invalid(
+                "session.read_lag_ms",
+                "must be at most 60000 (0 turns flow control off)",
             ));
         }
         if !(c.max_hz_limit.is_finite() && c.max_hz_limit > 0.0) {

@@ -27,6 +27,7 @@ pub mod auth;
 pub mod config;
 pub mod fanout;
 pub mod feed;
+pub(crate) mod flow;
 pub mod gateway;
 pub mod http;
 pub mod limits;

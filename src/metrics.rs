@@ -23,6 +23,9 @@ pub struct Metrics {
     pub control_out: IntCounter,
     pub frames_out: IntCounter,
     pub frames_direct: IntCounter,
+    /// Times a session's data was held because its client had a full read
+    /// window unread (see `flow.rs`).
+    pub read_window_holds: IntCounter,
     pub bytes_out: IntCounter,
     pub conflated: IntCounter,
     pub latency: Histogram,
@@ -136,6 +139,10 @@ impl Metrics {
             frames_direct: counter(
                 "frames_direct_total",
                 "WebSocket frames a fan-out pass wrote straight to the socket of a sleeping session (part of frames_out_total)",
+            ),
+            read_window_holds: counter(
+                "read_window_holds_total",
+                "Times a session held its data because the client had a full read window unread (slow reader; the values coalesce meanwhile)",
             ),
             bytes_out: counter("bytes_out_total", "Payload bytes of WebSocket frames sent"),
             conflated: counter(

@@ -13,6 +13,7 @@
 
 use crate::auth::{AuthError, Entitlement, KeyConnGuard};
 use crate::fanout::{Fanout, SessionHandle};
+use crate::flow::{self, Gate, ReadWindow};
 use crate::gateway::Shared;
 use crate::limits::OpLimiter;
 use crate::model::{now_ns, Status, SymbolId};
@@ -165,7 +166,11 @@ where
         last_write: Instant::now(),
         shared,
     };
-    lock_direct(&s.handle).tcp = tcp;
+    {
+        let mut d = lock_direct(&s.handle);
+        d.tcp = tcp;
+        d.window = ReadWindow::new(flow::Limits::from_config(&s.shared.config.session));
+    }
     let m = &s.shared.metrics;
     m.connections.inc();
     // `Gone` here means: admitted, serve it.
@@ -417,15 +422,34 @@ impl Session {
     }
 
     /// Where the loop stands before it waits: `Err` ends the session; else
-    /// when the timer branch must wake and whether there is anything to
-    /// write. A plain function, so that its temporaries (and the borrows
+    /// when the timer branch must wake, whether there is anything to
+    /// write, and whether data may go (the client's read window is not
+    /// full). A plain function, so that its temporaries (and the borrows
     /// the comparisons take) do not become part of `serve`'s future.
-    fn plan(&mut self, c: &mut Clock) -> Result<(Instant, bool), Exit> {
-        let cfg = &self.shared.config.session;
+    fn plan(&mut self, c: &mut Clock) -> Result<(Instant, bool, bool), Exit> {
         let now = Instant::now();
         if self.due.is_some_and(|d| d <= now) {
             self.due = None;
             self.dirty = true;
+        }
+        // Dirty data waits while the client's read window is full (its
+        // Pong wakes the task).
+        let open = self.data_gate();
+        let data = self.dirty && open;
+        let stalled = if open {
+            None
+        } else {
+            lock_direct(&self.handle).window.stalled_since()
+        };
+        let cfg = &self.shared.config.session;
+        // A client that reads nothing keeps the window full: a slow
+        // consumer after `slow_consumer_ms`, as with a full socket.
+        let slow = Duration::from_millis(cfg.slow_consumer_ms);
+        if stalled.is_some_and(|t| now >= t + slow) {
+            return Err(Exit::Close(
+                close::SLOW_CONSUMER,
+                "slow consumer: data not read",
+            ));
         }
         if self.control.len() > cfg.max_pending_control {
             return Err(Exit::Close(
@@ -446,14 +470,15 @@ impl Session {
             c.last_ping = now;
             ping_at = now + ping_every;
         }
-        let want_write = c.flushing || !self.control.is_empty() || self.dirty || c.ping_due;
+        let want_write = c.flushing || !self.control.is_empty() || data || c.ping_due;
         let timer = if c.flushing {
-            c.write_started + Duration::from_millis(cfg.slow_consumer_ms)
+            c.write_started + slow
         } else {
             let hb = self.last_write + Duration::from_millis(cfg.heartbeat_ms);
-            self.due.map_or(hb, |d| d.min(hb))
+            let t = self.due.map_or(hb, |d| d.min(hb));
+            stalled.map_or(t, |s| t.min(s + slow))
         };
-        Ok((timer.min(idle_at).min(ping_at), want_write))
+        Ok((timer.min(idle_at).min(ping_at), want_write, open))
     }
 
     /// The main loop. Returns how the session ends.
@@ -485,14 +510,14 @@ impl Session {
         let mut shutdown = self.shared.shutdown.subscribe();
         let shutdown = shutdown.wait();
         tokio::pin!(shutdown);
-        let (first, _) = match self.plan(&mut c) {
+        let (first, _, _) = match self.plan(&mut c) {
             Ok(v) => v,
             Err(exit) => return exit,
         };
         let sleep = tokio::time::sleep_until(first);
         tokio::pin!(sleep);
         loop {
-            let (timer, want_write) = match self.plan(&mut c) {
+            let (timer, want_write, data_open) = match self.plan(&mut c) {
                 Ok(v) => v,
                 Err(exit) => return exit,
             };
@@ -527,7 +552,10 @@ impl Session {
                 // Writing first: flushing the frame in flight, or waiting
                 // until the sink can take the next one (only when there is
                 // something to send).
-                if want_write || woke {
+                // A shard's wake is data: while the read window is full it
+                // waits, and the socket is read (the Pong that opens it
+                // must not starve behind wakes).
+                if want_write || (woke && data_open) {
                     let r = if flushing {
                         ws.poll_flush_unpin(cx)
                     } else {
@@ -596,10 +624,10 @@ impl Session {
                     // Pings go through tungstenite (its sink is flushed:
                     // `poll_ready` was ready).
                     c.ping_due = false;
-                    if ws
-                        .start_send_unpin(Message::Ping(Default::default()))
-                        .is_err()
-                    {
+                    // With a probe in flight the Ping repeats its mark (a
+                    // client may answer only its latest Ping).
+                    let payload = lock_direct(&self.handle).window.keepalive_payload();
+                    if ws.start_send_unpin(Message::Ping(payload.into())).is_err() {
                         return Exit::Gone;
                     }
                     c.write_started = Instant::now();
@@ -614,10 +642,16 @@ impl Session {
                     // unwritten bytes: the frame goes straight to the
                     // socket, header and payload in one write, with no copy
                     // into tungstenite's buffer.
-                    let Some((frame, mut at)) = self.build_frame() else {
+                    let Some((mut frame, mut at)) = self.build_frame() else {
                         continue;
                     };
                     c.write_started = Instant::now();
+                    let probe = lock_direct(&self.handle)
+                        .window
+                        .wrote(frame.len() - at, c.write_started);
+                    if let Some(probe) = probe {
+                        frame.extend_from_slice(&probe);
+                    }
                     self.last_write = c.write_started;
                     let sent = poll_fn(|cx| {
                         Poll::Ready(poll_write_all(ws.get_mut(), cx, &frame, &mut at))
@@ -630,6 +664,17 @@ impl Session {
                             self.raw_out = Some(Box::new((frame, at)));
                             c.flushing = true;
                         }
+                    }
+                }
+                Io::Read(Some(Ok(Message::Pong(p)))) => {
+                    c.last_rx = Instant::now();
+                    let limits = flow::Limits::from_config(self.cfg());
+                    let pong = lock_direct(&self.handle).window.pong(&p, c.last_rx, limits);
+                    match pong {
+                        flow::Pong::Ignored => {}
+                        // Whatever was held goes now, newest values.
+                        flow::Pong::Opened => self.dirty = true,
+                        flow::Pong::Probe => c.ping_due = true,
                     }
                 }
                 Io::Read(msg) => {
@@ -662,7 +707,8 @@ impl Session {
     }
 
     /// Sends a close frame and gives it `close_grace_ms` to leave (after
-    /// the rest of a frame in flight, which must not be cut).
+    /// the rest of a frame in flight, which must not be cut) and the
+    /// client to answer it.
     async fn finish<S>(&mut self, tx: &mut WebSocketStream<S>, code: u16, reason: &'static str)
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -687,7 +733,15 @@ impl Session {
                     return;
                 }
             }
-            let _ = tx.send(Message::Close(Some(frame))).await;
+            if tx.send(Message::Close(Some(frame))).await.is_err() {
+                return;
+            }
+            // Read until the client's close or EOF (within the grace):
+            // closing the socket with client bytes unread (a Pong to a
+            // probe, an op in flight) makes the kernel reset the
+            // connection, and a reset can discard the close frame before
+            // the client has read it.
+            while let Some(Ok(_)) = tx.next().await {}
         })
         .await;
     }
@@ -966,6 +1020,20 @@ impl Session {
         self.control.push_back(msg);
     }
 
+    /// Whether data may go now (the client's read window is not full);
+    /// counts a hold once.
+    fn data_gate(&mut self) -> bool {
+        let gate = lock_direct(&self.handle).window.gate();
+        match gate {
+            Gate::Open => true,
+            Gate::Held => false,
+            Gate::HeldNow => {
+                self.shared.metrics.read_window_holds.inc();
+                false
+            }
+        }
+    }
+
     /// Builds the next frame: pending control replies first, then the
     /// newest value of every dirty subscription. `None` if there is
     /// nothing to send (everything held back by `max_hz`).
@@ -995,7 +1063,7 @@ impl Session {
         // Idle sessions hold no queue (replies are occasional).
         self.control.release_if_empty();
         let mut data = Data::default();
-        if self.dirty && out.len() < max {
+        if self.dirty && out.len() < max && self.data_gate() {
             self.dirty = false;
             self.handle.clear();
             data = append_data(
@@ -1172,6 +1240,8 @@ pub(crate) struct Tally {
     bytes: u64,
     messages: u64,
     conflated: u64,
+    /// Sessions found holding for their read window (see `flow.rs`).
+    holds: u64,
     latency: prometheus::local::LocalHistogram,
 }
 
@@ -1182,6 +1252,7 @@ impl Tally {
             bytes: 0,
             messages: 0,
             conflated: 0,
+            holds: 0,
             latency: m.latency.local(),
         }
     }
@@ -1205,6 +1276,10 @@ impl Tally {
             m.messages_out.inc_by(self.messages);
             m.conflated.inc_by(self.conflated);
             self.latency.flush();
+        }
+        if self.holds > 0 {
+            m.read_window_holds.inc_by(self.holds);
+            self.holds = 0;
         }
         (self.frames, self.bytes, self.messages, self.conflated) = (0, 0, 0, 0);
     }
@@ -1245,6 +1320,10 @@ pub struct Direct {
     subs: Vec<Sub>,
     scan_from: u32,
     frame_hint: u32,
+    /// How much the client has left unread (see `flow.rs`): here rather
+    /// than in the task, which both use (under this lock) and where every
+    /// byte is paid per connection.
+    window: ReadWindow,
     /// What happened while parked, for the task.
     news: News,
 }
@@ -1340,12 +1419,23 @@ pub(crate) fn deliver(
         subs,
         scan_from,
         frame_hint,
+        window,
         news,
         ..
     } = d
     else {
         return false;
     };
+    // The client has a full window unread: the slots coalesce until its
+    // Pong wakes the task (which then writes the newest values).
+    match window.gate() {
+        Gate::Open => {}
+        Gate::Held => return true,
+        Gate::HeldNow => {
+            tally.holds += 1;
+            return true;
+        }
+    }
     buf.clear();
     buf.push_str(HEADER_ROOM);
     buf.push('[');
@@ -1364,6 +1454,9 @@ pub(crate) fn deliver(
     tally.add(buf, &data);
     let mut bytes = std::mem::take(buf).into_bytes();
     let start = frame_header(&mut bytes);
+    if let Some(probe) = window.wrote(bytes.len() - start, now) {
+        bytes.extend_from_slice(&probe);
+    }
     news.wrote_at = Some(now);
     match tcp.try_write(&bytes[start..]) {
         Ok(n) if start + n == bytes.len() => {

@@ -70,38 +70,6 @@ async fn read_until_closed(s: &mut TcpStream) -> Vec<u8> {
     buf
 }
 
-/// The raw upgrade request head, ending with the blank line.
-fn upgrade_request(addr: SocketAddr, extra: &str) -> String {
-    format!(
-        "GET /v1/ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
-    )
-}
-
-/// Unmasked server frames in `buf`: (opcode, payload).
-fn server_frames(mut buf: &[u8]) -> Vec<(u8, Vec<u8>)> {
-    let mut out = Vec::new();
-    while buf.len() >= 2 {
-        let op = buf[0] & 0x0f;
-        let (len, hdr) = match buf[1] & 0x7f {
-            126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
-            127 if buf.len() >= 10 => {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&buf[2..10]);
-                (u64::from_be_bytes(b) as usize, 10)
-            }
-            n if n < 126 => (n as usize, 2),
-            _ => break,
-        };
-        if buf.len() < hdr + len {
-            break;
-        }
-        out.push((op, buf[hdr..hdr + len].to_vec()));
-        buf = &buf[hdr + len..];
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_flood_from_one_address_is_refused_others_unaffected() {
     let gw = start(|c| {

@@ -309,3 +309,119 @@ pub fn feed_connects(gw: &Gateway, feed: &str) -> f64 {
         &format!(r#"tickergate_feed_connects_total{{feed="{feed}"}}"#),
     )
 }
+
+/// The raw upgrade request head, ending with the blank line.
+pub fn upgrade_request(addr: SocketAddr, extra: &str) -> String {
+    format!(
+        "GET /v1/ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+    )
+}
+
+/// The first unmasked server frame in `buf`: (opcode, payload, bytes it
+/// takes on the wire); `None` until it is all there.
+pub fn server_frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
+    if buf.len() < 2 {
+        return None;
+    }
+    let op = buf[0] & 0x0f;
+    let (len, hdr) = match buf[1] & 0x7f {
+        126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+        127 if buf.len() >= 10 => {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&buf[2..10]);
+            (u64::from_be_bytes(b) as usize, 10)
+        }
+        n if n < 126 => (n as usize, 2),
+        _ => return None,
+    };
+    (buf.len() >= hdr + len).then(|| (op, buf[hdr..hdr + len].to_vec(), hdr + len))
+}
+
+/// Unmasked server frames in `buf`: (opcode, payload).
+pub fn server_frames(mut buf: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    while let Some((op, payload, n)) = server_frame(buf) {
+        out.push((op, payload));
+        buf = &buf[n..];
+    }
+    out
+}
+
+/// A masked client frame (FIN set).
+pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut f = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(
+                &u16::try_from(n)
+                    .expect("test frames are small")
+                    .to_be_bytes(),
+            );
+        }
+    }
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+/// A WebSocket client on a bare socket, for tests that must control what
+/// a library does by itself (tungstenite answers every Ping it reads).
+pub struct RawClient {
+    pub tcp: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawClient {
+    /// Connects and completes the upgrade.
+    pub async fn connect(addr: SocketAddr) -> RawClient {
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.write_all(upgrade_request(addr, "").as_bytes())
+            .await
+            .expect("send upgrade");
+        let mut c = RawClient {
+            tcp,
+            buf: Vec::new(),
+        };
+        let head_end = loop {
+            if let Some(p) = c.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+            c.fill().await;
+        };
+        assert!(c.buf.starts_with(b"HTTP/1.1 101"), "not upgraded");
+        c.buf.drain(..head_end);
+        c
+    }
+
+    async fn fill(&mut self) {
+        let mut chunk = [0u8; 16384];
+        let n = tokio::time::timeout(EVENT_DEADLINE, self.tcp.read(&mut chunk))
+            .await
+            .expect("server frame in time")
+            .expect("read");
+        assert!(n > 0, "server closed the connection");
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+
+    /// The next server frame: (opcode, payload, bytes on the wire).
+    pub async fn next_frame(&mut self) -> (u8, Vec<u8>, usize) {
+        loop {
+            if let Some((op, payload, n)) = server_frame(&self.buf) {
+                self.buf.drain(..n);
+                return (op, payload, n);
+            }
+            self.fill().await;
+        }
+    }
+
+    pub async fn send(&mut self, opcode: u8, payload: &[u8]) {
+        self.tcp
+            .write_all(&client_frame(opcode, payload))
+            .await
+            .expect("send");
+    }
+}

@@ -1,0 +1,389 @@
+//! Read-window flow control: how much a WebSocket client may have left
+//! unread.
+//!
+//! TCP pushes back only when the client's socket buffer is full, and Linux
+//! grows a receive buffer to megabytes. A client that reads slower than the
+//! gateway writes (a busy browser tab, a front-end on one core) would sit
+//! behind a growing queue of frames that were fresh when written and are
+//! stale when read, and conflation in the slots never gets a chance.
+//!
+//! So each session counts the bytes it wrote and learns how far the client
+//! has read from WebSocket Pings: a probe Ping whose payload is the byte
+//! count so far follows a data frame, and the client's Pong (RFC 6455
+//! requires one, sent when it reads the Ping, which is after everything in
+//! front of it) says it has read that far. With a full window of bytes
+//! unread the session writes no data; its symbols keep coalescing in their
+//! slots, and the Pong lets the newest values go. Control replies are never
+//! held.
+//!
+//! The window adapts to how long the client takes to answer, delay-based
+//! like TCP Vegas: a Pong back within `lag / 2` of the fastest one seen
+//! doubles it (the client keeps up; a long link needs its bandwidth times
+//! its round trip, and a larger window means fewer probes), one later than
+//! `lag` after the window was full halves it (the bytes queue in front of
+//! the client). So a reader that falls behind gets at most about `lag` of
+//! backlog, and a fast one is not slowed.
+
+use tokio::time::Instant;
+
+/// A probe Ping's frame: FIN + opcode 9, 4-byte payload (the mark, big
+/// endian), unmasked (server to client).
+pub(crate) const PROBE_LEN: usize = 6;
+
+/// The window's limits, from `[session]` (`read_lag_ms`,
+/// `read_window_min_bytes`, `read_window_max_bytes`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// Backlog the client may have, as the delay of its Pongs over the
+    /// fastest one seen, µs; 0 turns flow control off.
+    pub lag_us: u32,
+    pub min: u32,
+    pub max: u32,
+}
+
+impl Limits {
+    pub(crate) fn from_config(c: &crate::config::SessionConfig) -> Self {
+        let min = c.read_window_min_bytes.max(1);
+        Limits {
+            lag_us: u32::try_from(c.read_lag_ms.saturating_mul(1000)).unwrap_or(u32::MAX),
+            min,
+            max: c.read_window_max_bytes.max(min),
+        }
+    }
+}
+
+/// What a Pong did (see [`ReadWindow::pong`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pong {
+    /// Not an answer to the probe in flight: nothing changed.
+    Ignored,
+    /// The read mark moved: held data may go.
+    Opened,
+    /// The read mark moved but the (smaller) window is still full: send a
+    /// Ping with [`ReadWindow::keepalive_payload`] now, as no frame will
+    /// carry the next probe.
+    Probe,
+}
+
+/// What [`ReadWindow::gate`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Gate {
+    /// Data may go.
+    Open,
+    /// The window is full: hold data until a Pong.
+    Held,
+    /// As `Held`, and the first time since the last Pong (for the
+    /// `read_window_holds_total` metric).
+    HeldNow,
+}
+
+/// One session's window (see the module docs). It lives with what a direct
+/// write needs (`session::Direct`), off the session's task: every byte in
+/// the task is paid per connection in its allocation's size class.
+///
+/// Byte counts wrap at 4 GiB: only differences are used, and no window
+/// comes near that.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReadWindow {
+    /// Frame bytes written to the client (headers included, probes not).
+    sent: u32,
+    /// Bytes the client has read for sure: the mark of its last Pong.
+    acked: u32,
+    /// The probe in flight: its mark, and when it went (`None`: none).
+    probe_mark: u32,
+    probe_at: Option<Instant>,
+    /// Fastest probe round trip seen, µs (`u32::MAX` before the first).
+    min_rtt_us: u32,
+    /// Current window, bytes; 0 when flow control is off.
+    size: u32,
+    /// The window was full while the probe was out.
+    filled: bool,
+}
+
+impl Default for ReadWindow {
+    /// Off (a session's parked copy before its first park).
+    fn default() -> Self {
+        ReadWindow::new(Limits {
+            lag_us: 0,
+            min: 0,
+            max: 0,
+        })
+    }
+}
+
+impl ReadWindow {
+    pub(crate) fn new(l: Limits) -> Self {
+        ReadWindow {
+            sent: 0,
+            acked: 0,
+            probe_mark: 0,
+            probe_at: None,
+            min_rtt_us: u32::MAX,
+            size: if l.lag_us == 0 { 0 } else { l.min },
+            filled: false,
+        }
+    }
+
+    fn unread(&self) -> u32 {
+        self.sent.wrapping_sub(self.acked)
+    }
+
+    /// Whether data may be written now.
+    pub(crate) fn gate(&mut self) -> Gate {
+        if !self.is_full() {
+            return Gate::Open;
+        }
+        if std::mem::replace(&mut self.filled, true) {
+            Gate::Held
+        } else {
+            Gate::HeldNow
+        }
+    }
+
+    /// Whether data would be held now (no side effects).
+    pub(crate) fn is_full(&self) -> bool {
+        self.size != 0 && self.unread() >= self.size
+    }
+
+    /// Since when the client has been holding up data: the window is full
+    /// and the probe that would open it went then (`None`: not full).
+    pub(crate) fn stalled_since(&self) -> Option<Instant> {
+        self.probe_at.filter(|_| self.is_full())
+    }
+
+    /// Notes a frame of `n` bytes handed to the socket; returns the probe
+    /// Ping to write right after it when one is due (half a window unread
+    /// and none in flight).
+    pub(crate) fn wrote(&mut self, n: usize, now: Instant) -> Option<[u8; PROBE_LEN]> {
+        self.sent = self.sent.wrapping_add(u32::try_from(n).unwrap_or(u32::MAX));
+        if self.size == 0 || self.probe_at.is_some() || self.unread() < self.size / 2 {
+            return None;
+        }
+        self.probe_mark = self.sent;
+        self.probe_at = Some(now);
+        Some(probe_frame(self.sent))
+    }
+
+    /// The payload for a keepalive Ping: the probe in flight, if any, so
+    /// that a client answering only its latest Ping (RFC 6455 allows it)
+    /// still answers the probe.
+    pub(crate) fn keepalive_payload(&self) -> Vec<u8> {
+        match self.probe_at {
+            None => Vec::new(),
+            Some(_) => self.probe_mark.to_be_bytes().to_vec(),
+        }
+    }
+
+    /// A Pong from the client. Pongs that are not an answer to the probe
+    /// in flight (unsolicited, empty, or a mark never sent) change nothing.
+    pub(crate) fn pong(&mut self, payload: &[u8], now: Instant, l: Limits) -> Pong {
+        let Ok(mark) = <[u8; 4]>::try_from(payload).map(u32::from_be_bytes) else {
+            return Pong::Ignored;
+        };
+        let Some(at) = self.probe_at else {
+            return Pong::Ignored;
+        };
+        if self.size == 0 || mark != self.probe_mark {
+            return Pong::Ignored;
+        }
+        self.acked = mark;
+        self.probe_at = None;
+        let rtt = now.saturating_duration_since(at);
+        let rtt_us = u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX);
+        self.min_rtt_us = self.min_rtt_us.min(rtt_us);
+        let lag = rtt_us - self.min_rtt_us;
+        if lag <= l.lag_us / 2 {
+            self.size = self.size.saturating_mul(2).min(l.max);
+        } else if lag > l.lag_us && self.filled {
+            self.size = (self.size / 2).max(l.min);
+        }
+        self.filled = false;
+        if self.is_full() {
+            self.probe_mark = self.sent;
+            self.probe_at = Some(now);
+            return Pong::Probe;
+        }
+        Pong::Opened
+    }
+
+    /// Current window, bytes (0: off).
+    #[cfg(test)]
+    fn size(&self) -> u32 {
+        self.size
+    }
+}
+
+fn probe_frame(mark: u32) -> [u8; PROBE_LEN] {
+    let mut f = [0u8; PROBE_LEN];
+    f[0] = 0x89;
+    f[1] = 4;
+    f[2..].copy_from_slice(&mark.to_be_bytes());
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const L: Limits = Limits {
+        lag_us: 20_000,
+        min: 8192,
+        max: 1 << 20,
+    };
+
+    fn mark(p: &[u8; PROBE_LEN]) -> [u8; 4] {
+        assert_eq!(&p[..2], &[0x89, 4], "a final Ping with 4 bytes");
+        p[2..].try_into().unwrap()
+    }
+
+    /// Writes `n`-byte frames until the window holds; returns the probes.
+    fn fill(w: &mut ReadWindow, n: usize, t: Instant) -> Vec<[u8; PROBE_LEN]> {
+        let mut probes = Vec::new();
+        while w.gate() == Gate::Open {
+            probes.extend(w.wrote(n, t));
+        }
+        probes
+    }
+
+    #[test]
+    fn holds_after_a_window_and_opens_on_the_probe_pong() {
+        let t = Instant::now();
+        let mut w = ReadWindow::new(L);
+        let probes = fill(&mut w, 1000, t);
+        assert_eq!(w.sent, 9000, "frames go while under 8192 bytes unread");
+        assert_eq!(probes.len(), 1, "one probe in flight");
+        assert_eq!(u32::from_be_bytes(mark(&probes[0])), 5000);
+        assert!(w.is_full());
+        assert_eq!(w.stalled_since(), Some(t), "since the probe went");
+        assert_eq!(w.gate(), Gate::Held, "counted once per hold");
+        assert_eq!(
+            w.pong(&mark(&probes[0]), t + Duration::from_micros(50), L),
+            Pong::Opened
+        );
+        // 4000 unread of a window that grew: open again, and the next
+        // probe goes once half of it is unread.
+        assert_eq!(w.size(), 16384);
+        assert_eq!(w.gate(), Gate::Open);
+        assert_eq!(w.stalled_since(), None);
+        let again = fill(&mut w, 1000, t);
+        assert_eq!(again.len(), 1);
+        assert_eq!(u32::from_be_bytes(mark(&again[0])), 14000);
+    }
+
+    #[test]
+    fn a_pong_that_answers_no_probe_changes_nothing() {
+        let t = Instant::now();
+        let mut w = ReadWindow::new(L);
+        let probes = fill(&mut w, 3000, t);
+        let m = u32::from_be_bytes(mark(&probes[0]));
+        for bogus in [
+            Vec::new(),
+            b"hi".to_vec(),
+            (m + 1).to_be_bytes().to_vec(),
+            (m - 1).to_be_bytes().to_vec(),
+            u32::MAX.to_be_bytes().to_vec(),
+            [m.to_be_bytes().as_slice(), &[0]].concat(),
+        ] {
+            assert_eq!(w.pong(&bogus, t, L), Pong::Ignored, "{bogus:?}");
+            assert!(w.is_full());
+        }
+        assert_eq!(w.keepalive_payload(), m.to_be_bytes());
+        assert_eq!(w.pong(&m.to_be_bytes(), t, L), Pong::Opened);
+        assert_eq!(w.pong(&m.to_be_bytes(), t, L), Pong::Ignored, "twice");
+        assert!(w.keepalive_payload().is_empty());
+    }
+
+    #[test]
+    fn the_window_follows_the_client_lag() {
+        let t0 = Instant::now();
+        let mut w = ReadWindow::new(L);
+        let mut t = t0;
+        // One probe round trip: write while open, answer the probe (a
+        // bare one when the window shrank below what is unread).
+        let round = |w: &mut ReadWindow, rtt_us: u64, t: &mut Instant| {
+            let m = match fill(w, 2000, *t).first() {
+                Some(p) => mark(p),
+                None => w.keepalive_payload().try_into().unwrap(),
+            };
+            *t += Duration::from_micros(rtt_us);
+            assert_ne!(w.pong(&m, *t, L), Pong::Ignored);
+        };
+        // A prompt client (100 µs): doubles up to the max.
+        for _ in 0..20 {
+            round(&mut w, 100, &mut t);
+        }
+        assert_eq!(w.size(), L.max);
+        // Backlogged (its Pongs 50 ms late with the window full): halves
+        // down to the min, never below.
+        for _ in 0..20 {
+            round(&mut w, 50_000, &mut t);
+        }
+        assert_eq!(w.size(), L.min);
+        // Between lag/2 and lag: stays.
+        round(&mut w, 100, &mut t);
+        let s = w.size();
+        round(&mut w, 15_000, &mut t);
+        assert_eq!(w.size(), s);
+    }
+
+    #[test]
+    fn a_late_pong_without_a_full_window_does_not_shrink_it() {
+        let t = Instant::now();
+        let mut w = ReadWindow::new(L);
+        let p = w.wrote(5000, t).expect("a probe at half a window");
+        assert_eq!(w.pong(&mark(&p), t, L), Pong::Opened);
+        let s = w.size();
+        let p = w.wrote(9000, t).expect("probe");
+        assert_eq!(w.gate(), Gate::Open, "9000 of 16384");
+        let late = t + Duration::from_millis(100);
+        assert_eq!(w.pong(&mark(&p), late, L), Pong::Opened);
+        assert_eq!(w.size(), s, "slow, but our bytes were not the queue");
+    }
+
+    #[test]
+    fn byte_counts_wrap_at_4_gib() {
+        let t = Instant::now();
+        let mut w = ReadWindow::new(L);
+        (w.sent, w.acked) = (u32::MAX - 3000, u32::MAX - 3000);
+        let p = fill(&mut w, 2000, t);
+        assert_eq!(w.sent, 6999, "wrapped");
+        assert!(w.is_full());
+        assert_eq!(w.pong(&mark(&p[0]), t, L), Pong::Opened);
+        assert_eq!(w.gate(), Gate::Open);
+    }
+
+    #[test]
+    fn off_means_never_held_and_no_probes() {
+        let t = Instant::now();
+        let mut w = ReadWindow::new(Limits { lag_us: 0, ..L });
+        for _ in 0..1000 {
+            assert_eq!(w.gate(), Gate::Open);
+            assert!(w.wrote(60_000, t).is_none());
+        }
+        assert_eq!(w.pong(&1u32.to_be_bytes(), t, L), Pong::Ignored);
+    }
+
+    #[test]
+    fn a_window_that_shrinks_below_the_unread_bytes_asks_for_a_bare_probe() {
+        let t = Instant::now();
+        let mut w = ReadWindow::new(L);
+        // Grow to 64 KiB with prompt answers.
+        for _ in 0..3 {
+            let p = fill(&mut w, 1000, t);
+            assert_eq!(w.pong(&mark(&p[0]), t, L), Pong::Opened);
+        }
+        assert_eq!(w.size(), 65536);
+        let p = fill(&mut w, 1000, t);
+        // 50 ms late with the window full: halved to 32 KiB while ~32 KiB
+        // stay unread, so no frame can carry the next probe.
+        let late = t + Duration::from_millis(50);
+        assert_eq!(w.pong(&mark(&p[0]), late, L), Pong::Probe);
+        assert_eq!(w.size(), 32768);
+        assert!(w.is_full());
+        let bare = w.keepalive_payload();
+        assert_eq!(u32::from_be_bytes(bare.clone().try_into().unwrap()), w.sent);
+        assert_eq!(w.pong(&bare, late, L), Pong::Opened);
+        assert_eq!(w.gate(), Gate::Open);
+    }
+}

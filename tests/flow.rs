@@ -1,0 +1,170 @@
+//! Read-window flow control against a real gateway, with a client on a
+//! bare socket that decides itself whether to answer the gateway's probe
+//! Pings (every WebSocket library answers them on its own).
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use tickergate::Gateway;
+
+const SYM: &str = "AAPL";
+const HOLDS: &str = "tickergate_read_window_holds_total";
+
+/// A raw client subscribed to [`SYM`] (welcome and ack consumed); returns
+/// the wire bytes of those two frames.
+async fn subscribed(gw: &Gateway) -> (RawClient, usize) {
+    let mut c = RawClient::connect(gw.local_addr).await;
+    c.send(0x1, br#"{"op":"subscribe","id":1,"symbols":["AAPL"]}"#)
+        .await;
+    let mut wire = 0;
+    loop {
+        let (op, payload, n) = c.next_frame().await;
+        assert_eq!(op, 0x1, "only text frames before any data");
+        wire += n;
+        if String::from_utf8_lossy(&payload).contains(r#""type":"subscribed""#) {
+            return (c, wire);
+        }
+    }
+}
+
+/// The quotes of a data frame's payload: (seq, bid).
+fn quotes(payload: &[u8]) -> Vec<(u64, String)> {
+    let msgs: Vec<Value> = serde_json::from_slice(payload).expect("a JSON array");
+    msgs.iter()
+        .filter(|m| m["type"] == "quote")
+        .map(|m| {
+            let seq = m["seq"].as_u64().expect("seq");
+            (seq, m["bid"].as_str().expect("bid").to_string())
+        })
+        .collect()
+}
+
+fn bid(n: u64) -> String {
+    format!("{}.{:02}", 100 + n / 100, n % 100)
+}
+
+/// A client that reads everything but never answers the probe: once a
+/// read window of bytes is unread by the gateway's count, no more data
+/// goes (though TCP would take far more), control replies still do, and
+/// the probe's Pong brings the newest value at once, not the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_waits_for_the_probe_pong_then_the_newest_value_goes() {
+    let gw = start(|c| {
+        c.session.read_window_min_bytes = 8192;
+        c.session.read_lag_ms = 20;
+    })
+    .await;
+    let (mut c, mut wire) = subscribed(&gw).await;
+    let mut n = 0u64;
+    wait_for("a read-window hold", || {
+        n += 1;
+        publish(&gw, SYM, quote(&bid(n), "1", "999", "1"));
+        metric(&metrics_text(&gw), HOLDS) >= 1.0
+    })
+    .await;
+    // Held now: these only move the slot.
+    let first_held = publish(&gw, SYM, quote("1.01", "1", "999", "1"));
+    let mut last = first_held;
+    for i in 2..=50 {
+        last = publish(&gw, SYM, quote(&format!("1.{i:02}"), "1", "999", "1"));
+    }
+    // A control reply is never held, and comes after every frame written
+    // before it.
+    c.send(0x1, br#"{"op":"ping","id":77}"#).await;
+    let (mut probes, mut largest, mut seen) = (Vec::new(), 0, Vec::new());
+    loop {
+        let (op, payload, n) = c.next_frame().await;
+        if op == 0x9 {
+            probes.push(payload);
+            continue;
+        }
+        assert_eq!(op, 0x1);
+        if String::from_utf8_lossy(&payload).contains(r#""type":"pong""#) {
+            break;
+        }
+        wire += n;
+        largest = largest.max(n);
+        seen.extend(quotes(&payload));
+    }
+    assert!(
+        (8192..8192 + largest).contains(&wire),
+        "{wire} bytes written without a Pong (window 8192, frames up to {largest})"
+    );
+    assert_eq!(probes.len(), 1, "one probe in flight: {probes:?}");
+    assert_eq!(probes[0].len(), 4);
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter().all(|(seq, _)| *seq < first_held),
+        "a quote published during the hold went out: {seen:?}"
+    );
+    // The Pong: the newest value goes, the 49 before it never do.
+    c.send(0xA, &probes[0]).await;
+    let first = loop {
+        let (op, payload, _) = c.next_frame().await;
+        if op == 0x1 {
+            if let Some(q) = quotes(&payload).first().cloned() {
+                break q;
+            }
+        }
+    };
+    assert_eq!(first, (last, "1.50".to_string()));
+}
+
+/// With `read_lag_ms = 0` nothing is held and no probe is sent: the same
+/// client that never answers gets every update, well past a window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_lag_zero_turns_flow_control_off() {
+    let gw = start(|c| {
+        c.session.read_window_min_bytes = 8192;
+        c.session.read_lag_ms = 0;
+    })
+    .await;
+    let (mut c, mut wire) = subscribed(&gw).await;
+    for n in 1..=200 {
+        let seq = publish(&gw, SYM, quote(&bid(n), "1", "999", "1"));
+        loop {
+            let (op, payload, len) = c.next_frame().await;
+            assert_eq!(op, 0x1, "no ping, no probe");
+            wire += len;
+            if quotes(&payload).iter().any(|(s, _)| *s == seq) {
+                break;
+            }
+        }
+    }
+    assert!(wire > 2 * 8192, "{wire} bytes");
+    assert_eq!(metric(&metrics_text(&gw), HOLDS), 0.0);
+}
+
+/// A client that reads but never answers keeps its window full: after
+/// `slow_consumer_ms` it is a slow consumer (4008), as one whose socket
+/// took nothing would be, and the close frame reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_full_for_slow_consumer_ms_is_4008() {
+    let gw = start(|c| {
+        c.session.read_window_min_bytes = 8192;
+        c.session.slow_consumer_ms = 300;
+    })
+    .await;
+    let (mut c, _) = subscribed(&gw).await;
+    let mut n = 0u64;
+    wait_for("a read-window hold", || {
+        n += 1;
+        publish(&gw, SYM, quote(&bid(n), "1", "999", "1"));
+        metric(&metrics_text(&gw), HOLDS) >= 1.0
+    })
+    .await;
+    let close = loop {
+        let (op, payload, _) = c.next_frame().await;
+        if op == 0x8 {
+            break payload;
+        }
+    };
+    assert_eq!(u16::from_be_bytes([close[0], close[1]]), 4008);
+    assert_eq!(&close[2..], b"slow consumer: data not read");
+    let t = metrics_text(&gw);
+    assert_eq!(
+        metric(&t, r#"tickergate_disconnects_total{code="4008"}"#),
+        1.0
+    );
+}
