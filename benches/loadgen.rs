@@ -78,6 +78,8 @@
 //!   --seed S            client symbol draw [7]
 //!   --bin PATH          gateway binary [the one cargo built for this bench]
 //!   --gw-arg ARG        extra gateway argument (repeatable)
+//!   --session K=V       a `[session]` setting for the gateway, e.g.
+//!                       `read_lag_ms=0` (repeatable; TOML value)
 //!   --label TEXT        free text stored in the JSON
 //!   --out-dir DIR       [results/loadgen under the crate]
 //!   --font PATH         TTF for chart text [DejaVuSans]
@@ -185,6 +187,8 @@ struct Opts {
     seed: u64,
     bin: PathBuf,
     gw_args: Vec<String>,
+    /// `[session]` lines for the gateway's config (`K = V`).
+    session: Vec<String>,
     label: String,
     out_dir: PathBuf,
     font: Option<PathBuf>,
@@ -196,7 +200,7 @@ fn usage() -> &'static str {
     "usage: cargo bench --bench loadgen -- --workload NAME[,NAME..]|all [--runs R] [--clients N] \
      [--symbols K] [--universe U] [--burst-hz H | --rate R] [--sub-zipf S] [--duration SECS] \
      [--warmup SECS] [--raw-secs SECS] [--no-raw] [--concurrency C] [--src-ips N] [--seed S] \
-     [--bin PATH] [--gw-arg ARG].. [--label TEXT] [--out-dir DIR] [--font PATH] [--no-pin] \
+     [--bin PATH] [--gw-arg ARG].. [--session K=V].. [--label TEXT] [--out-dir DIR] [--font PATH] [--no-pin] \
      [--no-progress]\n\
      workloads: board-burst, board-smooth, hot, connect, sweep (see benches/loadgen.rs)"
 }
@@ -218,6 +222,7 @@ fn parse_opts() -> Result<Opts, String> {
         seed: 7,
         bin: PathBuf::from(env!("CARGO_BIN_EXE_tickergate")),
         gw_args: Vec::new(),
+        session: Vec::new(),
         label: String::new(),
         out_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("results/loadgen"),
         font: None,
@@ -262,6 +267,13 @@ fn parse_opts() -> Result<Opts, String> {
             "--seed" => o.seed = num(&a, &val(&a, &mut it)?)?,
             "--bin" => o.bin = PathBuf::from(val(&a, &mut it)?),
             "--gw-arg" => o.gw_args.push(val(&a, &mut it)?),
+            "--session" => {
+                let kv = val(&a, &mut it)?;
+                let Some((k, v)) = kv.split_once('=') else {
+                    return Err(format!("--session wants KEY=VALUE, got {kv:?}").into());
+                };
+                o.session.push(format!("{} = {}", k.trim(), v.trim()));
+            }
             "--label" => o.label = val(&a, &mut it)?,
             "--out-dir" => o.out_dir = PathBuf::from(val(&a, &mut it)?),
             "--font" => o.font = Some(PathBuf::from(val(&a, &mut it)?)),
@@ -942,7 +954,7 @@ fn curve_quantiles() -> impl Iterator<Item = f64> {
 
 /// The gateway config of a workload: one simulated feed, limits lifted for
 /// a load test from a few loopback addresses.
-fn gateway_config(w: &Workload, feed: &Feed) -> String {
+fn gateway_config(w: &Workload, feed: &Feed, session: &[String]) -> String {
     let (rate, burst) = match *feed {
         Feed::Burst { hz } => (0.0, hz),
         Feed::Steady { rate } => (rate, 0.0),
@@ -958,9 +970,13 @@ fn gateway_config(w: &Workload, feed: &Feed) -> String {
          symbols = {u}\n\
          rate = {rate:.1}\n\
          burst_hz = {burst:.3}\n\
-         zipf = 0.0\n",
+         zipf = 0.0\n\
+         \n\
+         [session]\n\
+         {session}\n",
         max = w.clients + 100,
         u = w.universe,
+        session = session.join("\n"),
     )
 }
 
@@ -999,7 +1015,7 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
     let gw = GatewayProc::spawn(
         &o.bin,
         o.pin,
-        Some(&gateway_config(w, feed)),
+        Some(&gateway_config(w, feed, &o.session)),
         &o.gw_args,
         &[],
     )?;

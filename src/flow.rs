@@ -23,8 +23,23 @@
 //! `lag` after the window was full halves it (the bytes queue in front of
 //! the client). So a reader that falls behind gets at most about `lag` of
 //! backlog, and a fast one is not slowed.
+//!
+//! A window bounds the bytes in flight, not the rate: a client whose reads
+//! come late because it is busy (one core reading thousands of sockets)
+//! would still get a frame per round trip, stay saturated, and read every
+//! frame a full cycle late. So a Pong later than `lag` also spaces the
+//! session's data frames (a minimum gap that doubles from 1 ms, up to
+//! [`MAX_GAP_US`]), and one within `lag / 2` shrinks the gap by a quarter
+//! until it is gone: the client gets fewer, fuller frames, each the newest
+//! values, and keeps the headroom to read them when they arrive. While a
+//! gap is set every data frame carries a probe, so the gap follows the
+//! client's lag frame by frame.
 
+use std::time::Duration;
 use tokio::time::Instant;
+
+/// Largest gap between a session's data frames (10 frames/s).
+pub(crate) const MAX_GAP_US: u32 = 100_000;
 
 /// A probe Ping's frame: FIN + opcode 9, 4-byte payload (the mark, big
 /// endian), unmasked (server to client).
@@ -75,6 +90,10 @@ pub(crate) enum Gate {
     /// As `Held`, and the first time since the last Pong (for the
     /// `read_window_holds_total` metric).
     HeldNow,
+    /// The client's lag spaces its frames: data may go at this time.
+    /// `true` the first time it is reported for this gap (arm a timer
+    /// for it then, and not again).
+    Paced(Instant, bool),
 }
 
 /// One session's window (see the module docs). It lives with what a direct
@@ -98,6 +117,12 @@ pub(crate) struct ReadWindow {
     size: u32,
     /// The window was full while the probe was out.
     filled: bool,
+    /// Minimum gap between data frames, µs (0: none).
+    gap_us: u32,
+    /// With a gap: when the next data frame may go.
+    next_data: Option<Instant>,
+    /// `next_data` was reported (see [`Gate::Paced`]).
+    paced_told: bool,
 }
 
 impl Default for ReadWindow {
@@ -121,6 +146,9 @@ impl ReadWindow {
             min_rtt_us: u32::MAX,
             size: if l.lag_us == 0 { 0 } else { l.min },
             filled: false,
+            gap_us: 0,
+            next_data: None,
+            paced_told: false,
         }
     }
 
@@ -129,14 +157,17 @@ impl ReadWindow {
     }
 
     /// Whether data may be written now.
-    pub(crate) fn gate(&mut self) -> Gate {
-        if !self.is_full() {
-            return Gate::Open;
+    pub(crate) fn gate(&mut self, now: Instant) -> Gate {
+        if self.is_full() {
+            return if std::mem::replace(&mut self.filled, true) {
+                Gate::Held
+            } else {
+                Gate::HeldNow
+            };
         }
-        if std::mem::replace(&mut self.filled, true) {
-            Gate::Held
-        } else {
-            Gate::HeldNow
+        match self.next_data {
+            Some(t) if now < t => Gate::Paced(t, !std::mem::replace(&mut self.paced_told, true)),
+            _ => Gate::Open,
         }
     }
 
@@ -156,7 +187,13 @@ impl ReadWindow {
     /// and none in flight).
     pub(crate) fn wrote(&mut self, n: usize, now: Instant) -> Option<[u8; PROBE_LEN]> {
         self.sent = self.sent.wrapping_add(u32::try_from(n).unwrap_or(u32::MAX));
-        if self.size == 0 || self.probe_at.is_some() || self.unread() < self.size / 2 {
+        self.paced_told = false;
+        self.next_data =
+            (self.gap_us > 0).then(|| now + Duration::from_micros(u64::from(self.gap_us)));
+        if self.size == 0
+            || self.probe_at.is_some()
+            || (self.unread() < self.size / 2 && self.gap_us == 0)
+        {
             return None;
         }
         self.probe_mark = self.sent;
@@ -194,8 +231,15 @@ impl ReadWindow {
         let lag = rtt_us - self.min_rtt_us;
         if lag <= l.lag_us / 2 {
             self.size = self.size.saturating_mul(2).min(l.max);
-        } else if lag > l.lag_us && self.filled {
-            self.size = (self.size / 2).max(l.min);
+            self.gap_us = self.gap_us / 4 * 3;
+            if self.gap_us < 500 {
+                self.gap_us = 0;
+            }
+        } else if lag > l.lag_us {
+            if self.filled {
+                self.size = (self.size / 2).max(l.min);
+            }
+            self.gap_us = self.gap_us.saturating_mul(2).clamp(1000, MAX_GAP_US);
         }
         self.filled = false;
         if self.is_full() {
@@ -211,6 +255,12 @@ impl ReadWindow {
     fn size(&self) -> u32 {
         self.size
     }
+
+    /// Current gap between data frames, µs.
+    #[cfg(test)]
+    fn gap_us(&self) -> u32 {
+        self.gap_us
+    }
 }
 
 fn probe_frame(mark: u32) -> [u8; PROBE_LEN] {
@@ -224,7 +274,6 @@ fn probe_frame(mark: u32) -> [u8; PROBE_LEN] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     const L: Limits = Limits {
         lag_us: 20_000,
@@ -237,10 +286,11 @@ mod tests {
         p[2..].try_into().unwrap()
     }
 
-    /// Writes `n`-byte frames until the window holds; returns the probes.
+    /// Writes `n`-byte frames until the window holds (regardless of any
+    /// gap); returns the probes.
     fn fill(w: &mut ReadWindow, n: usize, t: Instant) -> Vec<[u8; PROBE_LEN]> {
         let mut probes = Vec::new();
-        while w.gate() == Gate::Open {
+        while matches!(w.gate(t), Gate::Open | Gate::Paced(..)) {
             probes.extend(w.wrote(n, t));
         }
         probes
@@ -256,7 +306,7 @@ mod tests {
         assert_eq!(u32::from_be_bytes(mark(&probes[0])), 5000);
         assert!(w.is_full());
         assert_eq!(w.stalled_since(), Some(t), "since the probe went");
-        assert_eq!(w.gate(), Gate::Held, "counted once per hold");
+        assert_eq!(w.gate(t), Gate::Held, "counted once per hold");
         assert_eq!(
             w.pong(&mark(&probes[0]), t + Duration::from_micros(50), L),
             Pong::Opened
@@ -264,7 +314,7 @@ mod tests {
         // 4000 unread of a window that grew: open again, and the next
         // probe goes once half of it is unread.
         assert_eq!(w.size(), 16384);
-        assert_eq!(w.gate(), Gate::Open);
+        assert_eq!(w.gate(t), Gate::Open);
         assert_eq!(w.stalled_since(), None);
         let again = fill(&mut w, 1000, t);
         assert_eq!(again.len(), 1);
@@ -335,10 +385,53 @@ mod tests {
         assert_eq!(w.pong(&mark(&p), t, L), Pong::Opened);
         let s = w.size();
         let p = w.wrote(9000, t).expect("probe");
-        assert_eq!(w.gate(), Gate::Open, "9000 of 16384");
+        assert_eq!(w.gate(t), Gate::Open, "9000 of 16384");
         let late = t + Duration::from_millis(100);
         assert_eq!(w.pong(&mark(&p), late, L), Pong::Opened);
         assert_eq!(w.size(), s, "slow, but our bytes were not the queue");
+    }
+
+    #[test]
+    fn a_late_reader_gets_spaced_frames_until_it_catches_up() {
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        let mut w = ReadWindow::new(L);
+        // A prompt first answer sets the fastest round trip.
+        let p = w.wrote(5000, t).expect("probe at half a window");
+        assert_eq!(w.pong(&mark(&p), t, L), Pong::Opened);
+        assert_eq!(w.gap_us(), 0);
+        let p = w.wrote(9000, t).expect("probe");
+        // 50 ms late: frames are spaced by 1 ms, each with a probe.
+        let t1 = t + ms(50);
+        assert_eq!(w.pong(&mark(&p), t1, L), Pong::Opened);
+        assert_eq!(w.gap_us(), 1000);
+        let p = w.wrote(100, t1).expect("a probe with every spaced frame");
+        assert_eq!(w.gate(t1), Gate::Paced(t1 + ms(1), true), "arm once");
+        assert_eq!(w.gate(t1), Gate::Paced(t1 + ms(1), false));
+        assert_eq!(w.gate(t1 + ms(1)), Gate::Open);
+        // Later still: the gap doubles, up to its cap.
+        let mut now = t1 + ms(1);
+        let mut probe = p;
+        for _ in 0..12 {
+            now += ms(40);
+            assert_eq!(w.pong(&mark(&probe), now, L), Pong::Opened);
+            probe = w.wrote(100, now).expect("probe");
+        }
+        assert_eq!(w.gap_us(), MAX_GAP_US);
+        // Prompt again: the gap shrinks by a quarter per answer, then goes.
+        let mut gaps = Vec::new();
+        while w.gap_us() > 0 {
+            assert_eq!(w.pong(&mark(&probe), now, L), Pong::Opened);
+            gaps.push(w.gap_us());
+            probe = w.wrote(100, now).unwrap_or(probe);
+        }
+        assert_eq!(&gaps[..2], &[75_000, 56_250]);
+        assert!(gaps.len() < 20, "{gaps:?}");
+        assert!(
+            w.wrote(100, now).is_none(),
+            "no probe per frame without a gap"
+        );
+        assert_eq!(w.gate(now), Gate::Open);
     }
 
     #[test]
@@ -350,7 +443,7 @@ mod tests {
         assert_eq!(w.sent, 6999, "wrapped");
         assert!(w.is_full());
         assert_eq!(w.pong(&mark(&p[0]), t, L), Pong::Opened);
-        assert_eq!(w.gate(), Gate::Open);
+        assert_eq!(w.gate(t), Gate::Open);
     }
 
     #[test]
@@ -358,7 +451,7 @@ mod tests {
         let t = Instant::now();
         let mut w = ReadWindow::new(Limits { lag_us: 0, ..L });
         for _ in 0..1000 {
-            assert_eq!(w.gate(), Gate::Open);
+            assert_eq!(w.gate(t), Gate::Open);
             assert!(w.wrote(60_000, t).is_none());
         }
         assert_eq!(w.pong(&1u32.to_be_bytes(), t, L), Pong::Ignored);
@@ -384,6 +477,6 @@ mod tests {
         let bare = w.keepalive_payload();
         assert_eq!(u32::from_be_bytes(bare.clone().try_into().unwrap()), w.sent);
         assert_eq!(w.pong(&bare, late, L), Pong::Opened);
-        assert_eq!(w.gate(), Gate::Open);
+        assert_eq!(w.gate(t), Gate::Open);
     }
 }

@@ -1023,12 +1023,18 @@ impl Session {
     /// Whether data may go now (the client's read window is not full);
     /// counts a hold once.
     fn data_gate(&mut self) -> bool {
-        let gate = lock_direct(&self.handle).window.gate();
+        let gate = lock_direct(&self.handle).window.gate(Instant::now());
         match gate {
             Gate::Open => true,
             Gate::Held => false,
             Gate::HeldNow => {
                 self.shared.metrics.read_window_holds.inc();
+                false
+            }
+            // The client's lag spaces its frames: the timer wakes the
+            // task when the next may go.
+            Gate::Paced(at, _) => {
+                self.due = Some(self.due.map_or(at, |d| d.min(at)));
                 false
             }
         }
@@ -1427,20 +1433,26 @@ pub(crate) fn deliver(
         return false;
     };
     // The client has a full window unread: the slots coalesce until its
-    // Pong wakes the task (which then writes the newest values).
-    match window.gate() {
+    // Pong wakes the task (which then writes the newest values). Or its lag
+    // spaces its frames: the task's timer is armed for the next (woken
+    // once per gap to arm it).
+    let now = Instant::now();
+    match window.gate(now) {
         Gate::Open => {}
-        Gate::Held => return true,
+        Gate::Held | Gate::Paced(_, false) => return true,
         Gate::HeldNow => {
             tally.holds += 1;
             return true;
+        }
+        Gate::Paced(at, true) => {
+            news.due = Some(news.due.map_or(at, |x| x.min(at)));
+            return false;
         }
     }
     buf.clear();
     buf.push_str(HEADER_ROOM);
     buf.push('[');
     let max = fan.max_frame_bytes;
-    let now = Instant::now();
     let data = append_data(fan, subs, scan_from, buf, false, max, now, Some(memo));
     if let Some(due) = data.due {
         news.due = Some(news.due.map_or(due, |x| x.min(due)));
