@@ -270,7 +270,7 @@ fn parse_opts() -> Result<Opts, String> {
             "--session" => {
                 let kv = val(&a, &mut it)?;
                 let Some((k, v)) = kv.split_once('=') else {
-                    return Err(format!("--session wants KEY=VALUE, got {kv:?}").into());
+                    return Err(format!("--session wants KEY=VALUE, got {kv:?}"));
                 };
                 o.session.push(format!("{} = {}", k.trim(), v.trim()));
             }
@@ -800,6 +800,10 @@ async fn client(
                         }
                     }
                     Some((0x8, _)) | None => return Err("closed before subscribed".into()),
+                    Some((0x9, r)) => {
+                        let payload = ws.buf[r].to_vec();
+                        ws.send(0xA, &payload).await?;
+                    }
                     Some(_) => {}
                 }
             }

@@ -21,13 +21,15 @@
 //! doubles it (the client keeps up; a long link needs its bandwidth times
 //! its round trip, and a larger window means fewer probes), one later than
 //! `lag` after the window was full halves it (the bytes queue in front of
-//! the client). So a reader that falls behind gets at most about `lag` of
+//! the client). It starts at [`INITIAL_WINDOW`], and the first frame
+//! carries a probe, to learn the fastest round trip before any backlog. So a reader that falls behind gets at most about `lag` of
 //! backlog, and a fast one is not slowed.
 //!
 //! A window bounds the bytes in flight, not the rate: a client whose reads
 //! come late because it is busy (one core reading thousands of sockets)
 //! would still get a frame per round trip, stay saturated, and read every
-//! frame a full cycle late. So a Pong later than `lag` also spaces the
+//! frame a full cycle late. So a Pong later than `lag` with the window
+//! full also spaces the
 //! session's data frames (a minimum gap that doubles from 1 ms, up to
 //! [`MAX_GAP_US`]), and one within `lag / 2` shrinks the gap by a quarter
 //! until it is gone: the client gets fewer, fuller frames, each the newest
@@ -37,6 +39,10 @@
 
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// A session's first window (within the configured min and max): large
+/// enough that a client that keeps up is probed rarely from the start.
+pub(crate) const INITIAL_WINDOW: u32 = 64 * 1024;
 
 /// Largest gap between a session's data frames (10 frames/s).
 pub(crate) const MAX_GAP_US: u32 = 100_000;
@@ -72,8 +78,10 @@ impl Limits {
 pub(crate) enum Pong {
     /// Not an answer to the probe in flight: nothing changed.
     Ignored,
-    /// The read mark moved: held data may go.
+    /// The read mark moved, and data had been held: it may go now.
     Opened,
+    /// The read mark moved; nothing was held.
+    Acked,
     /// The read mark moved but the (smaller) window is still full: send a
     /// Ping with [`ReadWindow::keepalive_payload`] now, as no frame will
     /// carry the next probe.
@@ -144,7 +152,11 @@ impl ReadWindow {
             probe_mark: 0,
             probe_at: None,
             min_rtt_us: u32::MAX,
-            size: if l.lag_us == 0 { 0 } else { l.min },
+            size: if l.lag_us == 0 {
+                0
+            } else {
+                INITIAL_WINDOW.clamp(l.min, l.max)
+            },
             filled: false,
             gap_us: 0,
             next_data: None,
@@ -190,10 +202,11 @@ impl ReadWindow {
         self.paced_told = false;
         self.next_data =
             (self.gap_us > 0).then(|| now + Duration::from_micros(u64::from(self.gap_us)));
-        if self.size == 0
-            || self.probe_at.is_some()
-            || (self.unread() < self.size / 2 && self.gap_us == 0)
-        {
+        // Probes go every half window, with every frame while frames are
+        // spaced, and with the first frame (whose prompt answer is the
+        // round trip every later one is compared with).
+        let due = self.unread() >= self.size / 2 || self.gap_us > 0 || self.min_rtt_us == u32::MAX;
+        if self.size == 0 || self.probe_at.is_some() || !due {
             return None;
         }
         self.probe_mark = self.sent;
@@ -235,19 +248,25 @@ impl ReadWindow {
             if self.gap_us < 500 {
                 self.gap_us = 0;
             }
-        } else if lag > l.lag_us {
-            if self.filled {
-                self.size = (self.size / 2).max(l.min);
-            }
+        } else if lag > l.lag_us && self.filled {
+            // Late, and our own bytes were queued in front of the client.
+            // A late Pong with the window not full says the client (or
+            // this gateway, reading the Pong late in a long pass) was busy
+            // with something else: slowing this session would not help.
+            self.size = (self.size / 2).max(l.min);
             self.gap_us = self.gap_us.saturating_mul(2).clamp(1000, MAX_GAP_US);
         }
-        self.filled = false;
+        let held = std::mem::replace(&mut self.filled, false);
         if self.is_full() {
             self.probe_mark = self.sent;
             self.probe_at = Some(now);
             return Pong::Probe;
         }
-        Pong::Opened
+        if held {
+            Pong::Opened
+        } else {
+            Pong::Acked
+        }
     }
 
     /// Current window, bytes (0: off).
@@ -286,6 +305,10 @@ mod tests {
         p[2..].try_into().unwrap()
     }
 
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
     /// Writes `n`-byte frames until the window holds (regardless of any
     /// gap); returns the probes.
     fn fill(w: &mut ReadWindow, n: usize, t: Instant) -> Vec<[u8; PROBE_LEN]> {
@@ -296,29 +319,31 @@ mod tests {
         probes
     }
 
+    /// A window past its first probe, answered at once (fastest round
+    /// trip 0).
+    fn started(t: Instant) -> ReadWindow {
+        let mut w = ReadWindow::new(L);
+        let p = w.wrote(100, t).expect("the first frame carries a probe");
+        assert_eq!(w.pong(&mark(&p), t, L), Pong::Acked);
+        w
+    }
+
     #[test]
     fn holds_after_a_window_and_opens_on_the_probe_pong() {
         let t = Instant::now();
-        let mut w = ReadWindow::new(L);
+        let mut w = started(t);
+        assert_eq!(w.size(), 2 * INITIAL_WINDOW, "prompt: doubled");
         let probes = fill(&mut w, 1000, t);
-        assert_eq!(w.sent, 9000, "frames go while under 8192 bytes unread");
+        // 100 + 132 frames: 131,100 bytes unread of a 131,072 window.
+        assert_eq!(w.sent, 132_100);
         assert_eq!(probes.len(), 1, "one probe in flight");
-        assert_eq!(u32::from_be_bytes(mark(&probes[0])), 5000);
+        assert_eq!(u32::from_be_bytes(mark(&probes[0])), 66_100, "at half");
         assert!(w.is_full());
         assert_eq!(w.stalled_since(), Some(t), "since the probe went");
         assert_eq!(w.gate(t), Gate::Held, "counted once per hold");
-        assert_eq!(
-            w.pong(&mark(&probes[0]), t + Duration::from_micros(50), L),
-            Pong::Opened
-        );
-        // 4000 unread of a window that grew: open again, and the next
-        // probe goes once half of it is unread.
-        assert_eq!(w.size(), 16384);
+        assert_eq!(w.pong(&mark(&probes[0]), t, L), Pong::Opened);
         assert_eq!(w.gate(t), Gate::Open);
         assert_eq!(w.stalled_since(), None);
-        let again = fill(&mut w, 1000, t);
-        assert_eq!(again.len(), 1);
-        assert_eq!(u32::from_be_bytes(mark(&again[0])), 14000);
     }
 
     #[test]
@@ -327,6 +352,7 @@ mod tests {
         let mut w = ReadWindow::new(L);
         let probes = fill(&mut w, 3000, t);
         let m = u32::from_be_bytes(mark(&probes[0]));
+        assert_eq!(m, 3000, "the first frame's probe");
         for bogus in [
             Vec::new(),
             b"hi".to_vec(),
@@ -347,7 +373,7 @@ mod tests {
     #[test]
     fn the_window_follows_the_client_lag() {
         let t0 = Instant::now();
-        let mut w = ReadWindow::new(L);
+        let mut w = started(t0);
         let mut t = t0;
         // One probe round trip: write while open, answer the probe (a
         // bare one when the window shrank below what is unread).
@@ -364,64 +390,70 @@ mod tests {
             round(&mut w, 100, &mut t);
         }
         assert_eq!(w.size(), L.max);
+        assert_eq!(w.gap_us(), 0);
         // Backlogged (its Pongs 50 ms late with the window full): halves
-        // down to the min, never below.
+        // down to the min, never below, and spaces its frames.
         for _ in 0..20 {
             round(&mut w, 50_000, &mut t);
         }
         assert_eq!(w.size(), L.min);
+        assert_eq!(w.gap_us(), MAX_GAP_US);
         // Between lag/2 and lag: stays.
         round(&mut w, 100, &mut t);
-        let s = w.size();
+        let s = (w.size(), w.gap_us());
         round(&mut w, 15_000, &mut t);
-        assert_eq!(w.size(), s);
+        assert_eq!((w.size(), w.gap_us()), s);
     }
 
     #[test]
-    fn a_late_pong_without_a_full_window_does_not_shrink_it() {
+    fn a_late_pong_without_a_full_window_changes_nothing() {
         let t = Instant::now();
-        let mut w = ReadWindow::new(L);
-        let p = w.wrote(5000, t).expect("a probe at half a window");
-        assert_eq!(w.pong(&mark(&p), t, L), Pong::Opened);
+        let mut w = started(t);
         let s = w.size();
-        let p = w.wrote(9000, t).expect("probe");
-        assert_eq!(w.gate(t), Gate::Open, "9000 of 16384");
-        let late = t + Duration::from_millis(100);
-        assert_eq!(w.pong(&mark(&p), late, L), Pong::Opened);
-        assert_eq!(w.size(), s, "slow, but our bytes were not the queue");
+        let p = w.wrote(70_000, t).expect("probe at half a window");
+        assert_eq!(w.gate(t), Gate::Open, "70,000 of {s}");
+        assert_eq!(w.pong(&mark(&p), t + ms(100), L), Pong::Acked);
+        assert_eq!((w.size(), w.gap_us()), (s, 0), "slow, but not our bytes");
     }
 
     #[test]
     fn a_late_reader_gets_spaced_frames_until_it_catches_up() {
         let t = Instant::now();
-        let ms = Duration::from_millis;
-        let mut w = ReadWindow::new(L);
-        // A prompt first answer sets the fastest round trip.
-        let p = w.wrote(5000, t).expect("probe at half a window");
-        assert_eq!(w.pong(&mark(&p), t, L), Pong::Opened);
-        assert_eq!(w.gap_us(), 0);
-        let p = w.wrote(9000, t).expect("probe");
-        // 50 ms late: frames are spaced by 1 ms, each with a probe.
+        let mut w = started(t);
+        // Full, and answered 50 ms late: frames are spaced by 1 ms, each
+        // with a probe.
+        let p = fill(&mut w, 5000, t);
         let t1 = t + ms(50);
-        assert_eq!(w.pong(&mark(&p), t1, L), Pong::Opened);
+        assert_eq!(w.pong(&mark(&p[0]), t1, L), Pong::Opened);
         assert_eq!(w.gap_us(), 1000);
-        let p = w.wrote(100, t1).expect("a probe with every spaced frame");
+        let mut probe = w.wrote(100, t1).expect("a probe with every spaced frame");
         assert_eq!(w.gate(t1), Gate::Paced(t1 + ms(1), true), "arm once");
         assert_eq!(w.gate(t1), Gate::Paced(t1 + ms(1), false));
         assert_eq!(w.gate(t1 + ms(1)), Gate::Open);
-        // Later still: the gap doubles, up to its cap.
+        // Late again with the window full: the gap doubles, up to its cap.
         let mut now = t1 + ms(1);
-        let mut probe = p;
         for _ in 0..12 {
+            fill(&mut w, 5000, now);
             now += ms(40);
-            assert_eq!(w.pong(&mark(&probe), now, L), Pong::Opened);
-            probe = w.wrote(100, now).expect("probe");
+            assert_ne!(w.pong(&mark(&probe), now, L), Pong::Ignored);
+            probe = match w.wrote(100, now) {
+                Some(p) => p,
+                None => w
+                    .keepalive_payload()
+                    .try_into()
+                    .map(|m: [u8; 4]| {
+                        let mut f = [0x89, 4, 0, 0, 0, 0];
+                        f[2..].copy_from_slice(&m);
+                        f
+                    })
+                    .unwrap(),
+            };
         }
         assert_eq!(w.gap_us(), MAX_GAP_US);
         // Prompt again: the gap shrinks by a quarter per answer, then goes.
         let mut gaps = Vec::new();
         while w.gap_us() > 0 {
-            assert_eq!(w.pong(&mark(&probe), now, L), Pong::Opened);
+            assert_ne!(w.pong(&mark(&probe), now, L), Pong::Ignored);
             gaps.push(w.gap_us());
             probe = w.wrote(100, now).unwrap_or(probe);
         }
@@ -435,12 +467,31 @@ mod tests {
     }
 
     #[test]
+    fn a_window_that_shrinks_below_the_unread_bytes_asks_for_a_bare_probe() {
+        let t = Instant::now();
+        let mut w = started(t);
+        assert_eq!(w.size(), 131_072);
+        let p = fill(&mut w, 1000, t);
+        // 50 ms late with the window full: halved to 64 KiB while ~64 KiB
+        // stay unread, so no frame can carry the next probe.
+        let late = t + ms(50);
+        assert_eq!(w.pong(&mark(&p[0]), late, L), Pong::Probe);
+        assert_eq!(w.size(), 65_536);
+        assert!(w.is_full());
+        assert_eq!(w.gate(late), Gate::HeldNow);
+        let bare = w.keepalive_payload();
+        assert_eq!(u32::from_be_bytes(bare.clone().try_into().unwrap()), w.sent);
+        assert_eq!(w.pong(&bare, late, L), Pong::Opened);
+        assert!(matches!(w.gate(late), Gate::Open | Gate::Paced(..)));
+    }
+
+    #[test]
     fn byte_counts_wrap_at_4_gib() {
         let t = Instant::now();
-        let mut w = ReadWindow::new(L);
+        let mut w = started(t);
         (w.sent, w.acked) = (u32::MAX - 3000, u32::MAX - 3000);
-        let p = fill(&mut w, 2000, t);
-        assert_eq!(w.sent, 6999, "wrapped");
+        let p = fill(&mut w, 20_000, t);
+        assert_eq!(w.sent, 16_999 + 120_000, "wrapped");
         assert!(w.is_full());
         assert_eq!(w.pong(&mark(&p[0]), t, L), Pong::Opened);
         assert_eq!(w.gate(t), Gate::Open);
@@ -455,28 +506,5 @@ mod tests {
             assert!(w.wrote(60_000, t).is_none());
         }
         assert_eq!(w.pong(&1u32.to_be_bytes(), t, L), Pong::Ignored);
-    }
-
-    #[test]
-    fn a_window_that_shrinks_below_the_unread_bytes_asks_for_a_bare_probe() {
-        let t = Instant::now();
-        let mut w = ReadWindow::new(L);
-        // Grow to 64 KiB with prompt answers.
-        for _ in 0..3 {
-            let p = fill(&mut w, 1000, t);
-            assert_eq!(w.pong(&mark(&p[0]), t, L), Pong::Opened);
-        }
-        assert_eq!(w.size(), 65536);
-        let p = fill(&mut w, 1000, t);
-        // 50 ms late with the window full: halved to 32 KiB while ~32 KiB
-        // stay unread, so no frame can carry the next probe.
-        let late = t + Duration::from_millis(50);
-        assert_eq!(w.pong(&mark(&p[0]), late, L), Pong::Probe);
-        assert_eq!(w.size(), 32768);
-        assert!(w.is_full());
-        let bare = w.keepalive_payload();
-        assert_eq!(u32::from_be_bytes(bare.clone().try_into().unwrap()), w.sent);
-        assert_eq!(w.pong(&bare, late, L), Pong::Opened);
-        assert_eq!(w.gate(t), Gate::Open);
     }
 }

@@ -312,6 +312,10 @@ fn poll_write_all<S: AsyncWrite + Unpin>(
     Pin::new(s).poll_flush(cx)
 }
 
+/// How long a probe that keeps the read window full goes unanswered before
+/// a Ping asks again (see [`Session::plan`]).
+const PROBE_RETRY: Duration = Duration::from_secs(1);
+
 /// The serve loop's timekeeping.
 struct Clock {
     /// Last frame of any kind from the client.
@@ -465,6 +469,12 @@ impl Session {
             return Err(Exit::Close(close::POLICY, "idle timeout: no pong"));
         }
         let mut ping_at = c.last_ping.max(c.last_rx) + ping_every;
+        // A full window whose probe got no answer: ask again (with the
+        // probe's mark) every second, as a client may have missed it, and
+        // a client that answers nothing is closed at `slow_consumer_ms`.
+        if let Some(t) = stalled {
+            ping_at = ping_at.min(t.max(c.last_ping) + PROBE_RETRY);
+        }
         if !c.ping_due && now >= ping_at {
             c.ping_due = true;
             c.last_ping = now;
@@ -671,7 +681,7 @@ impl Session {
                     let limits = flow::Limits::from_config(self.cfg());
                     let pong = lock_direct(&self.handle).window.pong(&p, c.last_rx, limits);
                     match pong {
-                        flow::Pong::Ignored => {}
+                        flow::Pong::Ignored | flow::Pong::Acked => {}
                         // Whatever was held goes now, newest values.
                         flow::Pong::Opened => self.dirty = true,
                         flow::Pong::Probe => c.ping_due = true,

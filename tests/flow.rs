@@ -11,21 +11,33 @@ use tickergate::Gateway;
 const SYM: &str = "AAPL";
 const HOLDS: &str = "tickergate_read_window_holds_total";
 
-/// A raw client subscribed to [`SYM`] (welcome and ack consumed); returns
-/// the wire bytes of those two frames.
-async fn subscribed(gw: &Gateway) -> (RawClient, usize) {
+/// A raw client subscribed to [`SYM`] (welcome and ack consumed), not
+/// answering anything; returns the wire bytes of those two frames and the
+/// probe Pings' payloads (the welcome carries the first).
+async fn subscribed(gw: &Gateway) -> (RawClient, usize, Vec<Vec<u8>>) {
     let mut c = RawClient::connect(gw.local_addr).await;
     c.send(0x1, br#"{"op":"subscribe","id":1,"symbols":["AAPL"]}"#)
         .await;
-    let mut wire = 0;
+    let (mut wire, mut probes) = (0, Vec::new());
     loop {
         let (op, payload, n) = c.next_frame().await;
-        assert_eq!(op, 0x1, "only text frames before any data");
+        if op == 0x9 {
+            probes.push(payload);
+            continue;
+        }
+        assert_eq!(op, 0x1, "text frames and pings");
         wire += n;
         if String::from_utf8_lossy(&payload).contains(r#""type":"subscribed""#) {
-            return (c, wire);
+            return (c, wire, probes);
         }
     }
+}
+
+/// A window fixed at 8 KiB.
+fn window_8k(c: &mut tickergate::config::Config) {
+    c.session.read_window_min_bytes = 8192;
+    c.session.read_window_max_bytes = 8192;
+    c.session.read_lag_ms = 20;
 }
 
 /// The quotes of a data frame's payload: (seq, bid).
@@ -50,12 +62,8 @@ fn bid(n: u64) -> String {
 /// the probe's Pong brings the newest value at once, not the queue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_waits_for_the_probe_pong_then_the_newest_value_goes() {
-    let gw = start(|c| {
-        c.session.read_window_min_bytes = 8192;
-        c.session.read_lag_ms = 20;
-    })
-    .await;
-    let (mut c, mut wire) = subscribed(&gw).await;
+    let gw = start(window_8k).await;
+    let (mut c, mut wire, mut probes) = subscribed(&gw).await;
     let mut n = 0u64;
     wait_for("a read-window hold", || {
         n += 1;
@@ -72,7 +80,7 @@ async fn data_waits_for_the_probe_pong_then_the_newest_value_goes() {
     // A control reply is never held, and comes after every frame written
     // before it.
     c.send(0x1, br#"{"op":"ping","id":77}"#).await;
-    let (mut probes, mut largest, mut seen) = (Vec::new(), 0, Vec::new());
+    let (mut largest, mut seen) = (0, Vec::new());
     loop {
         let (op, payload, n) = c.next_frame().await;
         if op == 0x9 {
@@ -91,18 +99,30 @@ async fn data_waits_for_the_probe_pong_then_the_newest_value_goes() {
         (8192..8192 + largest).contains(&wire),
         "{wire} bytes written without a Pong (window 8192, frames up to {largest})"
     );
-    assert_eq!(probes.len(), 1, "one probe in flight: {probes:?}");
+    // One probe in flight (asked again after a second without an answer).
+    assert!(
+        probes.iter().all(|p| p == &probes[0]),
+        "one probe in flight: {probes:?}"
+    );
     assert_eq!(probes[0].len(), 4);
+    let welcome_len = u32::from_be_bytes(probes[0][..].try_into().unwrap());
+    assert!(
+        welcome_len > 0 && (welcome_len as usize) < wire,
+        "{welcome_len}"
+    );
     assert!(!seen.is_empty());
     assert!(
         seen.iter().all(|(seq, _)| *seq < first_held),
         "a quote published during the hold went out: {seen:?}"
     );
-    // The Pong: the newest value goes, the 49 before it never do.
+    // The Pong (and, from now on, every Pong as the probes come): the
+    // newest value goes, the 49 before it never do.
     c.send(0xA, &probes[0]).await;
     let first = loop {
         let (op, payload, _) = c.next_frame().await;
-        if op == 0x1 {
+        if op == 0x9 {
+            c.send(0xA, &payload).await;
+        } else if op == 0x1 {
             if let Some(q) = quotes(&payload).first().cloned() {
                 break q;
             }
@@ -120,7 +140,8 @@ async fn read_lag_zero_turns_flow_control_off() {
         c.session.read_lag_ms = 0;
     })
     .await;
-    let (mut c, mut wire) = subscribed(&gw).await;
+    let (mut c, mut wire, probes) = subscribed(&gw).await;
+    assert!(probes.is_empty());
     for n in 1..=200 {
         let seq = publish(&gw, SYM, quote(&bid(n), "1", "999", "1"));
         loop {
@@ -142,11 +163,11 @@ async fn read_lag_zero_turns_flow_control_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_full_for_slow_consumer_ms_is_4008() {
     let gw = start(|c| {
-        c.session.read_window_min_bytes = 8192;
+        window_8k(c);
         c.session.slow_consumer_ms = 300;
     })
     .await;
-    let (mut c, _) = subscribed(&gw).await;
+    let (mut c, _, _) = subscribed(&gw).await;
     let mut n = 0u64;
     wait_for("a read-window hold", || {
         n += 1;
