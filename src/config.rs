@@ -182,8 +182,8 @@ pub struct SessionConfig {
     /// in the slots, coalescing. 0 turns it off (TCP's own push-back only).
     /// Default 20.
     pub read_lag_ms: u64,
-    /// Smallest read window, and the one a session starts with, in bytes.
-    /// Default 8192.
+    /// Smallest read window, in bytes (a session starts at 64 KiB, within
+    /// the min and max). Default 8192.
     pub read_window_min_bytes: u32,
     /// Largest read window, in bytes (a fast client on a long link needs
     /// its bandwidth times its round trip). Default 4194304.

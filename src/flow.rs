@@ -183,6 +183,12 @@ impl ReadWindow {
         }
     }
 
+    /// Whether data could go now (as [`ReadWindow::gate`], without its
+    /// side effects).
+    pub(crate) fn would_open(&self, now: Instant) -> bool {
+        !self.is_full() && self.next_data.is_none_or(|t| now >= t)
+    }
+
     /// Whether data would be held now (no side effects).
     pub(crate) fn is_full(&self) -> bool {
         self.size != 0 && self.unread() >= self.size

@@ -437,8 +437,13 @@ impl Session {
             self.dirty = true;
         }
         // Dirty data waits while the client's read window is full (its
-        // Pong wakes the task).
-        let open = self.data_gate();
+        // Pong wakes the task) or its frames are spaced (the timer does).
+        // Without dirty data only look: a hold is counted when data waits.
+        let open = if self.dirty {
+            self.data_gate()
+        } else {
+            lock_direct(&self.handle).window.would_open(now)
+        };
         let data = self.dirty && open;
         let stalled = if open {
             None
@@ -488,7 +493,9 @@ impl Session {
             let t = self.due.map_or(hb, |d| d.min(hb));
             stalled.map_or(t, |s| t.min(s + slow))
         };
-        Ok((timer.min(idle_at).min(ping_at), want_write, open))
+        // A Ping already owed waits for the socket, not for the clock.
+        let ping_wake = if c.ping_due { idle_at } else { ping_at };
+        Ok((timer.min(idle_at).min(ping_wake), want_write, open))
     }
 
     /// The main loop. Returns how the session ends.
@@ -534,7 +541,6 @@ impl Session {
             if timer < sleep.deadline() || sleep.is_elapsed() {
                 sleep.as_mut().reset(timer);
             }
-            let flushing = c.flushing;
             // One reference to the session in the closure, not one per
             // field: the closure is part of every session's task.
             let s = &mut *self;
@@ -566,11 +572,10 @@ impl Session {
                 // waits, and the socket is read (the Pong that opens it
                 // must not starve behind wakes).
                 if want_write || (woke && data_open) {
-                    let r = if flushing {
-                        ws.poll_flush_unpin(cx)
-                    } else {
-                        ws.poll_ready_unpin(cx)
-                    };
+                    // A flush, not `poll_ready`: tungstenite may hold the
+                    // unwritten rest of a Pong it answered while reading,
+                    // and a frame written raw must not land inside it.
+                    let r = ws.poll_flush_unpin(cx);
                     if let Poll::Ready(r) = r {
                         return Poll::Ready((Io::Write(r), woke));
                     }
