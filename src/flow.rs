@@ -20,16 +20,15 @@
 //! like TCP Vegas: a Pong back within `lag / 2` of the fastest one seen
 //! doubles it (the client keeps up; a long link needs its bandwidth times
 //! its round trip, and a larger window means fewer probes), one later than
-//! `lag` after the window was full halves it (the bytes queue in front of
-//! the client). It starts at [`INITIAL_WINDOW`], and the first frame
+//! `lag` while the session kept writing halves it (its bytes queue in
+//! front of the client). It starts at [`INITIAL_WINDOW`], and the first frame
 //! carries a probe, to learn the fastest round trip before any backlog. So a reader that falls behind gets at most about `lag` of
 //! backlog, and a fast one is not slowed.
 //!
 //! A window bounds the bytes in flight, not the rate: a client whose reads
 //! come late because it is busy (one core reading thousands of sockets)
 //! would still get a frame per round trip, stay saturated, and read every
-//! frame a full cycle late. So a Pong later than `lag` with the window
-//! full also spaces the
+//! frame a full cycle late. So such a late Pong also spaces the
 //! session's data frames (a minimum gap that doubles from 1 ms, up to
 //! [`MAX_GAP_US`]), and one within `lag / 2` shrinks the gap by a quarter
 //! until it is gone: the client gets fewer, fuller frames, each the newest
@@ -254,11 +253,12 @@ impl ReadWindow {
             if self.gap_us < 500 {
                 self.gap_us = 0;
             }
-        } else if lag > l.lag_us && self.filled {
-            // Late, and our own bytes were queued in front of the client.
-            // A late Pong with the window not full says the client (or
-            // this gateway, reading the Pong late in a long pass) was busy
-            // with something else: slowing this session would not help.
+        } else if lag > l.lag_us && self.sent != mark {
+            // Late, and this session kept writing while the probe was out:
+            // its own frames queue in front of the client. A late Pong with
+            // nothing sent after its probe says the client (or this
+            // gateway, reading the Pong late in a long pass) was busy with
+            // something else: slowing this session would not help.
             self.size = (self.size / 2).max(l.min);
             self.gap_us = self.gap_us.saturating_mul(2).clamp(1000, MAX_GAP_US);
         }
@@ -412,7 +412,7 @@ mod tests {
     }
 
     #[test]
-    fn a_late_pong_without_a_full_window_changes_nothing() {
+    fn a_late_pong_with_nothing_sent_after_its_probe_changes_nothing() {
         let t = Instant::now();
         let mut w = started(t);
         let s = w.size();
