@@ -163,11 +163,33 @@ async fn max_hz_caps_the_update_rate_per_subscription() {
 /// on the same symbols keeps getting fresh data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_consumer_is_closed_with_4008_and_others_keep_flowing() {
+    slow_consumer_case(0).await;
+}
+
+/// The same with read-window flow control on: the stalled client's window
+/// fills (or its socket does) and it is closed 4008. When it reads again,
+/// tungstenite answers the probe Pings it finds after the server's close,
+/// and the close frame must still reach it. (This case failed once, before
+/// the server read until the client's close instead of dropping a socket
+/// with Pongs unread, which resets the connection; the reset needs the
+/// close frame still in the server's send buffer, so the race does not
+/// reproduce on every run.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_consumer_with_flow_control_still_reads_its_4008_close() {
+    slow_consumer_case(20).await;
+}
+
+async fn slow_consumer_case(read_lag_ms: u64) {
     let gw = Arc::new(
         start(|c| {
             c.session.slow_consumer_ms = 300;
             c.session.send_buffer_bytes = 4096;
             c.session.close_grace_ms = 60_000;
+            c.session.read_lag_ms = read_lag_ms;
+            // A window smaller than the socket's buffers: probes are
+            // waiting in the stalled client's buffer when it is closed.
+            c.session.read_window_min_bytes = 2048;
+            c.session.read_window_max_bytes = 2048;
         })
         .await,
     );

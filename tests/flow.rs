@@ -189,3 +189,38 @@ async fn a_window_full_for_slow_consumer_ms_is_4008() {
         1.0
     );
 }
+
+/// A client that missed a probe (RFC 6455 lets a client answer only its
+/// latest Ping) is asked again, with the same payload, while its window
+/// is full; answering the repeat lets the newest value go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_probe_is_asked_again_and_the_answer_opens_the_window() {
+    let gw = start(window_8k).await;
+    let (mut c, _, probes) = subscribed(&gw).await;
+    let mut n = 0u64;
+    wait_for("a read-window hold", || {
+        n += 1;
+        publish(&gw, SYM, quote(&bid(n), "1", "999", "1"));
+        metric(&metrics_text(&gw), HOLDS) >= 1.0
+    })
+    .await;
+    let last = publish(&gw, SYM, quote("7.77", "1", "999", "1"));
+    // Read on (ignoring the first probe) until the probe comes again.
+    let again = loop {
+        let (op, payload, _) = c.next_frame().await;
+        if op == 0x9 && probes.contains(&payload) {
+            break payload;
+        }
+        assert!(op == 0x1 || op == 0x9, "opcode {op}");
+    };
+    c.send(0xA, &again).await;
+    let first = loop {
+        let (op, payload, _) = c.next_frame().await;
+        if op == 0x9 {
+            c.send(0xA, &payload).await;
+        } else if let Some(q) = quotes(&payload).first().cloned() {
+            break q;
+        }
+    };
+    assert_eq!(first, (last, "7.77".to_string()));
+}
