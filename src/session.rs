@@ -439,7 +439,9 @@ impl Session {
         // Dirty data waits while the client's read window is full (its
         // Pong wakes the task) or its frames are spaced (the timer does).
         // Without dirty data only look: a hold is counted when data waits.
-        let open = if self.dirty {
+        let open = if !self.flow_on() {
+            true
+        } else if self.dirty {
             self.data_gate()
         } else {
             lock_direct(&self.handle).window.would_open(now)
@@ -661,10 +663,12 @@ impl Session {
                         continue;
                     };
                     c.write_started = Instant::now();
-                    let probe = lock_direct(&self.handle)
-                        .window
-                        .wrote(frame.len() - at, c.write_started);
-                    if let Some(probe) = probe {
+                    let probe = self.flow_on().then(|| {
+                        lock_direct(&self.handle)
+                            .window
+                            .wrote(frame.len() - at, c.write_started)
+                    });
+                    if let Some(Some(probe)) = probe {
                         frame.extend_from_slice(&probe);
                     }
                     self.last_write = c.write_started;
@@ -1035,9 +1039,18 @@ impl Session {
         self.control.push_back(msg);
     }
 
+    /// Whether read-window flow control is on (`read_lag_ms` > 0); off,
+    /// the task never takes the parked state's lock for it.
+    fn flow_on(&self) -> bool {
+        self.cfg().read_lag_ms != 0
+    }
+
     /// Whether data may go now (the client's read window is not full);
     /// counts a hold once.
     fn data_gate(&mut self) -> bool {
+        if !self.flow_on() {
+            return true;
+        }
         let gate = lock_direct(&self.handle).window.gate(Instant::now());
         match gate {
             Gate::Open => true,

@@ -52,6 +52,33 @@ fn quotes(payload: &[u8]) -> Vec<(u64, String)> {
         .collect()
 }
 
+/// Publishes a new [`SYM`] quote every 10 ms until a session holds its
+/// data for its read window.
+async fn publish_until_held(gw: &Gateway) {
+    let mut n = 0u64;
+    wait_for("a read-window hold", || {
+        n += 1;
+        publish(gw, SYM, quote(&bid(n), "1", "999", "1"));
+        metric(&metrics_text(gw), HOLDS) >= 1.0
+    })
+    .await;
+}
+
+/// Reads on, answering every probe as a library would, until a data frame
+/// with a quote; returns its first quote.
+async fn first_quote_answering_probes(c: &mut RawClient) -> (u64, String) {
+    loop {
+        let (op, payload, _) = c.next_frame().await;
+        if op == 0x9 {
+            c.send(0xA, &payload).await;
+        } else if op == 0x1 {
+            if let Some(q) = quotes(&payload).first().cloned() {
+                return q;
+            }
+        }
+    }
+}
+
 fn bid(n: u64) -> String {
     format!("{}.{:02}", 100 + n / 100, n % 100)
 }
@@ -64,13 +91,7 @@ fn bid(n: u64) -> String {
 async fn data_waits_for_the_probe_pong_then_the_newest_value_goes() {
     let gw = start(window_8k).await;
     let (mut c, mut wire, mut probes) = subscribed(&gw).await;
-    let mut n = 0u64;
-    wait_for("a read-window hold", || {
-        n += 1;
-        publish(&gw, SYM, quote(&bid(n), "1", "999", "1"));
-        metric(&metrics_text(&gw), HOLDS) >= 1.0
-    })
-    .await;
+    publish_until_held(&gw).await;
     // Held now: these only move the slot.
     let first_held = publish(&gw, SYM, quote("1.01", "1", "999", "1"));
     let mut last = first_held;
@@ -118,16 +139,7 @@ async fn data_waits_for_the_probe_pong_then_the_newest_value_goes() {
     // The Pong (and, from now on, every Pong as the probes come): the
     // newest value goes, the 49 before it never do.
     c.send(0xA, &probes[0]).await;
-    let first = loop {
-        let (op, payload, _) = c.next_frame().await;
-        if op == 0x9 {
-            c.send(0xA, &payload).await;
-        } else if op == 0x1 {
-            if let Some(q) = quotes(&payload).first().cloned() {
-                break q;
-            }
-        }
-    };
+    let first = first_quote_answering_probes(&mut c).await;
     assert_eq!(first, (last, "1.50".to_string()));
 }
 
@@ -168,13 +180,7 @@ async fn a_window_full_for_slow_consumer_ms_is_4008() {
     })
     .await;
     let (mut c, _, _) = subscribed(&gw).await;
-    let mut n = 0u64;
-    wait_for("a read-window hold", || {
-        n += 1;
-        publish(&gw, SYM, quote(&bid(n), "1", "999", "1"));
-        metric(&metrics_text(&gw), HOLDS) >= 1.0
-    })
-    .await;
+    publish_until_held(&gw).await;
     let close = loop {
         let (op, payload, _) = c.next_frame().await;
         if op == 0x8 {
@@ -197,13 +203,7 @@ async fn a_window_full_for_slow_consumer_ms_is_4008() {
 async fn an_unanswered_probe_is_asked_again_and_the_answer_opens_the_window() {
     let gw = start(window_8k).await;
     let (mut c, _, probes) = subscribed(&gw).await;
-    let mut n = 0u64;
-    wait_for("a read-window hold", || {
-        n += 1;
-        publish(&gw, SYM, quote(&bid(n), "1", "999", "1"));
-        metric(&metrics_text(&gw), HOLDS) >= 1.0
-    })
-    .await;
+    publish_until_held(&gw).await;
     let last = publish(&gw, SYM, quote("7.77", "1", "999", "1"));
     // Read on (ignoring the first probe) until the probe comes again.
     let again = loop {
@@ -214,13 +214,6 @@ async fn an_unanswered_probe_is_asked_again_and_the_answer_opens_the_window() {
         assert!(op == 0x1 || op == 0x9, "opcode {op}");
     };
     c.send(0xA, &again).await;
-    let first = loop {
-        let (op, payload, _) = c.next_frame().await;
-        if op == 0x9 {
-            c.send(0xA, &payload).await;
-        } else if let Some(q) = quotes(&payload).first().cloned() {
-            break q;
-        }
-    };
+    let first = first_quote_answering_probes(&mut c).await;
     assert_eq!(first, (last, "7.77".to_string()));
 }
