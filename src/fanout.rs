@@ -15,11 +15,14 @@
 use crate::metrics::Metrics;
 use crate::model::{SymbolId, Symbols};
 use crate::protocol::encode_quote;
+use crate::session::Delivery;
 use crate::shutdown::Shutdown;
 use crate::slots::SlotTable;
 use futures_util::task::AtomicWaker;
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::time::Instant;
 
 /// The part of a session that shards can see: a wake-up flag and the
 /// session task's waker.
@@ -42,6 +45,9 @@ pub struct SessionHandle {
     /// lock: a pass wakes a session that is not parked on the spot, with
     /// no clone and no lock; see [`Fanout::pass`]).
     pub(crate) parked: AtomicBool,
+    /// Whether the session is on its shard's pace list (at most once).
+    /// Only its shard's loop touches it.
+    paced: AtomicBool,
 }
 
 const NO_MEMBER: u32 = u32::MAX;
@@ -55,6 +61,7 @@ impl SessionHandle {
             member: AtomicU32::new(NO_MEMBER),
             direct: Mutex::new(Default::default()),
             parked: AtomicBool::new(false),
+            paced: AtomicBool::new(false),
         }
     }
 
@@ -103,13 +110,46 @@ fn take_or_wake(h: &Arc<SessionHandle>, targets: &mut Vec<Arc<SessionHandle>>) {
 const PASS_SLICE: usize = 128;
 
 /// Buffers a shard pass reuses: the dirty symbols, the sessions to serve,
-/// and the frame being built for a direct write.
+/// the frame being built for a direct write, and the pace list.
 #[derive(Default)]
 pub struct PassScratch {
     pub dirty: Vec<SymbolId>,
     targets: Vec<Arc<SessionHandle>>,
     frame: String,
     memo: Memo,
+    /// Parked sessions whose spaced frames (read-window flow control, see
+    /// `flow.rs`) may go at a set time, earliest first: the shard serves
+    /// them at its first pass after that time, or wakes for the earliest
+    /// when no pass comes. Each session is on it at most once (its
+    /// handle's `paced` flag), so it is bounded by the shard's sessions.
+    paced: BinaryHeap<PaceEntry>,
+}
+
+/// A session on a pace list, ordered earliest first.
+struct PaceEntry {
+    at: Instant,
+    h: Arc<SessionHandle>,
+}
+
+impl PartialEq for PaceEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at
+    }
+}
+
+impl Eq for PaceEntry {}
+
+impl PartialOrd for PaceEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for PaceEntry {
+    /// Reversed: `BinaryHeap` pops its greatest entry, the earliest here.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.at.cmp(&self.at)
+    }
 }
 
 /// The encoded quotes one slice of a pass has already taken from the
@@ -364,12 +404,23 @@ impl Fanout {
     pub async fn run_shard(self: Arc<Self>, shard: usize, mut shutdown: Shutdown) {
         let signal = self.slots.shard(shard);
         let mut scratch = PassScratch::default();
+        // The pace list's earliest time, when no pass comes before it.
+        let pace = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(pace);
+        let mut armed: Option<Instant> = None;
         loop {
+            let next = scratch.paced.peek().map(|e| e.at);
+            if let Some(t) = next.filter(|&t| armed != Some(t)) {
+                pace.as_mut().reset(t);
+            }
+            armed = next;
             tokio::select! {
                 _ = shutdown.wait() => return,
                 _ = signal.wait() => {}
+                _ = &mut pace, if armed.is_some() => {}
             }
             self.take_dirty(shard, &mut scratch);
+            take_paced(&mut scratch);
             // Served in slices with a yield between them: a pass over
             // thousands of sessions writes for milliseconds, and feeds,
             // session reads and accepts on this worker must not wait for
@@ -377,7 +428,7 @@ impl Fanout {
             while !scratch.targets.is_empty() {
                 let from = scratch.targets.len().saturating_sub(PASS_SLICE);
                 let mut slice = scratch.targets.split_off(from);
-                self.serve(&mut slice, &mut scratch.frame, &mut scratch.memo);
+                self.serve(&mut slice, &mut scratch);
                 if !scratch.targets.is_empty() {
                     tokio::task::yield_now().await;
                 }
@@ -407,7 +458,10 @@ impl Fanout {
     /// that takes none is not counted in `shard_passes`.
     pub fn pass(&self, shard: usize, sc: &mut PassScratch) -> usize {
         let n = self.take_dirty(shard, sc);
-        self.serve(&mut sc.targets, &mut sc.frame, &mut sc.memo);
+        take_paced(sc);
+        let mut targets = std::mem::take(&mut sc.targets);
+        self.serve(&mut targets, sc);
+        sc.targets = targets;
         n
     }
 
@@ -427,19 +481,31 @@ impl Fanout {
     }
 
     /// The second half: a direct write to each parked session, a wake for
-    /// every other one. Empties `targets`.
-    fn serve(&self, targets: &mut Vec<Arc<SessionHandle>>, frame: &mut String, memo: &mut Memo) {
+    /// every other one, and a place on the pace list for one whose next
+    /// frame must wait. Empties `targets`.
+    fn serve(&self, targets: &mut Vec<Arc<SessionHandle>>, sc: &mut PassScratch) {
         if targets.is_empty() {
             return;
         }
-        memo.begin(self.cache.entries.len());
+        sc.memo.begin(self.cache.entries.len());
         let mut tally = crate::session::Tally::new(&self.metrics);
+        let mut paced = 0;
         for h in targets.drain(..) {
-            if !crate::session::deliver(self, &h, frame, &mut tally, memo) {
-                h.wake();
+            match crate::session::deliver(self, &h, &mut sc.frame, &mut tally, &mut sc.memo) {
+                Delivery::Done => {}
+                Delivery::Wake => h.wake(),
+                Delivery::PaceAt(at) => {
+                    if !h.paced.swap(true, Ordering::Relaxed) {
+                        sc.paced.push(PaceEntry { at, h });
+                        paced += 1;
+                    }
+                }
             }
         }
         tally.flush(&self.metrics);
+        if paced > 0 {
+            self.metrics.read_window_paced.inc_by(paced);
+        }
     }
 
     /// The members of shard `shard` holding one of `dirty`, each once: the
@@ -479,6 +545,28 @@ impl Fanout {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Moves the sessions on the pace list whose time has come to the pass's
+/// targets. One whose frame went meanwhile (its time moved on) goes back
+/// on the list when it is served.
+fn take_paced(sc: &mut PassScratch) {
+    let Some(first) = sc.paced.peek() else {
+        return;
+    };
+    let now = Instant::now();
+    if first.at > now {
+        return;
+    }
+    while let Some(e) = sc.paced.peek() {
+        if e.at > now {
+            break;
+        }
+        if let Some(e) = sc.paced.pop() {
+            e.h.paced.store(false, Ordering::Relaxed);
+            sc.targets.push(e.h);
         }
     }
 }

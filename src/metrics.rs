@@ -26,6 +26,7 @@ pub struct Metrics {
     /// Times a session's data was held because its client had a full read
     /// window unread (see `flow.rs`).
     pub read_window_holds: IntCounter,
+    pub read_window_paced: IntCounter,
     pub bytes_out: IntCounter,
     pub conflated: IntCounter,
     pub latency: Histogram,
@@ -143,6 +144,10 @@ impl Metrics {
             read_window_holds: counter(
                 "read_window_holds_total",
                 "Times a session held its data because the client had a full read window unread (slow reader; the values coalesce meanwhile)",
+            ),
+            read_window_paced: counter(
+                "read_window_paced_total",
+                "Data frames that waited for their time because the client's read lag spaces its frames (late reader; the values coalesce meanwhile)",
             ),
             bytes_out: counter("bytes_out_total", "Payload bytes of WebSocket frames sent"),
             conflated: counter(

@@ -343,6 +343,11 @@ enum Io {
     Read(Option<Result<Message, WsError>>),
     /// The deadline from [`Session::plan`] (or an earlier one) passed.
     Timer,
+    /// A shard's wake while data may not go: taken as dirty data, so that
+    /// the next plan arms the timer for a spaced frame (a wake that
+    /// waited for the socket instead would sleep until the heartbeat, as
+    /// a pending wake is not signalled again).
+    Woke,
 }
 
 impl Session {
@@ -557,6 +562,9 @@ impl Session {
                     return Poll::Ready((Io::Shutdown, false));
                 }
                 let woke = s.handle.poll_woken(cx);
+                if woke && !data_open && !s.dirty {
+                    return Poll::Ready((Io::Woke, true));
+                }
                 if let Some(r) = s.raw_out.as_deref_mut() {
                     // Finish the frame in flight before anything else.
                     if let Poll::Ready(res) = poll_write_all(ws.get_mut(), cx, &r.0, &mut r.1) {
@@ -626,6 +634,7 @@ impl Session {
                     }
                 }
                 Io::Shutdown => return Exit::Close(close::GOING_AWAY, "server shutting down"),
+                Io::Woke => {}
                 Io::Timer => {
                     if let Err(exit) = self.on_timer(&c) {
                         return exit;
@@ -1061,8 +1070,11 @@ impl Session {
             }
             // The client's lag spaces its frames: the timer wakes the
             // task when the next may go.
-            Gate::Paced(at, _) => {
-                self.due = Some(self.due.map_or(at, |d| d.min(at)));
+            Gate::Paced(at) => {
+                if self.due.is_none_or(|d| d > at) {
+                    self.shared.metrics.read_window_paced.inc();
+                    self.due = Some(at);
+                }
                 false
             }
         }
@@ -1383,6 +1395,14 @@ impl News {
     fn needs_task(&self) -> bool {
         self.leftover.is_some() || self.failed || self.due.is_some() || self.more
     }
+
+    fn verdict(&self) -> Delivery {
+        if self.needs_task() {
+            Delivery::Wake
+        } else {
+            Delivery::Done
+        }
+    }
 }
 
 fn lock_direct(h: &SessionHandle) -> std::sync::MutexGuard<'_, Direct> {
@@ -1427,25 +1447,38 @@ impl Session {
     }
 }
 
+/// What a direct write did (see [`deliver`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// Written, or nothing to write, or held by a full read window (the
+    /// client's Pong wakes the task).
+    Done,
+    /// The task must run: not parked (busy, or TLS), or something only it
+    /// can handle happened. The caller wakes it.
+    Wake,
+    /// The client's read lag spaces its frames and the next may go at
+    /// this time: the caller comes back then (the shard's pace list), so
+    /// a spaced frame costs no task wake-up either.
+    PaceAt(Instant),
+}
+
 /// The fan-out's direct write (see [`Direct`]): if `h`'s session is parked,
 /// builds its frame into `buf` (a scratch buffer the shard reuses) and
-/// writes it to the socket without waking the task. Returns `false` when
-/// the task must run: not parked (busy, or TLS), or something only it can
-/// handle happened; the caller then wakes it.
+/// writes it to the socket without waking the task.
 pub(crate) fn deliver(
     fan: &Fanout,
     h: &SessionHandle,
     buf: &mut String,
     tally: &mut Tally,
     memo: &mut crate::fanout::Memo,
-) -> bool {
+) -> Delivery {
     // A session busy taking its state back is simply woken.
     let Ok(mut g) = h.direct.try_lock() else {
-        return false;
+        return Delivery::Wake;
     };
     let d = &mut *g;
     if !d.parked || d.news.needs_task() {
-        return false;
+        return Delivery::Wake;
     }
     // Field by field: the socket is borrowed while the rest is updated.
     let Direct {
@@ -1458,24 +1491,20 @@ pub(crate) fn deliver(
         ..
     } = d
     else {
-        return false;
+        return Delivery::Wake;
     };
     // The client has a full window unread: the slots coalesce until its
     // Pong wakes the task (which then writes the newest values). Or its lag
-    // spaces its frames: the task's timer is armed for the next (woken
-    // once per gap to arm it).
+    // spaces its frames: the shard comes back when the next may go.
     let now = Instant::now();
     match window.gate(now) {
         Gate::Open => {}
-        Gate::Held | Gate::Paced(_, false) => return true,
+        Gate::Held => return Delivery::Done,
         Gate::HeldNow => {
             tally.holds += 1;
-            return true;
+            return Delivery::Done;
         }
-        Gate::Paced(at, true) => {
-            news.due = Some(news.due.map_or(at, |x| x.min(at)));
-            return false;
-        }
+        Gate::Paced(at) => return Delivery::PaceAt(at),
     }
     buf.clear();
     buf.push_str(HEADER_ROOM);
@@ -1487,7 +1516,7 @@ pub(crate) fn deliver(
     }
     news.more |= data.more;
     if data.n == 0 {
-        return !news.needs_task();
+        return news.verdict();
     }
     buf.push(']');
     *frame_hint = buf.len().clamp(256, max + 64) as u32;
@@ -1511,7 +1540,7 @@ pub(crate) fn deliver(
         }
         Err(_) => news.failed = true,
     }
-    !news.needs_task()
+    news.verdict()
 }
 
 /// A plain TCP socket shared between a session's task (which reads and

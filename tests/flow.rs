@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
+use std::time::Duration;
 use tickergate::Gateway;
 
 const SYM: &str = "AAPL";
@@ -216,4 +217,96 @@ async fn an_unanswered_probe_is_asked_again_and_the_answer_opens_the_window() {
     c.send(0xA, &again).await;
     let first = first_quote_answering_probes(&mut c).await;
     assert_eq!(first, (last, "7.77".to_string()));
+}
+
+/// A client that answers its probes late while data keeps coming gets its
+/// frames spaced (a minimum gap between them). A spaced frame is the
+/// fan-out's to write when its time comes: if the feed then goes quiet,
+/// no later update brings a pass, and the value that waited must still go
+/// (the shard's pace timer). Every round ends with that value arriving;
+/// the rounds go on until one of them was spaced by the metric, as the
+/// round trip decides whether the value fell inside a gap. Heartbeats and
+/// keepalive Pings are off the test's time scale: a value left waiting
+/// for one of them (a lost wake) fails it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spaced_frame_still_goes_when_the_feed_goes_quiet() {
+    const PACED: &str = "tickergate_read_window_paced_total";
+    let gw = start(|c| {
+        c.session.read_lag_ms = 1;
+        c.session.read_window_min_bytes = 4096;
+        c.session.read_window_max_bytes = 4096;
+        c.session.heartbeat_ms = 600_000;
+        c.session.ping_interval_ms = 600_000;
+        c.session.idle_timeout_ms = 1_200_000;
+    })
+    .await;
+    let (mut c, _, probes) = subscribed(&gw).await;
+    // The welcome's probe, answered at once: the fastest round trip.
+    c.send(0xA, &probes[0]).await;
+    // Late answers (40 ms, with an update every 5 ms meanwhile) until the
+    // gap has doubled a few times.
+    let late_answers = async {
+        let mut n = 0u64;
+        let mut late = 0;
+        while late < 6 {
+            n += 1;
+            publish(&gw, SYM, quote(&bid(n), "1", "999", "1"));
+            let Ok((op, payload, _)) =
+                tokio::time::timeout(Duration::from_millis(5), c.next_frame()).await
+            else {
+                continue;
+            };
+            if op == 0x9 {
+                for _ in 0..8 {
+                    n += 1;
+                    publish(&gw, SYM, quote(&bid(n), "1", "999", "1"));
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                c.send(0xA, &payload).await;
+                late += 1;
+            }
+        }
+    };
+    tokio::time::timeout(EVENT_DEADLINE, late_answers)
+        .await
+        .expect("probes with the frames");
+    assert!(
+        metric(&metrics_text(&gw), PACED) >= 1.0,
+        "frames were spaced"
+    );
+    // Quiet feed: one update, and once it is read (its frame just went,
+    // so the next one must wait for the gap) one more, then nothing.
+    let mut round = 0u64;
+    loop {
+        round += 1;
+        assert!(round < 200, "no value was ever spaced");
+        let first = publish(&gw, SYM, quote(&format!("{round}.1"), "1", "999", "1"));
+        read_quote_answering_late(&mut c, first).await;
+        let before = metric(&metrics_text(&gw), PACED);
+        let last = publish(&gw, SYM, quote(&format!("{round}.2"), "1", "999", "1"));
+        let got = read_quote_answering_late(&mut c, last).await;
+        assert_eq!(got, (last, format!("{round}.2")));
+        if metric(&metrics_text(&gw), PACED) > before {
+            break;
+        }
+    }
+}
+
+/// Reads until the quote with `seq`, answering probes 40 ms late; fails
+/// after [`EVENT_DEADLINE`] (keepalive Pings would keep it reading).
+async fn read_quote_answering_late(c: &mut RawClient, seq: u64) -> (u64, String) {
+    let read = async {
+        loop {
+            let (op, payload, _) = c.next_frame().await;
+            if op == 0x9 {
+                tokio::time::sleep(Duration::from_millis(40)).await;
+                c.send(0xA, &payload).await;
+            } else if let Some(q) = quotes(&payload).into_iter().find(|q| q.0 == seq) {
+                return q;
+            }
+        }
+    };
+    tokio::time::timeout(EVENT_DEADLINE, read)
+        .await
+        .unwrap_or_else(|_| panic!("quote {seq} never came"))
 }
