@@ -45,8 +45,8 @@ pub struct SessionHandle {
     /// lock: a pass wakes a session that is not parked on the spot, with
     /// no clone and no lock; see [`Fanout::pass`]).
     pub(crate) parked: AtomicBool,
-    /// Whether the session is on its shard's pace list (at most once).
-    /// Only its shard's loop touches it.
+    /// Whether the session is on its shard's pace list (at most once);
+    /// a pass leaves it to the list meanwhile. Only its shard touches it.
     paced: AtomicBool,
 }
 
@@ -123,6 +123,8 @@ pub struct PassScratch {
     /// when no pass comes. Each session is on it at most once (its
     /// handle's `paced` flag), so it is bounded by the shard's sessions.
     paced: BinaryHeap<PaceEntry>,
+    /// When the current pass began.
+    pass_at: Option<Instant>,
 }
 
 /// A session on a pace list, ordered earliest first.
@@ -419,6 +421,7 @@ impl Fanout {
                 _ = signal.wait() => {}
                 _ = &mut pace, if armed.is_some() => {}
             }
+            scratch.pass_at = Some(Instant::now());
             self.take_dirty(shard, &mut scratch);
             take_paced(&mut scratch);
             // Served in slices with a yield between them: a pass over
@@ -456,12 +459,21 @@ impl Fanout {
     /// lock and served after it is released, so subscribing never waits
     /// for socket writes. Returns the number of dirty symbols taken; a pass
     /// that takes none is not counted in `shard_passes`.
+    ///
+    /// Nothing comes back for a spaced frame here (no shard loop keeps a
+    /// pace list between calls): such a session is woken, and its task's
+    /// timer sends the frame when it may go.
     pub fn pass(&self, shard: usize, sc: &mut PassScratch) -> usize {
+        sc.pass_at = Some(Instant::now());
         let n = self.take_dirty(shard, sc);
         take_paced(sc);
         let mut targets = std::mem::take(&mut sc.targets);
         self.serve(&mut targets, sc);
         sc.targets = targets;
+        while let Some(e) = sc.paced.pop() {
+            e.h.paced.store(false, Ordering::Relaxed);
+            e.h.wake();
+        }
         n
     }
 
@@ -489,23 +501,23 @@ impl Fanout {
         }
         sc.memo.begin(self.cache.entries.len());
         let mut tally = crate::session::Tally::new(&self.metrics);
-        let mut paced = 0;
+        let pass_at = *sc.pass_at.get_or_insert_with(Instant::now);
         for h in targets.drain(..) {
-            match crate::session::deliver(self, &h, &mut sc.frame, &mut tally, &mut sc.memo) {
+            // On the pace list: it is served from there (no lock here).
+            if h.paced.load(Ordering::Relaxed) {
+                continue;
+            }
+            let (frame, memo) = (&mut sc.frame, &mut sc.memo);
+            match crate::session::deliver(self, &h, frame, &mut tally, memo, pass_at) {
                 Delivery::Done => {}
                 Delivery::Wake => h.wake(),
                 Delivery::PaceAt(at) => {
-                    if !h.paced.swap(true, Ordering::Relaxed) {
-                        sc.paced.push(PaceEntry { at, h });
-                        paced += 1;
-                    }
+                    h.paced.store(true, Ordering::Relaxed);
+                    sc.paced.push(PaceEntry { at, h });
                 }
             }
         }
         tally.flush(&self.metrics);
-        if paced > 0 {
-            self.metrics.read_window_paced.inc_by(paced);
-        }
     }
 
     /// The members of shard `shard` holding one of `dirty`, each once: the

@@ -98,7 +98,9 @@ pub(crate) enum Gate {
     /// `read_window_holds_total` metric).
     HeldNow,
     /// The client's lag spaces its frames: data may go at this time.
-    Paced(Instant),
+    /// `true` the first time it is reported for this gap (one data frame
+    /// waits: the `read_window_paced_total` metric).
+    Paced(Instant, bool),
 }
 
 /// One session's window (see the module docs). It lives with what a direct
@@ -126,6 +128,8 @@ pub(crate) struct ReadWindow {
     gap_us: u32,
     /// With a gap: when the next data frame may go.
     next_data: Option<Instant>,
+    /// `next_data` was reported (see [`Gate::Paced`]).
+    paced_told: bool,
 }
 
 impl Default for ReadWindow {
@@ -155,6 +159,7 @@ impl ReadWindow {
             filled: false,
             gap_us: 0,
             next_data: None,
+            paced_told: false,
         }
     }
 
@@ -172,7 +177,7 @@ impl ReadWindow {
             };
         }
         match self.next_data {
-            Some(t) if now < t => Gate::Paced(t),
+            Some(t) if now < t => Gate::Paced(t, !std::mem::replace(&mut self.paced_told, true)),
             _ => Gate::Open,
         }
     }
@@ -199,6 +204,7 @@ impl ReadWindow {
     /// and none in flight).
     pub(crate) fn wrote(&mut self, n: usize, now: Instant) -> Option<[u8; PROBE_LEN]> {
         self.sent = self.sent.wrapping_add(u32::try_from(n).unwrap_or(u32::MAX));
+        self.paced_told = false;
         self.next_data =
             (self.gap_us > 0).then(|| now + Duration::from_micros(u64::from(self.gap_us)));
         // Probes go every half window, with every frame while frames are
@@ -427,7 +433,8 @@ mod tests {
         assert_eq!(w.pong(&mark(&p[0]), t1, L), Pong::Opened);
         assert_eq!(w.gap_us(), 1000);
         let mut probe = w.wrote(100, t1).expect("a probe with every spaced frame");
-        assert_eq!(w.gate(t1), Gate::Paced(t1 + ms(1)));
+        assert_eq!(w.gate(t1), Gate::Paced(t1 + ms(1), true), "told once");
+        assert_eq!(w.gate(t1), Gate::Paced(t1 + ms(1), false));
         assert_eq!(w.gate(t1 + ms(1)), Gate::Open);
         // Late again with the window full: the gap doubles, up to its cap.
         let mut now = t1 + ms(1);

@@ -26,6 +26,9 @@ pub struct Metrics {
     /// Times a session's data was held because its client had a full read
     /// window unread (see `flow.rs`).
     pub read_window_holds: IntCounter,
+    /// Data frames that waited for their time because the client's read
+    /// lag spaces its frames (see `flow.rs`): once per gap, on the shard's
+    /// path or the task's.
     pub read_window_paced: IntCounter,
     pub bytes_out: IntCounter,
     pub conflated: IntCounter,

@@ -1070,11 +1070,11 @@ impl Session {
             }
             // The client's lag spaces its frames: the timer wakes the
             // task when the next may go.
-            Gate::Paced(at) => {
-                if self.due.is_none_or(|d| d > at) {
+            Gate::Paced(at, first) => {
+                if first {
                     self.shared.metrics.read_window_paced.inc();
-                    self.due = Some(at);
                 }
+                self.due = Some(self.due.map_or(at, |d| d.min(at)));
                 false
             }
         }
@@ -1288,6 +1288,8 @@ pub(crate) struct Tally {
     conflated: u64,
     /// Sessions found holding for their read window (see `flow.rs`).
     holds: u64,
+    /// Data frames that wait for their time (spaced, see `flow.rs`).
+    paced: u64,
     latency: prometheus::local::LocalHistogram,
 }
 
@@ -1299,6 +1301,7 @@ impl Tally {
             messages: 0,
             conflated: 0,
             holds: 0,
+            paced: 0,
             latency: m.latency.local(),
         }
     }
@@ -1326,6 +1329,10 @@ impl Tally {
         if self.holds > 0 {
             m.read_window_holds.inc_by(self.holds);
             self.holds = 0;
+        }
+        if self.paced > 0 {
+            m.read_window_paced.inc_by(self.paced);
+            self.paced = 0;
         }
         (self.frames, self.bytes, self.messages, self.conflated) = (0, 0, 0, 0);
     }
@@ -1464,13 +1471,17 @@ pub(crate) enum Delivery {
 
 /// The fan-out's direct write (see [`Direct`]): if `h`'s session is parked,
 /// builds its frame into `buf` (a scratch buffer the shard reuses) and
-/// writes it to the socket without waking the task.
+/// writes it to the socket without waking the task. `pass_at`: when the
+/// shard's pass began (a session served twice in one pass, as a dirty
+/// symbol's holder and from the pace list, is spaced only by its next
+/// pass).
 pub(crate) fn deliver(
     fan: &Fanout,
     h: &SessionHandle,
     buf: &mut String,
     tally: &mut Tally,
     memo: &mut crate::fanout::Memo,
+    pass_at: Instant,
 ) -> Delivery {
     // A session busy taking its state back is simply woken.
     let Ok(mut g) = h.direct.try_lock() else {
@@ -1504,7 +1515,11 @@ pub(crate) fn deliver(
             tally.holds += 1;
             return Delivery::Done;
         }
-        Gate::Paced(at) => return Delivery::PaceAt(at),
+        Gate::Paced(_, _) if news.wrote_at.is_some_and(|w| w >= pass_at) => return Delivery::Done,
+        Gate::Paced(at, first) => {
+            tally.paced += u64::from(first);
+            return Delivery::PaceAt(at);
+        }
     }
     buf.clear();
     buf.push_str(HEADER_ROOM);

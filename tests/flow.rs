@@ -225,12 +225,15 @@ async fn an_unanswered_probe_is_asked_again_and_the_answer_opens_the_window() {
 /// no later update brings a pass, and the value that waited must still go
 /// (the shard's pace timer). Every round ends with that value arriving;
 /// the rounds go on until one of them was spaced by the metric, as the
-/// round trip decides whether the value fell inside a gap. Heartbeats and
+/// round trip decides whether the value fell inside a gap and whether the
+/// fan-out or the session's task (awake, reading a Pong) wrote it; they
+/// end once the shard wrote a spaced value. Heartbeats and
 /// keepalive Pings are off the test's time scale: a value left waiting
 /// for one of them (a lost wake) fails it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spaced_frame_still_goes_when_the_feed_goes_quiet() {
     const PACED: &str = "tickergate_read_window_paced_total";
+    const DIRECT: &str = "tickergate_frames_direct_total";
     let gw = start(|c| {
         c.session.read_lag_ms = 1;
         c.session.read_window_min_bytes = 4096;
@@ -279,14 +282,22 @@ async fn a_spaced_frame_still_goes_when_the_feed_goes_quiet() {
     let mut round = 0u64;
     loop {
         round += 1;
-        assert!(round < 200, "no value was ever spaced");
+        assert!(
+            round < 200,
+            "no value was ever spaced and sent by the shard"
+        );
         let first = publish(&gw, SYM, quote(&format!("{round}.1"), "1", "999", "1"));
         read_quote_answering_late(&mut c, first).await;
-        let before = metric(&metrics_text(&gw), PACED);
+        let before = metrics_text(&gw);
         let last = publish(&gw, SYM, quote(&format!("{round}.2"), "1", "999", "1"));
         let got = read_quote_answering_late(&mut c, last).await;
         assert_eq!(got, (last, format!("{round}.2")));
-        if metric(&metrics_text(&gw), PACED) > before {
+        // Spaced, and its frame (the only data frame since) written by the
+        // fan-out, not by the session's task.
+        let after = metrics_text(&gw);
+        if metric(&after, PACED) > metric(&before, PACED)
+            && metric(&after, DIRECT) > metric(&before, DIRECT)
+        {
             break;
         }
     }
