@@ -504,7 +504,9 @@ impl Fanout {
         let pass_at = *sc.pass_at.get_or_insert_with(Instant::now);
         for h in targets.drain(..) {
             // On the pace list: it is served from there (no lock here).
-            if h.paced.load(Ordering::Relaxed) {
+            // (An empty list, as always without flow control, is not
+            // asked: the flag is one more handle field per session.)
+            if !sc.paced.is_empty() && h.paced.load(Ordering::Relaxed) {
                 continue;
             }
             let (frame, memo) = (&mut sc.frame, &mut sc.memo);
