@@ -81,6 +81,11 @@ pub struct ServerConfig {
     /// New connections one address may open at once above the sustained
     /// rate. Default 40.
     pub conn_burst_per_ip: u32,
+    /// WebSocket sessions one address (IPv6: one /64) may hold at once;
+    /// past it a new one is upgraded and closed at once with 1013, as when
+    /// the server is full. Default 0: no cap (clients behind one NAT share
+    /// an address; set it for a public listener).
+    pub max_connections_per_ip: u32,
     /// How often the per-address limiter forgets addresses whose bucket has
     /// refilled, in milliseconds. Default 5000.
     pub conn_limiter_prune_ms: u64,
@@ -118,6 +123,7 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 3_000,
             conn_rate_per_ip: 20,
             conn_burst_per_ip: 40,
+            max_connections_per_ip: 0,
             conn_limiter_prune_ms: 5_000,
             allowed_origins: Vec::new(),
             tls: None,

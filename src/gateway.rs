@@ -35,6 +35,8 @@ pub struct Shared {
     /// New connections per client address (`server.conn_rate_per_ip`),
     /// pruned by [`crate::limits::prune_task`].
     pub conn_limiter: crate::limits::ConnLimiter,
+    /// Sessions per client address (`server.max_connections_per_ip`).
+    pub ip_sessions: Arc<crate::limits::IpSessions>,
     pub ws_config: WebSocketConfig,
     /// `[server.tls]`: every accepted connection is TLS first.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
@@ -263,6 +265,9 @@ impl Gateway {
                 config.server.conn_rate_per_ip,
                 config.server.conn_burst_per_ip,
             ),
+            ip_sessions: Arc::new(crate::limits::IpSessions::new(
+                config.server.max_connections_per_ip,
+            )),
             conn_limit: Arc::new(Semaphore::new(
                 config.server.max_connections.min(Semaphore::MAX_PERMITS),
             )),

@@ -431,6 +431,7 @@ fn try_upgrade(mut req: Request<Incoming>, shared: Arc<Shared>, peer: SocketAddr
         .filter(|_| shared.auth.enabled())
         .map(|t| shared.auth.authenticate(&t));
     let permit = shared.conn_limit.clone().try_acquire_owned().ok();
+    let per_ip = shared.ip_sessions.acquire(peer.ip());
     let on_upgrade = hyper::upgrade::on(&mut req);
     // This task only waits for hyper to hand over the connection; the
     // session then runs as a task of its own, so the session's task holds
@@ -444,7 +445,11 @@ fn try_upgrade(mut req: Request<Incoming>, shared: Arc<Shared>, peer: SocketAddr
                 return;
             }
         };
-        let adm = Admission { permit, token };
+        let adm = Admission {
+            permit,
+            per_ip,
+            token,
+        };
         // Plain TCP: the session runs on the socket itself (shared with
         // the fan-out's direct writes, see `session::Direct`), with any
         // bytes hyper read past the handshake put back in front.

@@ -130,6 +130,93 @@ impl<C: governor::clock::Clock> ConnLimiter<C> {
     }
 }
 
+/// Concurrent WebSocket sessions per client address
+/// (`server.max_connections_per_ip`; IPv6 per /64, as [`ConnLimiter`]).
+/// The connection rate limit alone lets one address collect sessions up
+/// to the server's whole `max_connections` over time; this caps what it
+/// holds at once. An entry exists only while its address holds a session
+/// (the map is bounded by the sessions), in one of 16 locked shards.
+pub struct IpSessions {
+    cap: u32,
+    shards: Box<[std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, u32>>]>,
+}
+
+/// One of an address's sessions; released on drop.
+pub struct IpSessionGuard {
+    sessions: std::sync::Arc<IpSessions>,
+    key: std::net::IpAddr,
+}
+
+/// The address already holds `server.max_connections_per_ip` sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpAtLimit;
+
+impl IpSessions {
+    /// `cap` 0: no cap (nothing is counted).
+    pub fn new(cap: u32) -> Self {
+        IpSessions {
+            cap,
+            shards: (0..16).map(|_| Default::default()).collect(),
+        }
+    }
+
+    fn shard(
+        &self,
+        key: &std::net::IpAddr,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<std::net::IpAddr, u32>> {
+        use std::hash::{Hash, Hasher};
+        // Fixed keys are enough here: the shard only spreads lock traffic,
+        // and each map has its own seeded hasher.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        let i = (h.finish() as usize) % self.shards.len();
+        // std Mutex: held for a map update only, never across an await.
+        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a new session from `ip`: `Ok(None)` without a cap,
+    /// `Err(IpAtLimit)` when the address is at it.
+    pub fn acquire(
+        self: &std::sync::Arc<Self>,
+        ip: std::net::IpAddr,
+    ) -> Result<Option<Box<IpSessionGuard>>, IpAtLimit> {
+        if self.cap == 0 {
+            return Ok(None);
+        }
+        let key = limiter_key(ip);
+        let mut m = self.shard(&key);
+        let n = m.entry(key).or_insert(0);
+        if *n >= self.cap {
+            return Err(IpAtLimit);
+        }
+        *n += 1;
+        Ok(Some(Box::new(IpSessionGuard {
+            sessions: self.clone(),
+            key,
+        })))
+    }
+
+    /// Addresses holding a session (0 without a cap).
+    pub fn addresses(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
+    }
+}
+
+impl Drop for IpSessionGuard {
+    fn drop(&mut self) {
+        let mut m = self.sessions.shard(&self.key);
+        if let Some(n) = m.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.key);
+            }
+        }
+    }
+}
+
 /// IPv4 (and IPv4-mapped IPv6) by address, other IPv6 by /64 prefix.
 fn limiter_key(ip: std::net::IpAddr) -> std::net::IpAddr {
     use std::net::{IpAddr, Ipv6Addr};
@@ -206,5 +293,30 @@ mod conn_tests {
         assert!(l.check(ip("2001:db8:1:3::1")), "other /64");
         assert!(l.check(ip("::ffff:10.0.0.9")));
         assert!(!l.check(ip("10.0.0.9")), "v4-mapped is the v4 address");
+    }
+
+    #[test]
+    fn sessions_per_address_cap_keys_like_the_rate_limit_and_forget() {
+        let s = std::sync::Arc::new(IpSessions::new(2));
+        let a = s.acquire(ip("10.0.0.1")).unwrap();
+        let b = s.acquire(ip("::ffff:10.0.0.1")).unwrap();
+        assert!(a.is_some() && b.is_some());
+        assert_eq!(s.acquire(ip("10.0.0.1")).err(), Some(IpAtLimit));
+        // IPv6: one /64 is one address.
+        let c = s.acquire(ip("2001:db8::1")).unwrap();
+        let d = s.acquire(ip("2001:db8::2")).unwrap();
+        assert_eq!(s.acquire(ip("2001:db8::3")).err(), Some(IpAtLimit));
+        assert!(
+            s.acquire(ip("2001:db8:0:1::1")).unwrap().is_some(),
+            "other /64"
+        );
+        assert_eq!(s.addresses(), 2, "the released one is gone");
+        drop(a);
+        assert!(s.acquire(ip("10.0.0.1")).unwrap().is_some(), "a place back");
+        drop((b, c, d));
+        assert_eq!(s.addresses(), 0, "no session, no entry");
+        let off = std::sync::Arc::new(IpSessions::new(0));
+        assert!((0..100).all(|_| matches!(off.acquire(ip("10.0.0.1")), Ok(None))));
+        assert_eq!(off.addresses(), 0);
     }
 }

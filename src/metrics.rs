@@ -36,6 +36,9 @@ pub struct Metrics {
     pub shard_passes: IntCounter,
     pub ops_in: IntCounter,
     pub conn_rate_limited: IntCounter,
+    /// Upgrades closed with 1013 because their address already held
+    /// `server.max_connections_per_ip` sessions.
+    pub ip_sessions_full: IntCounter,
     pub limiter_keys: IntGauge,
     pub origin_rejected: IntCounter,
     errors: IntCounterVec,
@@ -110,7 +113,7 @@ impl Metrics {
             ),
             connections_rejected: counter(
                 "connections_rejected_total",
-                "WebSocket sessions closed at once with 1013 because the server was full",
+                "WebSocket sessions closed at once with 1013 because the server was full or their address at server.max_connections_per_ip",
             ),
             subscriptions: gauge("subscriptions", "Symbol subscriptions held by all sessions"),
             updates_in: counter_vec("updates_in_total", "Quotes written into slots", &["feed"]),
@@ -163,6 +166,10 @@ impl Metrics {
             conn_rate_limited: counter(
                 "conn_rate_limited_total",
                 "TCP connections refused at accept: the client address exceeded server.conn_rate_per_ip",
+            ),
+            ip_sessions_full: counter(
+                "ip_sessions_full_total",
+                "WebSocket upgrades closed with 1013: the client address already held server.max_connections_per_ip sessions (also in connections_rejected_total)",
             ),
             limiter_keys: gauge(
                 "limiter_keys",

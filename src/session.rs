@@ -15,7 +15,7 @@ use crate::auth::{AuthError, Entitlement, KeyConnGuard};
 use crate::fanout::{Fanout, SessionHandle};
 use crate::flow::{self, Gate, ReadWindow};
 use crate::gateway::Shared;
-use crate::limits::OpLimiter;
+use crate::limits::{IpAtLimit, IpSessionGuard, OpLimiter};
 use crate::model::{now_ns, Status, SymbolId};
 use crate::protocol::{
     close, encode_quote, encode_status, parse_op, Control, ErrorCode, Limits, Op, OpError, OpId,
@@ -69,6 +69,10 @@ pub struct Admission {
     /// Held for the session's life; `None` means the server is full and the
     /// session is closed with 1013 at once.
     pub permit: Option<OwnedSemaphorePermit>,
+    /// The session's place among its address's
+    /// (`server.max_connections_per_ip`): `Ok(None)` without a cap, `Err`
+    /// when the address is at it (closed with 1013 at once).
+    pub per_ip: Result<Option<Box<IpSessionGuard>>, IpAtLimit>,
     /// The token that came with the upgrade request, checked: `None` when
     /// none came (or auth is off).
     pub token: Option<Result<Arc<Entitlement>, AuthError>>,
@@ -95,6 +99,9 @@ struct Session {
     /// The connection permit (`server.max_connections`), held for the
     /// session's life; `None` when the server was full.
     permit: Option<OwnedSemaphorePermit>,
+    /// Its address's count (`server.max_connections_per_ip`), held for the
+    /// session's life; `None` without a cap or when the address was full.
+    per_ip: Option<Box<IpSessionGuard>>,
     authed: bool,
     /// What the session's key may see; `None` while unauthenticated or
     /// with auth off (then everything).
@@ -154,6 +161,7 @@ where
         subs: Vec::new(),
         control: ControlQueue(None),
         permit: adm.permit,
+        per_ip: None,
         authed: !shared.auth.enabled(),
         entitlement: None,
         key_conn: None,
@@ -177,6 +185,13 @@ where
     let first = if s.permit.is_none() {
         m.connections_rejected.inc();
         Exit::Close(close::OVERLOADED, "server full, try again later")
+    } else if let Err(IpAtLimit) = adm.per_ip.map(|g| s.per_ip = g) {
+        m.connections_rejected.inc();
+        m.ip_sessions_full.inc();
+        Exit::Close(
+            close::OVERLOADED,
+            "too many connections from this address, try again later",
+        )
     } else if let Some(exit) = s.admit_token(adm.token) {
         exit
     } else {
@@ -212,6 +227,7 @@ where
         s.drop_subs();
         // The key's connection is free before the session stops counting.
         drop(s.key_conn.take());
+        drop(s.per_ip.take());
         s.shared.metrics.connections.dec();
         drop(s.permit.take());
     }
@@ -1682,6 +1698,7 @@ mod tests {
             WebSocketStream::from_raw_socket(a, Role::Server, Some(gw.shared.ws_config)).await;
         let adm = Admission {
             permit: None,
+            per_ip: Ok(None),
             token: None,
         };
         let fut = run(ws, gw.shared.clone(), adm, None);

@@ -130,6 +130,85 @@ async fn connection_flood_from_one_address_is_refused_others_unaffected() {
     assert_flows(&gw, &mut ok).await;
 }
 
+/// A WebSocket client connecting from `src`.
+async fn ws_from(src: IpAddr, gw: &Gateway) -> Client {
+    let s = tcp_from(src, gw.local_addr).await.expect("connect");
+    let (ws, _) = tokio_tungstenite::client_async(
+        ws_url(gw.local_addr),
+        tokio_tungstenite::MaybeTlsStream::Plain(s),
+    )
+    .await
+    .expect("upgrade");
+    Client::from_ws(ws)
+}
+
+/// The first thing a new session hears: its welcome, or its close frame
+/// (code, reason).
+async fn welcome_or_close(c: &mut Client) -> Result<(), (u16, String)> {
+    use futures_util::StreamExt;
+    loop {
+        let m = tokio::time::timeout(EVENT_DEADLINE, c.ws.next())
+            .await
+            .expect("an answer in time")
+            .expect("not closed without a close frame")
+            .expect("a frame");
+        match m {
+            Message::Text(t) if t.contains(r#""type":"welcome""#) => return Ok(()),
+            Message::Close(Some(f)) => return Err((u16::from(f.code), f.reason.to_string())),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a welcome or a close, got {other:?}"),
+        }
+    }
+}
+
+/// `server.max_connections_per_ip`: an address holding its cap of
+/// sessions has the next one closed with 1013 at once (after the upgrade,
+/// so that a browser sees the code), other addresses are unaffected, and a
+/// session that ends frees its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_per_address_are_capped_and_places_come_back() {
+    let gw = start(|c| c.server.max_connections_per_ip = 2).await;
+    let mut ok = healthy(&gw).await;
+    let crowd = loopback(5);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = ws_from(crowd, &gw).await;
+        assert_eq!(welcome_or_close(&mut c).await, Ok(()));
+        held.push(c);
+    }
+    for _ in 0..3 {
+        let mut c = ws_from(crowd, &gw).await;
+        assert_eq!(
+            welcome_or_close(&mut c).await,
+            Err((
+                1013,
+                "too many connections from this address, try again later".to_string()
+            ))
+        );
+    }
+    assert_eq!(counter(&gw, "tickergate_ip_sessions_full_total"), 3.0);
+    assert_eq!(counter(&gw, "tickergate_connections_rejected_total"), 3.0);
+    // Another address is unaffected.
+    let mut other = ws_from(loopback(6), &gw).await;
+    assert_eq!(welcome_or_close(&mut other).await, Ok(()));
+    // One of the two leaves: its place comes back once its session ends
+    // (the gateway notices the close asynchronously).
+    let mut leaving = held.pop().expect("two held");
+    leaving.ws.close(None).await.expect("close");
+    wait_for("the address's place back", || {
+        counter(&gw, "tickergate_connections") == 3.0
+    })
+    .await;
+    let mut again = ws_from(crowd, &gw).await;
+    assert_eq!(welcome_or_close(&mut again).await, Ok(()));
+    let mut fourth = ws_from(crowd, &gw).await;
+    assert!(
+        welcome_or_close(&mut fourth).await.is_err(),
+        "at the cap again"
+    );
+    assert_flows(&gw, &mut ok).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn op_flood_gets_rate_limited_then_1008() {
     let gw = start(|c| {
