@@ -430,8 +430,14 @@ fn try_upgrade(mut req: Request<Incoming>, shared: Arc<Shared>, peer: SocketAddr
     let token = request_token(&req)
         .filter(|_| shared.auth.enabled())
         .map(|t| shared.auth.authenticate(&t));
-    let permit = shared.conn_limit.clone().try_acquire_owned().ok();
+    // The address's cap first: a session it turns away takes no place of
+    // the server's (an address at its cap reconnecting would otherwise
+    // hold server places while each close goes out).
     let per_ip = shared.ip_sessions.acquire(peer.ip());
+    let permit = per_ip
+        .is_ok()
+        .then(|| shared.conn_limit.clone().try_acquire_owned().ok())
+        .flatten();
     let on_upgrade = hyper::upgrade::on(&mut req);
     // This task only waits for hyper to hand over the connection; the
     // session then runs as a task of its own, so the session's task holds

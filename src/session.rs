@@ -182,16 +182,16 @@ where
     let m = &s.shared.metrics;
     m.connections.inc();
     // `Gone` here means: admitted, serve it.
-    let first = if s.permit.is_none() {
-        m.connections_rejected.inc();
-        Exit::Close(close::OVERLOADED, "server full, try again later")
-    } else if let Err(IpAtLimit) = adm.per_ip.map(|g| s.per_ip = g) {
+    let first = if let Err(IpAtLimit) = adm.per_ip.map(|g| s.per_ip = g) {
         m.connections_rejected.inc();
         m.ip_sessions_full.inc();
         Exit::Close(
             close::OVERLOADED,
             "too many connections from this address, try again later",
         )
+    } else if s.permit.is_none() {
+        m.connections_rejected.inc();
+        Exit::Close(close::OVERLOADED, "server full, try again later")
     } else if let Some(exit) = s.admit_token(adm.token) {
         exit
     } else {

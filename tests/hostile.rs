@@ -202,11 +202,36 @@ async fn sessions_per_address_are_capped_and_places_come_back() {
     let mut again = ws_from(crowd, &gw).await;
     assert_eq!(welcome_or_close(&mut again).await, Ok(()));
     let mut fourth = ws_from(crowd, &gw).await;
-    assert!(
-        welcome_or_close(&mut fourth).await.is_err(),
-        "at the cap again"
-    );
+    let refused = welcome_or_close(&mut fourth)
+        .await
+        .expect_err("at the cap again");
+    assert_eq!(refused.0, 1013);
+    assert_eq!(counter(&gw, "tickergate_ip_sessions_full_total"), 4.0);
     assert_flows(&gw, &mut ok).await;
+}
+
+/// The address's cap is checked before the server's: a session it turns
+/// away is told so (and takes no server place), while another address
+/// still hears that the server is full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_address_cap_is_told_before_server_full() {
+    let gw = start(|c| {
+        c.server.max_connections = 1;
+        c.server.max_connections_per_ip = 1;
+    })
+    .await;
+    let mut first = ws_from(loopback(7), &gw).await;
+    assert_eq!(welcome_or_close(&mut first).await, Ok(()));
+    let mut same = ws_from(loopback(7), &gw).await;
+    let (code, reason) = welcome_or_close(&mut same).await.expect_err("capped");
+    assert_eq!(code, 1013);
+    assert!(reason.contains("this address"), "{reason}");
+    let mut other = ws_from(loopback(8), &gw).await;
+    let (code, reason) = welcome_or_close(&mut other).await.expect_err("full");
+    assert_eq!(code, 1013);
+    assert!(reason.contains("server full"), "{reason}");
+    assert_eq!(counter(&gw, "tickergate_ip_sessions_full_total"), 1.0);
+    assert_eq!(counter(&gw, "tickergate_connections_rejected_total"), 2.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
