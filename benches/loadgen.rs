@@ -1323,6 +1323,12 @@ struct RawRun {
     /// Paced: median and longest time to write every socket once, ms.
     round_ms: f64,
     round_max_ms: f64,
+    /// Paced: age of each write at receipt by the same kind of reader as
+    /// the gateway's clients (round start to read), p50 and p99, ms; NaN
+    /// when not paced. The one-core floor is computed from CPU per write
+    /// and leaves the reader out; this includes it.
+    receipt_p50_ms: f64,
+    receipt_p99_ms: f64,
 }
 
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
@@ -1400,6 +1406,15 @@ async fn raw_baseline(o: &Opts, conns: usize, batch: usize, hz: f64) -> Result<R
         .ok_or("raw server: expected LISTEN")?
         .parse()?;
     let total = Rc::new(Cell::new(0u64));
+    // Paced rounds carry their start time (wall clock ns, little endian)
+    // in the first 8 bytes of every write: the readers record each
+    // write's age when they read it.
+    let ages = Rc::new(RefCell::new(Histogram::<u64>::new_with_bounds(
+        1,
+        100_000_000,
+        3,
+    )?));
+    let wlen = batch * RAW_MSG;
     let mut readers = Vec::with_capacity(conns);
     for i in 0..conns {
         let sock = TcpSocket::new_v4()?;
@@ -1409,14 +1424,33 @@ async fn raw_baseline(o: &Opts, conns: usize, batch: usize, hz: f64) -> Result<R
         )))?;
         let mut s = sock.connect(addr).await?;
         let total = total.clone();
+        let ages = ages.clone();
         readers.push(tokio::task::spawn_local(async move {
             use tokio::io::AsyncReadExt;
             let mut buf = vec![0u8; 64 * 1024];
+            // Bytes of this socket's stream read so far.
+            let mut pos = 0usize;
             while let Ok(n) = s.read(&mut buf).await {
                 if n == 0 {
                     break;
                 }
                 total.set(total.get() + n as u64);
+                if hz > 0.0 {
+                    let now = now_ns();
+                    // Every write that starts in this read, when its
+                    // stamp is whole in it (a split one is skipped).
+                    let mut at = (wlen - pos % wlen) % wlen;
+                    while at + 8 <= n {
+                        let mut ts = [0u8; 8];
+                        ts.copy_from_slice(&buf[at..at + 8]);
+                        let age_us = (now - i64::from_le_bytes(ts)) / 1000;
+                        if age_us > 0 {
+                            let _ = ages.borrow_mut().record(age_us as u64);
+                        }
+                        at += wlen;
+                    }
+                }
+                pos += n;
             }
         }));
     }
@@ -1426,12 +1460,17 @@ async fn raw_baseline(o: &Opts, conns: usize, batch: usize, hz: f64) -> Result<R
         return Err(format!("raw server: expected READY, got {ready:?}").into());
     }
     total.set(0);
+    ages.borrow_mut().reset();
     writeln!(stdin, "GO")?;
     let done = recv_polling(&rx, "DONE", o.raw_secs + Duration::from_secs(30)).await?;
     let received = total.get();
     for t in &readers {
         t.abort();
     }
+    let (receipt_p50_ms, receipt_p99_ms) = {
+        let h = ages.borrow();
+        (receipt_ms(&h, hz, 50.0), receipt_ms(&h, hz, 99.0))
+    };
     let mut f = done.split_whitespace();
     if f.next() != Some("DONE") {
         return Err(format!("raw server: expected DONE, got {done:?}").into());
@@ -1464,7 +1503,18 @@ async fn raw_baseline(o: &Opts, conns: usize, batch: usize, hz: f64) -> Result<R
         paced_hz: hz,
         round_ms,
         round_max_ms,
+        receipt_p50_ms,
+        receipt_p99_ms,
     })
+}
+
+/// A percentile of the paced writes' ages at receipt, ms (NaN unpaced).
+fn receipt_ms(h: &Histogram<u64>, hz: f64, q: f64) -> f64 {
+    if hz > 0.0 && !h.is_empty() {
+        h.value_at_quantile(q / 100.0) as f64 / 1000.0
+    } else {
+        f64::NAN
+    }
 }
 
 /// The next line from `rx`, polled so the client tasks on this thread keep
@@ -1538,6 +1588,8 @@ fn raw_server(args: &[String]) -> Result<(), BoxError> {
         let mut next = start;
         while start.elapsed() < until {
             let t = Instant::now();
+            // The round's start, for the readers' age at receipt.
+            msg[..8].copy_from_slice(&now_ns().to_le_bytes());
             for s in &mut socks {
                 match s.write(&msg) {
                     Ok(_) => writes += 1,
@@ -1633,6 +1685,8 @@ fn summarize(runs: &[RunResult]) -> Value {
         "updates_vs_raw_batched": raw(&|x| x.updates_vs_raw_batched),
         "raw_paced_round_ms": raw(&|x| x.paced.map_or(f64::NAN, |p| p.round_ms)),
         "raw_paced_cpu_us_per_write": raw(&|x| x.paced.map_or(f64::NAN, |p| p.cpu_us_per_write)),
+        "raw_paced_receipt_p50_ms": raw(&|x| x.paced.map_or(f64::NAN, |p| p.receipt_p50_ms)),
+        "raw_paced_receipt_p99_ms": raw(&|x| x.paced.map_or(f64::NAN, |p| p.receipt_p99_ms)),
         "built_p50_ms": f(&|r| r.built_ms.map_or(f64::NAN, |x| x.0)),
         "built_p99_ms": f(&|r| r.built_ms.map_or(f64::NAN, |x| x.1)),
         "floor_p50_ms": f(&|r| r.floor.as_ref().map_or(f64::NAN, |x| x.p50_ms)),
@@ -1696,6 +1750,10 @@ fn print_run(w: &Workload, r: &RunResult) {
         println!(
             "    raw loopback, paced {} rounds/s: one {} x 100 B write to each of {} sockets takes {:.2} ms (max {:.2}), {:.2} µs CPU/write",
             p.paced_hz, p.msgs_per_write, p.conns, p.round_ms, p.round_max_ms, p.cpu_us_per_write
+        );
+        println!(
+            "    raw paced writes at receipt (same reader, round start to read): p50 {:.2} ms, p99 {:.2} ms",
+            p.receipt_p50_ms, p.receipt_p99_ms
         );
     }
     if let Some((p50, p99)) = r.built_ms {

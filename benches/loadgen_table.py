@@ -35,6 +35,7 @@ ROWS = [
     ("frames_vs_raw_writes", "gateway frames/s ÷ raw writes/s", "{:.2f}"),
     ("updates_vs_raw_batched", "gateway updates/s ÷ raw msgs/s", "{:.2f}"),
     ("raw_paced_round_ms", "raw paced: ms to write every socket once", "{:.2f}"),
+    ("raw_paced_receipt_p99_ms", "raw paced at receipt (same reader): p99 ms", "{:.2f}"),
     ("raw_paced_cpu_us_per_write", "raw paced: µs CPU/write", "{:.2f}"),
     ("floor_cost_us", "one-core floor: µs per write used", "{:.2f}"),
     ("floor_p50_ms", "one-core floor: p50 ms", "{:.2f}"),
