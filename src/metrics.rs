@@ -18,6 +18,8 @@ pub struct Metrics {
     pub feed_rejects: IntCounterVec,
     pub feed_flagged: IntCounterVec,
     pub feed_connects: IntCounterVec,
+    /// Pairs a venue refused while taking the rest of the subscription.
+    pub feed_symbols_refused: IntCounterVec,
     pub feed_frames: IntCounterVec,
     pub messages_out: IntCounter,
     pub control_out: IntCounter,
@@ -130,6 +132,11 @@ impl Metrics {
             feed_connects: counter_vec(
                 "feed_connects_total",
                 "Upstream connections established (the first, then every reconnect)",
+                &["feed"],
+            ),
+            feed_symbols_refused: counter_vec(
+                "feed_symbols_refused_total",
+                "Pairs the venue refused while taking the rest of the subscription (each refusal, every connection); the refused pair's symbol gets no quotes",
                 &["feed"],
             ),
             feed_frames: counter_vec(

@@ -291,8 +291,71 @@ async fn silence_turns_stale_then_reconnect_turns_live() {
     }
 }
 
+/// Kraken's refusal of one pair, as documented.
+fn refusal(pair: &str, req_id: &serde_json::Value) -> String {
+    json!({
+        "error": format!("Currency pair not supported {pair}"),
+        "method": "subscribe",
+        "success": false,
+        "symbol": pair,
+        "time_in": "2025-11-23T12:13:19.998512Z",
+        "time_out": "2025-11-23T12:13:19.998570Z",
+        "req_id": req_id,
+    })
+    .to_string()
+}
+
+/// Kraken acks or refuses each pair on its own: one refused pair is logged
+/// and counted, and the other pair streams on the same connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_subscription_is_logged_not_a_reconnect_storm() {
+async fn a_refused_pair_is_counted_and_the_other_pairs_stream_on() {
+    let mut up = Upstream::start().await;
+    let gw = gateway(&up, |v| {
+        v.reconnect_min_ms = 10;
+        v.reconnect_max_ms = 60_000;
+    })
+    .await;
+    let (mut c, _) = Client::connect_welcomed(gw.local_addr).await;
+    c.subscribe(1, &["BTC-USD", "ETH-USD"]).await;
+    let mut conn = up.accept().await;
+    let sub = conn.recv_json().await;
+    conn.send(&refusal("BTC/USD", &sub["req_id"])).await;
+    let ack = json!({
+        "method": "subscribe",
+        "result": {"channel": "ticker", "snapshot": true, "symbol": "ETH/USD"},
+        "success": true,
+        "req_id": sub["req_id"],
+    });
+    conn.send(&ack.to_string()).await;
+    let eth = btc_update("3450.20", "3450.21").replace("BTC/USD", "ETH/USD");
+    conn.send(&eth).await;
+    let (q, _) = c
+        .recv_until(|m| m["symbol"] == "ETH-USD" && m["type"] == "quote")
+        .await;
+    assert_eq!(q["bid"], "3450.20");
+    let text = metrics_text(&gw);
+    assert_eq!(
+        metric(
+            &text,
+            r#"tickergate_feed_symbols_refused_total{feed="kraken"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, r#"tickergate_feed_connects_total{feed="kraken"}"#),
+        1.0,
+        "no reconnect for one refused pair"
+    );
+    assert!(
+        up.accept_within(Duration::from_millis(300)).await.is_none(),
+        "the connection stays"
+    );
+}
+
+/// Every configured pair refused: nothing would ever stream, so the
+/// adapter closes and waits its longest backoff (not a reconnect storm).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pair_refused_is_logged_not_a_reconnect_storm() {
     let mut up = Upstream::start().await;
     let gw = gateway(&up, |v| {
         v.reconnect_min_ms = 10;
@@ -301,16 +364,8 @@ async fn a_refused_subscription_is_logged_not_a_reconnect_storm() {
     .await;
     let mut conn = up.accept().await;
     let sub = conn.recv_json().await;
-    let refusal = json!({
-        "error": "Currency pair not supported BTC/USD",
-        "method": "subscribe",
-        "success": false,
-        "symbol": "BTC/USD",
-        "time_in": "2025-11-23T12:13:19.998512Z",
-        "time_out": "2025-11-23T12:13:19.998570Z",
-        "req_id": sub["req_id"],
-    });
-    conn.send(&refusal.to_string()).await;
+    conn.send(&refusal("BTC/USD", &sub["req_id"])).await;
+    conn.send(&refusal("ETH/USD", &sub["req_id"])).await;
     conn.wait_closed().await;
     // reconnect_min is 10 ms; a storm would be back within a second.
     assert!(

@@ -8,9 +8,12 @@
 //! sequence number (`seq` is `None`) and no last trade size (`last_size`
 //! stays absent); an entry's `timestamp`, when present, becomes the quote's
 //! `ts`, so the normalizer refuses a timestamp going backwards. Kraken acks
-//! or refuses each pair on its own; a refusal of any one of them is an
-//! [`Event::Rejected`], so the supervisor waits its longest backoff before
-//! trying again (a pair name Kraken does not know is a config error).
+//! or refuses each pair on its own: a refused pair is an
+//! [`Event::PairRefused`] (logged and counted; the other pairs stream on),
+//! and only when every configured pair is refused, or a refusal names no
+//! pair, is it an [`Event::Rejected`], so the supervisor waits its longest
+//! backoff before trying again (a pair name Kraken does not know is a
+//! config error).
 //!
 //! Subscribe, ack (one per pair) and refusal, as documented:
 //! ```json
@@ -78,6 +81,8 @@ pub struct Kraken {
     map: SymbolMap,
     next_req_id: u64,
     quoter: NumberQuoter,
+    /// Configured pairs refused on this connection (reset on connect).
+    refused: Vec<String>,
 }
 
 impl Kraken {
@@ -88,11 +93,13 @@ impl Kraken {
             map,
             next_req_id: 1,
             quoter: NumberQuoter::default(),
+            refused: Vec::new(),
         }
     }
 
     /// The `subscribe` request for the ticker of every mapped pair.
     pub fn subscribe_request(&mut self) -> String {
+        self.refused.clear();
         let id = self.next_req_id;
         self.next_req_id += 1;
         serde_json::json!({
@@ -115,7 +122,10 @@ impl Kraken {
                 return Err(ParseError::field("method", "must be a string"));
             };
             match &**method {
-                "subscribe" => out.push(subscribe_reply(o)?),
+                "subscribe" => {
+                    let ev = subscribe_reply(&self.map, &mut self.refused, o)?;
+                    out.push(ev);
+                }
                 "pong" => out.push(Event::Heartbeat),
                 _ => out.push(Event::Ignored),
             }
@@ -318,13 +328,32 @@ impl Kraken {
     }
 }
 
-/// An ack (`success: true`) or a refusal of one pair.
-fn subscribe_reply(o: &Object) -> Result<Event, ParseError> {
+/// An ack (`success: true`) or a refusal. A refusal naming a pair refuses
+/// that pair only (noted in `refused`, this connection's), unless it was
+/// the last of the configured pairs still standing; one naming none
+/// refuses the subscription.
+fn subscribe_reply(
+    map: &SymbolMap,
+    refused: &mut Vec<String>,
+    o: &Object,
+) -> Result<Event, ParseError> {
     match o.get("success") {
         Some(Value::Static(StaticNode::Bool(true))) => Ok(Event::Subscribed),
         Some(Value::Static(StaticNode::Bool(false))) => {
             let why = json::opt_str(o, "error").unwrap_or("subscription refused");
-            Ok(Event::Rejected(why.chars().take(MAX_ERROR_TEXT).collect()))
+            let why: String = why.chars().take(MAX_ERROR_TEXT).collect();
+            let Some(pair) = json::opt_str(o, "symbol") else {
+                return Ok(Event::Rejected(why));
+            };
+            let ours = map.venue_symbols.iter().any(|s| s == pair);
+            if ours && !refused.iter().any(|s| s == pair) {
+                refused.push(pair.to_string());
+            }
+            if refused.len() >= map.venue_symbols.len() {
+                return Ok(Event::Rejected(format!("{why} (every pair refused)")));
+            }
+            let shown: String = pair.chars().take(40).collect();
+            Ok(Event::PairRefused(format!("{shown}: {why}")))
         }
         Some(_) => Err(ParseError::field("success", "must be a boolean")),
         None => Err(ParseError::field("success", "missing")),
@@ -645,6 +674,37 @@ mod tests {
         assert_eq!(quote.bid.to_string(), "97000.0");
     }
 
+    /// A refused pair is that pair's alone until every configured pair is
+    /// refused; a new connection starts over.
+    #[test]
+    fn a_refused_pair_is_one_pair_until_all_are() {
+        let mut v = venue();
+        v.subscribe_request();
+        let refuse = |pair: &str| {
+            format!(
+                r#"{{"error":"Currency pair not supported {pair}","method":"subscribe","success":false,"symbol":"{pair}","req_id":1}}"#
+            )
+        };
+        let pair = |ev: &[Event]| matches!(ev, [Event::PairRefused(_)]);
+        let all =
+            |ev: &[Event]| matches!(ev, [Event::Rejected(w)] if w.contains("every pair refused"));
+        assert!(pair(&parse(&mut v, &refuse("BTC/USD")).unwrap()));
+        assert!(
+            pair(&parse(&mut v, &refuse("BTC/USD")).unwrap()),
+            "counted once"
+        );
+        assert!(
+            pair(&parse(&mut v, &refuse("XYZ/USD")).unwrap()),
+            "not ours"
+        );
+        assert!(all(&parse(&mut v, &refuse("ETH/USD")).unwrap()));
+        v.subscribe_request();
+        assert!(
+            pair(&parse(&mut v, &refuse("ETH/USD")).unwrap()),
+            "a new connection"
+        );
+    }
+
     #[test]
     fn acks_refusals_and_liveness() {
         let mut v = venue();
@@ -655,7 +715,7 @@ mod tests {
             ),
             (
                 r#"{"error":"Currency pair not supported XYZ/USD","method":"subscribe","success":false,"symbol":"XYZ/USD","time_in":"2023-09-25T09:04:31.742599Z","time_out":"2023-09-25T09:04:31.742648Z","req_id":1}"#,
-                Event::Rejected("Currency pair not supported XYZ/USD".into()),
+                Event::PairRefused("XYZ/USD: Currency pair not supported XYZ/USD".into()),
             ),
             (
                 r#"{"method":"subscribe","success":false,"req_id":1}"#,

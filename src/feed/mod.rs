@@ -186,6 +186,11 @@ pub enum Event {
     /// be refused again, so the supervisor logs it and waits the longest
     /// backoff.
     Rejected(String),
+    /// The venue refused one pair of our subscription and took the rest:
+    /// the supervisor logs it and counts it (`feed_symbols_refused_total`),
+    /// and the feed carries on with the other pairs (the refused one's
+    /// symbol gets no quotes: it stays stale).
+    PairRefused(String),
     /// Understood and deliberately unused.
     Ignored,
 }

@@ -165,7 +165,7 @@ impl Player {
                     state.alive();
                 }
                 Event::Heartbeat | Event::Ignored | Event::Subscribed => state.alive(),
-                Event::Rejected(why) => {
+                Event::Rejected(why) | Event::PairRefused(why) => {
                     tracing::warn!(feed = %state.name, "recorded frame: the venue refused a subscription: {why}");
                 }
             }

@@ -95,6 +95,7 @@ pub async fn run<V: Venue>(
     let feed = state.name.clone();
     let connects = metrics.feed_connects.with_label_values(&[&feed]);
     let frames = metrics.feed_frames.with_label_values(&[&feed]);
+    let pairs_refused = metrics.feed_symbols_refused.with_label_values(&[&feed]);
     let mut jitter = Jitter(now_ns() as u64 | 1);
     let mut attempt: u32 = 0;
     let ws_cfg = WebSocketConfig::default()
@@ -186,6 +187,15 @@ pub async fn run<V: Venue>(
                                     state.alive();
                                 }
                                 Event::Rejected(why) => rejected = Some(why),
+                                Event::PairRefused(why) => {
+                                    tracing::error!(
+                                        feed = %feed,
+                                        "{} refused a pair: {why}; check the feed's symbols. Its other pairs carry on",
+                                        venue.kind()
+                                    );
+                                    pairs_refused.inc();
+                                    state.alive();
+                                }
                             }
                         }
                         if let Some(why) = rejected {
