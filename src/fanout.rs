@@ -466,7 +466,7 @@ impl Fanout {
     pub fn pass(&self, shard: usize, sc: &mut PassScratch) -> usize {
         sc.pass_at = Some(Instant::now());
         let n = self.take_dirty(shard, sc);
-        take_paced(sc);
+        // (Its pace list is emptied below, so there is nothing to take.)
         let mut targets = std::mem::take(&mut sc.targets);
         self.serve(&mut targets, sc);
         sc.targets = targets;
@@ -567,17 +567,9 @@ impl Fanout {
 /// targets. One whose frame went meanwhile (its time moved on) goes back
 /// on the list when it is served.
 fn take_paced(sc: &mut PassScratch) {
-    let Some(first) = sc.paced.peek() else {
-        return;
-    };
-    let now = Instant::now();
-    if first.at > now {
-        return;
-    }
-    while let Some(e) = sc.paced.peek() {
-        if e.at > now {
-            break;
-        }
+    // The pass's start is "now" (no second clock read per pass).
+    let now = sc.pass_at.unwrap_or_else(Instant::now);
+    while sc.paced.peek().is_some_and(|e| e.at <= now) {
         if let Some(e) = sc.paced.pop() {
             e.h.paced.store(false, Ordering::Relaxed);
             sc.targets.push(e.h);

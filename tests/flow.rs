@@ -21,16 +21,25 @@ async fn subscribed(gw: &Gateway) -> (RawClient, usize, Vec<Vec<u8>>) {
         .await;
     let (mut wire, mut probes) = (0, Vec::new());
     loop {
+        let (payload, n) = next_text(&mut c, &mut probes).await;
+        wire += n;
+        if String::from_utf8_lossy(&payload).contains(r#""type":"subscribed""#) {
+            return (c, wire, probes);
+        }
+    }
+}
+
+/// The next text frame (payload, bytes on the wire), unanswered Pings on
+/// the way noted in `probes`; anything else fails the test.
+async fn next_text(c: &mut RawClient, probes: &mut Vec<Vec<u8>>) -> (Vec<u8>, usize) {
+    loop {
         let (op, payload, n) = c.next_frame().await;
         if op == 0x9 {
             probes.push(payload);
             continue;
         }
         assert_eq!(op, 0x1, "text frames and pings");
-        wire += n;
-        if String::from_utf8_lossy(&payload).contains(r#""type":"subscribed""#) {
-            return (c, wire, probes);
-        }
+        return (payload, n);
     }
 }
 
@@ -104,12 +113,7 @@ async fn data_waits_for_the_probe_pong_then_the_newest_value_goes() {
     c.send(0x1, br#"{"op":"ping","id":77}"#).await;
     let (mut largest, mut seen) = (0, Vec::new());
     loop {
-        let (op, payload, n) = c.next_frame().await;
-        if op == 0x9 {
-            probes.push(payload);
-            continue;
-        }
-        assert_eq!(op, 0x1);
+        let (payload, n) = next_text(&mut c, &mut probes).await;
         if String::from_utf8_lossy(&payload).contains(r#""type":"pong""#) {
             break;
         }

@@ -291,6 +291,13 @@ async fn silence_turns_stale_then_reconnect_turns_live() {
     }
 }
 
+/// Reconnects would come within 10 ms; a refused subscription waits a
+/// minute: a reconnect storm would show at once.
+fn quick_retry_long_wait(v: &mut VenueConfig) {
+    v.reconnect_min_ms = 10;
+    v.reconnect_max_ms = 60_000;
+}
+
 /// Kraken's refusal of one pair, as documented.
 fn refusal(pair: &str, req_id: &serde_json::Value) -> String {
     json!({
@@ -310,11 +317,7 @@ fn refusal(pair: &str, req_id: &serde_json::Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_pair_is_counted_and_the_other_pairs_stream_on() {
     let mut up = Upstream::start().await;
-    let gw = gateway(&up, |v| {
-        v.reconnect_min_ms = 10;
-        v.reconnect_max_ms = 60_000;
-    })
-    .await;
+    let gw = gateway(&up, quick_retry_long_wait).await;
     let (mut c, _) = Client::connect_welcomed(gw.local_addr).await;
     c.subscribe(1, &["BTC-USD", "ETH-USD"]).await;
     let mut conn = up.accept().await;
@@ -357,11 +360,7 @@ async fn a_refused_pair_is_counted_and_the_other_pairs_stream_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_pair_refused_is_logged_not_a_reconnect_storm() {
     let mut up = Upstream::start().await;
-    let gw = gateway(&up, |v| {
-        v.reconnect_min_ms = 10;
-        v.reconnect_max_ms = 60_000;
-    })
-    .await;
+    let gw = gateway(&up, quick_retry_long_wait).await;
     let mut conn = up.accept().await;
     let sub = conn.recv_json().await;
     conn.send(&refusal("BTC/USD", &sub["req_id"])).await;
