@@ -100,8 +100,10 @@ pub struct ServerConfig {
 }
 
 /// `[server.tls]`: TLS (rustls) on the public listener. The handshake is
-/// bounded by `server.header_timeout_ms`.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// bounded by `server.header_timeout_ms`. The files are read again on
+/// SIGHUP and when a check sees them change (`check_secs`): a renewed
+/// certificate is served from the next handshake on, open sessions stay.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// PEM certificate chain, leaf first. Required. A relative path is
@@ -110,6 +112,19 @@ pub struct TlsConfig {
     /// PEM private key (PKCS#8, RSA or SEC1). Required. A relative path is
     /// taken relative to the config file's directory.
     pub key: PathBuf,
+    /// How often to look at both files' modification time and size and
+    /// load them again when either changed. 0: only on SIGHUP. Default 60.
+    pub check_secs: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            check_secs: 60,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -692,6 +707,12 @@ impl Config {
             }
             if t.key.as_os_str().is_empty() {
                 return Err(invalid("server.tls.key", "required: a PEM private key"));
+            }
+            if t.check_secs > 86_400 {
+                return Err(invalid(
+                    "server.tls.check_secs",
+                    "at most 86400 (0: reload only on SIGHUP)",
+                ));
             }
         }
         let c = &self.session;

@@ -40,6 +40,8 @@ pub struct Shared {
     pub ws_config: WebSocketConfig,
     /// `[server.tls]`: every accepted connection is TLS first.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The certificate the acceptor presents, reloadable.
+    pub tls_certs: Option<Arc<crate::tls::CertStore>>,
     next_id: AtomicU64,
 }
 
@@ -243,9 +245,13 @@ impl Gateway {
                 }
             }
         }
-        let tls = match &config.server.tls {
-            Some(t) => Some(crate::tls::acceptor(t)?),
-            None => None,
+        let (tls, tls_certs) = match &config.server.tls {
+            Some(t) => {
+                let (acceptor, store) = crate::tls::acceptor(t)?;
+                metrics.tls_cert_not_after.set(store.not_after());
+                (Some(acceptor), Some(store))
+            }
+            None => (None, None),
         };
         let listener = bind(config.server.listen).map_err(|e| StartError::Bind {
             addr: config.server.listen,
@@ -273,6 +279,7 @@ impl Gateway {
             )),
             ws_config: ws_config(&config),
             tls,
+            tls_certs,
             config,
             symbols,
             slots: slots.clone(),
@@ -299,6 +306,16 @@ impl Gateway {
             shared.clone(),
             Duration::from_millis(shared.config.server.conn_limiter_prune_ms),
         ));
+        if let Some(store) = &shared.tls_certs {
+            let every = store.config().check_secs;
+            if every > 0 {
+                tokio::spawn(watch_tls(
+                    shared.clone(),
+                    Duration::from_secs(every),
+                    trigger.subscribe(),
+                ));
+            }
+        }
         tokio::spawn(crate::http::serve(listener, shared.clone()));
         Ok(Gateway {
             shared,
@@ -334,6 +351,13 @@ impl Gateway {
         Some(self.shared.slots.status(sym))
     }
 
+    /// Reads `[server.tls]`'s certificate and key again (what SIGHUP does):
+    /// the next handshakes present the new pair, open sessions are not
+    /// touched. `None` without TLS. On an error the served pair stays.
+    pub fn reload_tls(&self) -> Option<Result<i64, crate::tls::TlsError>> {
+        reload_tls(&self.shared)
+    }
+
     /// Starts shutdown: listeners stop, every session closes with 1001.
     pub fn shutdown(&self) {
         self.shared.shutdown.trigger();
@@ -361,6 +385,44 @@ impl Gateway {
         })
         .await
         .is_ok()
+    }
+}
+
+/// Reloads the TLS certificate and key, logs and counts the result;
+/// returns the new leaf's notAfter (Unix seconds). `None` without TLS.
+pub fn reload_tls(shared: &Shared) -> Option<Result<i64, crate::tls::TlsError>> {
+    let store = shared.tls_certs.as_ref()?;
+    let r = store.reload().map(|l| l.not_after);
+    match &r {
+        Ok(not_after) => {
+            shared.metrics.tls_cert_not_after.set(*not_after);
+            tracing::info!(
+                not_after = *not_after,
+                "TLS certificate reloaded; new handshakes present it"
+            );
+        }
+        Err(e) => tracing::error!("TLS certificate reload failed, still serving the old one: {e}"),
+    }
+    shared.metrics.tls_cert_reload(r.is_ok());
+    Some(r)
+}
+
+/// Every `every`, reloads the TLS pair if either file changed since the
+/// last attempt (a renewal by certbot, cert-manager or a deploy job needs
+/// no signal).
+async fn watch_tls(shared: Arc<Shared>, every: Duration, mut shutdown: shutdown::Shutdown) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tick.tick() => {}
+        }
+        let changed = shared.tls_certs.as_ref().is_some_and(|s| s.changed());
+        if changed {
+            reload_tls(&shared);
+        }
     }
 }
 

@@ -54,6 +54,24 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // SIGHUP reloads the TLS certificate and key (registered before
+        // the address is printed, so a signal sent after it is never the
+        // default action, which would end the process).
+        #[cfg(unix)]
+        if gw.shared.tls_certs.is_some() {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::hangup()) {
+                Ok(mut hup) => {
+                    let shared = gw.shared.clone();
+                    tokio::spawn(async move {
+                        while hup.recv().await.is_some() {
+                            tickergate::gateway::reload_tls(&shared);
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!("cannot listen for SIGHUP (TLS reload): {e}"),
+            }
+        }
         let a = gw.local_addr;
         tracing::info!("tickergate listening on {a}");
         let tls = gw.shared.config.server.tls.is_some();

@@ -48,6 +48,11 @@ pub struct Metrics {
     pub feed_up: prometheus::IntGaugeVec,
     /// TLS handshakes that failed or timed out (`[server.tls]` only).
     pub tls_handshake_failures: IntCounter,
+    /// Loads of the TLS certificate and key after start (SIGHUP or a
+    /// change seen by `server.tls.check_secs`), by result.
+    tls_cert_reloads: IntCounterVec,
+    /// The served leaf certificate's notAfter (Unix seconds); 0 without TLS.
+    pub tls_cert_not_after: IntGauge,
     /// Refused tokens and entitlement denials, by reason.
     auth_failures: IntCounterVec,
 }
@@ -197,6 +202,15 @@ impl Metrics {
                 "tls_handshake_failures_total",
                 "Connections dropped because the TLS handshake failed or did not finish within server.header_timeout_ms",
             ),
+            tls_cert_reloads: counter_vec(
+                "tls_cert_reloads_total",
+                "Loads of server.tls.cert and key after start (SIGHUP or a change seen every server.tls.check_secs): ok, or error (the certificate being served stays)",
+                &["result"],
+            ),
+            tls_cert_not_after: gauge(
+                "tls_cert_not_after_seconds",
+                "notAfter of the TLS certificate being served, Unix seconds (0 without server.tls)",
+            ),
             auth_failures: counter_vec(
                 "auth_failures_total",
                 "Auth refusals: invalid or expired tokens, un-entitled symbols asked for (one per symbol), sessions over a key's max_connections",
@@ -222,7 +236,16 @@ impl Metrics {
         ] {
             m.closes.with_label_values(&[&c.to_string()]);
         }
+        for r in ["ok", "error"] {
+            m.tls_cert_reloads.with_label_values(&[r]);
+        }
         m
+    }
+
+    /// Counts one certificate reload after start.
+    pub fn tls_cert_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.tls_cert_reloads.with_label_values(&[result]).inc();
     }
 
     pub fn error(&self, code: ErrorCode) {

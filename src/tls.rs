@@ -2,17 +2,28 @@
 //!
 //! rustls with the ring provider, chosen explicitly rather than through a
 //! process-wide default (which panics when none or several are installed)
-//! and because aws-lc costs minutes of build on a small machine. The
-//! certificate chain and key are read once at start; a bad file is a start
-//! error that names it. [`crate::http`] runs the handshake per connection,
-//! bounded by `server.header_timeout_ms`, then serves HTTP over the TLS
-//! stream exactly as over plain TCP.
+//! and because aws-lc costs minutes of build on a small machine. A bad
+//! certificate or key file at start is a start error that names it.
+//! [`crate::http`] runs the handshake per connection, bounded by
+//! `server.header_timeout_ms`, then serves HTTP over the TLS stream exactly
+//! as over plain TCP.
+//!
+//! Renewal without a restart: the serving certificate lives in a
+//! [`CertStore`] that each handshake asks, and [`CertStore::reload`] swaps
+//! in the files' new contents (on SIGHUP, and when `server.tls.check_secs`
+//! sees them change). A restart would drop every subscriber; a reload
+//! touches none, and a renewal that does not load (half written, key not
+//! matching) keeps the certificate being served.
 
 use crate::config::TlsConfig;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
 use tokio_rustls::TlsAcceptor;
 
 /// Why TLS could not be set up; each names the file at fault.
@@ -65,28 +76,149 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
-/// The rustls server settings for `cfg`: ring provider, TLS 1.2 and 1.3,
-/// no client certificates, ALPN `http/1.1`.
-pub fn server_config(cfg: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+/// A certificate and key as loaded: what handshakes present, and when the
+/// leaf certificate expires.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    key: Arc<CertifiedKey>,
+    /// The leaf's notAfter, seconds since the Unix epoch.
+    pub not_after: i64,
+}
+
+/// Loads and checks the pair: both files parse, the key is one the provider
+/// can sign with, it belongs to the leaf certificate, and the leaf's
+/// validity can be read.
+fn load(cfg: &TlsConfig, provider: &CryptoProvider) -> Result<Loaded, TlsError> {
     let certs = load_certs(&cfg.cert)?;
     let key = load_key(&cfg.key)?;
-    let pair_err = |e: rustls::Error| TlsError::Pair {
+    let not_after = not_after(&certs[0]).map_err(|message| TlsError::Cert {
+        path: cfg.cert.clone(),
+        message,
+    })?;
+    let key = CertifiedKey::from_der(certs, key, provider).map_err(|e| TlsError::Pair {
         cert: cfg.cert.clone(),
         key: cfg.key.clone(),
         message: e.to_string(),
-    };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut sc = rustls::ServerConfig::builder_with_provider(provider)
+    })?;
+    Ok(Loaded {
+        key: Arc::new(key),
+        not_after,
+    })
+}
+
+/// The notAfter of a DER certificate, seconds since the Unix epoch.
+fn not_after(der: &CertificateDer<'_>) -> Result<i64, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| format!("the first certificate does not parse: {e}"))?;
+    Ok(cert.validity().not_after.timestamp())
+}
+
+/// What a file looked like when last loaded: a renewal changes one of
+/// these (a replaced file, or a Kubernetes secret's swapped symlink).
+type Stamp = Option<(SystemTime, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// The certificate every handshake presents, swapped by
+/// [`CertStore::reload`]. Sessions already open keep theirs: TLS needs
+/// the certificate only during the handshake.
+pub struct CertStore {
+    cfg: TlsConfig,
+    provider: Arc<CryptoProvider>,
+    current: RwLock<Loaded>,
+    /// The files' stamps at the last load attempt, good or bad: a bad
+    /// renewal is reported once, not at every check, and tried again when
+    /// the files change again.
+    tried: Mutex<(Stamp, Stamp)>,
+}
+
+impl std::fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertStore")
+            .field("cert", &self.cfg.cert)
+            .field("key", &self.cfg.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CertStore {
+    /// Loads the configured pair; an error names the file at fault.
+    pub fn open(cfg: &TlsConfig) -> Result<Arc<CertStore>, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let stamps = (stamp(&cfg.cert), stamp(&cfg.key));
+        let loaded = load(cfg, &provider)?;
+        Ok(Arc::new(CertStore {
+            cfg: cfg.clone(),
+            provider,
+            current: RwLock::new(loaded),
+            tried: Mutex::new(stamps),
+        }))
+    }
+
+    /// Reads the files again and serves the new pair from the next
+    /// handshake on. On an error the pair being served stays.
+    pub fn reload(&self) -> Result<Loaded, TlsError> {
+        let stamps = (stamp(&self.cfg.cert), stamp(&self.cfg.key));
+        *self.tried.lock().unwrap_or_else(|p| p.into_inner()) = stamps;
+        let loaded = load(&self.cfg, &self.provider)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = loaded.clone();
+        Ok(loaded)
+    }
+
+    /// Whether either file changed since the last load attempt.
+    pub fn changed(&self) -> bool {
+        let now = (stamp(&self.cfg.cert), stamp(&self.cfg.key));
+        *self.tried.lock().unwrap_or_else(|p| p.into_inner()) != now
+    }
+
+    /// The leaf notAfter of the pair being served (Unix seconds).
+    pub fn not_after(&self) -> i64 {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .not_after
+    }
+
+    pub fn config(&self) -> &TlsConfig {
+        &self.cfg
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .key
+                .clone(),
+        )
+    }
+}
+
+/// The rustls server settings over `store`: ring provider, TLS 1.2 and
+/// 1.3, no client certificates, ALPN `http/1.1`.
+pub fn server_config(store: &Arc<CertStore>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let cfg = &store.cfg;
+    let mut sc = rustls::ServerConfig::builder_with_provider(store.provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(pair_err)?
+        .map_err(|e| TlsError::Pair {
+            cert: cfg.cert.clone(),
+            key: cfg.key.clone(),
+            message: e.to_string(),
+        })?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(pair_err)?;
+        .with_cert_resolver(store.clone());
     sc.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(sc))
 }
 
-/// The acceptor [`crate::http`] wraps each accepted TCP stream with.
-pub fn acceptor(cfg: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
-    server_config(cfg).map(TlsAcceptor::from)
+/// The acceptor [`crate::http`] wraps each accepted TCP stream with, and
+/// the store behind it.
+pub fn acceptor(cfg: &TlsConfig) -> Result<(TlsAcceptor, Arc<CertStore>), TlsError> {
+    let store = CertStore::open(cfg)?;
+    Ok((TlsAcceptor::from(server_config(&store)?), store))
 }

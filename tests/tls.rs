@@ -33,29 +33,46 @@ struct Certs {
 
 impl Certs {
     fn new(tag: &str) -> Certs {
+        Certs::expiring(tag, None)
+    }
+
+    /// The same with the certificate's notAfter on `(year, month, day)`
+    /// (rcgen's default is far in the future).
+    fn expiring(tag: &str, not_after: Option<(i32, u8, u8)>) -> Certs {
         let dir = std::env::temp_dir().join(format!("tg-tls-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let ck = rcgen::generate_simple_self_signed(vec![
-            "localhost".to_string(),
-            "127.0.0.1".to_string(),
-        ])
-        .unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .unwrap();
+        if let Some((y, m, d)) = not_after {
+            params.not_after = rcgen::date_time_ymd(y, m, d);
+        }
+        let signing_key = rcgen::KeyPair::generate().unwrap();
+        let c = params.self_signed(&signing_key).unwrap();
         let cert = dir.join("cert.pem");
         let key = dir.join("key.pem");
-        std::fs::write(&cert, ck.cert.pem()).unwrap();
-        std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+        std::fs::write(&cert, c.pem()).unwrap();
+        std::fs::write(&key, signing_key.serialize_pem()).unwrap();
         Certs {
-            der: ck.cert.der().clone(),
+            der: c.der().clone(),
             dir,
             cert,
             key,
         }
     }
 
+    /// A renewal: `next`'s certificate and key written over this one's
+    /// files.
+    fn renew_with(&self, next: &Certs) {
+        std::fs::copy(&next.cert, &self.cert).unwrap();
+        std::fs::copy(&next.key, &self.key).unwrap();
+    }
+
     fn tls_config(&self) -> TlsConfig {
         TlsConfig {
             cert: self.cert.clone(),
             key: self.key.clone(),
+            ..TlsConfig::default()
         }
     }
 }
@@ -77,8 +94,15 @@ async fn start_tls(certs: &Certs, tweak: impl FnOnce(&mut Config)) -> Gateway {
 
 /// A client that trusts exactly the test certificate.
 fn connector(certs: &Certs) -> TlsConnector {
+    connector_for(&[certs])
+}
+
+/// A client that trusts each of `trusted`.
+fn connector_for(trusted: &[&Certs]) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(certs.der.clone()).unwrap();
+    for c in trusted {
+        roots.add(c.der.clone()).unwrap();
+    }
     let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -263,6 +287,7 @@ async fn bad_cert_or_key_files_are_start_errors_naming_the_path() {
     let err = start_err(TlsConfig {
         cert: missing.clone(),
         key: certs.key.clone(),
+        ..TlsConfig::default()
     })
     .await;
     assert!(
@@ -272,6 +297,7 @@ async fn bad_cert_or_key_files_are_start_errors_naming_the_path() {
     let err = start_err(TlsConfig {
         cert: certs.cert.clone(),
         key: missing.clone(),
+        ..TlsConfig::default()
     })
     .await;
     assert!(
@@ -284,6 +310,7 @@ async fn bad_cert_or_key_files_are_start_errors_naming_the_path() {
     let err = start_err(TlsConfig {
         cert: garbage.clone(),
         key: certs.key.clone(),
+        ..TlsConfig::default()
     })
     .await;
     assert!(
@@ -293,6 +320,7 @@ async fn bad_cert_or_key_files_are_start_errors_naming_the_path() {
     let err = start_err(TlsConfig {
         cert: certs.cert.clone(),
         key: garbage.clone(),
+        ..TlsConfig::default()
     })
     .await;
     assert!(
@@ -303,6 +331,7 @@ async fn bad_cert_or_key_files_are_start_errors_naming_the_path() {
     let err = start_err(TlsConfig {
         cert: certs.cert.clone(),
         key: certs.cert.clone(),
+        ..TlsConfig::default()
     })
     .await;
     assert!(err.contains("server.tls.key"), "{err}");
@@ -311,6 +340,7 @@ async fn bad_cert_or_key_files_are_start_errors_naming_the_path() {
     let err = start_err(TlsConfig {
         cert: certs.cert.clone(),
         key: other.key.clone(),
+        ..TlsConfig::default()
     })
     .await;
     assert!(
@@ -332,7 +362,18 @@ fn config_table_resolves_relative_paths_and_names_missing_fields() {
     let tls = c.server.tls.as_ref().unwrap();
     assert_eq!(tls.cert, certs.cert, "relative to the config file");
     assert_eq!(tls.key, PathBuf::from("/abs/key.pem"));
+    assert_eq!(
+        tls.check_secs, 60,
+        "files are checked for a renewal every minute"
+    );
     c.validate().unwrap();
+    let c = Config::from_toml(
+        "[server.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\ncheck_secs = 100000\n",
+        std::path::Path::new("x.toml"),
+    )
+    .unwrap();
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("server.tls.check_secs"), "{err}");
     assert!(Config::load(&certs.dir.join("missing.toml")).is_err());
 
     let c = Config::from_toml(
@@ -360,15 +401,10 @@ fn config_table_resolves_relative_paths_and_names_missing_fields() {
 
 const BIN: &str = env!("CARGO_BIN_EXE_tickergate");
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn binary_prints_wss_urls_and_serves_tls() {
-    let certs = Certs::new("bin");
-    let path = certs.dir.join("gw.toml");
-    std::fs::write(
-        &path,
-        "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n",
-    )
-    .unwrap();
+/// Runs the binary with the config at `path`; returns it with the
+/// `wss://` address it printed (if it did) and everything it printed up to
+/// the last line, `stop : Ctrl-C`.
+fn spawn_bin(path: &std::path::Path) -> (std::process::Child, Option<SocketAddr>, Vec<String>) {
     let mut child = Command::new(BIN)
         .args(["--config", path.to_str().unwrap()])
         .stdout(Stdio::piped())
@@ -382,7 +418,6 @@ async fn binary_prints_wss_urls_and_serves_tls() {
             let _ = tx.send(line);
         }
     });
-    // Everything it prints up to the last line, `stop : Ctrl-C`.
     let mut printed = Vec::new();
     while let Ok(line) = rx.recv_timeout(EVENT_DEADLINE) {
         let last = line.trim().starts_with("stop");
@@ -395,6 +430,19 @@ async fn binary_prints_wss_urls_and_serves_tls() {
         let rest = l.trim().strip_prefix("WebSocket : wss://")?;
         rest.split('/').next()?.parse().ok()
     });
+    (child, addr, printed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_prints_wss_urls_and_serves_tls() {
+    let certs = Certs::new("bin");
+    let path = certs.dir.join("gw.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n",
+    )
+    .unwrap();
+    let (mut child, addr, printed) = spawn_bin(&path);
     let result = match addr {
         Some(addr) => Some(https_get(addr, &certs, "/healthz").await),
         None => None,
@@ -422,4 +470,196 @@ async fn binary_prints_wss_urls_and_serves_tls() {
         err.contains(certs.cert.to_str().unwrap()) && !err.contains("panicked"),
         "{err}"
     );
+}
+
+/// The leaf certificate a new handshake is shown, by a client that trusts
+/// each of `trusted`.
+async fn served_cert(addr: SocketAddr, trusted: &[&Certs]) -> CertificateDer<'static> {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let name = ServerName::try_from("localhost").unwrap();
+    let tls = tokio::time::timeout(EVENT_DEADLINE, connector_for(trusted).connect(name, tcp))
+        .await
+        .expect("handshake in time")
+        .expect("TLS handshake");
+    let (_, conn) = tls.get_ref();
+    conn.peer_certificates()
+        .and_then(|c| c.first())
+        .expect("the server presents a certificate")
+        .clone()
+        .into_owned()
+}
+
+/// Polls new handshakes until one is shown `want` (bounded).
+async fn wait_served(addr: SocketAddr, trusted: &[&Certs], want: &Certs, what: &str) {
+    let wait = async {
+        while served_cert(addr, trusted).await != want.der {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(EVENT_DEADLINE, wait)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the new certificate was never served"));
+}
+
+fn reloads(gw: &Gateway, result: &str) -> f64 {
+    metric(
+        &metrics_text(gw),
+        &format!("tickergate_tls_cert_reloads_total{{result=\"{result}\"}}"),
+    )
+}
+
+fn served_not_after(gw: &Gateway) -> f64 {
+    metric(&metrics_text(gw), "tickergate_tls_cert_not_after_seconds")
+}
+
+fn epoch(y: i32, m: u8, d: u8) -> i64 {
+    rcgen::date_time_ymd(y, m, d).unix_timestamp()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_served_from_the_next_handshake_and_open_sessions_stay() {
+    let old = Certs::expiring("renew", Some((2030, 1, 2)));
+    let next = Certs::expiring("renew-next", Some((2031, 5, 6)));
+    let both = [&old, &next];
+    let gw = start_tls(&old, |c| {
+        if let Some(t) = &mut c.server.tls {
+            t.check_secs = 0;
+        }
+    })
+    .await;
+    assert_eq!(served_not_after(&gw), epoch(2030, 1, 2) as f64);
+    assert!(served_cert(gw.local_addr, &both).await == old.der);
+    // A session opened on the old certificate.
+    let mut ws = wss_connect(gw.local_addr, &old).await;
+    recv_until(&mut ws, |m| m["type"] == "welcome").await;
+    ws.send(Message::Text(
+        json!({"op":"subscribe","id":1,"symbols":["AAPL"]})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    recv_until(&mut ws, |m| m["type"] == "subscribed" && m["id"] == 1).await;
+
+    old.renew_with(&next);
+    let not_after = gw
+        .reload_tls()
+        .expect("TLS is on")
+        .expect("the renewed pair loads");
+    assert_eq!(not_after, epoch(2031, 5, 6));
+    assert!(
+        served_cert(gw.local_addr, &both).await == next.der,
+        "a new handshake is shown the renewed certificate"
+    );
+    assert_eq!(served_not_after(&gw), epoch(2031, 5, 6) as f64);
+    assert_eq!(reloads(&gw, "ok"), 1.0);
+    assert_eq!(reloads(&gw, "error"), 0.0);
+    // The session from before the renewal still streams.
+    publish(&gw, "AAPL", quote("189.1200", "300", "189.14", "0.50"));
+    let q = recv_until(&mut ws, |m| m["type"] == "quote" && m["symbol"] == "AAPL").await;
+    assert_eq!(q["bid"], "189.1200");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_that_does_not_load_keeps_the_served_certificate() {
+    let old = Certs::expiring("badrenew", Some((2030, 1, 2)));
+    let stranger = Certs::new("badrenew-stranger");
+    let next = Certs::expiring("badrenew-next", Some((2031, 5, 6)));
+    let all = [&old, &stranger, &next];
+    let gw = start_tls(&old, |c| {
+        if let Some(t) = &mut c.server.tls {
+            t.check_secs = 0;
+        }
+    })
+    .await;
+    // Half a renewal: a key that does not belong to the certificate.
+    std::fs::copy(&stranger.key, &old.key).unwrap();
+    let err = gw.reload_tls().expect("TLS is on").unwrap_err().to_string();
+    assert!(
+        err.contains(old.cert.to_str().unwrap()) && err.contains(old.key.to_str().unwrap()),
+        "{err}"
+    );
+    // A certificate file that is not PEM.
+    std::fs::write(&old.cert, "not a certificate\n").unwrap();
+    let err = gw.reload_tls().expect("TLS is on").unwrap_err().to_string();
+    assert!(
+        err.contains("server.tls.cert") && err.contains(old.cert.to_str().unwrap()),
+        "{err}"
+    );
+    assert_eq!(reloads(&gw, "error"), 2.0);
+    assert_eq!(reloads(&gw, "ok"), 0.0);
+    assert!(
+        served_cert(gw.local_addr, &all).await == old.der,
+        "the certificate loaded at start is still served"
+    );
+    assert_eq!(served_not_after(&gw), epoch(2030, 1, 2) as f64);
+    let (code, _) = https_get(gw.local_addr, &old, "/readyz").await;
+    assert_eq!(code, 200);
+    // The renewal completed: it loads.
+    old.renew_with(&next);
+    assert!(gw.reload_tls().expect("TLS is on").is_ok());
+    assert!(served_cert(gw.local_addr, &all).await == next.der);
+    assert_eq!(reloads(&gw, "ok"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_files_are_loaded_by_the_check_without_a_signal() {
+    let old = Certs::new("watch");
+    let next = Certs::expiring("watch-next", Some((2031, 5, 6)));
+    let both = [&old, &next];
+    let gw = start_tls(&old, |c| {
+        if let Some(t) = &mut c.server.tls {
+            t.check_secs = 1;
+        }
+    })
+    .await;
+    assert!(served_cert(gw.local_addr, &both).await == old.der);
+    old.renew_with(&next);
+    wait_served(gw.local_addr, &both, &next, "check_secs = 1").await;
+    assert_eq!(served_not_after(&gw), epoch(2031, 5, 6) as f64);
+    assert!(reloads(&gw, "ok") >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_binary_s_certificate() {
+    let old = Certs::new("hup");
+    let next = Certs::new("hup-next");
+    let both = [&old, &next];
+    let path = old.dir.join("gw.toml");
+    // No file check: only the signal can load the renewal.
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\ncheck_secs = 0\n",
+    )
+    .unwrap();
+    let (mut child, addr, printed) = spawn_bin(&path);
+    let Some(addr) = addr else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("no wss:// line in {printed:?}");
+    };
+    let before = served_cert(addr, &both).await;
+    old.renew_with(&next);
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status();
+    let served = async {
+        let wait = async {
+            while served_cert(addr, &both).await != next.der {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(EVENT_DEADLINE, wait).await.is_ok()
+    }
+    .await;
+    let alive = matches!(child.try_wait(), Ok(None));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(before == old.der);
+    assert!(hup.is_ok_and(|s| s.success()), "kill -HUP ran");
+    assert!(
+        served,
+        "after SIGHUP new handshakes are shown the renewed certificate"
+    );
+    assert!(alive, "SIGHUP does not end the process");
 }
