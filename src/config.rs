@@ -100,9 +100,10 @@ pub struct ServerConfig {
 }
 
 /// `[server.tls]`: TLS (rustls) on the public listener. The handshake is
-/// bounded by `server.header_timeout_ms`. The files are read again on
-/// SIGHUP and when a check sees them change (`check_secs`): a renewed
-/// certificate is served from the next handshake on, open sessions stay.
+/// bounded by `server.header_timeout_ms`. The files are loaded again on
+/// SIGHUP and when the check every `check_secs` sees them changed and then
+/// settled: a renewed certificate is served from the next handshake on,
+/// open sessions stay.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
@@ -112,8 +113,9 @@ pub struct TlsConfig {
     /// PEM private key (PKCS#8, RSA or SEC1). Required. A relative path is
     /// taken relative to the config file's directory.
     pub key: PathBuf,
-    /// How often to look at both files' modification time and size and
-    /// load them again when either changed. 0: only on SIGHUP. Default 60.
+    /// How often to read both files and compare them with the last load;
+    /// files that changed and then stayed the same for one interval are
+    /// loaded. 0: only on SIGHUP. Default 60.
     pub check_secs: u64,
 }
 

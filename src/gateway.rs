@@ -388,28 +388,41 @@ impl Gateway {
     }
 }
 
-/// Reloads the TLS certificate and key, logs and counts the result;
-/// returns the new leaf's notAfter (Unix seconds). `None` without TLS.
+/// Reloads the TLS certificate and key (what SIGHUP does), logs and counts
+/// the result; returns the new leaf's notAfter (Unix seconds). `None`
+/// without TLS. Blocks on file reads: off the async workers, call it
+/// through `spawn_blocking`.
 pub fn reload_tls(shared: &Shared) -> Option<Result<i64, crate::tls::TlsError>> {
     let store = shared.tls_certs.as_ref()?;
-    let r = store.reload().map(|l| l.not_after);
-    match &r {
-        Ok(not_after) => {
-            shared.metrics.tls_cert_not_after.set(*not_after);
+    let r = store.reload(|r| record_tls_load(shared, r));
+    Some(r.map(|l| l.not_after))
+}
+
+/// Metrics and log of one load after start (under the store's lock, so
+/// they follow the loads' order).
+fn record_tls_load(shared: &Shared, r: &Result<crate::tls::Loaded, crate::tls::TlsError>) {
+    let m = &shared.metrics;
+    match r {
+        Ok(l) => {
+            m.tls_cert_not_after.set(l.not_after);
+            m.tls_cert_reload_failing.set(0);
             tracing::info!(
-                not_after = *not_after,
+                not_after = l.not_after,
                 "TLS certificate reloaded; new handshakes present it"
             );
         }
-        Err(e) => tracing::error!("TLS certificate reload failed, still serving the old one: {e}"),
+        Err(e) => {
+            m.tls_cert_reload_failing.set(1);
+            tracing::error!("TLS certificate reload failed, still serving the one before: {e}");
+        }
     }
-    shared.metrics.tls_cert_reload(r.is_ok());
-    Some(r)
+    m.tls_cert_reload(r.is_ok());
 }
 
-/// Every `every`, reloads the TLS pair if either file changed since the
-/// last attempt (a renewal by certbot, cert-manager or a deploy job needs
-/// no signal).
+/// Every `every`, looks at the TLS files and loads them once they changed
+/// and then stayed the same for an interval (a renewal by certbot,
+/// cert-manager or a deploy job needs no signal, and one caught halfway is
+/// not loaded).
 async fn watch_tls(shared: Arc<Shared>, every: Duration, mut shutdown: shutdown::Shutdown) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -419,9 +432,14 @@ async fn watch_tls(shared: Arc<Shared>, every: Duration, mut shutdown: shutdown:
             _ = shutdown.wait() => return,
             _ = tick.tick() => {}
         }
-        let changed = shared.tls_certs.as_ref().is_some_and(|s| s.changed());
-        if changed {
-            reload_tls(&shared);
+        let s = shared.clone();
+        let check = tokio::task::spawn_blocking(move || {
+            if let Some(store) = &s.tls_certs {
+                store.check(|r| record_tls_load(&s, r));
+            }
+        });
+        if let Err(e) = check.await {
+            tracing::error!("TLS file check failed: {e}");
         }
     }
 }

@@ -65,7 +65,12 @@ fn main() -> ExitCode {
                     let shared = gw.shared.clone();
                     tokio::spawn(async move {
                         while hup.recv().await.is_some() {
-                            tickergate::gateway::reload_tls(&shared);
+                            let s = shared.clone();
+                            // File reads: off the workers serving sessions.
+                            let _ = tokio::task::spawn_blocking(move || {
+                                tickergate::gateway::reload_tls(&s);
+                            })
+                            .await;
                         }
                     });
                 }

@@ -53,6 +53,8 @@ pub struct Metrics {
     tls_cert_reloads: IntCounterVec,
     /// The served leaf certificate's notAfter (Unix seconds); 0 without TLS.
     pub tls_cert_not_after: IntGauge,
+    /// 1 while the last load after start failed.
+    pub tls_cert_reload_failing: IntGauge,
     /// Refused tokens and entitlement denials, by reason.
     auth_failures: IntCounterVec,
 }
@@ -204,12 +206,16 @@ impl Metrics {
             ),
             tls_cert_reloads: counter_vec(
                 "tls_cert_reloads_total",
-                "Loads of server.tls.cert and key after start (SIGHUP or a change seen every server.tls.check_secs): ok, or error (the certificate being served stays)",
+                "Loads of server.tls.cert and key after start (SIGHUP, or files changed and then unchanged for server.tls.check_secs): ok, or error (the certificate being served stays)",
                 &["result"],
             ),
             tls_cert_not_after: gauge(
                 "tls_cert_not_after_seconds",
                 "notAfter of the TLS certificate being served, Unix seconds (0 without server.tls)",
+            ),
+            tls_cert_reload_failing: gauge(
+                "tls_cert_reload_failing",
+                "1 while the last load of server.tls.cert and key after start failed (the certificate loaded before is served), 0 otherwise",
             ),
             auth_failures: counter_vec(
                 "auth_failures_total",

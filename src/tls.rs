@@ -10,10 +10,11 @@
 //!
 //! Renewal without a restart: the serving certificate lives in a
 //! [`CertStore`] that each handshake asks, and [`CertStore::reload`] swaps
-//! in the files' new contents (on SIGHUP, and when `server.tls.check_secs`
-//! sees them change). A restart would drop every subscriber; a reload
-//! touches none, and a renewal that does not load (half written, key not
-//! matching) keeps the certificate being served.
+//! in the files' new contents (on SIGHUP), as does [`CertStore::check`]
+//! every `server.tls.check_secs` once they changed and then stayed the
+//! same for an interval. A restart would drop every subscriber; a reload
+//! touches none, and a renewal that does not load (key not matching,
+//! unparsable, expired) keeps the certificate being served.
 
 use crate::config::TlsConfig;
 use rustls::crypto::CryptoProvider;
@@ -21,6 +22,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
@@ -45,14 +47,13 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
 }
 
-/// Reads a PEM certificate chain (leaf first).
-fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+/// Parses a PEM certificate chain (leaf first) read from `path`.
+fn parse_certs(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let err = |message: String| TlsError::Cert {
         path: path.to_path_buf(),
         message,
     };
-    let pem = read(path).map_err(err)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| err(format!("invalid PEM: {e}")))?;
     if certs.is_empty() {
@@ -61,14 +62,14 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
-/// Reads the first PEM private key (PKCS#8, RSA/PKCS#1 or SEC1).
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+/// Parses the first PEM private key (PKCS#8, RSA/PKCS#1 or SEC1) read from
+/// `path`.
+fn parse_key(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
     let err = |message: String| TlsError::Key {
         path: path.to_path_buf(),
         message,
     };
-    let pem = read(path).map_err(err)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
         rustls::pki_types::pem::Error::NoItemsFound => {
             err("no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY found in the PEM file".into())
         }
@@ -76,22 +77,62 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
-/// A certificate and key as loaded: what handshakes present, and when the
-/// leaf certificate expires.
+/// Both files' bytes, read once: what is parsed is what is fingerprinted.
+struct Files {
+    cert: Result<Vec<u8>, String>,
+    key: Result<Vec<u8>, String>,
+}
+
+impl Files {
+    fn read(cfg: &TlsConfig) -> Files {
+        Files {
+            cert: read(&cfg.cert),
+            key: read(&cfg.key),
+        }
+    }
+
+    /// A fingerprint of both contents (`None` for an unreadable file).
+    /// Contents, not modification time and size: a renewal copied with
+    /// `cp -p` or `rsync -a` keeps both, and the files are a few KB.
+    fn print(&self) -> Print {
+        let one = |r: &Result<Vec<u8>, String>| {
+            r.as_ref().ok().map(|b| {
+                let mut h = std::hash::DefaultHasher::new();
+                b.hash(&mut h);
+                h.finish()
+            })
+        };
+        (one(&self.cert), one(&self.key))
+    }
+}
+
+type Print = (Option<u64>, Option<u64>);
+
+/// A certificate and key as loaded: what handshakes present, and the
+/// leaf certificate's validity.
 #[derive(Debug, Clone)]
 pub struct Loaded {
     key: Arc<CertifiedKey>,
-    /// The leaf's notAfter, seconds since the Unix epoch.
+    /// The leaf's notBefore and notAfter, seconds since the Unix epoch.
+    pub not_before: i64,
     pub not_after: i64,
 }
 
-/// Loads and checks the pair: both files parse, the key is one the provider
-/// can sign with, it belongs to the leaf certificate, and the leaf's
-/// validity can be read.
-fn load(cfg: &TlsConfig, provider: &CryptoProvider) -> Result<Loaded, TlsError> {
-    let certs = load_certs(&cfg.cert)?;
-    let key = load_key(&cfg.key)?;
-    let not_after = not_after(&certs[0]).map_err(|message| TlsError::Cert {
+/// Parses and checks the pair: both files parse, the key is one the
+/// provider can sign with, it belongs to the leaf certificate, and the
+/// leaf's validity can be read.
+fn load(cfg: &TlsConfig, files: &Files, provider: &CryptoProvider) -> Result<Loaded, TlsError> {
+    let cert_pem = files.cert.as_ref().map_err(|m| TlsError::Cert {
+        path: cfg.cert.clone(),
+        message: m.clone(),
+    })?;
+    let key_pem = files.key.as_ref().map_err(|m| TlsError::Key {
+        path: cfg.key.clone(),
+        message: m.clone(),
+    })?;
+    let certs = parse_certs(&cfg.cert, cert_pem)?;
+    let key = parse_key(&cfg.key, key_pem)?;
+    let (not_before, not_after) = validity(&certs[0]).map_err(|message| TlsError::Cert {
         path: cfg.cert.clone(),
         message,
     })?;
@@ -102,37 +143,58 @@ fn load(cfg: &TlsConfig, provider: &CryptoProvider) -> Result<Loaded, TlsError> 
     })?;
     Ok(Loaded {
         key: Arc::new(key),
+        not_before,
         not_after,
     })
 }
 
-/// The notAfter of a DER certificate, seconds since the Unix epoch.
-fn not_after(der: &CertificateDer<'_>) -> Result<i64, String> {
+/// notBefore and notAfter of a DER certificate, Unix seconds.
+fn validity(der: &CertificateDer<'_>) -> Result<(i64, i64), String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
         .map_err(|e| format!("the first certificate does not parse: {e}"))?;
-    Ok(cert.validity().not_after.timestamp())
+    let v = cert.validity();
+    Ok((v.not_before.timestamp(), v.not_after.timestamp()))
 }
 
-/// What a file looked like when last loaded: a renewal changes one of
-/// these (a replaced file, or a Kubernetes secret's swapped symlink).
-type Stamp = Option<(SystemTime, u64)>;
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
 
-fn stamp(path: &Path) -> Stamp {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
+/// What a file check found (see [`CertStore::check`]).
+#[derive(Debug)]
+pub enum Check {
+    /// The files are as at the last load attempt.
+    Unchanged,
+    /// They changed since the last check: loaded once they have stayed
+    /// the same for a whole interval, so a renewal caught halfway (a new
+    /// certificate with the old key, half a chain) is not loaded or
+    /// reported.
+    Settling,
+    /// They changed and then stayed the same: loaded (or not).
+    Loaded(Result<Loaded, TlsError>),
+}
+
+/// Fingerprints of the files, under one lock that also serializes loads.
+struct Watch {
+    /// At the last load attempt, good or bad: a bad renewal is reported
+    /// once and tried again only when the files change again.
+    tried: Print,
+    /// At the last check.
+    seen: Print,
 }
 
 /// The certificate every handshake presents, swapped by
-/// [`CertStore::reload`]. Sessions already open keep theirs: TLS needs
-/// the certificate only during the handshake.
+/// [`CertStore::reload`] and [`CertStore::check`]. Sessions already open
+/// keep theirs: TLS needs the certificate only during the handshake.
 pub struct CertStore {
     cfg: TlsConfig,
     provider: Arc<CryptoProvider>,
     current: RwLock<Loaded>,
-    /// The files' stamps at the last load attempt, good or bad: a bad
-    /// renewal is reported once, not at every check, and tried again when
-    /// the files change again.
-    tried: Mutex<(Stamp, Stamp)>,
+    /// Held through each load, so two (SIGHUP and the file check) cannot
+    /// swap in the opposite order of their reads.
+    watch: Mutex<Watch>,
 }
 
 impl std::fmt::Debug for CertStore {
@@ -145,33 +207,99 @@ impl std::fmt::Debug for CertStore {
 }
 
 impl CertStore {
-    /// Loads the configured pair; an error names the file at fault.
+    /// Loads the configured pair; an error names the file at fault. (An
+    /// expired certificate is loaded here, with a warning: refusing to
+    /// start would not bring a valid one.)
     pub fn open(cfg: &TlsConfig) -> Result<Arc<CertStore>, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let stamps = (stamp(&cfg.cert), stamp(&cfg.key));
-        let loaded = load(cfg, &provider)?;
+        let files = Files::read(cfg);
+        let loaded = load(cfg, &files, &provider)?;
+        let now = unix_now();
+        if loaded.not_after <= now || loaded.not_before > now {
+            tracing::warn!(
+                cert = %cfg.cert.display(),
+                not_before = loaded.not_before,
+                not_after = loaded.not_after,
+                "the TLS certificate is not valid now: clients will refuse it"
+            );
+        }
+        let print = files.print();
         Ok(Arc::new(CertStore {
             cfg: cfg.clone(),
             provider,
             current: RwLock::new(loaded),
-            tried: Mutex::new(stamps),
+            watch: Mutex::new(Watch {
+                tried: print,
+                seen: print,
+            }),
         }))
     }
 
-    /// Reads the files again and serves the new pair from the next
-    /// handshake on. On an error the pair being served stays.
-    pub fn reload(&self) -> Result<Loaded, TlsError> {
-        let stamps = (stamp(&self.cfg.cert), stamp(&self.cfg.key));
-        *self.tried.lock().unwrap_or_else(|p| p.into_inner()) = stamps;
-        let loaded = load(&self.cfg, &self.provider)?;
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = loaded.clone();
-        Ok(loaded)
+    fn watch(&self) -> std::sync::MutexGuard<'_, Watch> {
+        self.watch.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether either file changed since the last load attempt.
-    pub fn changed(&self) -> bool {
-        let now = (stamp(&self.cfg.cert), stamp(&self.cfg.key));
-        *self.tried.lock().unwrap_or_else(|p| p.into_inner()) != now
+    /// Reads the files again and serves the new pair from the next
+    /// handshake on (what SIGHUP does). A pair that does not load, or whose
+    /// certificate is expired or not yet valid, is an error and the pair
+    /// being served stays. `done` sees the result while no other load can
+    /// run (for metrics that must follow the loads' order). Blocks on file
+    /// reads: call it off the async workers.
+    pub fn reload(&self, done: impl FnOnce(&Result<Loaded, TlsError>)) -> Result<Loaded, TlsError> {
+        let mut w = self.watch();
+        let files = Files::read(&self.cfg);
+        let print = files.print();
+        w.tried = print;
+        w.seen = print;
+        let r = self.swap_in(&files);
+        done(&r);
+        r
+    }
+
+    /// The periodic check: loads the files once they changed and then
+    /// stayed the same since the previous check (see [`Check`]).
+    pub fn check(&self, done: impl FnOnce(&Result<Loaded, TlsError>)) -> Check {
+        let mut w = self.watch();
+        let files = Files::read(&self.cfg);
+        let print = files.print();
+        if print == w.tried {
+            w.seen = print;
+            return Check::Unchanged;
+        }
+        if print != w.seen {
+            w.seen = print;
+            return Check::Settling;
+        }
+        w.tried = print;
+        let r = self.swap_in(&files);
+        done(&r);
+        Check::Loaded(r)
+    }
+
+    fn swap_in(&self, files: &Files) -> Result<Loaded, TlsError> {
+        let loaded = load(&self.cfg, files, &self.provider)?;
+        let now = unix_now();
+        let bad = if loaded.not_after <= now {
+            Some(format!(
+                "expired (notAfter {} in Unix seconds)",
+                loaded.not_after
+            ))
+        } else if loaded.not_before > now {
+            Some(format!(
+                "not valid yet (notBefore {} in Unix seconds)",
+                loaded.not_before
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = bad {
+            return Err(TlsError::Cert {
+                path: self.cfg.cert.clone(),
+                message: format!("{message}; still serving the certificate loaded before"),
+            });
+        }
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = loaded.clone();
+        Ok(loaded)
     }
 
     /// The leaf notAfter of the pair being served (Unix seconds).

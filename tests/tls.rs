@@ -501,15 +501,30 @@ async fn wait_served(addr: SocketAddr, trusted: &[&Certs], want: &Certs, what: &
         .unwrap_or_else(|_| panic!("{what}: the new certificate was never served"));
 }
 
+/// A series' value, which must be exported (`metric` reads a missing one
+/// as 0).
+fn exported(gw: &Gateway, series: &str) -> f64 {
+    let text = metrics_text(gw);
+    assert!(
+        text.lines().any(|l| l.starts_with(&format!("{series} "))),
+        "{series} is not exported"
+    );
+    metric(&text, series)
+}
+
 fn reloads(gw: &Gateway, result: &str) -> f64 {
-    metric(
-        &metrics_text(gw),
+    exported(
+        gw,
         &format!("tickergate_tls_cert_reloads_total{{result=\"{result}\"}}"),
     )
 }
 
 fn served_not_after(gw: &Gateway) -> f64 {
-    metric(&metrics_text(gw), "tickergate_tls_cert_not_after_seconds")
+    exported(gw, "tickergate_tls_cert_not_after_seconds")
+}
+
+fn reload_failing(gw: &Gateway) -> f64 {
+    exported(gw, "tickergate_tls_cert_reload_failing")
 }
 
 fn epoch(y: i32, m: u8, d: u8) -> i64 {
@@ -554,6 +569,7 @@ async fn a_renewed_certificate_is_served_from_the_next_handshake_and_open_sessio
     assert_eq!(served_not_after(&gw), epoch(2031, 5, 6) as f64);
     assert_eq!(reloads(&gw, "ok"), 1.0);
     assert_eq!(reloads(&gw, "error"), 0.0);
+    assert_eq!(reload_failing(&gw), 0.0);
     // The session from before the renewal still streams.
     publish(&gw, "AAPL", quote("189.1200", "300", "189.14", "0.50"));
     let q = recv_until(&mut ws, |m| m["type"] == "quote" && m["symbol"] == "AAPL").await;
@@ -564,8 +580,9 @@ async fn a_renewed_certificate_is_served_from_the_next_handshake_and_open_sessio
 async fn a_renewal_that_does_not_load_keeps_the_served_certificate() {
     let old = Certs::expiring("badrenew", Some((2030, 1, 2)));
     let stranger = Certs::new("badrenew-stranger");
+    let expired = Certs::expiring("badrenew-expired", Some((2020, 1, 2)));
     let next = Certs::expiring("badrenew-next", Some((2031, 5, 6)));
-    let all = [&old, &stranger, &next];
+    let all = [&old, &stranger, &expired, &next];
     let gw = start_tls(&old, |c| {
         if let Some(t) = &mut c.server.tls {
             t.check_secs = 0;
@@ -586,8 +603,17 @@ async fn a_renewal_that_does_not_load_keeps_the_served_certificate() {
         err.contains("server.tls.cert") && err.contains(old.cert.to_str().unwrap()),
         "{err}"
     );
-    assert_eq!(reloads(&gw, "error"), 2.0);
+    // A valid pair whose certificate has expired: serving it would fail
+    // every handshake.
+    old.renew_with(&expired);
+    let err = gw.reload_tls().expect("TLS is on").unwrap_err().to_string();
+    assert!(
+        err.contains("expired") && err.contains(old.cert.to_str().unwrap()),
+        "{err}"
+    );
+    assert_eq!(reloads(&gw, "error"), 3.0);
     assert_eq!(reloads(&gw, "ok"), 0.0);
+    assert_eq!(reload_failing(&gw), 1.0);
     assert!(
         served_cert(gw.local_addr, &all).await == old.der,
         "the certificate loaded at start is still served"
@@ -600,6 +626,7 @@ async fn a_renewal_that_does_not_load_keeps_the_served_certificate() {
     assert!(gw.reload_tls().expect("TLS is on").is_ok());
     assert!(served_cert(gw.local_addr, &all).await == next.der);
     assert_eq!(reloads(&gw, "ok"), 1.0);
+    assert_eq!(reload_failing(&gw), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -616,8 +643,44 @@ async fn changed_files_are_loaded_by_the_check_without_a_signal() {
     assert!(served_cert(gw.local_addr, &both).await == old.der);
     old.renew_with(&next);
     wait_served(gw.local_addr, &both, &next, "check_secs = 1").await;
-    assert_eq!(served_not_after(&gw), epoch(2031, 5, 6) as f64);
-    assert!(reloads(&gw, "ok") >= 1.0);
+    wait_for("the expiry gauge to follow", || {
+        served_not_after(&gw) == epoch(2031, 5, 6) as f64
+    })
+    .await;
+    assert_eq!(reloads(&gw, "ok"), 1.0, "one renewal, one load");
+    assert_eq!(reloads(&gw, "error"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_check_reports_a_bad_renewal_once_and_loads_the_next_good_one() {
+    let old = Certs::new("watchbad");
+    let stranger = Certs::new("watchbad-stranger");
+    let next = Certs::new("watchbad-next");
+    let all = [&old, &stranger, &next];
+    let gw = start_tls(&old, |c| {
+        if let Some(t) = &mut c.server.tls {
+            t.check_secs = 1;
+        }
+    })
+    .await;
+    // A key that does not belong to the certificate, left in place.
+    std::fs::copy(&stranger.key, &old.key).unwrap();
+    wait_for("the bad renewal to be reported", || {
+        reloads(&gw, "error") == 1.0
+    })
+    .await;
+    assert_eq!(reload_failing(&gw), 1.0);
+    // Checks go on every second meanwhile; unchanged files are not tried
+    // again. (On a slow machine fewer checks run: the count stays 1.)
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(reloads(&gw, "error"), 1.0, "reported once");
+    assert!(served_cert(gw.local_addr, &all).await == old.der);
+    // The next renewal is complete: it loads.
+    old.renew_with(&next);
+    wait_served(gw.local_addr, &all, &next, "after a bad renewal").await;
+    wait_for("the failing gauge to clear", || reload_failing(&gw) == 0.0).await;
+    assert_eq!(reloads(&gw, "error"), 1.0);
+    assert_eq!(reloads(&gw, "ok"), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
