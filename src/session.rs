@@ -225,6 +225,10 @@ where
             Exit::Gone => {}
         }
         s.drop_subs();
+        // A shard may still hold this handle for a while (a pass's targets,
+        // a pace list): drop the socket and buffers it could reach, so the
+        // connection closes with the task and nothing more is written.
+        *lock_direct(&s.handle) = Direct::default();
         // The key's connection is free before the session stops counting.
         drop(s.key_conn.take());
         drop(s.per_ip.take());
