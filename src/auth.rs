@@ -6,8 +6,11 @@
 //!   presented token is hashed and compared in constant time against every
 //!   configured hash, so the time taken does not say which (if any) matched.
 //!   The legacy `auth.token_sha256` list are keys entitled to everything.
-//! - JWTs (HS256 only), for teams that issue tokens from their own auth
-//!   service, carrying the same entitlements as claims.
+//! - JWTs, for teams that issue tokens from their own auth service or an
+//!   identity provider, carrying the same entitlements as claims: HS256
+//!   with a shared secret, or RS256, ES256 and EdDSA with the provider's
+//!   public keys (verified with ring). Which one is configuration, never
+//!   the token's `alg` (no algorithm confusion).
 //!
 //! Auth is off when nothing is configured. Errors say "invalid token" or
 //! "expired token", never which key exists.
@@ -18,6 +21,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// Why a token was refused. The message is what the client is told.
@@ -157,12 +161,102 @@ pub fn token_hash_hex(token: &str) -> String {
 /// Longest token looked at; longer ones are invalid without further work.
 const MAX_TOKEN_BYTES: usize = 8192;
 
-/// HS256 JWT verification settings.
+/// JWT verification settings.
 struct Jwt {
-    secret: Vec<u8>,
+    keys: JwtKeys,
     issuer: Option<String>,
     audience: Option<String>,
     leeway_s: i64,
+}
+
+/// What verifies a JWT's signature: one or the other, by configuration.
+enum JwtKeys {
+    /// HS256.
+    Secret(Vec<u8>),
+    /// Each with its algorithm; a token is checked against those of its
+    /// `alg`.
+    Public(Vec<PublicKey>),
+}
+
+/// The JWS algorithms a public key can verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Alg {
+    Rs256,
+    Es256,
+    EdDsa,
+}
+
+impl Alg {
+    fn name(self) -> &'static str {
+        match self {
+            Alg::Rs256 => "RS256",
+            Alg::Es256 => "ES256",
+            Alg::EdDsa => "EdDSA",
+        }
+    }
+
+    fn ring(self) -> &'static dyn ring::signature::VerificationAlgorithm {
+        match self {
+            Alg::Rs256 => &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            // JWS (RFC 7518 3.4): r and s, 32 bytes each, not DER.
+            Alg::Es256 => &ring::signature::ECDSA_P256_SHA256_FIXED,
+            Alg::EdDsa => &ring::signature::ED25519,
+        }
+    }
+}
+
+struct PublicKey {
+    alg: Alg,
+    key: ring::signature::UnparsedPublicKey<Vec<u8>>,
+}
+
+/// Reads a PEM public key (SubjectPublicKeyInfo) and finds what it
+/// verifies. The error names the file.
+fn load_public_key(path: &Path) -> Result<PublicKey, String> {
+    use rustls::pki_types::pem::PemObject;
+    use x509_parser::oid_registry::{
+        OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_PKCS1_RSAENCRYPTION, OID_SIG_ED25519,
+    };
+    use x509_parser::prelude::FromDer;
+    let err = |m: String| format!("auth.jwt.public_keys {}: {m}", path.display());
+    let pem = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let der = rustls::pki_types::SubjectPublicKeyInfoDer::from_pem_slice(&pem)
+        .map_err(|e| err(format!("no PUBLIC KEY in the PEM file: {e}")))?;
+    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(der.as_ref())
+        .map_err(|e| err(format!("the public key does not parse: {e}")))?;
+    let oid = &spki.algorithm.algorithm;
+    let alg = if *oid == OID_PKCS1_RSAENCRYPTION {
+        let bits = spki.parsed().map(|k| k.key_size()).unwrap_or(0);
+        if !(2048..=8192).contains(&bits) {
+            return Err(err(format!(
+                "an RSA key of {bits} bits: RS256 needs 2048 to 8192"
+            )));
+        }
+        Alg::Rs256
+    } else if *oid == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok());
+        if curve.as_ref() != Some(&OID_EC_P256) {
+            return Err(err("an EC key on a curve other than P-256 (ES256)".into()));
+        }
+        Alg::Es256
+    } else if *oid == OID_SIG_ED25519 {
+        Alg::EdDsa
+    } else {
+        return Err(err(format!(
+            "a key of type {oid}: RSA (RS256), EC P-256 (ES256) or Ed25519 (EdDSA) only"
+        )));
+    };
+    Ok(PublicKey {
+        alg,
+        key: ring::signature::UnparsedPublicKey::new(
+            alg.ring(),
+            spki.subject_public_key.data.to_vec(),
+        ),
+    })
 }
 
 /// Open connections per key name, for `max_connections`. An entry exists
@@ -219,8 +313,9 @@ impl Auth {
         }
     }
 
-    /// From `[auth]` (validated). Fails only when the JWT secret's
-    /// environment variable is missing at start.
+    /// From `[auth]` (validated). Fails when the JWT secret's environment
+    /// variable is missing at start, or a public key file cannot be read or
+    /// is not a key a JWT can be verified with (the error names it).
     pub fn from_config(cfg: &AuthConfig) -> Result<Self, String> {
         let mut auth = Auth::new(&cfg.token_sha256);
         for k in &cfg.keys {
@@ -234,9 +329,18 @@ impl Auth {
             auth.keys.push((h, Arc::new(ent)));
         }
         if let Some(j) = &cfg.jwt {
-            let secret = j.resolve_secret().map_err(|e| e.to_string())?;
+            let keys = if j.public_keys.is_empty() {
+                JwtKeys::Secret(j.resolve_secret().map_err(|e| e.to_string())?.into_bytes())
+            } else {
+                let keys = j
+                    .public_keys
+                    .iter()
+                    .map(|p| load_public_key(p))
+                    .collect::<Result<Vec<_>, _>>()?;
+                JwtKeys::Public(keys)
+            };
             auth.jwt = Some(Jwt {
-                secret: secret.into_bytes(),
+                keys,
                 issuer: j.issuer.clone(),
                 audience: j.audience.clone(),
                 leeway_s: i64::try_from(j.leeway_s).unwrap_or(i64::MAX),
@@ -345,21 +449,39 @@ impl Jwt {
         };
         let header = URL_SAFE_NO_PAD.decode(h64).map_err(|_| Invalid)?;
         let header: serde_json::Value = serde_json::from_slice(&header).map_err(|_| Invalid)?;
-        // Only HS256: `none` and every other algorithm are refused before
-        // anything else is looked at (no algorithm confusion).
-        if header.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
-            return Err(Invalid);
-        }
+        // The configuration decides the algorithm: HS256 with a secret,
+        // the public keys' own with keys. `none`, and any `alg` that is not
+        // the configured kind, are refused before anything else is looked
+        // at (no algorithm confusion: an RSA public key is never tried as
+        // an HMAC secret).
+        let alg = header.get("alg").and_then(|a| a.as_str()).ok_or(Invalid)?;
         if header.get("crit").is_some() {
             return Err(Invalid);
         }
         let sig = URL_SAFE_NO_PAD.decode(s64).map_err(|_| Invalid)?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).map_err(|_| Invalid)?;
-        mac.update(h64.as_bytes());
-        mac.update(b".");
-        mac.update(p64.as_bytes());
-        // Constant-time comparison.
-        mac.verify_slice(&sig).map_err(|_| Invalid)?;
+        match &self.keys {
+            JwtKeys::Secret(secret) => {
+                if alg != "HS256" {
+                    return Err(Invalid);
+                }
+                let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| Invalid)?;
+                mac.update(h64.as_bytes());
+                mac.update(b".");
+                mac.update(p64.as_bytes());
+                // Constant-time comparison.
+                mac.verify_slice(&sig).map_err(|_| Invalid)?;
+            }
+            JwtKeys::Public(keys) => {
+                let signed = token.get(..h64.len() + 1 + p64.len()).ok_or(Invalid)?;
+                let ok = keys
+                    .iter()
+                    .filter(|k| k.alg.name() == alg)
+                    .any(|k| k.key.verify(signed.as_bytes(), &sig).is_ok());
+                if !ok {
+                    return Err(Invalid);
+                }
+            }
+        }
         let payload = URL_SAFE_NO_PAD.decode(p64).map_err(|_| Invalid)?;
         let c: Claims = serde_json::from_slice(&payload).map_err(|_| Invalid)?;
         let sub = c.sub.filter(|s| !s.is_empty()).ok_or(Invalid)?;
@@ -444,6 +566,7 @@ mod tests {
                 max_symbols: Some(3),
             }],
             jwt: Some(JwtConfig {
+                public_keys: Vec::new(),
                 secret: Some(SECRET.into()),
                 secret_env: None,
                 issuer: Some("idp".into()),
@@ -557,6 +680,290 @@ mod tests {
             &"a.".repeat(5000),
         ] {
             assert_eq!(invalid(junk), AuthError::Invalid, "{junk:.40}");
+        }
+    }
+
+    /// JWTs verified with public keys: RS256 (the fixture key), ES256 and
+    /// EdDSA (keys made here), against `alg` confusion and forgery.
+    mod public_keys {
+        use super::*;
+        use crate::config::{AuthConfig, JwtConfig};
+        use base64::engine::general_purpose::STANDARD;
+        use ring::rand::SystemRandom;
+        use ring::signature::{self, KeyPair};
+        use std::path::PathBuf;
+
+        /// SubjectPublicKeyInfo up to the key bits, for P-256 and Ed25519.
+        const P256_SPKI: &str = "3059301306072a8648ce3d020106082a8648ce3d030107034200";
+        const ED25519_SPKI: &str = "302a300506032b6570032100";
+
+        fn unhex_all(s: &str) -> Vec<u8> {
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect()
+        }
+
+        fn dir() -> PathBuf {
+            let d = std::env::temp_dir().join(format!(
+                "tg-jwt-unit-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            std::fs::create_dir_all(&d).unwrap();
+            d
+        }
+
+        fn write_spki(name: &str, der: &[u8]) -> PathBuf {
+            let b64 = STANDARD.encode(der);
+            let lines: Vec<&str> = b64
+                .as_bytes()
+                .chunks(64)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect();
+            let path = dir().join(name);
+            std::fs::write(
+                &path,
+                format!(
+                    "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+                    lines.join("\n")
+                ),
+            )
+            .unwrap();
+            path
+        }
+
+        type Sign = Box<dyn Fn(&[u8]) -> Vec<u8>>;
+
+        /// A signing key, its `alg` and its public key file.
+        struct Signer {
+            alg: &'static str,
+            public: PathBuf,
+            sign: Sign,
+        }
+
+        fn es256(name: &str) -> Signer {
+            let rng = SystemRandom::new();
+            let alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+            let pkcs8 = signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+            let kp = signature::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
+            let mut spki = unhex_all(P256_SPKI);
+            spki.extend_from_slice(kp.public_key().as_ref());
+            Signer {
+                alg: "ES256",
+                public: write_spki(name, &spki),
+                sign: Box::new(move |m| {
+                    kp.sign(&SystemRandom::new(), m).unwrap().as_ref().to_vec()
+                }),
+            }
+        }
+
+        fn eddsa(name: &str) -> Signer {
+            let pkcs8 = signature::Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+            let kp = signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+            let mut spki = unhex_all(ED25519_SPKI);
+            spki.extend_from_slice(kp.public_key().as_ref());
+            Signer {
+                alg: "EdDSA",
+                public: write_spki(name, &spki),
+                sign: Box::new(move |m| kp.sign(m).as_ref().to_vec()),
+            }
+        }
+
+        fn fixture(name: &str) -> PathBuf {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/jwt")
+                .join(name)
+        }
+
+        fn rs256() -> Signer {
+            use rustls::pki_types::pem::PemObject;
+            let der =
+                rustls::pki_types::PrivatePkcs8KeyDer::from_pem_file(fixture("rs256-private.pem"))
+                    .unwrap();
+            let kp = signature::RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).unwrap();
+            Signer {
+                alg: "RS256",
+                public: fixture("rs256-public.pem"),
+                sign: Box::new(move |m| {
+                    let mut sig = vec![0; kp.public().modulus_len()];
+                    kp.sign(
+                        &signature::RSA_PKCS1_SHA256,
+                        &SystemRandom::new(),
+                        m,
+                        &mut sig,
+                    )
+                    .unwrap();
+                    sig
+                }),
+            }
+        }
+
+        fn token_with(header: &str, claims: &str, sign: &dyn Fn(&[u8]) -> Vec<u8>) -> String {
+            let signing = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
+            let sig = sign(signing.as_bytes());
+            format!("{signing}.{}", b64(&sig))
+        }
+
+        fn token(s: &Signer, claims: &str) -> String {
+            token_with(
+                &format!(r#"{{"alg":"{}","typ":"JWT"}}"#, s.alg),
+                claims,
+                &s.sign,
+            )
+        }
+
+        fn auth_with(keys: &[&Signer]) -> Auth {
+            let cfg = AuthConfig {
+                jwt: Some(JwtConfig {
+                    secret: None,
+                    secret_env: None,
+                    public_keys: keys.iter().map(|k| k.public.clone()).collect(),
+                    issuer: Some("idp".into()),
+                    audience: None,
+                    leeway_s: 30,
+                }),
+                ..AuthConfig::default()
+            };
+            Auth::from_config(&cfg).unwrap()
+        }
+
+        const NOW: i64 = 1_800_000_000;
+        const CLAIMS: &str =
+            r#"{"sub":"desk-9","iss":"idp","exp":1800003600,"symbols":["BTC-*"],"max_symbols":4}"#;
+
+        #[test]
+        fn each_algorithm_verifies_its_own_tokens_and_no_forgery() {
+            for (s, other) in [
+                (rs256(), es256("rs-other.pem")),
+                (es256("es.pem"), es256("es-other.pem")),
+                (eddsa("ed.pem"), eddsa("ed-other.pem")),
+            ] {
+                let auth = auth_with(&[&s]);
+                let ent = auth.authenticate_at(&token(&s, CLAIMS), NOW).unwrap();
+                assert_eq!(ent.name, "jwt:desk-9", "{}", s.alg);
+                assert!(ent.allows("BTC-USD") && !ent.allows("AAPL"));
+                assert_eq!(ent.max_symbols, Some(4));
+                // The same claims signed by a key that is not configured.
+                let forged = token_with(&format!(r#"{{"alg":"{}"}}"#, s.alg), CLAIMS, &other.sign);
+                assert_eq!(
+                    auth.authenticate_at(&forged, NOW).err(),
+                    Some(AuthError::Invalid)
+                );
+                // A valid signature over other claims, claims swapped in.
+                let good = token(&s, CLAIMS);
+                let parts: Vec<&str> = good.split('.').collect();
+                let more = CLAIMS.replace("BTC-*", "*");
+                let tampered = format!("{}.{}.{}", parts[0], b64(more.as_bytes()), parts[2]);
+                assert_eq!(
+                    auth.authenticate_at(&tampered, NOW).err(),
+                    Some(AuthError::Invalid)
+                );
+                // Expiry still applies.
+                assert_eq!(
+                    auth.authenticate_at(&token(&s, CLAIMS), 1_800_003_700)
+                        .err(),
+                    Some(AuthError::Expired)
+                );
+            }
+        }
+
+        #[test]
+        fn the_configuration_not_the_token_chooses_the_algorithm() {
+            let rsa = rs256();
+            let auth = auth_with(&[&rsa]);
+            // The classic confusion: HS256 with the public key as the secret.
+            let pem = std::fs::read(&rsa.public).unwrap();
+            let confused = token_with(r#"{"alg":"HS256"}"#, CLAIMS, &|m: &[u8]| {
+                let mut mac = Hmac::<Sha256>::new_from_slice(&pem).unwrap();
+                mac.update(m);
+                mac.finalize().into_bytes().to_vec()
+            });
+            assert_eq!(
+                auth.authenticate_at(&confused, NOW).err(),
+                Some(AuthError::Invalid)
+            );
+            let none = format!("{}.{}.", b64(br#"{"alg":"none"}"#), b64(CLAIMS.as_bytes()));
+            assert_eq!(
+                auth.authenticate_at(&none, NOW).err(),
+                Some(AuthError::Invalid)
+            );
+            // An RS256 signature presented as another algorithm.
+            let relabelled = token_with(r#"{"alg":"PS256"}"#, CLAIMS, &rsa.sign);
+            assert_eq!(
+                auth.authenticate_at(&relabelled, NOW).err(),
+                Some(AuthError::Invalid)
+            );
+            // A secret-configured gateway refuses public-key algorithms.
+            let hs = super::auth();
+            assert_eq!(
+                hs.authenticate_at(&token(&rsa, CLAIMS), NOW).err(),
+                Some(AuthError::Invalid)
+            );
+        }
+
+        #[test]
+        fn two_keys_of_a_rotation_both_verify() {
+            let (old, new, rsa) = (es256("rot-old.pem"), es256("rot-new.pem"), rs256());
+            let auth = auth_with(&[&old, &new, &rsa]);
+            for s in [&old, &new, &rsa] {
+                assert!(
+                    auth.authenticate_at(&token(s, CLAIMS), NOW).is_ok(),
+                    "{}",
+                    s.alg
+                );
+            }
+            // After the rotation the old key is gone.
+            let auth = auth_with(&[&new]);
+            assert_eq!(
+                auth.authenticate_at(&token(&old, CLAIMS), NOW).err(),
+                Some(AuthError::Invalid)
+            );
+        }
+
+        #[test]
+        fn unusable_key_files_are_start_errors_naming_them() {
+            let cfg = |path: PathBuf| AuthConfig {
+                jwt: Some(JwtConfig {
+                    secret: None,
+                    secret_env: None,
+                    public_keys: vec![path],
+                    issuer: None,
+                    audience: None,
+                    leeway_s: 30,
+                }),
+                ..AuthConfig::default()
+            };
+            let missing = dir().join("missing.pem");
+            let garbage = dir().join("garbage.pem");
+            std::fs::write(&garbage, "not a key\n").unwrap();
+            // A private key where the public one belongs.
+            let private = fixture("rs256-private.pem");
+            // An EC key on P-384 (made by hand: P-384's SPKI header).
+            let p384 = {
+                let rng = SystemRandom::new();
+                let alg = &signature::ECDSA_P384_SHA384_FIXED_SIGNING;
+                let pkcs8 = signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+                let kp = signature::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
+                let mut spki = unhex_all("3076301006072a8648ce3d020106052b81040022036200");
+                spki.extend_from_slice(kp.public_key().as_ref());
+                write_spki("p384.pem", &spki)
+            };
+            for (path, says) in [
+                (missing, "cannot read"),
+                (garbage, "no PUBLIC KEY"),
+                (private, "no PUBLIC KEY"),
+                (p384, "P-256"),
+            ] {
+                let e = Auth::from_config(&cfg(path.clone()))
+                    .err()
+                    .unwrap_or_default();
+                assert!(
+                    e.contains(path.to_str().unwrap()) && e.contains(says),
+                    "{}: {e}",
+                    path.display()
+                );
+            }
         }
     }
 }

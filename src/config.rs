@@ -249,7 +249,8 @@ pub struct AuthConfig {
     pub token_sha256: Vec<String>,
     /// `[[auth.keys]]`: API keys with entitlements. Default: none.
     pub keys: Vec<KeyConfig>,
-    /// `[auth.jwt]`: accept HS256 JWTs. Default: absent (no JWTs).
+    /// `[auth.jwt]`: accept JWTs (HS256 with a shared secret, or RS256,
+    /// ES256 and EdDSA with public keys). Default: absent (no JWTs).
     pub jwt: Option<JwtConfig>,
 }
 
@@ -289,17 +290,26 @@ fn default_leeway() -> u64 {
     30
 }
 
-/// `[auth.jwt]`: HS256 JSON Web Tokens.
+/// `[auth.jwt]`: JSON Web Tokens, verified with an HS256 shared secret or
+/// with public keys (RS256, ES256, EdDSA).
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
     /// The HS256 shared secret (at least 32 bytes). Exactly one of
-    /// `secret` and `secret_env` is required.
+    /// `secret`, `secret_env` and `public_keys` is required.
     #[serde(default)]
     pub secret: Option<String>,
     /// Name of an environment variable holding the secret, read at start.
     #[serde(default)]
     pub secret_env: Option<String>,
+    /// PEM public keys (`-----BEGIN PUBLIC KEY-----`, as an identity
+    /// provider publishes them): RSA of 2048 to 8192 bits (RS256), EC P-256
+    /// (ES256) or Ed25519 (EdDSA). A token is checked against every key of
+    /// its `alg`, so an old and a new key can be configured during a
+    /// rotation. Read at start; a relative path is taken relative to the
+    /// config file's directory.
+    #[serde(default)]
+    pub public_keys: Vec<PathBuf>,
     /// Required `iss` claim. Default: not checked.
     #[serde(default)]
     pub issuer: Option<String>,
@@ -317,6 +327,7 @@ impl std::fmt::Debug for JwtConfig {
         f.debug_struct("JwtConfig")
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("secret_env", &self.secret_env)
+            .field("public_keys", &self.public_keys)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("leeway_s", &self.leeway_s)
@@ -341,7 +352,7 @@ impl JwtConfig {
             _ => {
                 return Err(invalid(
                     "auth.jwt.secret",
-                    "exactly one of `secret` and `secret_env` is required",
+                    "exactly one of `secret`, `secret_env` and `public_keys` is required",
                 ))
             }
         };
@@ -659,6 +670,11 @@ impl Config {
                 r.path = crate::feed::replay::resolve_path(&r.path, path);
             }
         }
+        if let Some(j) = &mut cfg.auth.jwt {
+            for k in &mut j.public_keys {
+                *k = crate::feed::replay::resolve_path(k, path);
+            }
+        }
         if let Some(t) = &mut cfg.server.tls {
             t.cert = crate::feed::replay::resolve_path(&t.cert, path);
             t.key = crate::feed::replay::resolve_path(&t.key, path);
@@ -958,7 +974,22 @@ impl Config {
             }
         }
         if let Some(j) = &self.auth.jwt {
-            j.resolve_secret()?;
+            if j.public_keys.is_empty() {
+                j.resolve_secret()?;
+            } else if j.secret.is_some() || j.secret_env.is_some() {
+                return Err(invalid(
+                    "auth.jwt.public_keys",
+                    "public keys or an HS256 secret, not both (a token's alg must not choose)",
+                ));
+            }
+            for (i, p) in j.public_keys.iter().enumerate() {
+                if p.as_os_str().is_empty() {
+                    return Err(invalid(
+                        &format!("auth.jwt.public_keys[{i}]"),
+                        "an empty path",
+                    ));
+                }
+            }
             if j.issuer.as_deref() == Some("") {
                 return Err(invalid("auth.jwt.issuer", "must not be empty"));
             }
@@ -1184,6 +1215,8 @@ mod tests {
             ("[auth.jwt]\nleeway_s = 5\n".to_string(), "auth.jwt.secret"),
             ("[auth.jwt]\nsecret_env = \"TICKERGATE_TEST_UNSET_VAR_X\"\n".to_string(), "auth.jwt.secret_env"),
             ("[auth.jwt]\nsecrett = \"x\"\n".to_string(), "secrett"),
+            (format!("[auth.jwt]\nsecret = \"{}\"\npublic_keys = [\"k.pem\"]\n", "s".repeat(32)), "auth.jwt.public_keys"),
+            ("[auth.jwt]\npublic_keys = [\"\"]\n".to_string(), "auth.jwt.public_keys[0]"),
         ] {
             let e = parse(&toml).unwrap_err().to_string();
             assert!(e.contains(field), "{field}: {e}");

@@ -1,5 +1,5 @@
 //! Auth and entitlements against a real gateway: API keys with symbol
-//! patterns and per-key limits, HS256 JWTs, and the hostile cases (wrong,
+//! patterns and per-key limits, JWTs (HS256, and RS256 from an identity provider's public key), and the hostile cases (wrong,
 //! expired and forged tokens, un-entitled symbols asked for by name, by
 //! pattern and over REST). Every case asserts the documented code and that
 //! a healthy client on the same gateway still gets its updates.
@@ -42,6 +42,7 @@ async fn gw() -> Gateway {
         small.max_symbols = Some(2);
         c.auth.keys = vec![desk, small, key("healthy", "healthy-key", &["*"])];
         c.auth.jwt = Some(JwtConfig {
+            public_keys: Vec::new(),
             secret: Some(SECRET.into()),
             secret_env: None,
             issuer: Some("idp".into()),
@@ -507,4 +508,110 @@ async fn bad_tokens_are_refused_everywhere() {
         assert_eq!(auth_failures(&gw, reason), before + 4.0, "{token}");
         still_healthy(&gw, &mut h).await;
     }
+}
+
+/// The RS256 test key pair (tests/fixtures/jwt): an identity provider's.
+fn idp_key(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/jwt")
+        .join(name)
+}
+
+/// A JWT signed RS256 with the identity provider's private key.
+fn rs256_jwt(claims: &Value) -> String {
+    use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
+    use rustls::pki_types::pem::PemObject;
+    let der =
+        rustls::pki_types::PrivatePkcs8KeyDer::from_pem_file(idp_key("rs256-private.pem")).unwrap();
+    let kp = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).unwrap();
+    let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string().as_bytes());
+    let signing = format!(
+        "{}.{}",
+        b64(&json!({"alg":"RS256","typ":"JWT"})),
+        b64(claims)
+    );
+    let mut sig = vec![0; kp.public().modulus_len()];
+    kp.sign(
+        &RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        signing.as_bytes(),
+        &mut sig,
+    )
+    .unwrap();
+    format!("{signing}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_from_an_identity_provider_is_verified_with_its_public_key() {
+    let gw = start(|c| {
+        c.auth.keys = vec![key("healthy", "healthy-key", &["*"])];
+        c.auth.jwt = Some(JwtConfig {
+            secret: None,
+            secret_env: None,
+            public_keys: vec![idp_key("rs256-public.pem")],
+            issuer: Some("idp".into()),
+            audience: Some("tickergate".into()),
+            leeway_s: 30,
+        });
+    })
+    .await;
+    let mut h = healthy(&gw).await;
+    let token = rs256_jwt(&good_claims());
+    let mut c = connect_token(&gw, &token).await;
+    let w = c.recv_type("welcome").await;
+    assert_eq!(w["auth_required"], false);
+    assert_eq!(w["limits"]["max_symbols"], 5);
+    c.send(json!({"op":"subscribe","id":7,"symbols":["ETH-USD","BTC-USD"]}))
+        .await;
+    let (e, _) = c.recv_until(|m| m["type"] == "error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["symbol"].as_str()),
+        (Some("forbidden_symbol"), Some("BTC-USD"))
+    );
+    let (s, _) = c.recv_until(|m| m["type"] == "subscribed").await;
+    assert_eq!(s["symbols"], json!(["ETH-USD"]));
+    let bid = fresh_bid();
+    publish(&gw, "ETH-USD", quote(&bid, "1", "99999", "1"));
+    c.recv_until(|m| m["type"] == "quote" && m["symbol"] == "ETH-USD" && m["bid"] == bid.as_str())
+        .await;
+    // The same claims as HS256 with the public key file as the secret (the
+    // algorithm-confusion forgery), and an RS256 token past its exp.
+    let pem = std::fs::read_to_string(idp_key("rs256-public.pem")).unwrap();
+    let confused = jwt_raw(&json!({"alg":"HS256","typ":"JWT"}), &good_claims(), &pem);
+    let mut expired = good_claims();
+    expired["exp"] = json!(now() - 120);
+    for (token, message, reason) in [
+        (confused, "invalid token", "invalid"),
+        (rs256_jwt(&expired), "expired token", "expired"),
+    ] {
+        let before = auth_failures(&gw, reason);
+        let mut bad = connect_token(&gw, &token).await;
+        expect_refused(&mut bad, message).await;
+        assert_eq!(auth_failures(&gw, reason), before + 1.0, "{reason}");
+    }
+    still_healthy(&gw, &mut h).await;
+}
+
+#[test]
+fn public_key_paths_are_relative_to_the_config_file() {
+    let dir = std::env::temp_dir().join(format!("tg-jwt-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("gw.toml");
+    std::fs::write(
+        &path,
+        "[auth.jwt]\npublic_keys = [\"keys/idp.pem\", \"/abs/old.pem\"]\nissuer = \"idp\"\n",
+    )
+    .unwrap();
+    let c = tickergate::config::Config::load(&path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let j = c.auth.jwt.as_ref().unwrap();
+    assert_eq!(
+        j.public_keys,
+        vec![
+            dir.join("keys/idp.pem"),
+            std::path::PathBuf::from("/abs/old.pem")
+        ]
+    );
+    c.validate()
+        .expect("public keys alone are a complete [auth.jwt]");
 }
