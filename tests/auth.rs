@@ -1,7 +1,8 @@
 //! Auth and entitlements against a real gateway: API keys with symbol
-//! patterns and per-key limits, JWTs (HS256, and RS256 from an identity provider's public key), and the hostile cases (wrong,
-//! expired and forged tokens, un-entitled symbols asked for by name, by
-//! pattern and over REST). Every case asserts the documented code and that
+//! patterns and per-key limits, JWTs (HS256, and RS256 verified with an
+//! identity provider's public key), and the hostile cases (wrong, expired
+//! and forged tokens, un-entitled symbols asked for by name, by pattern and
+//! over REST). Every case asserts the documented code and that
 //! a healthy client on the same gateway still gets its updates.
 
 mod common;
