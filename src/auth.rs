@@ -210,27 +210,56 @@ struct PublicKey {
     key: ring::signature::UnparsedPublicKey<Vec<u8>>,
 }
 
-/// Reads a PEM public key (SubjectPublicKeyInfo) and finds what it
-/// verifies. The error names the file.
-fn load_public_key(path: &Path) -> Result<PublicKey, String> {
+/// Reads the PEM public keys (SubjectPublicKeyInfo, one or more blocks) of
+/// a file and finds what each verifies. The error names the file.
+fn load_public_keys(path: &Path) -> Result<Vec<PublicKey>, String> {
     use rustls::pki_types::pem::PemObject;
+    let err = |m: String| format!("auth.jwt.public_keys {}: {m}", path.display());
+    let pem = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let ders = rustls::pki_types::SubjectPublicKeyInfoDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(format!("invalid PEM: {e}")))?;
+    if ders.is_empty() {
+        return Err(err("no PUBLIC KEY in the PEM file".into()));
+    }
+    ders.iter()
+        .enumerate()
+        .map(|(i, d)| public_key(d.as_ref()).map_err(|m| err(format!("key {}: {m}", i + 1))))
+        .collect()
+}
+
+/// One SubjectPublicKeyInfo: its algorithm, and a shape ring will accept
+/// (ring checks a key only when it verifies: a key that cannot work must
+/// stop the start, not refuse every token later).
+fn public_key(der: &[u8]) -> Result<PublicKey, String> {
     use x509_parser::oid_registry::{
         OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_PKCS1_RSAENCRYPTION, OID_SIG_ED25519,
     };
     use x509_parser::prelude::FromDer;
-    let err = |m: String| format!("auth.jwt.public_keys {}: {m}", path.display());
-    let pem = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
-    let der = rustls::pki_types::SubjectPublicKeyInfoDer::from_pem_slice(&pem)
-        .map_err(|e| err(format!("no PUBLIC KEY in the PEM file: {e}")))?;
-    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(der.as_ref())
-        .map_err(|e| err(format!("the public key does not parse: {e}")))?;
+    use x509_parser::public_key::PublicKey as Parsed;
+    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(der)
+        .map_err(|e| format!("the public key does not parse: {e}"))?;
     let oid = &spki.algorithm.algorithm;
+    let data: &[u8] = &spki.subject_public_key.data;
     let alg = if *oid == OID_PKCS1_RSAENCRYPTION {
-        let bits = spki.parsed().map(|k| k.key_size()).unwrap_or(0);
+        let Ok(Parsed::RSA(rsa)) = spki.parsed() else {
+            return Err("the RSA key does not parse".into());
+        };
+        let n = rsa.modulus;
+        let n = &n[n.iter().take_while(|&&b| b == 0).count()..];
+        let bits = n
+            .first()
+            .map_or(0, |&b| n.len() * 8 - b.leading_zeros() as usize);
         if !(2048..=8192).contains(&bits) {
-            return Err(err(format!(
+            return Err(format!(
                 "an RSA key of {bits} bits: RS256 needs 2048 to 8192"
-            )));
+            ));
+        }
+        let e = rsa.try_exponent().unwrap_or(0);
+        if e < 3 || e % 2 == 0 || e >= 1 << 33 {
+            return Err(format!(
+                "an RSA public exponent of {e}: must be odd, 3 to 2^33-1"
+            ));
         }
         Alg::Rs256
     } else if *oid == OID_KEY_TYPE_EC_PUBLIC_KEY {
@@ -240,22 +269,28 @@ fn load_public_key(path: &Path) -> Result<PublicKey, String> {
             .as_ref()
             .and_then(|p| p.as_oid().ok());
         if curve.as_ref() != Some(&OID_EC_P256) {
-            return Err(err("an EC key on a curve other than P-256 (ES256)".into()));
+            return Err("an EC key on a curve other than P-256 (ES256)".into());
+        }
+        if data.len() != 65 || data[0] != 4 {
+            return Err("a P-256 key that is not an uncompressed point (65 bytes)".into());
         }
         Alg::Es256
     } else if *oid == OID_SIG_ED25519 {
+        if data.len() != 32 || spki.algorithm.parameters.is_some() {
+            return Err(format!(
+                "an Ed25519 key of {} bytes: must be 32, without parameters",
+                data.len()
+            ));
+        }
         Alg::EdDsa
     } else {
-        return Err(err(format!(
+        return Err(format!(
             "a key of type {oid}: RSA (RS256), EC P-256 (ES256) or Ed25519 (EdDSA) only"
-        )));
+        ));
     };
     Ok(PublicKey {
         alg,
-        key: ring::signature::UnparsedPublicKey::new(
-            alg.ring(),
-            spki.subject_public_key.data.to_vec(),
-        ),
+        key: ring::signature::UnparsedPublicKey::new(alg.ring(), data.to_vec()),
     })
 }
 
@@ -332,11 +367,10 @@ impl Auth {
             let keys = if j.public_keys.is_empty() {
                 JwtKeys::Secret(j.resolve_secret().map_err(|e| e.to_string())?.into_bytes())
             } else {
-                let keys = j
-                    .public_keys
-                    .iter()
-                    .map(|p| load_public_key(p))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let mut keys = Vec::new();
+                for p in &j.public_keys {
+                    keys.extend(load_public_keys(p)?);
+                }
                 JwtKeys::Public(keys)
             };
             auth.jwt = Some(Jwt {
@@ -777,10 +811,14 @@ mod tests {
         }
 
         fn rs256() -> Signer {
+            rs256_from("rs256-private.pem")
+        }
+
+        /// The fixture key (verified by `rs256-public.pem`), or another.
+        fn rs256_from(private: &str) -> Signer {
             use rustls::pki_types::pem::PemObject;
             let der =
-                rustls::pki_types::PrivatePkcs8KeyDer::from_pem_file(fixture("rs256-private.pem"))
-                    .unwrap();
+                rustls::pki_types::PrivatePkcs8KeyDer::from_pem_file(fixture(private)).unwrap();
             let kp = signature::RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).unwrap();
             Signer {
                 alg: "RS256",
@@ -820,7 +858,7 @@ mod tests {
                     secret_env: None,
                     public_keys: keys.iter().map(|k| k.public.clone()).collect(),
                     issuer: Some("idp".into()),
-                    audience: None,
+                    audience: Some("tickergate".into()),
                     leeway_s: 30,
                 }),
                 ..AuthConfig::default()
@@ -829,13 +867,12 @@ mod tests {
         }
 
         const NOW: i64 = 1_800_000_000;
-        const CLAIMS: &str =
-            r#"{"sub":"desk-9","iss":"idp","exp":1800003600,"symbols":["BTC-*"],"max_symbols":4}"#;
+        const CLAIMS: &str = r#"{"sub":"desk-9","iss":"idp","aud":"tickergate","exp":1800003600,"symbols":["BTC-*"],"max_symbols":4}"#;
 
         #[test]
         fn each_algorithm_verifies_its_own_tokens_and_no_forgery() {
             for (s, other) in [
-                (rs256(), es256("rs-other.pem")),
+                (rs256(), rs256_from("rs256-other-private.pem")),
                 (es256("es.pem"), es256("es-other.pem")),
                 (eddsa("ed.pem"), eddsa("ed-other.pem")),
             ] {
@@ -913,6 +950,18 @@ mod tests {
                     s.alg
                 );
             }
+            // One file may hold several keys (a provider's bundle).
+            let bundle = dir().join("bundle.pem");
+            let text = [&old, &new].map(|s| std::fs::read_to_string(&s.public).unwrap());
+            std::fs::write(&bundle, text.concat()).unwrap();
+            let auth = auth_with(&[&Signer {
+                alg: "ES256",
+                public: bundle,
+                sign: Box::new(|_| Vec::new()),
+            }]);
+            for s in [&old, &new] {
+                assert!(auth.authenticate_at(&token(s, CLAIMS), NOW).is_ok());
+            }
             // After the rotation the old key is gone.
             let auth = auth_with(&[&new]);
             assert_eq!(
@@ -949,11 +998,19 @@ mod tests {
                 spki.extend_from_slice(kp.public_key().as_ref());
                 write_spki("p384.pem", &spki)
             };
+            // An Ed25519 key one byte short: ring would refuse every token.
+            let short = {
+                let mut spki = unhex_all("302930050603" /* len 0x29 */);
+                spki.extend(unhex_all("2b6570032000"));
+                spki.extend([7u8; 31]);
+                write_spki("ed-short.pem", &spki)
+            };
             for (path, says) in [
                 (missing, "cannot read"),
                 (garbage, "no PUBLIC KEY"),
                 (private, "no PUBLIC KEY"),
                 (p384, "P-256"),
+                (short, "must be 32"),
             ] {
                 let e = Auth::from_config(&cfg(path.clone()))
                     .err()

@@ -981,6 +981,20 @@ impl Config {
                     "auth.jwt.public_keys",
                     "public keys or an HS256 secret, not both (a token's alg must not choose)",
                 ));
+            } else {
+                // An identity provider signs tokens for other applications
+                // too: only `iss` and `aud` make one meant for this gateway.
+                for (field, v) in [
+                    ("auth.jwt.issuer", &j.issuer),
+                    ("auth.jwt.audience", &j.audience),
+                ] {
+                    if v.is_none() {
+                        return Err(invalid(
+                            field,
+                            "required with public_keys: the identity provider signs tokens for other applications too",
+                        ));
+                    }
+                }
             }
             for (i, p) in j.public_keys.iter().enumerate() {
                 if p.as_os_str().is_empty() {
@@ -1216,7 +1230,9 @@ mod tests {
             ("[auth.jwt]\nsecret_env = \"TICKERGATE_TEST_UNSET_VAR_X\"\n".to_string(), "auth.jwt.secret_env"),
             ("[auth.jwt]\nsecrett = \"x\"\n".to_string(), "secrett"),
             (format!("[auth.jwt]\nsecret = \"{}\"\npublic_keys = [\"k.pem\"]\n", "s".repeat(32)), "auth.jwt.public_keys"),
-            ("[auth.jwt]\npublic_keys = [\"\"]\n".to_string(), "auth.jwt.public_keys[0]"),
+            ("[auth.jwt]\npublic_keys = [\"\"]\naudience = \"a\"\nissuer = \"i\"\n".to_string(), "auth.jwt.public_keys[0]"),
+            ("[auth.jwt]\npublic_keys = [\"k.pem\"]\nissuer = \"i\"\n".to_string(), "auth.jwt.audience"),
+            ("[auth.jwt]\npublic_keys = [\"k.pem\"]\naudience = \"a\"\n".to_string(), "auth.jwt.issuer"),
         ] {
             let e = parse(&toml).unwrap_err().to_string();
             assert!(e.contains(field), "{field}: {e}");

@@ -600,7 +600,7 @@ fn public_key_paths_are_relative_to_the_config_file() {
     let path = dir.join("gw.toml");
     std::fs::write(
         &path,
-        "[auth.jwt]\npublic_keys = [\"keys/idp.pem\", \"/abs/old.pem\"]\nissuer = \"idp\"\n",
+        "[auth.jwt]\npublic_keys = [\"keys/idp.pem\", \"/abs/old.pem\"]\nissuer = \"idp\"\naudience = \"tickergate\"\n",
     )
     .unwrap();
     let c = tickergate::config::Config::load(&path).unwrap();
