@@ -407,6 +407,32 @@ async fn per_key_max_symbols() {
     still_healthy(&gw, &mut h).await;
 }
 
+/// Each client, holding a `good_claims` JWT (ETH-*), asks for ETH-USD and
+/// BTC-USD: BTC-USD is `forbidden_symbol`, ETH-USD is subscribed and its
+/// next quote arrives. Returns that quote's bid.
+async fn streams_eth_only(gw: &Gateway, clients: &mut [Client]) -> String {
+    for c in clients.iter_mut() {
+        c.send(json!({"op":"subscribe","id":7,"symbols":["ETH-USD","BTC-USD"]}))
+            .await;
+        let (e, _) = c.recv_until(|m| m["type"] == "error").await;
+        assert_eq!(
+            (e["code"].as_str(), e["symbol"].as_str()),
+            (Some("forbidden_symbol"), Some("BTC-USD"))
+        );
+        let (s, _) = c.recv_until(|m| m["type"] == "subscribed").await;
+        assert_eq!(s["symbols"], json!(["ETH-USD"]));
+    }
+    let bid = fresh_bid();
+    publish(gw, "ETH-USD", quote(&bid, "1", "99999", "1"));
+    for c in clients.iter_mut() {
+        c.recv_until(|m| {
+            m["type"] == "quote" && m["symbol"] == "ETH-USD" && m["bid"] == bid.as_str()
+        })
+        .await;
+    }
+    bid
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwt_good_by_url_header_and_auth_op() {
     let gw = gw().await;
@@ -422,25 +448,7 @@ async fn jwt_good_by_url_header_and_auth_op() {
     assert_eq!(a["type"], "authenticated", "{a}");
     assert_eq!(a["limits"]["max_symbols"], 5);
     let mut clients = [by_url, by_header, by_op];
-    for c in clients.iter_mut() {
-        c.send(json!({"op":"subscribe","id":7,"symbols":["ETH-USD","BTC-USD"]}))
-            .await;
-        let (e, _) = c.recv_until(|m| m["type"] == "error").await;
-        assert_eq!(
-            (e["code"].as_str(), e["symbol"].as_str()),
-            (Some("forbidden_symbol"), Some("BTC-USD"))
-        );
-        let (s, _) = c.recv_until(|m| m["type"] == "subscribed").await;
-        assert_eq!(s["symbols"], json!(["ETH-USD"]));
-    }
-    let bid = fresh_bid();
-    publish(&gw, "ETH-USD", quote(&bid, "1", "99999", "1"));
-    for c in clients.iter_mut() {
-        c.recv_until(|m| {
-            m["type"] == "quote" && m["symbol"] == "ETH-USD" && m["bid"] == bid.as_str()
-        })
-        .await;
-    }
+    let bid = streams_eth_only(&gw, &mut clients).await;
     // REST with the JWT.
     let (code, body) = http_get(
         gw.local_addr,
@@ -562,19 +570,7 @@ async fn jwt_from_an_identity_provider_is_verified_with_its_public_key() {
     let w = c.recv_type("welcome").await;
     assert_eq!(w["auth_required"], false);
     assert_eq!(w["limits"]["max_symbols"], 5);
-    c.send(json!({"op":"subscribe","id":7,"symbols":["ETH-USD","BTC-USD"]}))
-        .await;
-    let (e, _) = c.recv_until(|m| m["type"] == "error").await;
-    assert_eq!(
-        (e["code"].as_str(), e["symbol"].as_str()),
-        (Some("forbidden_symbol"), Some("BTC-USD"))
-    );
-    let (s, _) = c.recv_until(|m| m["type"] == "subscribed").await;
-    assert_eq!(s["symbols"], json!(["ETH-USD"]));
-    let bid = fresh_bid();
-    publish(&gw, "ETH-USD", quote(&bid, "1", "99999", "1"));
-    c.recv_until(|m| m["type"] == "quote" && m["symbol"] == "ETH-USD" && m["bid"] == bid.as_str())
-        .await;
+    streams_eth_only(&gw, std::slice::from_mut(&mut c)).await;
     // The same claims as HS256 with the public key file as the secret (the
     // algorithm-confusion forgery), and an RS256 token past its exp.
     let pem = std::fs::read_to_string(idp_key("rs256-public.pem")).unwrap();

@@ -161,6 +161,21 @@ async fn wss_connect(addr: SocketAddr, certs: &Certs) -> TlsWs {
     ws
 }
 
+/// A `wss://` session, welcomed and subscribed to AAPL.
+async fn wss_aapl(addr: SocketAddr, certs: &Certs) -> TlsWs {
+    let mut ws = wss_connect(addr, certs).await;
+    recv_until(&mut ws, |m| m["type"] == "welcome").await;
+    ws.send(Message::Text(
+        json!({"op":"subscribe","id":1,"symbols":["AAPL"]})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    recv_until(&mut ws, |m| m["type"] == "subscribed" && m["id"] == 1).await;
+    ws
+}
+
 /// The next message matching `pred`, skipping others; bounded by the deadline.
 async fn recv_until(ws: &mut TlsWs, pred: impl Fn(&Value) -> bool) -> Value {
     let wait = async {
@@ -191,16 +206,7 @@ fn handshake_failures(gw: &Gateway) -> f64 {
 async fn wss_streams_quotes_with_exact_decimals() {
     let certs = Certs::new("wss");
     let gw = start_tls(&certs, |_| {}).await;
-    let mut ws = wss_connect(gw.local_addr, &certs).await;
-    recv_until(&mut ws, |m| m["type"] == "welcome").await;
-    ws.send(Message::Text(
-        json!({"op":"subscribe","id":1,"symbols":["AAPL"]})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .unwrap();
-    recv_until(&mut ws, |m| m["type"] == "subscribed" && m["id"] == 1).await;
+    let mut ws = wss_aapl(gw.local_addr, &certs).await;
     publish(&gw, "AAPL", quote("189.1200", "300", "189.14", "0.50"));
     let q = recv_until(&mut ws, |m| m["type"] == "quote" && m["symbol"] == "AAPL").await;
     assert_eq!(q["bid"], "189.1200");
@@ -545,16 +551,7 @@ async fn a_renewed_certificate_is_served_from_the_next_handshake_and_open_sessio
     assert_eq!(served_not_after(&gw), epoch(2030, 1, 2) as f64);
     assert!(served_cert(gw.local_addr, &both).await == old.der);
     // A session opened on the old certificate.
-    let mut ws = wss_connect(gw.local_addr, &old).await;
-    recv_until(&mut ws, |m| m["type"] == "welcome").await;
-    ws.send(Message::Text(
-        json!({"op":"subscribe","id":1,"symbols":["AAPL"]})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .unwrap();
-    recv_until(&mut ws, |m| m["type"] == "subscribed" && m["id"] == 1).await;
+    let mut ws = wss_aapl(gw.local_addr, &old).await;
 
     old.renew_with(&next);
     let not_after = gw
