@@ -163,7 +163,8 @@ const MAX_TOKEN_BYTES: usize = 8192;
 
 /// JWT verification settings.
 struct Jwt {
-    keys: JwtKeys,
+    /// Public keys are read again on SIGHUP ([`Auth::reload_public_keys`]).
+    keys: std::sync::RwLock<JwtKeys>,
     issuer: Option<String>,
     audience: Option<String>,
     leeway_s: i64,
@@ -374,7 +375,7 @@ impl Auth {
                 JwtKeys::Public(keys)
             };
             auth.jwt = Some(Jwt {
-                keys,
+                keys: std::sync::RwLock::new(keys),
                 issuer: j.issuer.clone(),
                 audience: j.audience.clone(),
                 leeway_s: i64::try_from(j.leeway_s).unwrap_or(i64::MAX),
@@ -385,6 +386,30 @@ impl Auth {
 
     pub fn enabled(&self) -> bool {
         !self.keys.is_empty() || self.jwt.is_some()
+    }
+
+    /// Reads `[auth.jwt] public_keys` again (SIGHUP, after an identity
+    /// provider's key rotation): tokens are checked against the new set
+    /// from now on, and sessions already admitted stay. Returns how many
+    /// keys were loaded; `None` without public keys. On an error (a file
+    /// that cannot be used, named) the keys in use stay. Blocks on file
+    /// reads.
+    pub fn reload_public_keys(&self, cfg: &AuthConfig) -> Option<Result<usize, String>> {
+        let paths = &cfg.jwt.as_ref()?.public_keys;
+        let jwt = self.jwt.as_ref()?;
+        if paths.is_empty() {
+            return None;
+        }
+        let mut keys = Vec::new();
+        for p in paths {
+            match load_public_keys(p) {
+                Ok(k) => keys.extend(k),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        let n = keys.len();
+        *jwt.keys.write().unwrap_or_else(|p| p.into_inner()) = JwtKeys::Public(keys);
+        Some(Ok(n))
     }
 
     /// Whether `token` is accepted (any entitlement). True when auth is off.
@@ -493,7 +518,7 @@ impl Jwt {
             return Err(Invalid);
         }
         let sig = URL_SAFE_NO_PAD.decode(s64).map_err(|_| Invalid)?;
-        match &self.keys {
+        match &*self.keys.read().unwrap_or_else(|p| p.into_inner()) {
             JwtKeys::Secret(secret) => {
                 if alg != "HS256" {
                     return Err(Invalid);
@@ -967,6 +992,41 @@ mod tests {
             assert_eq!(
                 auth.authenticate_at(&token(&old, CLAIMS), NOW).err(),
                 Some(AuthError::Invalid)
+            );
+        }
+
+        #[test]
+        fn a_reload_moves_to_the_new_keys_and_a_bad_file_keeps_the_old() {
+            let (a, b) = (es256("reload-a.pem"), es256("reload-b.pem"));
+            let path = dir().join("reload-idp.pem");
+            std::fs::copy(&a.public, &path).unwrap();
+            let cfg = AuthConfig {
+                jwt: Some(JwtConfig {
+                    secret: None,
+                    secret_env: None,
+                    public_keys: vec![path.clone()],
+                    issuer: Some("idp".into()),
+                    audience: Some("tickergate".into()),
+                    leeway_s: 30,
+                }),
+                ..AuthConfig::default()
+            };
+            let auth = Auth::from_config(&cfg).unwrap();
+            let ok = |s: &Signer| auth.authenticate_at(&token(s, CLAIMS), NOW).is_ok();
+            assert!(ok(&a) && !ok(&b));
+            // The provider rotated: its new key replaces the file.
+            std::fs::copy(&b.public, &path).unwrap();
+            assert_eq!(auth.reload_public_keys(&cfg), Some(Ok(1)));
+            assert!(ok(&b) && !ok(&a));
+            // A bad file: the error names it, the keys in use stay.
+            std::fs::write(&path, "truncated\n").unwrap();
+            let e = auth.reload_public_keys(&cfg).unwrap().unwrap_err();
+            assert!(e.contains(path.to_str().unwrap()), "{e}");
+            assert!(ok(&b) && !ok(&a));
+            // Nothing to reload with a secret.
+            assert_eq!(
+                super::auth().reload_public_keys(&AuthConfig::default()),
+                None
             );
         }
 

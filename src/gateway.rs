@@ -398,6 +398,31 @@ pub fn reload_tls(shared: &Shared) -> Option<Result<i64, crate::tls::TlsError>> 
     Some(r.map(|l| l.not_after))
 }
 
+/// Reads `[auth.jwt] public_keys` again (what SIGHUP does), logs and counts
+/// the result; returns how many keys are in use. `None` without public
+/// keys. Blocks on file reads.
+pub fn reload_jwt_keys(shared: &Shared) -> Option<Result<usize, String>> {
+    let r = shared.auth.reload_public_keys(&shared.config.auth)?;
+    match &r {
+        Ok(n) => tracing::info!(keys = *n, "JWT public keys reloaded"),
+        Err(e) => tracing::error!("JWT public key reload failed, the keys in use stay: {e}"),
+    }
+    shared.metrics.jwt_key_reload(r.is_ok());
+    Some(r)
+}
+
+/// Whether SIGHUP has anything to reload: the TLS certificate or JWT
+/// public keys.
+pub fn reloadable(shared: &Shared) -> bool {
+    shared.tls_certs.is_some()
+        || shared
+            .config
+            .auth
+            .jwt
+            .as_ref()
+            .is_some_and(|j| !j.public_keys.is_empty())
+}
+
 /// Metrics and log of one load after start (under the store's lock, so
 /// they follow the loads' order).
 fn record_tls_load(shared: &Shared, r: &Result<crate::tls::Loaded, crate::tls::TlsError>) {

@@ -54,11 +54,12 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        // SIGHUP reloads the TLS certificate and key (registered before
-        // the address is printed, so a signal sent after it is never the
-        // default action, which would end the process).
+        // SIGHUP reloads the TLS certificate and key and the JWT public
+        // keys (registered before the address is printed, so a signal sent
+        // after it is never the default action, which would end the
+        // process).
         #[cfg(unix)]
-        if gw.shared.tls_certs.is_some() {
+        if tickergate::gateway::reloadable(&gw.shared) {
             use tokio::signal::unix::{signal, SignalKind};
             match signal(SignalKind::hangup()) {
                 Ok(mut hup) => {
@@ -69,12 +70,13 @@ fn main() -> ExitCode {
                             // File reads: off the workers serving sessions.
                             let _ = tokio::task::spawn_blocking(move || {
                                 tickergate::gateway::reload_tls(&s);
+                                tickergate::gateway::reload_jwt_keys(&s);
                             })
                             .await;
                         }
                     });
                 }
-                Err(e) => tracing::warn!("cannot listen for SIGHUP (TLS reload): {e}"),
+                Err(e) => tracing::warn!("cannot listen for SIGHUP (reloads): {e}"),
             }
         }
         let a = gw.local_addr;

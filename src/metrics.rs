@@ -51,6 +51,8 @@ pub struct Metrics {
     /// Loads of the TLS certificate and key after start (SIGHUP or a
     /// change seen by `server.tls.check_secs`), by result.
     tls_cert_reloads: IntCounterVec,
+    /// Loads of `[auth.jwt] public_keys` on SIGHUP, by result.
+    jwt_key_reloads: IntCounterVec,
     /// The served leaf certificate's notAfter (Unix seconds); 0 without TLS.
     pub tls_cert_not_after: IntGauge,
     /// 1 while the last load after start failed.
@@ -209,6 +211,11 @@ impl Metrics {
                 "Loads of server.tls.cert and key after start (SIGHUP, or files changed and then unchanged for server.tls.check_secs): ok, or error (the certificate being served stays)",
                 &["result"],
             ),
+            jwt_key_reloads: counter_vec(
+                "jwt_key_reloads_total",
+                "Loads of [auth.jwt] public_keys on SIGHUP: ok, or error (a file that cannot be used; the keys in use stay)",
+                &["result"],
+            ),
             tls_cert_not_after: gauge(
                 "tls_cert_not_after_seconds",
                 "notAfter of the TLS certificate being served, Unix seconds (0 without server.tls)",
@@ -244,8 +251,15 @@ impl Metrics {
         }
         for r in ["ok", "error"] {
             m.tls_cert_reloads.with_label_values(&[r]);
+            m.jwt_key_reloads.with_label_values(&[r]);
         }
         m
+    }
+
+    /// Counts one reload of the JWT public keys.
+    pub fn jwt_key_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.jwt_key_reloads.with_label_values(&[result]).inc();
     }
 
     /// Counts one certificate reload after start.

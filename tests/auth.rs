@@ -519,37 +519,6 @@ async fn bad_tokens_are_refused_everywhere() {
     }
 }
 
-/// The RS256 test key pair (tests/fixtures/jwt): an identity provider's.
-fn idp_key(name: &str) -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/jwt")
-        .join(name)
-}
-
-/// A JWT signed RS256 with the identity provider's private key.
-fn rs256_jwt(claims: &Value) -> String {
-    use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
-    use rustls::pki_types::pem::PemObject;
-    let der =
-        rustls::pki_types::PrivatePkcs8KeyDer::from_pem_file(idp_key("rs256-private.pem")).unwrap();
-    let kp = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).unwrap();
-    let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string().as_bytes());
-    let signing = format!(
-        "{}.{}",
-        b64(&json!({"alg":"RS256","typ":"JWT"})),
-        b64(claims)
-    );
-    let mut sig = vec![0; kp.public().modulus_len()];
-    kp.sign(
-        &RSA_PKCS1_SHA256,
-        &ring::rand::SystemRandom::new(),
-        signing.as_bytes(),
-        &mut sig,
-    )
-    .unwrap();
-    format!("{signing}.{}", URL_SAFE_NO_PAD.encode(sig))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwt_from_an_identity_provider_is_verified_with_its_public_key() {
     let gw = start(|c| {
@@ -557,7 +526,7 @@ async fn jwt_from_an_identity_provider_is_verified_with_its_public_key() {
         c.auth.jwt = Some(JwtConfig {
             secret: None,
             secret_env: None,
-            public_keys: vec![idp_key("rs256-public.pem")],
+            public_keys: vec![jwt_fixture("rs256-public.pem")],
             issuer: Some("idp".into()),
             audience: Some("tickergate".into()),
             leeway_s: 30,
@@ -565,7 +534,7 @@ async fn jwt_from_an_identity_provider_is_verified_with_its_public_key() {
     })
     .await;
     let mut h = healthy(&gw).await;
-    let token = rs256_jwt(&good_claims());
+    let token = rs256_jwt("rs256-private.pem", &good_claims());
     let mut c = connect_token(&gw, &token).await;
     let w = c.recv_type("welcome").await;
     assert_eq!(w["auth_required"], false);
@@ -573,13 +542,17 @@ async fn jwt_from_an_identity_provider_is_verified_with_its_public_key() {
     streams_eth_only(&gw, std::slice::from_mut(&mut c)).await;
     // The same claims as HS256 with the public key file as the secret (the
     // algorithm-confusion forgery), and an RS256 token past its exp.
-    let pem = std::fs::read_to_string(idp_key("rs256-public.pem")).unwrap();
+    let pem = std::fs::read_to_string(jwt_fixture("rs256-public.pem")).unwrap();
     let confused = jwt_raw(&json!({"alg":"HS256","typ":"JWT"}), &good_claims(), &pem);
     let mut expired = good_claims();
     expired["exp"] = json!(now() - 120);
     for (token, message, reason) in [
         (confused, "invalid token", "invalid"),
-        (rs256_jwt(&expired), "expired token", "expired"),
+        (
+            rs256_jwt("rs256-private.pem", &expired),
+            "expired token",
+            "expired",
+        ),
     ] {
         let before = auth_failures(&gw, reason);
         let mut bad = connect_token(&gw, &token).await;

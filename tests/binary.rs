@@ -183,3 +183,49 @@ fn sample_configs_in_feeds_are_valid() {
     }
     assert!(checked >= 1, "feeds/ holds at least one sample config");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_jwt_public_keys() {
+    let dir = std::env::temp_dir().join(format!("tg-bin-jwt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("idp.pem");
+    std::fs::copy(jwt_fixture("rs256-public.pem"), &key).unwrap();
+    let path = dir.join("gw.toml");
+    std::fs::write(
+        &path,
+        "[auth.jwt]\npublic_keys = [\"idp.pem\"]\nissuer = \"idp\"\naudience = \"tickergate\"\n",
+    )
+    .unwrap();
+    let (mut p, addr) = spawn(&["--config", path.to_str().unwrap()]);
+    let claims = serde_json::json!({"sub": "bot", "iss": "idp", "aud": "tickergate",
+        "exp": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() + 3600,
+        "symbols": ["*"]});
+    let old = rs256_jwt("rs256-private.pem", &claims);
+    let new = rs256_jwt("rs256-other-private.pem", &claims);
+    let status = |token: &str| {
+        let path = format!("/v1/symbols?token={token}");
+        async move { http_get(addr, &path).await.0 }
+    };
+    assert_eq!(status(&old).await, 200);
+    assert_eq!(status(&new).await, 401, "the new key is not configured yet");
+    // The provider rotated: the file now holds its new key.
+    std::fs::copy(jwt_fixture("rs256-other-public.pem"), &key).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &p.0.id().to_string()])
+        .status();
+    assert!(hup.is_ok_and(|s| s.success()), "kill -HUP ran");
+    let deadline = Instant::now() + EVENT_DEADLINE;
+    while status(&new).await != 200 {
+        assert!(Instant::now() < deadline, "SIGHUP did not load the new key");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status(&old).await, 401, "the old key is gone");
+    assert!(
+        matches!(p.0.try_wait(), Ok(None)),
+        "SIGHUP does not end the process"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

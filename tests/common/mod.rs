@@ -425,3 +425,35 @@ impl RawClient {
             .expect("send");
     }
 }
+
+/// A file of the JWT test keys (tests/fixtures/jwt).
+pub fn jwt_fixture(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/jwt")
+        .join(name)
+}
+
+/// A JWT signed RS256 with the private key `private` of tests/fixtures/jwt.
+pub fn rs256_jwt(private: &str, claims: &Value) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
+    use rustls::pki_types::pem::PemObject;
+    let der = rustls::pki_types::PrivatePkcs8KeyDer::from_pem_file(jwt_fixture(private)).unwrap();
+    let kp = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).unwrap();
+    let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string().as_bytes());
+    let signing = format!(
+        "{}.{}",
+        b64(&json!({"alg":"RS256","typ":"JWT"})),
+        b64(claims)
+    );
+    let mut sig = vec![0; kp.public().modulus_len()];
+    kp.sign(
+        &RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        signing.as_bytes(),
+        &mut sig,
+    )
+    .unwrap();
+    format!("{signing}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
