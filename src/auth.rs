@@ -229,6 +229,15 @@ fn load_public_keys(path: &Path) -> Result<Vec<PublicKey>, String> {
         .collect()
 }
 
+/// Every key of every file in `paths` (at start and on SIGHUP).
+fn load_all_public_keys(paths: &[std::path::PathBuf]) -> Result<Vec<PublicKey>, String> {
+    let mut keys = Vec::new();
+    for p in paths {
+        keys.extend(load_public_keys(p)?);
+    }
+    Ok(keys)
+}
+
 /// One SubjectPublicKeyInfo: its algorithm, and a shape ring will accept
 /// (ring checks a key only when it verifies: a key that cannot work must
 /// stop the start, not refuse every token later).
@@ -368,11 +377,7 @@ impl Auth {
             let keys = if j.public_keys.is_empty() {
                 JwtKeys::Secret(j.resolve_secret().map_err(|e| e.to_string())?.into_bytes())
             } else {
-                let mut keys = Vec::new();
-                for p in &j.public_keys {
-                    keys.extend(load_public_keys(p)?);
-                }
-                JwtKeys::Public(keys)
+                JwtKeys::Public(load_all_public_keys(&j.public_keys)?)
             };
             auth.jwt = Some(Jwt {
                 keys: std::sync::RwLock::new(keys),
@@ -400,13 +405,10 @@ impl Auth {
         if paths.is_empty() {
             return None;
         }
-        let mut keys = Vec::new();
-        for p in paths {
-            match load_public_keys(p) {
-                Ok(k) => keys.extend(k),
-                Err(e) => return Some(Err(e)),
-            }
-        }
+        let keys = match load_all_public_keys(paths) {
+            Ok(k) => k,
+            Err(e) => return Some(Err(e)),
+        };
         let n = keys.len();
         *jwt.keys.write().unwrap_or_else(|p| p.into_inner()) = JwtKeys::Public(keys);
         Some(Ok(n))

@@ -162,20 +162,6 @@ fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// What a file check found (see [`CertStore::check`]).
-#[derive(Debug)]
-pub enum Check {
-    /// The files are as at the last load attempt.
-    Unchanged,
-    /// They changed since the last check: loaded once they have stayed
-    /// the same for a whole interval, so a renewal caught halfway (a new
-    /// certificate with the old key, half a chain) is not loaded or
-    /// reported.
-    Settling,
-    /// They changed and then stayed the same: loaded (or not).
-    Loaded(Result<Loaded, TlsError>),
-}
-
 /// Fingerprints of the files, under one lock that also serializes loads.
 struct Watch {
     /// At the last load attempt, good or bad: a bad renewal is reported
@@ -257,23 +243,20 @@ impl CertStore {
     }
 
     /// The periodic check: loads the files once they changed and then
-    /// stayed the same since the previous check (see [`Check`]).
-    pub fn check(&self, done: impl FnOnce(&Result<Loaded, TlsError>)) -> Check {
+    /// stayed the same since the previous check, so a renewal caught
+    /// halfway (a new certificate with the old key, half a chain) is
+    /// neither loaded nor reported. `done` sees the result of a load.
+    pub fn check(&self, done: impl FnOnce(&Result<Loaded, TlsError>)) {
         let mut w = self.watch();
         let files = Files::read(&self.cfg);
         let print = files.print();
-        if print == w.tried {
-            w.seen = print;
-            return Check::Unchanged;
+        let changed = print != w.tried;
+        let settled = print == w.seen;
+        w.seen = print;
+        if changed && settled {
+            w.tried = print;
+            done(&self.swap_in(&files));
         }
-        if print != w.seen {
-            w.seen = print;
-            return Check::Settling;
-        }
-        w.tried = print;
-        let r = self.swap_in(&files);
-        done(&r);
-        Check::Loaded(r)
     }
 
     fn swap_in(&self, files: &Files) -> Result<Loaded, TlsError> {
