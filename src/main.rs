@@ -79,6 +79,9 @@ fn main() -> ExitCode {
                 Err(e) => tracing::warn!("cannot listen for SIGHUP (reloads): {e}"),
             }
         }
+        // SIGINT and SIGTERM too, before the address is printed: a client
+        // told where to connect may already be served when the stop comes.
+        let stop = tickergate::shutdown::signals();
         let a = gw.local_addr;
         tracing::info!("tickergate listening on {a}");
         let tls = gw.shared.config.server.tls.is_some();
@@ -88,7 +91,7 @@ fn main() -> ExitCode {
         println!("  REST      : {http}://{a}/v1/quotes?symbols=AAPL,BTC-USD   {http}://{a}/v1/symbols");
         println!("  metrics   : {http}://{a}/metrics   health: {http}://{a}/healthz  {http}://{a}/readyz");
         println!("  stop      : Ctrl-C");
-        tickergate::shutdown::signal().await;
+        stop.recv().await;
         tracing::info!("shutting down: closing sessions with 1001");
         gw.shutdown();
         if !gw.drained(grace).await {

@@ -89,27 +89,65 @@ impl Shutdown {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn signal() {
+/// SIGINT and SIGTERM, listened for from the moment this is made: a
+/// signal that arrives after [`signals`] returns stops the gateway cleanly
+/// and is never the default action (which would end the process without
+/// closing a session). Make it before telling anyone where to connect.
+pub struct Signals {
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+/// Registers for SIGINT and SIGTERM now. Needs a Tokio runtime.
+pub fn signals() -> Signals {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
+        let listen = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
             Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM ({e}); only SIGINT stops the gateway");
-                let _ = tokio::signal::ctrl_c().await;
+                tracing::warn!("cannot listen for {name} ({e}); it ends the process unclean");
+                None
             }
+        };
+        Signals {
+            int: listen(SignalKind::interrupt(), "SIGINT"),
+            term: listen(SignalKind::terminate(), "SIGTERM"),
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Signals {}
+    }
+}
+
+impl Signals {
+    /// Resolves on the first SIGINT or SIGTERM after [`signals`].
+    pub async fn recv(self) {
+        #[cfg(unix)]
+        {
+            async fn one(s: Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(mut s) => {
+                        // `None` only when the runtime's driver is gone.
+                        if s.recv().await.is_none() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                _ = one(self.int) => {}
+                _ = one(self.term) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -90,6 +90,31 @@ async fn sigint_also_stops_cleanly() {
     assert!(status.success(), "exit status {status:?}");
 }
 
+/// A stop that comes the instant the address is printed (a supervisor
+/// stopping it at once, a script that only needed it started) is a clean
+/// stop with exit 0, never the signal's default action, which ends the
+/// process without closing a session. The signal is sent without spawning
+/// `kill`, so it lands inside the few microseconds after the print.
+#[test]
+fn a_stop_sent_as_the_address_is_printed_is_clean() {
+    for (round, sig) in [libc::SIGINT, libc::SIGTERM]
+        .into_iter()
+        .cycle()
+        .take(40)
+        .enumerate()
+    {
+        let (mut p, _) = spawn(&[]);
+        let pid = libc::pid_t::try_from(p.0.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+        let status = wait_exit(&mut p);
+        assert!(
+            status.success(),
+            "round {round}: signal {sig} ended the process: {status:?}"
+        );
+    }
+}
+
 #[test]
 fn check_config_validates_and_names_the_bad_field() {
     let dir = std::env::temp_dir().join(format!("tg-cfg-{}", std::process::id()));

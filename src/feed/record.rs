@@ -393,7 +393,10 @@ pub fn main(args: impl IntoIterator<Item = String>) -> ExitCode {
         }
     };
     let out: &Path = &parsed.options.out;
-    match rt.block_on(record(&config, &parsed.options, crate::shutdown::signal())) {
+    match rt.block_on(async {
+        let stop = crate::shutdown::signals();
+        record(&config, &parsed.options, stop.recv()).await
+    }) {
         Ok(s) => {
             println!(
                 "recorded {} frames ({} bytes) from feed {} to {}",
