@@ -1067,7 +1067,7 @@ OPTIONS:
   --sim-symbols N      symbols of every simulated feed
   --max-connections N  concurrent WebSocket sessions
   --conn-rate-per-ip N new connections per second per client address
-  --check-config       validate the configuration and exit
+  --check-config       validate the configuration, read every file it names, and exit
   -h, --help           this text
 
 Logging: RUST_LOG (default info), e.g. RUST_LOG=tickergate=debug.

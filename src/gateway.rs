@@ -121,9 +121,36 @@ fn ws_config(cfg: &Config) -> WebSocketConfig {
         .max_frame_size(Some(hard))
 }
 
+/// The gateway before it listens: everything built from the configuration,
+/// with every file it names read and checked, nothing spawned.
+struct Parts {
+    metrics: Arc<Metrics>,
+    symbols: Arc<Symbols>,
+    slots: Arc<SlotTable>,
+    fanout: Arc<Fanout>,
+    nshards: usize,
+    trigger: shutdown::Trigger,
+    feeds: Feeds,
+    starts: Vec<Box<dyn FnOnce(crate::shutdown::Shutdown) + Send>>,
+    normalizers: Vec<(String, Normalizer)>,
+    ingest_feeds: Vec<crate::feed::ingest::IngestFeed>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls_certs: Option<Arc<crate::tls::CertStore>>,
+    auth: Auth,
+}
+
 impl Gateway {
-    /// Starts everything on the current tokio runtime.
-    pub async fn start(config: Config) -> Result<Gateway, StartError> {
+    /// What [`Gateway::start`] does before it listens, for
+    /// `--check-config`: builds every feed and reads every file the
+    /// configuration names (replay recordings, the TLS certificate and key,
+    /// JWT public keys, a secret's environment variable), and says the first
+    /// thing that would stop a start. Binds nothing and spawns nothing, so
+    /// it can run beside the gateway it checks for.
+    pub fn check(config: &Config) -> Result<(), StartError> {
+        Self::parts(config).map(drop)
+    }
+
+    fn parts(config: &Config) -> Result<Parts, StartError> {
         let metrics = Arc::new(Metrics::new());
         let mut symbols = Symbols::new();
         // First pass: every feed's symbols join the universe.
@@ -253,6 +280,41 @@ impl Gateway {
             }
             None => (None, None),
         };
+        let auth = Auth::from_config(&config.auth).map_err(StartError::Auth)?;
+        Ok(Parts {
+            metrics,
+            symbols,
+            slots,
+            fanout,
+            nshards,
+            trigger,
+            feeds,
+            starts,
+            normalizers,
+            ingest_feeds,
+            tls,
+            tls_certs,
+            auth,
+        })
+    }
+
+    /// Starts everything on the current tokio runtime.
+    pub async fn start(config: Config) -> Result<Gateway, StartError> {
+        let Parts {
+            metrics,
+            symbols,
+            slots,
+            fanout,
+            nshards,
+            trigger,
+            feeds,
+            starts,
+            normalizers,
+            ingest_feeds,
+            tls,
+            tls_certs,
+            auth,
+        } = Self::parts(&config)?;
         let listener = bind(config.server.listen).map_err(|e| StartError::Bind {
             addr: config.server.listen,
             source: e,
@@ -264,7 +326,6 @@ impl Gateway {
         metrics
             .connections_max
             .set(config.server.max_connections as i64);
-        let auth = Auth::from_config(&config.auth).map_err(StartError::Auth)?;
         let shared = Arc::new(Shared {
             auth,
             conn_limiter: crate::limits::ConnLimiter::new(

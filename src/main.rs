@@ -29,8 +29,17 @@ fn main() -> ExitCode {
         }
     };
     if cli.check_only {
-        println!("configuration OK");
-        return ExitCode::SUCCESS;
+        // Every file the configuration names is read, as a start would.
+        return match Gateway::check(&cli.config) {
+            Ok(()) => {
+                println!("configuration OK");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
     }
     let config = cli.config;
     let mut rt = tokio::runtime::Builder::new_multi_thread();

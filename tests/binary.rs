@@ -170,6 +170,74 @@ fn check_config_validates_and_names_the_bad_field() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `--check-config` reads every file a start would read, so a bad path or
+/// file is found before the restart, not by it. Each case below used to
+/// pass the check and then fail the start.
+#[test]
+fn check_config_reads_every_file_a_start_reads() {
+    let dir = std::env::temp_dir().join(format!("tg-cfg-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    std::fs::copy(jwt_fixture("rs256-public.pem"), dir.join("idp.pem")).unwrap();
+    let feed = "[[feeds]]\nkind = \"sim\"\nname = \"s\"\n";
+    let tls = |cert: &str| format!("[server.tls]\ncert = \"{cert}\"\nkey = \"key.pem\"\n");
+    let jwt = |file: &str| {
+        format!("[auth.jwt]\npublic_keys = [\"{file}\"]\nissuer = \"idp\"\naudience = \"tg\"\n")
+    };
+    let replay = |file: &str| {
+        format!(
+            "[[feeds]]\nkind = \"replay\"\nname = \"r\"\npath = \"{file}\"\nvenue = \"binance\"\nsymbols = {{ BTCUSDT = \"BTC-USDT\" }}\n"
+        )
+    };
+    let check = |name: &str, toml: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, toml).unwrap();
+        Command::new(BIN)
+            .args(["--config", path.to_str().unwrap(), "--check-config"])
+            .output()
+            .unwrap()
+    };
+    let good = check(
+        "good.toml",
+        format!("{}{}{feed}", tls("cert.pem"), jwt("idp.pem")),
+    );
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    for (name, toml, named) in [
+        ("no-cert.toml", tls("gone-cert.pem") + feed, "gone-cert.pem"),
+        // A private key where the certificate should be: not a certificate.
+        ("key-as-cert.toml", tls("key.pem") + feed, "key.pem"),
+        (
+            "no-jwt-key.toml",
+            jwt("gone-idp.pem") + feed,
+            "gone-idp.pem",
+        ),
+        ("no-recording.toml", replay("gone.jsonl"), "gone.jsonl"),
+    ] {
+        let out = check(name, toml);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(
+            err.contains(named),
+            "{name}: the error names {named}: {err}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("configuration OK"),
+            "{name}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn busy_port_is_a_clear_error() {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
