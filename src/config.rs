@@ -196,7 +196,8 @@ pub struct SessionConfig {
     /// a WebSocket Ping, in milliseconds. Default 20000.
     pub ping_interval_ms: u64,
     /// A client that sends no frame at all (pong, op, anything) for this
-    /// long is closed with 1008, in milliseconds. Must exceed
+    /// long, and has had a Ping owed for `idle_timeout_ms -
+    /// ping_interval_ms`, is closed with 1008, in milliseconds. Must exceed
     /// `ping_interval_ms`. Default 60000.
     pub idle_timeout_ms: u64,
     /// Read-window flow control (see `flow.rs`): the backlog a client may

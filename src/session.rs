@@ -232,8 +232,10 @@ where
         // The key's connection is free before the session stops counting.
         drop(s.key_conn.take());
         drop(s.per_ip.take());
-        s.shared.metrics.connections.dec();
+        // The slot is free before the gauge says so: a client that waits
+        // for the gauge to fall is admitted.
         drop(s.permit.take());
+        s.shared.metrics.connections.dec();
     }
 }
 
@@ -336,12 +338,26 @@ fn poll_write_all<S: AsyncWrite + Unpin>(
 /// a Ping asks again (see [`Session::plan`]).
 const PROBE_RETRY: Duration = Duration::from_secs(1);
 
+/// A session whose deadline passed (the client's silence, an unread read
+/// window) as its task ran is closed only after this long more of reading
+/// as usual: a last call for what the client sent while the task was late
+/// (a stalled, overloaded server) and the runtime has not handed it yet.
+const FINAL_CALL: Duration = Duration::from_millis(250);
+
 /// The serve loop's timekeeping.
 struct Clock {
     /// Last frame of any kind from the client.
     last_rx: Instant,
     /// Last WebSocket Ping sent.
     last_ping: Instant,
+    /// How long after the client's last frame the first Ping since was
+    /// owed, in ms (0: none yet): the client's time to answer runs from
+    /// there. Milliseconds in a `u32`, so that `Clock` (in every session's
+    /// future) does not grow.
+    asked_ms: u32,
+    /// A deadline has passed: the last call ([`FINAL_CALL`]) runs on the
+    /// loop's timer.
+    final_call: bool,
     /// When the frame in flight was handed to the sink.
     write_started: Instant,
     /// A Ping is owed.
@@ -452,10 +468,10 @@ impl Session {
 
     /// Where the loop stands before it waits: `Err` ends the session; else
     /// when the timer branch must wake, whether there is anything to
-    /// write, and whether data may go (the client's read window is not
-    /// full). A plain function, so that its temporaries (and the borrows
+    /// write, whether data may go (the client's read window is not full),
+    /// and the close a passed deadline calls for (after the last call). A plain function, so that its temporaries (and the borrows
     /// the comparisons take) do not become part of `serve`'s future.
-    fn plan(&mut self, c: &mut Clock) -> Result<(Instant, bool, bool), Exit> {
+    fn plan(&mut self, c: &mut Clock) -> Result<(Instant, bool, bool, Option<Exit>), Exit> {
         let now = Instant::now();
         if self.due.is_some_and(|d| d <= now) {
             self.due = None;
@@ -481,12 +497,12 @@ impl Session {
         // A client that reads nothing keeps the window full: a slow
         // consumer after `slow_consumer_ms`, as with a full socket.
         let slow = Duration::from_millis(cfg.slow_consumer_ms);
-        if stalled.is_some_and(|t| now >= t + slow) {
-            return Err(Exit::Close(
+        let mut overdue = stalled
+            .is_some_and(|t| now >= t + slow)
+            .then_some(Exit::Close(
                 close::SLOW_CONSUMER,
                 "slow consumer: data not read",
             ));
-        }
         if self.control.len() > cfg.max_pending_control {
             return Err(Exit::Close(
                 close::SLOW_CONSUMER,
@@ -496,10 +512,6 @@ impl Session {
         // Liveness: a WebSocket Ping after `ping_interval_ms` of client
         // silence, close 1008 after `idle_timeout_ms` without any frame.
         let ping_every = Duration::from_millis(cfg.ping_interval_ms);
-        let idle_at = c.last_rx + Duration::from_millis(cfg.idle_timeout_ms);
-        if now >= idle_at {
-            return Err(Exit::Close(close::POLICY, "idle timeout: no pong"));
-        }
         let mut ping_at = c.last_ping.max(c.last_rx) + ping_every;
         // A full window whose probe got no answer: ask again (with the
         // probe's mark) every second, as a client may have missed it, and
@@ -512,6 +524,24 @@ impl Session {
             c.last_ping = now;
             ping_at = now + ping_every;
         }
+        // (Also a probe's Ping, owed since a Pong: from here.)
+        if c.ping_due && c.asked_ms == 0 {
+            let after = now.saturating_duration_since(c.last_rx).as_millis();
+            c.asked_ms = u32::try_from(after).unwrap_or(u32::MAX).max(1);
+        }
+        // ... and only once the client has had its time to answer the
+        // Ping (`idle_timeout_ms - ping_interval_ms`): a Ping that went
+        // late because the server was late (a stalled, overloaded
+        // process) does not shorten that time.
+        let idle = Duration::from_millis(cfg.idle_timeout_ms);
+        let mut idle_at = c.last_rx + idle;
+        if c.asked_ms > 0 {
+            let asked = c.last_rx + Duration::from_millis(u64::from(c.asked_ms));
+            idle_at = idle_at.max(asked + idle.saturating_sub(ping_every));
+        }
+        if now >= idle_at && overdue.is_none() {
+            overdue = Some(Exit::Close(close::POLICY, "idle timeout: no pong"));
+        }
         let want_write = c.flushing || !self.control.is_empty() || data || c.ping_due;
         let timer = if c.flushing {
             c.write_started + slow
@@ -522,7 +552,7 @@ impl Session {
         };
         // A Ping already owed waits for the socket, not for the clock.
         let ping_wake = if c.ping_due { idle_at } else { ping_at };
-        Ok((timer.min(idle_at).min(ping_wake), want_write, open))
+        Ok((timer.min(idle_at).min(ping_wake), want_write, open, overdue))
     }
 
     /// The main loop. Returns how the session ends.
@@ -547,6 +577,8 @@ impl Session {
         let mut c = Clock {
             last_rx: start,
             last_ping: start,
+            asked_ms: 0,
+            final_call: false,
             write_started: start,
             ping_due: false,
             flushing: false,
@@ -554,20 +586,45 @@ impl Session {
         let mut shutdown = self.shared.shutdown.subscribe();
         let shutdown = shutdown.wait();
         tokio::pin!(shutdown);
-        let (first, _, _) = match self.plan(&mut c) {
-            Ok(v) => v,
+        let first = match self.plan(&mut c) {
+            Ok((first, ..)) => first,
             Err(exit) => return exit,
         };
         let sleep = tokio::time::sleep_until(first);
         tokio::pin!(sleep);
         loop {
-            let (timer, want_write, data_open) = match self.plan(&mut c) {
-                Ok(v) => v,
-                Err(exit) => return exit,
+            // (A block: `overdue` must not live on across the awaits below,
+            // where it would join every session's future.)
+            let (timer, want_write, data_open) = {
+                let (timer, want_write, data_open, overdue) = match self.plan(&mut c) {
+                    Ok(v) => v,
+                    Err(exit) => return exit,
+                };
+                match overdue {
+                    // A deadline has passed as this task runs. The session ends
+                    // after the last call: reading as usual, with this task's
+                    // waker, for what the client sent while the task was late.
+                    // A frame that answers the deadline ends the last call.
+                    Some(exit) if c.final_call => {
+                        if sleep.is_elapsed() {
+                            return exit;
+                        }
+                    }
+                    Some(_) => {
+                        c.final_call = true;
+                        sleep.as_mut().reset(Instant::now() + FINAL_CALL);
+                    }
+                    None => c.final_call = false,
+                }
+                (timer, want_write, data_open)
             };
-            if timer < sleep.deadline() || sleep.is_elapsed() {
+            // (During the last call the timer is its end.)
+            if !c.final_call && (timer < sleep.deadline() || sleep.is_elapsed()) {
                 sleep.as_mut().reset(timer);
             }
+            // During a last call the read goes first (not past a frame
+            // half written: a read can make tungstenite write a Pong).
+            let read_first = c.final_call && self.raw_out.is_none();
             // One reference to the session in the closure, not one per
             // field: the closure is part of every session's task.
             let s = &mut *self;
@@ -582,6 +639,11 @@ impl Session {
                     return Poll::Ready((Io::Shutdown, false));
                 }
                 let woke = s.handle.poll_woken(cx);
+                if read_first {
+                    if let Poll::Ready(m) = ws.poll_next_unpin(cx) {
+                        return Poll::Ready((Io::Read(m), woke));
+                    }
+                }
                 if woke && !data_open && !s.dirty {
                     return Poll::Ready((Io::Woke, true));
                 }
@@ -656,6 +718,16 @@ impl Session {
                 Io::Shutdown => return Exit::Close(close::GOING_AWAY, "server shutting down"),
                 Io::Woke => {}
                 Io::Timer => {
+                    // A write was wanted and the timer came first: the sink
+                    // could not be flushed (tungstenite holds unwritten
+                    // bytes, a Pong it answered, and the socket is full).
+                    // That is a write in flight: bounded by
+                    // `slow_consumer_ms`, and no past heartbeat time to
+                    // spin on.
+                    if want_write && !c.flushing {
+                        c.flushing = true;
+                        c.write_started = Instant::now();
+                    }
                     if let Err(exit) = self.on_timer(&c) {
                         return exit;
                     }
@@ -714,25 +786,32 @@ impl Session {
                         }
                     }
                 }
-                Io::Read(Some(Ok(Message::Pong(p)))) => {
-                    c.last_rx = Instant::now();
-                    let limits = flow::Limits::from_config(self.cfg());
-                    let pong = lock_direct(&self.handle).window.pong(&p, c.last_rx, limits);
-                    match pong {
-                        flow::Pong::Ignored | flow::Pong::Acked => {}
-                        // Whatever was held goes now, newest values.
-                        flow::Pong::Opened => self.dirty = true,
-                        flow::Pong::Probe => c.ping_due = true,
-                    }
-                }
                 Io::Read(msg) => {
-                    c.last_rx = Instant::now();
-                    if let Some(exit) = self.on_message(msg) {
+                    if let Some(exit) = self.on_read(&mut c, msg) {
                         return exit;
                     }
                 }
             }
         }
+    }
+
+    /// A frame from the client, of any kind, or its end; `Some` ends the
+    /// session.
+    fn on_read(&mut self, c: &mut Clock, msg: Option<Result<Message, WsError>>) -> Option<Exit> {
+        c.last_rx = Instant::now();
+        c.asked_ms = 0;
+        if let Some(Ok(Message::Pong(p))) = &msg {
+            let limits = flow::Limits::from_config(self.cfg());
+            let pong = lock_direct(&self.handle).window.pong(p, c.last_rx, limits);
+            match pong {
+                flow::Pong::Ignored | flow::Pong::Acked => {}
+                // Whatever was held goes now, newest values.
+                flow::Pong::Opened => self.dirty = true,
+                flow::Pong::Probe => c.ping_due = true,
+            }
+            return None;
+        }
+        self.on_message(msg)
     }
 
     /// The timer branch: a frame stuck for `slow_consumer_ms` ends the

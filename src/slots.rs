@@ -331,13 +331,16 @@ mod tests {
         let slot = Arc::new(Slot::default());
         let writes: u64 = 200_000;
         let stop = Arc::new(AtomicBool::new(false));
+        let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut readers = Vec::new();
         for _ in 0..3 {
             let slot = slot.clone();
             let stop = stop.clone();
+            let running = running.clone();
             readers.push(std::thread::spawn(move || {
                 let mut last_seq = 0;
                 let mut checked = 0u64;
+                running.fetch_add(1, Ordering::SeqCst);
                 while !stop.load(Ordering::Relaxed) {
                     if let Some((q, seq)) = slot.read() {
                         let n = q.ts;
@@ -355,6 +358,11 @@ mod tests {
                 }
                 checked
             }));
+        }
+        // Every reader is reading before the first write (on a loaded
+        // machine a thread can start after the writes are done).
+        while running.load(Ordering::SeqCst) < 3 {
+            std::thread::yield_now();
         }
         for n in 1..=writes as i64 {
             let q = Quote {

@@ -424,6 +424,54 @@ async fn half_open_handshakes_are_dropped_after_header_timeout() {
     assert_flows(&gw, &mut ok).await;
 }
 
+/// A client that sends Pings and never reads: the server's Pongs fill its
+/// socket, and tungstenite holds the next one unwritten. That is a write
+/// stuck like any other: closed 4008 after `slow_consumer_ms`. (Before, the
+/// session was never closed, since the client kept sending, and its task
+/// spun on a heartbeat time already past.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_pings_and_never_reads_is_4008() {
+    let gw = start(|c| {
+        c.session.slow_consumer_ms = 1000;
+        c.session.send_buffer_bytes = 4096;
+        c.session.heartbeat_ms = 100;
+    })
+    .await;
+    let mut ok = healthy(&gw).await;
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = sock.connect(gw.local_addr).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(
+        ws_url(gw.local_addr),
+        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+    )
+    .await
+    .unwrap();
+    let mut pinger = Client::from_ws(ws);
+    pinger.recv_type("welcome").await;
+    let closed = || counter(&gw, r#"tickergate_disconnects_total{code="4008"}"#) >= 1.0;
+    let deadline = Instant::now() + EVENT_DEADLINE;
+    while !closed() {
+        assert!(Instant::now() < deadline, "the pinger was never closed");
+        // 125 bytes: the largest Ping payload, so each Pong is large.
+        if pinger
+            .ws
+            .send(Message::Ping(vec![7; 125].into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    wait_for("the 4008 counted", closed).await;
+    assert_flows(&gw, &mut ok).await;
+    assert_eq!(
+        counter(&gw, r#"tickergate_disconnects_total{code="4008"}"#),
+        1.0
+    );
+}
+
 /// Several clients that never read are closed with 4008 while a healthy
 /// client on the same symbols keeps getting data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -431,7 +479,9 @@ async fn several_non_readers_are_4008_and_healthy_flows() {
     const SLOW: usize = 3;
     let gw = Arc::new(
         start(|c| {
-            c.session.slow_consumer_ms = 300;
+            // Also the healthy reader's limit: a second is more than a
+            // loaded machine keeps the test's reader from running.
+            c.session.slow_consumer_ms = 1000;
             c.session.send_buffer_bytes = 4096;
             c.session.close_grace_ms = 60_000;
         })
@@ -473,11 +523,10 @@ async fn several_non_readers_are_4008_and_healthy_flows() {
             }
         })
     };
-    let deadline = Instant::now() + EVENT_DEADLINE;
-    while counter(&gw, r#"tickergate_disconnects_total{code="4008"}"#) < SLOW as f64 {
-        assert!(Instant::now() < deadline, "non-readers were not all closed");
-        ok.next_msg().await;
-    }
+    ok.read_until_done("every non-reader closed", || {
+        counter(&gw, r#"tickergate_disconnects_total{code="4008"}"#) >= SLOW as f64
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
     assert_flows(&gw, &mut ok).await;
@@ -524,7 +573,9 @@ async fn origin_not_allowed_is_403() {
 async fn idle_client_that_never_answers_pings_is_1008() {
     let gw = start(|c| {
         c.session.ping_interval_ms = 200;
-        c.session.idle_timeout_ms = 600;
+        // The healthy client has 1.3 s to answer each Ping: more than a
+        // loaded machine keeps the test's reader from running.
+        c.session.idle_timeout_ms = 1500;
         c.session.heartbeat_ms = 100;
     })
     .await;
@@ -542,7 +593,7 @@ async fn idle_client_that_never_answers_pings_is_1008() {
         ok.next_msg().await;
     }
     // Stay past another idle timeout: the healthy client is still served.
-    while started.elapsed() < Duration::from_millis(1500) {
+    while started.elapsed() < Duration::from_millis(3200) {
         ok.next_msg().await;
     }
     assert_flows(&gw, &mut ok).await;
@@ -569,6 +620,42 @@ async fn idle_client_that_never_answers_pings_is_1008() {
         .expect("a close frame");
     assert_eq!(u16::from_be_bytes([close.1[0], close.1[1]]), 1008);
     assert!(String::from_utf8_lossy(&close.1[2..]).contains("idle"));
+}
+
+/// A gateway that stalls longer than `idle_timeout_ms` (every worker
+/// blocked, as in an overloaded or paused process) does not close its
+/// clients for the silence it caused: when it runs again it pings them and
+/// gives them their time to answer, and it reads what they sent before it
+/// decides. (Before, every client was closed 1008 at once.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_gateway_does_not_close_clients_for_its_own_silence() {
+    let gw = start(|c| {
+        c.session.ping_interval_ms = 200;
+        // 1.3 s to answer a Ping: more than a loaded machine keeps the
+        // test's reader from running.
+        c.session.idle_timeout_ms = 1500;
+        c.session.heartbeat_ms = 100;
+    })
+    .await;
+    let mut ok = healthy(&gw).await;
+    // Served and pinged for a while (tungstenite answers pings as it reads).
+    let began = Instant::now();
+    while began.elapsed() < Duration::from_millis(500) {
+        ok.next_msg().await;
+    }
+    // Longer than the idle timeout without the gateway running.
+    stall_workers(2000).await;
+    // Running again: the client, reading as before, is served past another
+    // two idle timeouts.
+    let resumed = Instant::now();
+    while resumed.elapsed() < Duration::from_millis(3200) {
+        ok.next_msg().await;
+    }
+    assert_flows(&gw, &mut ok).await;
+    assert_eq!(
+        counter(&gw, r#"tickergate_disconnects_total{code="1008"}"#),
+        0.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

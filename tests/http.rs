@@ -133,7 +133,8 @@ async fn non_upgrade_requests_to_ws_get_http_errors() {
 /// timeout, and never holds the server up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_open_handshake_is_dropped() {
-    let gw = start(|c| c.server.header_timeout_ms = 200).await;
+    // Long enough for the healthy handshake below on a loaded machine.
+    let gw = start(|c| c.server.header_timeout_ms = 1000).await;
     let mut s = tokio::net::TcpStream::connect(gw.local_addr).await.unwrap();
     s.write_all(b"GET /v1/ws HTTP/1.1\r\nHost: t\r\nUpgr")
         .await

@@ -63,9 +63,19 @@ impl Certs {
 
     /// A renewal: `next`'s certificate and key written over this one's
     /// files.
+    /// Replaces the pair as a renewal tool does: the slow copies go to
+    /// temporary names first, then two renames put both files in place
+    /// within microseconds (a file check between two slow copies would see
+    /// a half-done renewal settle).
     fn renew_with(&self, next: &Certs) {
-        std::fs::copy(&next.cert, &self.cert).unwrap();
-        std::fs::copy(&next.key, &self.key).unwrap();
+        let (cert_tmp, key_tmp) = (
+            self.cert.with_extension("new"),
+            self.key.with_extension("new"),
+        );
+        std::fs::copy(&next.cert, &cert_tmp).unwrap();
+        std::fs::copy(&next.key, &key_tmp).unwrap();
+        std::fs::rename(&cert_tmp, &self.cert).unwrap();
+        std::fs::rename(&key_tmp, &self.key).unwrap();
     }
 
     fn tls_config(&self) -> TlsConfig {
@@ -260,7 +270,8 @@ async fn plain_http_to_the_tls_port_is_refused_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_client_is_dropped_after_the_handshake_timeout() {
     let certs = Certs::new("silent");
-    let gw = start_tls(&certs, |c| c.server.header_timeout_ms = 200).await;
+    // Long enough for the healthy TLS request below on a loaded machine.
+    let gw = start_tls(&certs, |c| c.server.header_timeout_ms = 1000).await;
     let mut s = TcpStream::connect(gw.local_addr).await.unwrap();
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(EVENT_DEADLINE, s.read_to_end(&mut buf))
@@ -273,6 +284,73 @@ async fn silent_client_is_dropped_after_the_handshake_timeout() {
     .await;
     let (code, _) = https_get(gw.local_addr, &certs, "/healthz").await;
     assert_eq!(code, 200);
+}
+
+/// Reads `ws` for `ms`, as a healthy client does (tungstenite answers
+/// Pings as it reads); panics if the server closes.
+async fn read_for(ws: &mut TlsWs, ms: u64) {
+    let until = tokio::time::Instant::now() + std::time::Duration::from_millis(ms);
+    while let Ok(m) = tokio::time::timeout_at(until, ws.next()).await {
+        match m {
+            Some(Ok(Message::Close(f))) => panic!("closed: {f:?}"),
+            Some(Ok(_)) => {}
+            other => panic!("connection ended: {other:?}"),
+        }
+    }
+}
+
+/// A TLS session (its task writes every frame; it is never parked) that
+/// wakes from a gateway stall with data owed writes before it reads. It
+/// must still take the Pong its client sent during the stall before it
+/// judges the client idle: a deadline that passed while the task was late
+/// gets a last call of reading first. (Before, the client was closed 1008
+/// on the loop's first turn after the write.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_session_reads_the_waiting_pong_before_it_closes() {
+    let certs = Certs::new("late");
+    let gw = start_tls(&certs, |c| {
+        c.session.ping_interval_ms = 200;
+        c.session.idle_timeout_ms = 1500;
+        c.session.heartbeat_ms = 100;
+    })
+    .await;
+    let mut ws = wss_aapl(gw.local_addr, &certs).await;
+    read_for(&mut ws, 300).await;
+    // The client stops reading: the gateway's next Ping waits unread in
+    // the client's socket.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    // The gateway stalls past the idle deadline (1.5 s after the client's
+    // last frame). Meanwhile a quote is published (when the gateway runs
+    // again its shard wakes the session with data), and the client reads
+    // up to the Ping and answers it. (No timers until the stall ends: the
+    // runtime's clock is stalled too.)
+    let stall = stall_workers(2500);
+    publish(&gw, "AAPL", quote("189.1200", "300", "189.14", "0.50"));
+    let mut quoted = false;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Ping(_))) => break,
+            Some(Ok(Message::Text(t))) => quoted |= t.contains("189.1200"),
+            Some(Ok(Message::Close(f))) => panic!("closed: {f:?}"),
+            Some(Ok(_)) => {}
+            other => panic!("connection ended: {other:?}"),
+        }
+    }
+    // Sends the queued Pong.
+    ws.flush().await.unwrap();
+    stall.await;
+    if !quoted {
+        let q = recv_until(&mut ws, |m| m["type"] == "quote" && m["symbol"] == "AAPL").await;
+        assert_eq!(q["bid"], "189.1200");
+    }
+    read_for(&mut ws, 1000).await;
+    assert_eq!(
+        metric(
+            &metrics_text(&gw),
+            r#"tickergate_disconnects_total{code="1008"}"#
+        ),
+        0.0
+    );
 }
 
 async fn start_err(tls: TlsConfig) -> String {
@@ -410,7 +488,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_tickergate");
 /// Runs the binary with the config at `path`; returns it with the
 /// `wss://` address it printed (if it did) and everything it printed up to
 /// the last line, `stop : Ctrl-C`.
-fn spawn_bin(path: &std::path::Path) -> (std::process::Child, Option<SocketAddr>, Vec<String>) {
+fn spawn_bin(path: &std::path::Path) -> (Proc, Option<SocketAddr>, Vec<String>) {
     let mut child = Command::new(BIN)
         .args(["--config", path.to_str().unwrap()])
         .stdout(Stdio::piped())
@@ -436,7 +514,7 @@ fn spawn_bin(path: &std::path::Path) -> (std::process::Child, Option<SocketAddr>
         let rest = l.trim().strip_prefix("WebSocket : wss://")?;
         rest.split('/').next()?.parse().ok()
     });
-    (child, addr, printed)
+    (Proc(child), addr, printed)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -453,8 +531,8 @@ async fn binary_prints_wss_urls_and_serves_tls() {
         Some(addr) => Some(https_get(addr, &certs, "/healthz").await),
         None => None,
     };
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = child.0.kill();
+    let _ = child.0.wait();
     let addr = addr.unwrap_or_else(|| panic!("no wss:// line in {printed:?}"));
     assert_eq!(result.unwrap().0, 200, "healthz over https at {addr}");
     let text = printed.join("\n");
@@ -700,14 +778,14 @@ async fn sighup_reloads_the_binary_s_certificate() {
     .unwrap();
     let (mut child, addr, printed) = spawn_bin(&path);
     let Some(addr) = addr else {
-        let _ = child.kill();
-        let _ = child.wait();
+        let _ = child.0.kill();
+        let _ = child.0.wait();
         panic!("no wss:// line in {printed:?}");
     };
     let before = served_cert(addr, &both).await;
     old.renew_with(&next);
     let hup = Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
+        .args(["-HUP", &child.0.id().to_string()])
         .status();
     let served = async {
         let wait = async {
@@ -718,9 +796,9 @@ async fn sighup_reloads_the_binary_s_certificate() {
         tokio::time::timeout(EVENT_DEADLINE, wait).await.is_ok()
     }
     .await;
-    let alive = matches!(child.try_wait(), Ok(None));
-    let _ = child.kill();
-    let _ = child.wait();
+    let alive = matches!(child.0.try_wait(), Ok(None));
+    let _ = child.0.kill();
+    let _ = child.0.wait();
     assert!(before == old.der);
     assert!(hup.is_ok_and(|s| s.success()), "kill -HUP ran");
     assert!(

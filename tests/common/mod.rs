@@ -64,6 +64,43 @@ pub fn publish(gw: &Gateway, sym: &str, q: Quote) -> u64 {
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// A child process (the gateway binary), killed and reaped when dropped,
+/// also when the test panics: a leaked gateway would keep loading the
+/// machine the rest of the suite runs on.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Blocks both of the test runtime's workers, and so the gateway's tasks,
+/// timers and shards, for `ms`; returns once both are blocked, and the
+/// future resolves when they run again. Spawned from the test's own thread
+/// (not a worker), so each lands on its own worker; a barrier of three
+/// holds the first worker until the second runs, and the caller until both
+/// do. Call it from the test's body, not from a spawned task.
+pub fn stall_workers(ms: u64) -> impl std::future::Future<Output = ()> {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(3));
+    let stalls: Vec<_> = (0..2)
+        .map(|_| {
+            let b = barrier.clone();
+            tokio::spawn(async move {
+                b.wait();
+                std::thread::sleep(Duration::from_millis(ms));
+            })
+        })
+        .collect();
+    barrier.wait();
+    async move {
+        for s in stalls {
+            s.await.unwrap();
+        }
+    }
+}
+
 /// What the client saw next.
 #[derive(Debug)]
 pub enum Event {
@@ -154,6 +191,22 @@ impl Client {
             match self.next_event().await {
                 Event::Msgs(ms) => self.backlog.extend(ms),
                 other => panic!("expected a message, got {other:?}"),
+            }
+        }
+    }
+
+    /// Keeps reading, as a healthy client does, until `done()`. `done` is
+    /// checked once per frame, not per message: an expensive check
+    /// (rendering `/metrics`) must not make this reader the slow one.
+    /// Messages read are dropped.
+    pub async fn read_until_done(&mut self, what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + EVENT_DEADLINE;
+        self.backlog.clear();
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "never: {what}");
+            match self.next_event().await {
+                Event::Msgs(_) => {}
+                other => panic!("expected data while waiting for {what}, got {other:?}"),
             }
         }
     }
