@@ -300,21 +300,7 @@ impl Gateway {
 
     /// Starts everything on the current tokio runtime.
     pub async fn start(config: Config) -> Result<Gateway, StartError> {
-        let Parts {
-            metrics,
-            symbols,
-            slots,
-            fanout,
-            nshards,
-            trigger,
-            feeds,
-            starts,
-            normalizers,
-            ingest_feeds,
-            tls,
-            tls_certs,
-            auth,
-        } = Self::parts(&config)?;
+        let p = Self::parts(&config)?;
         let listener = bind(config.server.listen).map_err(|e| StartError::Bind {
             addr: config.server.listen,
             source: e,
@@ -323,11 +309,11 @@ impl Gateway {
             addr: config.server.listen,
             source: e,
         })?;
-        metrics
+        p.metrics
             .connections_max
             .set(config.server.max_connections as i64);
         let shared = Arc::new(Shared {
-            auth,
+            auth: p.auth,
             conn_limiter: crate::limits::ConnLimiter::new(
                 config.server.conn_rate_per_ip,
                 config.server.conn_burst_per_ip,
@@ -339,29 +325,29 @@ impl Gateway {
                 config.server.max_connections.min(Semaphore::MAX_PERMITS),
             )),
             ws_config: ws_config(&config),
-            tls,
-            tls_certs,
+            tls: p.tls,
+            tls_certs: p.tls_certs,
             config,
-            symbols,
-            slots: slots.clone(),
-            fanout: fanout.clone(),
-            metrics: metrics.clone(),
-            feeds: Arc::new(feeds),
-            ingest: crate::feed::ingest::Ingest::new(ingest_feeds),
-            shutdown: trigger.clone(),
+            symbols: p.symbols,
+            slots: p.slots.clone(),
+            fanout: p.fanout.clone(),
+            metrics: p.metrics.clone(),
+            feeds: Arc::new(p.feeds),
+            ingest: crate::feed::ingest::Ingest::new(p.ingest_feeds),
+            shutdown: p.trigger.clone(),
             next_id: AtomicU64::new(1),
         });
-        for i in 0..nshards {
-            tokio::spawn(fanout.clone().run_shard(i, trigger.subscribe()));
+        for i in 0..p.nshards {
+            tokio::spawn(p.fanout.clone().run_shard(i, p.trigger.subscribe()));
         }
-        for start in starts {
-            start(trigger.subscribe());
+        for start in p.starts {
+            start(p.trigger.subscribe());
         }
         tokio::spawn(
             shared
                 .feeds
                 .clone()
-                .watchdog(slots, metrics, trigger.subscribe()),
+                .watchdog(p.slots, p.metrics, p.trigger.subscribe()),
         );
         tokio::spawn(crate::limits::prune_task(
             shared.clone(),
@@ -373,7 +359,7 @@ impl Gateway {
                 tokio::spawn(watch_tls(
                     shared.clone(),
                     Duration::from_secs(every),
-                    trigger.subscribe(),
+                    p.trigger.subscribe(),
                 ));
             }
         }
@@ -381,7 +367,7 @@ impl Gateway {
         Ok(Gateway {
             shared,
             local_addr,
-            normalizers,
+            normalizers: p.normalizers,
         })
     }
 

@@ -29,21 +29,6 @@ async fn count_until(c: &mut Client, last: u64) -> u64 {
     }
 }
 
-/// A client with a 4 KiB receive buffer (so the server's writes back up
-/// as soon as it stops reading), welcomed.
-async fn connect_tiny_rcvbuf(addr: std::net::SocketAddr) -> Client {
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let stream = sock.connect(addr).await.unwrap();
-    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
-    let (ws, _) = tokio_tungstenite::client_async(ws_url(addr), stream)
-        .await
-        .unwrap();
-    let mut c = Client::from_ws(ws);
-    c.recv_type("welcome").await;
-    c
-}
-
 /// Publishes a new quote for every symbol of `syms` each millisecond
 /// until `stop`.
 fn spawn_publisher(

@@ -438,17 +438,7 @@ async fn a_client_that_pings_and_never_reads_is_4008() {
     })
     .await;
     let mut ok = healthy(&gw).await;
-    let sock = TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let stream = sock.connect(gw.local_addr).await.unwrap();
-    let (ws, _) = tokio_tungstenite::client_async(
-        ws_url(gw.local_addr),
-        tokio_tungstenite::MaybeTlsStream::Plain(stream),
-    )
-    .await
-    .unwrap();
-    let mut pinger = Client::from_ws(ws);
-    pinger.recv_type("welcome").await;
+    let mut pinger = connect_tiny_rcvbuf(gw.local_addr).await;
     let closed = || counter(&gw, r#"tickergate_disconnects_total{code="4008"}"#) >= 1.0;
     let deadline = Instant::now() + EVENT_DEADLINE;
     while !closed() {
@@ -493,17 +483,7 @@ async fn several_non_readers_are_4008_and_healthy_flows() {
     ok.subscribe(901, &refs).await;
     let mut slow = Vec::new();
     for _ in 0..SLOW {
-        let sock = TcpSocket::new_v4().unwrap();
-        sock.set_recv_buffer_size(4096).unwrap();
-        let stream = sock.connect(gw.local_addr).await.unwrap();
-        let (ws, _) = tokio_tungstenite::client_async(
-            ws_url(gw.local_addr),
-            tokio_tungstenite::MaybeTlsStream::Plain(stream),
-        )
-        .await
-        .unwrap();
-        let mut c = Client::from_ws(ws);
-        c.recv_type("welcome").await;
+        let mut c = connect_tiny_rcvbuf(gw.local_addr).await;
         c.subscribe(1, &refs).await;
         slow.push(c);
     }

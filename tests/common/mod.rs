@@ -76,6 +76,21 @@ impl Drop for Proc {
     }
 }
 
+/// A client with a 4 KiB receive buffer (so the server's writes back up
+/// as soon as it stops reading), welcomed.
+pub async fn connect_tiny_rcvbuf(addr: std::net::SocketAddr) -> Client {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = sock.connect(addr).await.unwrap();
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (ws, _) = tokio_tungstenite::client_async(ws_url(addr), stream)
+        .await
+        .unwrap();
+    let mut c = Client::from_ws(ws);
+    c.recv_type("welcome").await;
+    c
+}
+
 /// Blocks both of the test runtime's workers, and so the gateway's tasks,
 /// timers and shards, for `ms`; returns once both are blocked, and the
 /// future resolves when they run again. Spawned from the test's own thread
