@@ -8,13 +8,14 @@
 #        at the commit to compare); LAG: session.read_lag_ms for it.
 #   Extra load generator options in $EXTRA (e.g. EXTRA="--duration 20");
 #   RAW=1 also runs the raw loopback writer (the one-core floor).
-# Builds the load generator first. Example:
+# Builds the load generator (crate tickergate-loadgen in tools/loadgen)
+# first. Example:
 #   benches/ab_pairs.sh hot 4 /tmp/tg-old:0 /tmp/tg-new:0 | tee ab.txt
 set -euo pipefail
 W=$1; R=$2; shift 2
 cd "$(dirname "$0")/.."
-cargo bench --bench loadgen --no-run 2>/dev/null
-L=$(ls -t target/release/deps/loadgen-* | grep -v '\.d$' | head -1)
+cargo build --release -q -p tickergate-loadgen
+L=${CARGO_TARGET_DIR:-target}/release/loadgen
 NORAW=--no-raw
 [ "${RAW:-0}" = 1 ] && NORAW=
 for r in $(seq "$R"); do

@@ -3,8 +3,9 @@
 //! address until it is pruned, so its state must stay bounded.
 //!
 //! ```text
-//! cargo bench --bench spray -- --addrs 20000 --per-addr 2
-//! cargo bench --bench spray -- --prune-ms 3600000   # contrast: never pruned
+//! cargo build --release      # the gateway binary it starts: target/release/tickergate
+//! cargo run --release -p tickergate-loadgen --bin spray -- --addrs 20000 --per-addr 2
+//! cargo run --release -p tickergate-loadgen --bin spray -- --prune-ms 3600000   # contrast: never pruned
 //! ```
 //!
 //! Starts the `tickergate` binary (pinned to core 0 with `taskset -c 0` when
@@ -19,7 +20,8 @@
 //! spray; afterwards it waits `--after-ms` (default: two prune intervals
 //! plus 3 s, so every bucket has refilled and been pruned) and samples
 //! again. Reports RSS before / peak / after and limiter keys peak / after,
-//! on stdout and as JSON in `results/spray.json` (or `--out`).
+//! on stdout and as JSON in `results/spray.json` in the workspace root (or
+//! `--out`).
 //!
 //! Bounded: at most 200,000 connections, `--max-secs` for the spray (it
 //! stops launching when that passes), and the gateway child is killed on
@@ -33,14 +35,13 @@
 //!   --after-ms MS    wait after the spray before the final sample
 //!   --warmup-ms MS   wait after start before the baseline [1000]
 //!   --max-secs S     spray time limit [120]
-//!   --bin PATH       gateway binary [the one cargo built for this bench]
+//!   --bin PATH       gateway binary [target/release/tickergate in the
+//!                    workspace, or under $CARGO_TARGET_DIR if set]
 //!   --no-pin         do not use taskset
-//!   --out PATH       JSON output [results/spray.json under the crate]
-
-mod common;
+//!   --out PATH       JSON output [results/spray.json in the workspace root]
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -48,6 +49,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 use tokio::sync::Semaphore;
+
+use tickergate_loadgen as common;
 
 use common::{metric, rss_kib, BoxError, GatewayProc};
 
@@ -69,12 +72,12 @@ struct Opts {
 }
 
 fn usage() -> &'static str {
-    "usage: cargo bench --bench spray -- [--addrs N] [--per-addr K] [--concurrency C] \
-     [--prune-ms MS] [--after-ms MS] [--warmup-ms MS] [--max-secs S] [--bin PATH] [--no-pin] [--out PATH]"
+    "usage: spray [--addrs N] [--per-addr K] [--concurrency C] \
+     [--prune-ms MS] [--after-ms MS] [--warmup-ms MS] [--max-secs S] [--bin PATH] [--no-pin] [--out PATH]\n\
+     run it with: cargo run --release -p tickergate-loadgen --bin spray -- OPTIONS"
 }
 
 fn parse_opts() -> Result<Opts, String> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut o = Opts {
         addrs: 20_000,
         per_addr: 2,
@@ -83,9 +86,9 @@ fn parse_opts() -> Result<Opts, String> {
         after_ms: None,
         warmup: Duration::from_millis(1000),
         max_secs: 120,
-        bin: PathBuf::from(env!("CARGO_BIN_EXE_tickergate")),
+        bin: common::default_gateway_bin(),
         pin: true,
-        out: manifest.join("results").join("spray.json"),
+        out: common::results_dir().join("spray.json"),
     };
     let mut it = std::env::args().skip(1);
     let val =
@@ -93,7 +96,6 @@ fn parse_opts() -> Result<Opts, String> {
     use common::arg_num as num;
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--bench" => {}
             "--addrs" => o.addrs = num(&a, &val(&a, &mut it)?)?,
             "--per-addr" => o.per_addr = num(&a, &val(&a, &mut it)?)?,
             "--concurrency" => o.concurrency = num(&a, &val(&a, &mut it)?)?,
@@ -123,6 +125,7 @@ fn parse_opts() -> Result<Opts, String> {
     if o.prune_ms == 0 || o.max_secs == 0 {
         return Err("--prune-ms and --max-secs must be at least 1".into());
     }
+    common::check_gateway_bin(&o.bin)?;
     Ok(o)
 }
 

@@ -2,8 +2,9 @@
 //! binary.
 //!
 //! ```text
-//! cargo bench --bench idle_conns -- --conns 5000 --runs 3
-//! cargo bench --bench idle_conns -- --conns 1000,5000,15000
+//! cargo build --release      # the gateway binary it starts: target/release/tickergate
+//! cargo run --release -p tickergate-loadgen --bin idle_conns -- --conns 5000 --runs 3
+//! cargo run --release -p tickergate-loadgen --bin idle_conns -- --conns 1000,5000,15000
 //! ```
 //!
 //! For each run it starts `tickergate` as a child process (pinned to core 0
@@ -27,8 +28,8 @@
 //! so source ports never run out; one process can hold ~19.9k sockets here
 //! (`ulimit -n` 20000), so N is capped at 19000.
 //!
-//! Output: a table on stdout and JSON in `results/idle_conns.json` (or
-//! `--out PATH`). The gateway child is killed when a run ends, also on error
+//! Output: a table on stdout and JSON in `results/idle_conns.json` in the
+//! workspace root (or `--out PATH`). The gateway child is killed when a run ends, also on error
 //! or panic (a Drop guard).
 //!
 //! Options (defaults in brackets):
@@ -40,22 +41,21 @@
 //!   --warmup-ms MS       wait after the gateway starts, before the baseline [1000]
 //!   --samples S          RSS samples after settling [5]
 //!   --sample-every-ms MS gap between samples [1000]
-//!   --bin PATH           gateway binary [the one cargo built for this bench]
+//!   --bin PATH           gateway binary [target/release/tickergate in the
+//!                        workspace, or under $CARGO_TARGET_DIR if set]
 //!   --gw-arg ARG         extra gateway argument (repeatable), e.g. --gw-arg --config --gw-arg f.toml
 //!   --gw-env K=V         extra gateway environment (repeatable), e.g. MALLOC_ARENA_MAX=2
 //!   --label TEXT         free text stored in the JSON (what this run varies)
 //!   --src-ips K          source addresses 127.0.0.2.. to spread over [4]
 //!   --no-pin             do not use taskset
-//!   --out PATH           JSON output [results/idle_conns.json under the crate]
+//!   --out PATH           JSON output [results/idle_conns.json in the workspace root]
 //!   --attach ADDR --attach-pid PID
 //!                        measure an already running gateway (say, one started
 //!                        under heaptrack) instead of starting one; one run
 
-mod common;
-
 use futures_util::{SinkExt, StreamExt};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -65,6 +65,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
+
+use tickergate_loadgen as common;
 
 use common::{http_get, BoxError, GatewayProc};
 
@@ -93,14 +95,14 @@ struct Opts {
 }
 
 fn usage() -> &'static str {
-    "usage: cargo bench --bench idle_conns -- [--conns N[,N..]] [--runs R] [--symbols K] \
+    "usage: idle_conns [--conns N[,N..]] [--runs R] [--symbols K] \
      [--concurrency C] [--settle-ms MS] [--warmup-ms MS] [--samples S] [--sample-every-ms MS] [--bin PATH] \
      [--gw-arg ARG].. [--gw-env K=V].. [--label TEXT] [--src-ips K] [--no-pin] [--out PATH] \
-     [--attach ADDR --attach-pid PID]"
+     [--attach ADDR --attach-pid PID]\n\
+     run it with: cargo run --release -p tickergate-loadgen --bin idle_conns -- OPTIONS"
 }
 
 fn parse_opts() -> Result<Opts, String> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut o = Opts {
         conns: vec![5000],
         runs: 1,
@@ -110,13 +112,13 @@ fn parse_opts() -> Result<Opts, String> {
         warmup: Duration::from_millis(1000),
         samples: 5,
         sample_every: Duration::from_millis(1000),
-        bin: PathBuf::from(env!("CARGO_BIN_EXE_tickergate")),
+        bin: common::default_gateway_bin(),
         gw_args: Vec::new(),
         gw_env: Vec::new(),
         label: String::new(),
         src_ips: 4,
         pin: true,
-        out: manifest.join("results").join("idle_conns.json"),
+        out: common::results_dir().join("idle_conns.json"),
         attach: None,
     };
     let mut attach_addr: Option<SocketAddr> = None;
@@ -127,8 +129,6 @@ fn parse_opts() -> Result<Opts, String> {
     use common::arg_num as num;
     while let Some(a) = it.next() {
         match a.as_str() {
-            // cargo bench passes `--bench` to harness = false targets.
-            "--bench" => {}
             "--conns" => {
                 let v = val(&a, &mut it)?;
                 o.conns = v
@@ -191,6 +191,9 @@ fn parse_opts() -> Result<Opts, String> {
     }
     if o.src_ips == 0 || o.src_ips > 250 {
         return Err("--src-ips must be in 1..=250".into());
+    }
+    if o.attach.is_none() {
+        common::check_gateway_bin(&o.bin)?;
     }
     Ok(o)
 }

@@ -3,9 +3,10 @@
 //! loopback TCP limit measured in the same run.
 //!
 //! ```text
-//! cargo bench --bench loadgen -- --workload board-burst --runs 3
-//! cargo bench --bench loadgen -- --workload all --runs 3      # every workload below
-//! cargo bench --bench loadgen -- --workload board-smooth --clients 1000 --duration 10
+//! cargo build --release      # the gateway binary it starts: target/release/tickergate
+//! cargo run --release -p tickergate-loadgen --bin loadgen -- --workload board-burst --runs 3
+//! cargo run --release -p tickergate-loadgen --bin loadgen -- --workload all --runs 3   # every workload below
+//! cargo run --release -p tickergate-loadgen --bin loadgen -- --workload board-smooth --clients 1000 --duration 10
 //! ```
 //!
 //! Per run it starts `tickergate` (pinned to core 0 with `taskset -c 0`;
@@ -45,12 +46,12 @@
 //! every phase has a deadline, and the gateway child is killed when a run
 //! ends, also on error (a Drop guard).
 //!
-//! Output: a table on stdout, `results/loadgen/<workload>.json` (every run,
-//! and the median, min and max of each figure), and PNG charts in the same
-//! folder: `<workload>-latency.png` (latency by percentile, one line per
-//! run), `<workload>-timeline.png` (delivered updates/s and gateway RSS per
-//! second), and for `sweep` `sweep-delivered.png` (delivered against
-//! offered updates/s). Charts need a TTF font (DejaVu Sans from Debian's
+//! Output: a table on stdout, `results/loadgen/<workload>.json` in the
+//! workspace root (every run, and the median, min and max of each figure),
+//! and PNG charts in the same folder: `<workload>-latency.png` (latency by
+//! percentile, one line per run), `<workload>-timeline.png` (delivered
+//! updates/s and gateway RSS per second), and for `sweep`
+//! `sweep-delivered.png` (delivered against offered updates/s). Charts need a TTF font (DejaVu Sans from Debian's
 //! fonts-dejavu-core, or `--font PATH`); without one the JSON is still
 //! written.
 //!
@@ -76,12 +77,13 @@
 //!   --concurrency C     handshakes in flight while connecting [256]
 //!   --src-ips N         loopback source addresses [16]
 //!   --seed S            client symbol draw [7]
-//!   --bin PATH          gateway binary [the one cargo built for this bench]
+//!   --bin PATH          gateway binary [target/release/tickergate in the
+//!                       workspace, or under $CARGO_TARGET_DIR if set]
 //!   --gw-arg ARG        extra gateway argument (repeatable)
 //!   --session K=V       a `[session]` setting for the gateway, e.g.
 //!                       `read_lag_ms=0` (repeatable; TOML value)
 //!   --label TEXT        free text stored in the JSON
-//!   --out-dir DIR       [results/loadgen under the crate]
+//!   --out-dir DIR       [results/loadgen in the workspace root]
 //!   --font PATH         TTF for chart text [DejaVuSans]
 //!   --no-pin            do not use taskset
 //!   --no-progress       no progress bar (for logs)
@@ -91,7 +93,7 @@
 //!                       not the gateway, sets the age (hot); seq gaps are
 //!                       then not counted
 
-mod common;
+use tickergate_loadgen as common;
 
 use common::{cpu_secs, cpu_split, rss_kib, BoxError, GatewayProc};
 use hdrhistogram::Histogram;
@@ -205,12 +207,13 @@ struct Opts {
 }
 
 fn usage() -> &'static str {
-    "usage: cargo bench --bench loadgen -- --workload NAME[,NAME..]|all [--runs R] [--clients N] \
+    "usage: loadgen --workload NAME[,NAME..]|all [--runs R] [--clients N] \
      [--symbols K] [--universe U] [--burst-hz H | --rate R] [--sub-zipf S] [--duration SECS] \
      [--warmup SECS] [--raw-secs SECS] [--no-raw] [--concurrency C] [--src-ips N] [--seed S] \
      [--bin PATH] [--gw-arg ARG].. [--session K=V].. [--label TEXT] [--out-dir DIR] [--font PATH] [--no-pin] \
      [--no-progress] [--scan-every N]\n\
-     workloads: board-burst, board-smooth, hot, connect, sweep (see benches/loadgen.rs)"
+     workloads: board-burst, board-smooth, hot, connect, sweep (see tools/loadgen/src/bin/loadgen.rs)\n\
+     run it with: cargo run --release -p tickergate-loadgen --bin loadgen -- OPTIONS"
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -228,11 +231,11 @@ fn parse_opts() -> Result<Opts, String> {
         concurrency: 256,
         src_ips: 16,
         seed: 7,
-        bin: PathBuf::from(env!("CARGO_BIN_EXE_tickergate")),
+        bin: common::default_gateway_bin(),
         gw_args: Vec::new(),
         session: Vec::new(),
         label: String::new(),
-        out_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("results/loadgen"),
+        out_dir: common::results_dir().join("loadgen"),
         font: None,
         pin: true,
         progress: true,
@@ -289,8 +292,6 @@ fn parse_opts() -> Result<Opts, String> {
             "--font" => o.font = Some(PathBuf::from(val(&a, &mut it)?)),
             "--no-pin" => o.pin = false,
             "--no-progress" => o.progress = false,
-            // `cargo bench` passes this to every bench target.
-            "--bench" => {}
             "-h" | "--help" => return Err(usage().to_string()),
             other => return Err(format!("unknown argument {other:?}\n{}", usage())),
         }
@@ -344,6 +345,7 @@ fn parse_opts() -> Result<Opts, String> {
     if !(o.sub_zipf.is_finite() && (0.0..=4.0).contains(&o.sub_zipf)) {
         return Err("--sub-zipf must be in 0..=4".into());
     }
+    common::check_gateway_bin(&o.bin)?;
     Ok(o)
 }
 

@@ -1,7 +1,6 @@
-//! Shared by the load tools under `benches/`: pinning to a core, starting
-//! the gateway binary as a child process, and reading /proc and /metrics.
-//! Each tool uses a subset, hence the `dead_code` allowance.
-#![allow(dead_code)]
+//! Shared by the load tools in `src/bin/` (`loadgen`, `idle_conns`,
+//! `spray`): finding the gateway binary, pinning to a core, starting the
+//! gateway as a child process, and reading /proc and /metrics.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
@@ -10,6 +9,48 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Duration;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The workspace root: the gateway crate, two levels above this one.
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .nth(2)
+        .unwrap_or(manifest)
+        .to_path_buf()
+}
+
+/// Where the tools write their JSON and charts unless told otherwise:
+/// `results/` in the workspace root.
+pub fn results_dir() -> PathBuf {
+    workspace_root().join("results")
+}
+
+/// The gateway binary the tools start unless `--bin PATH` says otherwise:
+/// `release/tickergate` under `$CARGO_TARGET_DIR` when that is set (read
+/// at run time), else under the workspace's `target/`, where
+/// `cargo build --release` puts it.
+pub fn default_gateway_bin() -> PathBuf {
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => workspace_root().join("target"),
+    };
+    target.join("release").join("tickergate")
+}
+
+/// Checked once the options are parsed, so a missing gateway binary is a
+/// usage error (exit 2) with what to do about it, before any work starts.
+pub fn check_gateway_bin(bin: &Path) -> Result<(), String> {
+    if bin.is_file() {
+        return Ok(());
+    }
+    Err(format!(
+        "gateway binary {} not found: build it first with `cargo build --release` \
+         (in {}), or pass --bin PATH",
+        bin.display(),
+        workspace_root().display()
+    ))
+}
 
 /// Whether `taskset` is available to pin processes to cores.
 pub fn have_taskset() -> bool {
@@ -131,7 +172,7 @@ impl GatewayProc {
     ) -> Result<GatewayProc, BoxError> {
         if !bin.exists() {
             return Err(format!(
-                "gateway binary {} not found: run `cargo build --release` or pass --bin",
+                "gateway binary {} not found: run `cargo build --release` first or pass --bin PATH",
                 bin.display()
             )
             .into());
