@@ -61,6 +61,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tickergate::config::{NormalizeConfig, VenueConfig};
+use tickergate::encode::EncodeCache;
 use tickergate::fanout::{Fanout, SessionHandle};
 use tickergate::feed::binance::Binance;
 use tickergate::feed::coinbase::Coinbase;
@@ -68,7 +69,7 @@ use tickergate::feed::kraken::Kraken;
 use tickergate::feed::{Event, ParseError, SymbolMap, Venue};
 use tickergate::metrics::Metrics;
 use tickergate::model::{field, Quote, SymbolId, Symbols};
-use tickergate::normalize::{FeedNormalizer, Normalizer};
+use tickergate::normalize::{FeedNormalizer, Normalizer, Update};
 use tickergate::protocol::{encode_quote, parse_op};
 use tickergate::slots::SlotTable;
 
@@ -265,7 +266,8 @@ fn fanout_flush(c: &mut Criterion) {
         let mut symbols = Symbols::new();
         let sym = symbols.intern("BTC-USD").expect("valid symbol");
         let slots = Arc::new(SlotTable::new(symbols.len(), 1));
-        let fanout = Fanout::new(slots.clone(), Arc::new(symbols), Arc::new(Metrics::new()));
+        let cache = Arc::new(EncodeCache::new(slots.clone(), Arc::new(symbols)));
+        let fanout = Fanout::new(cache, Arc::new(Metrics::new()), 64 * 1024);
         let sessions: Vec<Arc<SessionHandle>> = (0..n as u64)
             .map(|id| Arc::new(SessionHandle::new(id)))
             .collect();
@@ -279,7 +281,7 @@ fn fanout_flush(c: &mut Criterion) {
         assert_eq!(fanout.wake_dirty(0, &mut dirty), 1);
         for (h, f) in sessions.iter().zip(frames.iter_mut()) {
             h.clear();
-            assert!(fanout.append_latest(sym, f).is_some());
+            assert!(fanout.cache().append_latest(sym, f).is_some());
         }
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(BenchmarkId::from_parameter(n), |b| {
@@ -290,7 +292,7 @@ fn fanout_flush(c: &mut Criterion) {
                 for (h, f) in sessions.iter().zip(frames.iter_mut()) {
                     h.clear();
                     f.clear();
-                    if fanout.append_latest(sym, f).is_some() {
+                    if fanout.cache().append_latest(sym, f).is_some() {
                         bytes += f.len();
                     }
                 }
@@ -359,7 +361,9 @@ fn e2e_case<V: Venue>(
         events.clear();
         venue.parse(&mut buf, &mut events).expect("sample parses");
         assert!(!events.is_empty());
-        assert!(events.iter().all(|e| matches!(e, Event::Quote { .. })));
+        assert!(events
+            .iter()
+            .all(|e| matches!(e, Event::Quote(Update { .. }))));
     }
     let mut n: u64 = 0;
     let mut i = 0;
@@ -379,18 +383,18 @@ fn e2e_case<V: Venue>(
                 return;
             }
             for e in events.drain(..) {
-                if let Event::Quote {
+                if let Event::Quote(Update {
                     sym,
                     mut quote,
                     seq,
-                } = e
+                }) = e
                 {
                     n += 1;
                     let seq = seq.map(|(st, _)| (st, n));
                     if quote.has(field::TS) {
                         quote.ts = n as i64;
                     }
-                    rejected += black_box(norm.apply(sym, quote, seq)).is_err() as u64;
+                    rejected += black_box(norm.apply(Update { sym, quote, seq })).is_err() as u64;
                 }
             }
         })

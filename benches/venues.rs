@@ -39,12 +39,11 @@ use std::time::Duration;
 use tickergate::config::{NormalizeConfig, VenueConfig};
 use tickergate::feed::coinbase::Coinbase;
 use tickergate::feed::kraken::Kraken;
-use tickergate::feed::{
-    parse_decimal, parse_decimal_reference, Event, ParseError, SymbolMap, Venue,
-};
+use tickergate::feed::wire::{parse_decimal, parse_decimal_reference};
+use tickergate::feed::{Event, ParseError, SymbolMap, Venue};
 use tickergate::metrics::Metrics;
 use tickergate::model::{Quote, Symbols};
-use tickergate::normalize::{FeedNormalizer, Normalizer};
+use tickergate::normalize::{FeedNormalizer, Normalizer, Update};
 use tickergate::slots::SlotTable;
 
 const BINANCE: &str = r#"{"stream":"btcusdt@bookTicker","data":{"u":400900217,"s":"BTCUSDT","b":"97000.01000000","B":"0.51230000","a":"97000.02000000","A":"1.00000000"}}"#;
@@ -69,9 +68,9 @@ fn setup(venue_sym: &str) -> (SymbolMap, FeedNormalizer) {
 /// Bumps the venue sequence in place so the normalizer never sees a repeat.
 fn bump_seq(events: &mut [Event], n: u64) {
     for e in events {
-        if let Event::Quote {
+        if let Event::Quote(Update {
             seq: Some((_, s)), ..
-        } = e
+        }) = e
         {
             *s += n;
         }
@@ -80,8 +79,8 @@ fn bump_seq(events: &mut [Event], n: u64) {
 
 fn apply_all(norm: &mut FeedNormalizer, events: &mut Vec<Event>) {
     for e in events.drain(..) {
-        if let Event::Quote { sym, quote, seq } = e {
-            let _ = black_box(norm.apply(sym, quote, seq));
+        if let Event::Quote(Update { sym, quote, seq }) = e {
+            let _ = black_box(norm.apply(Update { sym, quote, seq }));
         }
     }
 }
@@ -123,7 +122,11 @@ fn bench_venue<V: Venue>(
                 buf.clear();
                 buf.extend_from_slice(frame.as_bytes());
                 if let Some((q, seq)) = serde_path(&mut buf, &map, n) {
-                    let _ = black_box(norm.apply(tickergate::SymbolId(0), q, seq));
+                    let _ = black_box(norm.apply(Update {
+                        sym: tickergate::SymbolId(0),
+                        quote: q,
+                        seq,
+                    }));
                 }
             })
         });
@@ -272,7 +275,7 @@ fn benches(c: &mut Criterion) {
                 return None;
             }
             map.get(t.product_id).ok()?;
-            let ts = tickergate::feed::parse_rfc3339_ns(t.time, "time").ok()?;
+            let ts = tickergate::feed::wire::parse_rfc3339_ns(t.time, "time").ok()?;
             let q = Quote::default()
                 .with_bid(
                     parse_decimal_reference(t.best_bid, "b").ok()?,
@@ -337,7 +340,11 @@ fn benches(c: &mut Criterion) {
                     return;
                 };
                 let q = Quote::default().with_bid(b, bq).with_ask(a, aq);
-                let _ = black_box(norm.apply(tickergate::SymbolId(0), q, Some((0, e.data.u + n))));
+                let _ = black_box(norm.apply(Update {
+                    sym: tickergate::SymbolId(0),
+                    quote: q,
+                    seq: Some((0, e.data.u + n)),
+                }));
             })
         });
         g.finish();
@@ -423,14 +430,18 @@ fn binance_parts(c: &mut Criterion) {
             black_box(venue.parse_general(&mut buf, &mut events).is_ok())
         })
     });
-    let Some(Event::Quote { sym, quote, .. }) = venue.parse_fast(BINANCE.as_bytes()) else {
+    let Some(Event::Quote(Update { sym, quote, .. })) = venue.parse_fast(BINANCE.as_bytes()) else {
         panic!("the bench frame is a quote");
     };
     let mut n = 0u64;
     g.bench_function("apply", |b| {
         b.iter(|| {
             n += 1;
-            black_box(norm.apply(sym, black_box(quote), Some((0, n))))
+            black_box(norm.apply(Update {
+                sym,
+                quote: black_box(quote),
+                seq: Some((0, n)),
+            }))
         })
     });
     g.finish();

@@ -8,20 +8,20 @@
 //! written 50 times between two frames is sent once, with its newest value
 //! and seq, and a slow reader costs no memory beyond its subscription list.
 //!
-//! Encode once: [`EncodeCache`] keeps each symbol's latest quote as JSON
-//! bytes, encoded by the first session that needs that seq and copied by
-//! every other.
+//! A session whose task sleeps is parked (see [`crate::outbox`]): a pass
+//! writes its frame itself instead of waking the task.
 
+use crate::encode::{EncodeCache, Memo};
 use crate::metrics::Metrics;
-use crate::model::{SymbolId, Symbols};
-use crate::protocol::encode_quote;
-use crate::session::Delivery;
+use crate::model::SymbolId;
+use crate::outbox::{self, Delivery, Direct, Tally};
 use crate::shutdown::Shutdown;
 use crate::slots::SlotTable;
+use crate::sync::Mutex;
 use futures_util::task::AtomicWaker;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use tokio::time::Instant;
 
 /// The part of a session that shards can see: a wake-up flag and the
@@ -39,8 +39,8 @@ pub struct SessionHandle {
     /// it holds no symbol there. Only touched under the shard's lock.
     member: AtomicU32,
     /// What a shard needs to write this session's frames itself while its
-    /// task sleeps (see [`crate::session::Direct`]).
-    pub(crate) direct: Mutex<crate::session::Direct>,
+    /// task sleeps (see [`Direct`]).
+    pub(crate) direct: Mutex<Direct>,
     /// Whether the session is parked in `direct` (a hint read without the
     /// lock: a pass wakes a session that is not parked on the spot, with
     /// no clone and no lock; see [`Fanout::pass`]).
@@ -59,7 +59,7 @@ impl SessionHandle {
             pending: AtomicBool::new(false),
             waker: AtomicWaker::new(),
             member: AtomicU32::new(NO_MEMBER),
-            direct: Mutex::new(Default::default()),
+            direct: Mutex::new(Direct::default()),
             parked: AtomicBool::new(false),
             paced: AtomicBool::new(false),
         }
@@ -86,13 +86,6 @@ impl SessionHandle {
         self.waker.register(cx.waker());
         self.pending.load(Ordering::Acquire)
     }
-}
-
-/// std `Mutex` is right here: it is held for a few loads and pushes, never
-/// across an `.await`. A poisoned lock only means another thread panicked
-/// mid-update of plain data, which stays usable.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A parked session goes to `targets` for a direct write after the shard's
@@ -151,45 +144,6 @@ impl Ord for PaceEntry {
     /// Reversed: `BinaryHeap` pops its greatest entry, the earliest here.
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         other.at.cmp(&self.at)
-    }
-}
-
-/// The encoded quotes one slice of a pass has already taken from the
-/// shared cache: the frames of a slice mostly carry the same symbols, and
-/// a quote found here costs no lock. An entry serves only while its
-/// symbol's slot still has the entry's seq, so it is never stale; the
-/// whole memo is emptied at the start of each slice, which bounds it to
-/// the symbols of one slice.
-#[derive(Default)]
-pub(crate) struct Memo {
-    at: Vec<MemoEntry>,
-    text: String,
-    /// Entries of other slices have another generation.
-    generation: u32,
-}
-
-#[derive(Default, Clone, Copy)]
-struct MemoEntry {
-    generation: u32,
-    len: u32,
-    start: usize,
-    seq: u64,
-    gw_ts: i64,
-}
-
-impl Memo {
-    /// Empties the memo for a new slice over `nsymbols` symbols.
-    fn begin(&mut self, nsymbols: usize) {
-        self.text.clear();
-        if self.at.len() < nsymbols {
-            self.at.resize(nsymbols, MemoEntry::default());
-        }
-        self.generation = self.generation.wrapping_add(1);
-        if self.generation == 0 {
-            // Wrapped: no entry may look current.
-            self.at.fill(MemoEntry::default());
-            self.generation = 1;
-        }
     }
 }
 
@@ -252,49 +206,35 @@ impl ShardIndex {
     }
 }
 
-#[derive(Default)]
-struct Encoded {
-    seq: u64,
-    gw_ts: i64,
-    json: String,
-}
-
-/// Each symbol's latest quote as JSON, encoded once per seq.
-pub struct EncodeCache {
-    entries: Box<[Mutex<Encoded>]>,
-}
-
-impl EncodeCache {
-    fn new(n: usize) -> Self {
-        EncodeCache {
-            entries: (0..n).map(|_| Mutex::new(Encoded::default())).collect(),
-        }
-    }
-}
-
+/// Who wants what, by shard, and the shards' passes.
 pub struct Fanout {
-    pub slots: Arc<SlotTable>,
-    pub symbols: Arc<Symbols>,
+    cache: Arc<EncodeCache>,
     shards: Box<[Mutex<ShardIndex>]>,
-    cache: EncodeCache,
-    pub(crate) metrics: Arc<Metrics>,
+    metrics: Arc<Metrics>,
     /// `session.max_frame_bytes`, for frames a shard writes itself.
-    pub max_frame_bytes: usize,
+    max_frame_bytes: usize,
 }
 
 impl Fanout {
-    pub fn new(slots: Arc<SlotTable>, symbols: Arc<Symbols>, metrics: Arc<Metrics>) -> Self {
-        let n = slots.len();
+    pub fn new(cache: Arc<EncodeCache>, metrics: Arc<Metrics>, max_frame_bytes: usize) -> Self {
+        let n = cache.len();
         Fanout {
-            shards: (0..slots.shard_count())
+            shards: (0..cache.slots().shard_count())
                 .map(|_| Mutex::new(ShardIndex::new(n)))
                 .collect(),
-            cache: EncodeCache::new(n),
-            slots,
-            symbols,
+            cache,
             metrics,
-            max_frame_bytes: crate::config::SessionConfig::default().max_frame_bytes,
+            max_frame_bytes,
         }
+    }
+
+    /// The slots, names and encoded quotes the frames are built from.
+    pub fn cache(&self) -> &EncodeCache {
+        &self.cache
+    }
+
+    fn slots(&self) -> &SlotTable {
+        self.cache.slots()
     }
 
     pub fn shard_of(&self, session_id: u64) -> usize {
@@ -304,7 +244,7 @@ impl Fanout {
     /// Registers `h` for `syms` in its shard.
     pub fn subscribe(&self, h: &Arc<SessionHandle>, syms: &[SymbolId]) {
         let shard = self.shard_of(h.id);
-        let mut idx = lock(&self.shards[shard]);
+        let mut idx = self.shards[shard].lock();
         let m = idx.member(h);
         for &s in syms {
             let list = &mut idx.subs[s.index()];
@@ -314,7 +254,7 @@ impl Fanout {
                 idx.refs[m as usize] += 1;
                 if first {
                     idx.interested += 1;
-                    self.slots.set_interest(s, shard, true);
+                    self.slots().set_interest(s, shard, true);
                 }
             }
         }
@@ -324,7 +264,7 @@ impl Fanout {
     /// there gives up its member slot.
     pub fn unsubscribe(&self, h: &SessionHandle, syms: &[SymbolId]) {
         let shard = self.shard_of(h.id);
-        let mut idx = lock(&self.shards[shard]);
+        let mut idx = self.shards[shard].lock();
         let m = h.member.load(Ordering::Relaxed);
         if m == NO_MEMBER {
             return;
@@ -334,7 +274,7 @@ impl Fanout {
             if let Some(p) = list.iter().position(|&x| x == m) {
                 list.swap_remove(p);
                 if list.is_empty() {
-                    self.slots.set_interest(s, shard, false);
+                    self.slots().set_interest(s, shard, false);
                     list.shrink_to_fit();
                     idx.interested -= 1;
                 }
@@ -348,63 +288,9 @@ impl Fanout {
         }
     }
 
-    /// Appends the newest quote of `sym` (not a snapshot) to `out`, encoding
-    /// it only if nobody has encoded this seq yet. Returns its seq and gw_ts,
-    /// or `None` if the symbol has no value.
-    pub fn append_latest(&self, sym: SymbolId, out: &mut String) -> Option<(u64, i64)> {
-        let mut e = lock(&self.cache.entries[sym.index()]);
-        if e.seq != self.slots.seq(sym) {
-            let (q, seq) = self.slots.read(sym)?;
-            let e = &mut *e;
-            e.json.clear();
-            encode_quote(&mut e.json, self.symbols.name(sym), seq, &q, false);
-            e.seq = seq;
-            e.gw_ts = q.gw_ts;
-        }
-        if e.seq == 0 {
-            return None;
-        }
-        out.push_str(&e.json);
-        Some((e.seq, e.gw_ts))
-    }
-
-    /// [`Fanout::append_latest`] through a slice's [`Memo`]: the first frame
-    /// of a slice that carries a symbol takes its encoded quote from the
-    /// shared cache (under its lock) and keeps a copy, the others copy it
-    /// from the memo without a lock while the slot still has that seq.
-    pub(crate) fn append_latest_memo(
-        &self,
-        sym: SymbolId,
-        out: &mut String,
-        memo: &mut Memo,
-    ) -> Option<(u64, i64)> {
-        let generation = memo.generation;
-        let m = memo.at.get(sym.index()).copied().unwrap_or_default();
-        if m.generation == generation && m.seq == self.slots.seq(sym) {
-            if let Some(json) = memo.text.get(m.start..m.start + m.len as usize) {
-                out.push_str(json);
-                return Some((m.seq, m.gw_ts));
-            }
-        }
-        let start = out.len();
-        let (seq, gw_ts) = self.append_latest(sym, out)?;
-        let json = out.get(start..).unwrap_or_default();
-        if let (Some(slot), Ok(len)) = (memo.at.get_mut(sym.index()), u32::try_from(json.len())) {
-            *slot = MemoEntry {
-                generation,
-                len,
-                start: memo.text.len(),
-                seq,
-                gw_ts,
-            };
-            memo.text.push_str(json);
-        }
-        Some((seq, gw_ts))
-    }
-
     /// One shard's loop: wait for dirty symbols, wake their sessions.
     pub async fn run_shard(self: Arc<Self>, shard: usize, mut shutdown: Shutdown) {
-        let signal = self.slots.shard(shard);
+        let signal = self.slots().shard(shard);
         let mut scratch = PassScratch::default();
         // The pace list's earliest time, when no pass comes before it.
         let pace = tokio::time::sleep_until(Instant::now());
@@ -454,7 +340,7 @@ impl Fanout {
     /// One pass of shard `shard`, synchronously: takes its dirty symbols
     /// and serves every session of the shard holding one of them, each once
     /// per pass: a session whose task sleeps parked gets its frame written
-    /// right here ([`crate::session::deliver`]), any other is woken (at most
+    /// right here ([`outbox::deliver`]), any other is woken (at most
     /// once per pending wake). The sessions are collected under the shard's
     /// lock and served after it is released, so subscribing never waits
     /// for socket writes. Returns the number of dirty symbols taken; a pass
@@ -483,7 +369,7 @@ impl Fanout {
         sc.dirty.clear();
         sc.targets.clear();
         let dirty = &mut sc.dirty;
-        self.slots.shard(shard).drain(|s| dirty.push(s));
+        self.slots().shard(shard).drain(|s| dirty.push(s));
         if sc.dirty.is_empty() {
             return 0;
         }
@@ -499,8 +385,8 @@ impl Fanout {
         if targets.is_empty() {
             return;
         }
-        sc.memo.begin(self.cache.entries.len());
-        let mut tally = crate::session::Tally::new(&self.metrics);
+        sc.memo.begin(self.cache.len());
+        let mut tally = Tally::new(&self.metrics);
         let pass_at = *sc.pass_at.get_or_insert_with(Instant::now);
         for h in targets.drain(..) {
             // On the pace list: it is served from there (no lock here).
@@ -510,7 +396,8 @@ impl Fanout {
                 continue;
             }
             let (frame, memo) = (&mut sc.frame, &mut sc.memo);
-            match crate::session::deliver(self, &h, frame, &mut tally, memo, pass_at) {
+            let (cache, max) = (&*self.cache, self.max_frame_bytes);
+            match outbox::deliver(cache, max, &h.direct, frame, &mut tally, memo, pass_at) {
                 Delivery::Done => {}
                 Delivery::Wake => h.wake(),
                 Delivery::PaceAt(at) => {
@@ -525,7 +412,7 @@ impl Fanout {
     /// The members of shard `shard` holding one of `dirty`, each once: the
     /// parked ones into `targets`, the others woken on the spot.
     fn collect(&self, shard: usize, dirty: &[SymbolId], targets: &mut Vec<Arc<SessionHandle>>) {
-        let mut idx = lock(&self.shards[shard]);
+        let mut idx = self.shards[shard].lock();
         if dirty.len() >= idx.interested {
             // Everything this shard holds moved (a board ticking at once,
             // hot symbols under load): every member is affected, so take
@@ -580,7 +467,7 @@ fn take_paced(sc: &mut PassScratch) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Quote;
+    use crate::model::{Quote, Symbols};
     use rust_decimal::Decimal;
 
     fn fanout(nsyms: usize) -> Fanout {
@@ -588,11 +475,9 @@ mod tests {
         for i in 0..nsyms {
             names.intern(&format!("S{i}")).unwrap();
         }
-        Fanout::new(
-            Arc::new(SlotTable::new(nsyms, 1)),
-            Arc::new(names),
-            Arc::new(Metrics::new()),
-        )
+        let slots = Arc::new(SlotTable::new(nsyms, 1));
+        let cache = Arc::new(EncodeCache::new(slots, Arc::new(names)));
+        Fanout::new(cache, Arc::new(Metrics::new()), 64 * 1024)
     }
 
     fn q() -> Quote {
@@ -601,53 +486,6 @@ mod tests {
 
     fn pending(h: &SessionHandle) -> bool {
         h.pending.load(Ordering::Acquire)
-    }
-
-    /// A memo entry serves only its own slice and only the seq it was
-    /// taken at: what it appends is always what the shared cache would.
-    #[test]
-    fn memo_copies_are_never_stale() {
-        let fan = fanout(3);
-        let (a, b) = (SymbolId(0), SymbolId(2));
-        let mut memo = Memo::default();
-        let latest = |sym| {
-            let mut s = String::new();
-            fan.append_latest(sym, &mut s).map(|r| (r, s))
-        };
-        let via_memo = |memo: &mut Memo, sym| {
-            let mut s = String::new();
-            fan.append_latest_memo(sym, &mut s, memo).map(|r| (r, s))
-        };
-        memo.begin(3);
-        // Nothing published: nothing appended, nothing kept.
-        assert_eq!(via_memo(&mut memo, a), None);
-        fan.slots.publish(a, &q());
-        fan.slots
-            .publish(b, &q().with_bid(Decimal::TWO, Decimal::ONE));
-        let first = via_memo(&mut memo, a);
-        assert!(first.is_some());
-        assert_eq!(first, latest(a));
-        // From the memo: the same text, and the other symbol's own.
-        assert_eq!(via_memo(&mut memo, a), first);
-        assert_eq!(via_memo(&mut memo, b), latest(b));
-        assert_eq!(via_memo(&mut memo, b), latest(b));
-        // A newer value: the memo's copy is not used.
-        fan.slots
-            .publish(a, &q().with_bid(Decimal::TEN, Decimal::ONE));
-        let newer = via_memo(&mut memo, a);
-        assert_eq!(newer, latest(a));
-        assert_ne!(newer, first);
-        assert_eq!(via_memo(&mut memo, a), newer);
-        // A new slice starts empty; its entries hold its own copies.
-        memo.begin(3);
-        assert_eq!(memo.text.len(), 0);
-        assert_eq!(via_memo(&mut memo, a), newer);
-        assert_eq!(via_memo(&mut memo, b), latest(b));
-        // Several slices' worth of generations, wrapping included.
-        memo.generation = u32::MAX;
-        memo.begin(3);
-        assert_eq!(memo.generation, 1);
-        assert_eq!(via_memo(&mut memo, a), newer);
     }
 
     #[test]
@@ -661,7 +499,7 @@ mod tests {
         // Subscribing twice changes nothing.
         f.subscribe(&hs[1], &[s1]);
         let mut dirty = Vec::new();
-        f.slots.publish(s1, &q());
+        f.slots().publish(s1, &q());
         assert_eq!(f.wake_dirty(0, &mut dirty), 1);
         assert!(pending(&hs[0]) && pending(&hs[1]) && !pending(&hs[2]));
         for h in &hs {
@@ -674,8 +512,8 @@ mod tests {
         let late = Arc::new(SessionHandle::new(3));
         f.subscribe(&late, &[s2]);
         assert_eq!(late.member.load(Ordering::Relaxed), 1, "slot reused");
-        f.slots.publish(s1, &q());
-        f.slots.publish(s2, &q());
+        f.slots().publish(s1, &q());
+        f.slots().publish(s2, &q());
         assert_eq!(f.wake_dirty(0, &mut dirty), 2);
         assert!(pending(&hs[0]) && !pending(&hs[1]) && pending(&hs[2]) && pending(&late));
         // Every held symbol moved: the pass wakes every member at once.
@@ -683,7 +521,7 @@ mod tests {
             h.clear();
         }
         for s in [s0, s1, s2] {
-            f.slots.publish(s, &q());
+            f.slots().publish(s, &q());
         }
         assert_eq!(f.wake_dirty(0, &mut dirty), 3);
         assert!(pending(&hs[0]) && !pending(&hs[1]) && pending(&hs[2]) && pending(&late));
@@ -692,7 +530,7 @@ mod tests {
         for h in &hs {
             h.clear();
         }
-        f.slots.publish(s1, &q());
+        f.slots().publish(s1, &q());
         assert_eq!(f.wake_dirty(0, &mut dirty), 0);
         assert!(!pending(&hs[0]));
     }

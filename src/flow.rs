@@ -51,7 +51,8 @@ pub(crate) const MAX_GAP_US: u32 = 100_000;
 pub(crate) const PROBE_LEN: usize = 6;
 
 /// The window's limits, from `[session]` (`read_lag_ms`,
-/// `read_window_min_bytes`, `read_window_max_bytes`).
+/// `read_window_min_bytes`, `read_window_max_bytes`; see
+/// `SessionConfig::read_window`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Limits {
     /// Backlog the client may have, as the delay of its Pongs over the
@@ -59,17 +60,6 @@ pub(crate) struct Limits {
     pub lag_us: u32,
     pub min: u32,
     pub max: u32,
-}
-
-impl Limits {
-    pub(crate) fn from_config(c: &crate::config::SessionConfig) -> Self {
-        let min = c.read_window_min_bytes.max(1);
-        Limits {
-            lag_us: u32::try_from(c.read_lag_ms.saturating_mul(1000)).unwrap_or(u32::MAX),
-            min,
-            max: c.read_window_max_bytes.max(min),
-        }
-    }
 }
 
 /// What a Pong did (see [`ReadWindow::pong`]).
@@ -104,7 +94,7 @@ pub(crate) enum Gate {
 }
 
 /// One session's window (see the module docs). It lives with what a direct
-/// write needs (`session::Direct`), off the session's task: every byte in
+/// write needs (`outbox::Direct`), off the session's task: every byte in
 /// the task is paid per connection in its allocation's size class.
 ///
 /// Byte counts wrap at 4 GiB: only differences are used, and no window

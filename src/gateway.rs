@@ -1,55 +1,26 @@
-//! Wires the parts together: symbols from the feeds, slots, fan-out shards,
-//! feeds, the watchdog and the listener; and takes them down again.
+//! Wires the parts together: symbols from the feeds, slots, the encode
+//! cache and fan-out shards, feeds, the watchdog, the session and edge
+//! contexts and the listener; and takes them down again.
 
-use crate::auth::Auth;
-use crate::config::{Config, FeedConfig, VenueConfig};
+use crate::auth::{Auth, KeyFileError, SetupError};
+use crate::config::Config;
+use crate::edge::{self, tls, Ingest};
+use crate::encode::EncodeCache;
 use crate::fanout::Fanout;
+use crate::feed::ingest::IngestFeed;
+use crate::feed::replay::{Replay, ReplayError};
 use crate::feed::supervisor::{self, SupervisorConfig};
-use crate::feed::{sim, FeedState, Feeds, SymbolMap, Venue};
+use crate::feed::{sim, FeedConfig, FeedState, Feeds, SymbolMap, VenueConfig, VenueKind};
 use crate::metrics::Metrics;
-use crate::model::{Quote, Status, SymbolId, Symbols};
+use crate::model::{InvalidSymbol, Quote, Status, SymbolId, Symbols};
 use crate::normalize::{FeedNormalizer, Normalizer, Reject};
-use crate::shutdown::{self, Trigger};
+use crate::session;
+use crate::shutdown::{self, Shutdown, Trigger};
 use crate::slots::SlotTable;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-
-/// What every session and endpoint shares.
-pub struct Shared {
-    pub config: Config,
-    pub symbols: Arc<Symbols>,
-    pub slots: Arc<SlotTable>,
-    pub fanout: Arc<Fanout>,
-    pub metrics: Arc<Metrics>,
-    pub auth: Auth,
-    pub feeds: Arc<Feeds>,
-    /// The `http` feeds behind `POST /v1/ingest`.
-    pub ingest: crate::feed::ingest::Ingest,
-    pub shutdown: Trigger,
-    pub conn_limit: Arc<Semaphore>,
-    /// New connections per client address (`server.conn_rate_per_ip`),
-    /// pruned by [`crate::limits::prune_task`].
-    pub conn_limiter: crate::limits::ConnLimiter,
-    /// Sessions per client address (`server.max_connections_per_ip`).
-    pub ip_sessions: Arc<crate::limits::IpSessions>,
-    pub ws_config: WebSocketConfig,
-    /// `[server.tls]`: every accepted connection is TLS first.
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
-    /// The certificate the acceptor presents, reloadable.
-    pub tls_certs: Option<Arc<crate::tls::CertStore>>,
-    next_id: AtomicU64,
-}
-
-impl Shared {
-    pub fn next_session_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -58,12 +29,21 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("feed {feed}: {message}")]
-    Feed { feed: String, message: String },
+    #[error("feed {feed}: {source}")]
+    Feed { feed: String, source: FeedError },
     #[error("auth: {0}")]
-    Auth(String),
+    Auth(#[from] SetupError),
     #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] tls::TlsError),
+}
+
+/// Why a feed cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error(transparent)]
+    Symbol(#[from] InvalidSymbol),
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,21 +56,55 @@ pub enum PublishError {
     Rejected(Reject),
 }
 
-enum FeedPlan {
-    /// The feed writes these gateway symbols directly.
-    Sim(Vec<SymbolId>),
+/// How a feed's quotes name their symbols.
+enum FeedSymbols {
+    /// The feed writes these gateway symbols by name (the simulator, HTTP
+    /// ingest).
+    Listed(Vec<SymbolId>),
     /// The feed maps venue symbols to gateway symbols.
     Mapped(SymbolMap),
 }
 
+impl FeedSymbols {
+    fn of(f: &FeedConfig, symbols: &mut Symbols) -> Result<FeedSymbols, InvalidSymbol> {
+        let listed = |names: &mut dyn Iterator<Item = &str>, symbols: &mut Symbols| {
+            names
+                .map(|n| symbols.intern(n))
+                .collect::<Result<Vec<_>, _>>()
+                .map(FeedSymbols::Listed)
+        };
+        match f {
+            FeedConfig::Sim(s) => {
+                let names = sim::symbol_names(s.symbols);
+                listed(&mut names.iter().map(String::as_str), symbols)
+            }
+            FeedConfig::Http(h) => listed(&mut h.symbols.iter().map(String::as_str), symbols),
+            FeedConfig::Venue(_, v) => SymbolMap::build(&v.symbols, symbols).map(Self::Mapped),
+            FeedConfig::Replay(r) => SymbolMap::build(&r.symbols, symbols).map(Self::Mapped),
+        }
+    }
+
+    fn ids(&self) -> Vec<SymbolId> {
+        match self {
+            FeedSymbols::Listed(ids) => ids.clone(),
+            FeedSymbols::Mapped(m) => m.ids(),
+        }
+    }
+}
+
+/// A feed's task, spawned when the gateway starts.
+type FeedStart = Box<dyn FnOnce(Shutdown) + Send>;
+
 /// Starts a venue adapter under its supervisor.
-fn venue_start<V: Venue>(
-    venue: V,
+fn venue_start(
+    kind: VenueKind,
     cfg: &VenueConfig,
+    map: SymbolMap,
     norm: Normalizer,
     state: Arc<FeedState>,
     metrics: &Arc<Metrics>,
-) -> Box<dyn FnOnce(crate::shutdown::Shutdown) + Send> {
+) -> FeedStart {
+    let venue = kind.adapter(cfg, map);
     let sup = SupervisorConfig::from_venue(cfg);
     let fnorm = FeedNormalizer::new(norm, cfg.normalize.clone());
     let metrics = metrics.clone();
@@ -99,26 +113,76 @@ fn venue_start<V: Venue>(
     })
 }
 
-/// A running gateway.
-pub struct Gateway {
-    pub shared: Arc<Shared>,
-    pub local_addr: SocketAddr,
+/// The feeds, built from the configuration: their health, the tasks to
+/// start, their normalizers (for [`Gateway::publish`]) and the HTTP ingest
+/// feeds.
+#[derive(Default)]
+struct BuiltFeeds {
+    health: Feeds,
+    starts: Vec<FeedStart>,
     normalizers: Vec<(String, Normalizer)>,
+    ingest: Vec<(String, IngestFeed)>,
 }
 
-/// The tungstenite settings: set deliberately, since the defaults allocate a
-/// 128 KiB read buffer per connection and accept 64 MiB messages.
-fn ws_config(cfg: &Config) -> WebSocketConfig {
-    let s = &cfg.session;
-    // Up to 4x the op limit is read and answered with `payload_too_large`;
-    // beyond that the frame is refused outright with 1009.
-    let hard = s.max_message_bytes.saturating_mul(4);
-    WebSocketConfig::default()
-        .read_buffer_size(s.read_buffer_bytes)
-        .write_buffer_size(0)
-        .max_write_buffer_size(s.max_frame_bytes.saturating_mul(4).max(64 * 1024))
-        .max_message_size(Some(hard))
-        .max_frame_size(Some(hard))
+fn build_feeds(
+    config: &Config,
+    plans: Vec<FeedSymbols>,
+    slots: &Arc<SlotTable>,
+    metrics: &Arc<Metrics>,
+) -> Result<BuiltFeeds, StartError> {
+    let mut out = BuiltFeeds::default();
+    for (f, plan) in config.feeds.iter().zip(plans) {
+        let name = f.name().to_string();
+        let stale_after = match f {
+            FeedConfig::Sim(s) => Some(s.stale_after_ms),
+            FeedConfig::Venue(_, v) => Some(v.stale_after_ms),
+            FeedConfig::Replay(r) => Some(r.stale_after_ms),
+            FeedConfig::Http(h) => (h.stale_after_ms > 0).then_some(h.stale_after_ms),
+        };
+        let ids = plan.ids();
+        let state = Arc::new(FeedState::new(
+            &name,
+            ids.clone(),
+            stale_after.map(Duration::from_millis),
+        ));
+        let up_gauge = metrics.feed_up.with_label_values(&[&name]);
+        up_gauge.set(0);
+        state.attach(slots.clone(), up_gauge);
+        let norm = Normalizer::new(&name, slots.clone(), metrics);
+        out.normalizers.push((name.clone(), norm.clone()));
+        out.health.add(state.clone());
+        let start: FeedStart = match (f, plan) {
+            (FeedConfig::Sim(s), _) => {
+                let sim = sim::Sim::new(s, ids);
+                let s = s.clone();
+                Box::new(move |sd| {
+                    tokio::spawn(sim::run(s, sim, norm, state, sd));
+                })
+            }
+            (FeedConfig::Venue(kind, v), FeedSymbols::Mapped(map)) => {
+                venue_start(*kind, v, map, norm, state, metrics)
+            }
+            (FeedConfig::Replay(r), FeedSymbols::Mapped(map)) => {
+                let replay = Replay::open(r, map).map_err(|e| StartError::Feed {
+                    feed: name.clone(),
+                    source: e.into(),
+                })?;
+                let metrics = metrics.clone();
+                Box::new(move |sd| {
+                    tokio::spawn(crate::feed::replay::run(replay, norm, state, metrics, sd));
+                })
+            }
+            (FeedConfig::Http(h), _) => {
+                let feed = IngestFeed::new(h, &ids, norm, state);
+                out.ingest.push((h.key_sha256.clone(), feed));
+                continue;
+            }
+            // A venue or replay feed's symbols are always mapped.
+            (FeedConfig::Venue(..) | FeedConfig::Replay(_), FeedSymbols::Listed(_)) => continue,
+        };
+        out.starts.push(start);
+    }
+    Ok(out)
 }
 
 /// The gateway before it listens: everything built from the configuration,
@@ -129,14 +193,113 @@ struct Parts {
     slots: Arc<SlotTable>,
     fanout: Arc<Fanout>,
     nshards: usize,
-    trigger: shutdown::Trigger,
-    feeds: Feeds,
-    starts: Vec<Box<dyn FnOnce(crate::shutdown::Shutdown) + Send>>,
+    trigger: Trigger,
+    feeds: BuiltFeeds,
+    tls: Option<(tokio_rustls::TlsAcceptor, Arc<tls::CertStore>)>,
+    auth: Arc<Auth>,
+}
+
+impl Parts {
+    fn build(config: &Config) -> Result<Parts, StartError> {
+        let metrics = Arc::new(Metrics::new());
+        // First pass: every feed's symbols join the universe.
+        let mut symbols = Symbols::new();
+        let mut plans = Vec::with_capacity(config.feeds.len());
+        for f in &config.feeds {
+            let plan = FeedSymbols::of(f, &mut symbols).map_err(|e| StartError::Feed {
+                feed: f.name().to_string(),
+                source: e.into(),
+            })?;
+            plans.push(plan);
+        }
+        let symbols = Arc::new(symbols);
+        let nshards = match config.server.shards {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let slots = Arc::new(SlotTable::new(symbols.len(), nshards));
+        let cache = Arc::new(EncodeCache::new(slots.clone(), symbols.clone()));
+        let fanout = Arc::new(Fanout::new(
+            cache,
+            metrics.clone(),
+            config.session.max_frame_bytes,
+        ));
+        let feeds = build_feeds(config, plans, &slots, &metrics)?;
+        let tls = match &config.server.tls {
+            Some(t) => {
+                let (acceptor, store) = tls::acceptor(t)?;
+                metrics.tls_cert_not_after.set(store.not_after());
+                Some((acceptor, store))
+            }
+            None => None,
+        };
+        let auth = Arc::new(Auth::from_config(&config.auth)?);
+        let (trigger, _) = shutdown::channel();
+        Ok(Parts {
+            metrics,
+            symbols,
+            slots,
+            fanout,
+            nshards,
+            trigger,
+            feeds,
+            tls,
+            auth,
+        })
+    }
+}
+
+/// What SIGHUP reloads: the TLS certificate and key, and the JWT public
+/// keys. Cheap to clone into a signal task.
+#[derive(Clone)]
+pub struct Reloader {
+    certs: Option<Arc<tls::CertStore>>,
+    auth: Arc<Auth>,
+    auth_config: crate::auth::AuthConfig,
+    metrics: Arc<Metrics>,
+}
+
+impl Reloader {
+    /// Whether there is anything to reload.
+    pub fn any(&self) -> bool {
+        self.certs.is_some() || self.auth.has_public_keys()
+    }
+
+    /// Reads `[server.tls]`'s certificate and key again, logs and counts
+    /// the result; the new leaf's notAfter. `None` without TLS. Blocks on
+    /// file reads.
+    pub fn tls(&self) -> Option<Result<i64, tls::TlsError>> {
+        Some(tls::reload(self.certs.as_ref()?, &self.metrics))
+    }
+
+    /// Reads `[auth.jwt] public_keys` again, logs and counts the result;
+    /// how many keys are in use. `None` without public keys. Blocks on
+    /// file reads.
+    pub fn jwt_keys(&self) -> Option<Result<usize, KeyFileError>> {
+        let r = self.auth.reload_public_keys(&self.auth_config)?;
+        match &r {
+            Ok(n) => tracing::info!(keys = *n, "JWT public keys reloaded"),
+            Err(e) => tracing::error!("JWT public key reload failed, the keys in use stay: {e}"),
+        }
+        self.metrics.jwt_key_reload(r.is_ok());
+        Some(r)
+    }
+
+    /// Both (what SIGHUP does).
+    pub fn all(&self) {
+        self.tls();
+        self.jwt_keys();
+    }
+}
+
+/// A running gateway.
+pub struct Gateway {
+    pub local_addr: SocketAddr,
+    session: Arc<session::Context>,
+    edge: Arc<edge::Context>,
+    feeds: Arc<Feeds>,
     normalizers: Vec<(String, Normalizer)>,
-    ingest_feeds: Vec<crate::feed::ingest::IngestFeed>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    tls_certs: Option<Arc<crate::tls::CertStore>>,
-    auth: Auth,
+    reloader: Reloader,
 }
 
 impl Gateway {
@@ -147,227 +310,85 @@ impl Gateway {
     /// thing that would stop a start. Binds nothing and spawns nothing, so
     /// it can run beside the gateway it checks for.
     pub fn check(config: &Config) -> Result<(), StartError> {
-        Self::parts(config).map(drop)
-    }
-
-    fn parts(config: &Config) -> Result<Parts, StartError> {
-        let metrics = Arc::new(Metrics::new());
-        let mut symbols = Symbols::new();
-        // First pass: every feed's symbols join the universe.
-        let mut plans = Vec::with_capacity(config.feeds.len());
-        for f in &config.feeds {
-            let feed_err = |message: String| StartError::Feed {
-                feed: f.name().to_string(),
-                message,
-            };
-            let plan = match f {
-                FeedConfig::Sim(s) => {
-                    let mut ids = Vec::with_capacity(s.symbols);
-                    for n in sim::symbol_names(s.symbols) {
-                        ids.push(symbols.intern(&n).map_err(feed_err)?);
-                    }
-                    FeedPlan::Sim(ids)
-                }
-                FeedConfig::Binance(v) | FeedConfig::Coinbase(v) | FeedConfig::Kraken(v) => {
-                    FeedPlan::Mapped(SymbolMap::build(&v.symbols, &mut symbols).map_err(feed_err)?)
-                }
-                FeedConfig::Replay(r) => {
-                    FeedPlan::Mapped(SymbolMap::build(&r.symbols, &mut symbols).map_err(feed_err)?)
-                }
-                FeedConfig::Http(h) => {
-                    let mut ids = Vec::with_capacity(h.symbols.len());
-                    for n in &h.symbols {
-                        ids.push(symbols.intern(n).map_err(feed_err)?);
-                    }
-                    FeedPlan::Sim(ids)
-                }
-            };
-            plans.push(plan);
-        }
-        let symbols = Arc::new(symbols);
-        let nshards = match config.server.shards {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-            n => n,
-        };
-        let slots = Arc::new(SlotTable::new(symbols.len(), nshards));
-        let mut fanout = Fanout::new(slots.clone(), symbols.clone(), metrics.clone());
-        fanout.max_frame_bytes = config.session.max_frame_bytes;
-        let fanout = Arc::new(fanout);
-        let (trigger, _) = shutdown::channel();
-        let mut feeds = Feeds::default();
-        let mut starts: Vec<Box<dyn FnOnce(crate::shutdown::Shutdown) + Send>> = Vec::new();
-        let mut normalizers = Vec::new();
-        let mut ingest_feeds = Vec::new();
-        for (f, plan) in config.feeds.iter().zip(plans) {
-            let name = f.name().to_string();
-            let ids = match &plan {
-                FeedPlan::Sim(ids) => ids.clone(),
-                FeedPlan::Mapped(m) => m.ids(),
-            };
-            let stale_after = match f {
-                FeedConfig::Sim(s) => Some(s.stale_after_ms),
-                FeedConfig::Binance(v) | FeedConfig::Coinbase(v) | FeedConfig::Kraken(v) => {
-                    Some(v.stale_after_ms)
-                }
-                FeedConfig::Replay(r) => Some(r.stale_after_ms),
-                FeedConfig::Http(h) => (h.stale_after_ms > 0).then_some(h.stale_after_ms),
-            };
-            let state = Arc::new(FeedState::new(
-                &name,
-                ids.clone(),
-                stale_after.map(Duration::from_millis),
-            ));
-            let up_gauge = metrics.feed_up.with_label_values(&[&name]);
-            up_gauge.set(0);
-            state.attach(slots.clone(), up_gauge);
-            let norm = Normalizer::new(&name, slots.clone(), &metrics);
-            normalizers.push((name.clone(), norm.clone()));
-            feeds.feeds.push(state.clone());
-            match (f, plan) {
-                (FeedConfig::Sim(s), _) => {
-                    let sim = sim::Sim::new(s, ids);
-                    let s = s.clone();
-                    starts.push(Box::new(move |sd| {
-                        tokio::spawn(sim::run(s, sim, norm, state, sd));
-                    }));
-                }
-                (FeedConfig::Binance(v), FeedPlan::Mapped(map)) => {
-                    let venue = crate::feed::binance::Binance::new(v, map);
-                    starts.push(venue_start(venue, v, norm, state, &metrics));
-                }
-                (FeedConfig::Coinbase(v), FeedPlan::Mapped(map)) => {
-                    let venue = crate::feed::coinbase::Coinbase::new(v, map);
-                    starts.push(venue_start(venue, v, norm, state, &metrics));
-                }
-                (FeedConfig::Kraken(v), FeedPlan::Mapped(map)) => {
-                    let venue = crate::feed::kraken::Kraken::new(v, map);
-                    starts.push(venue_start(venue, v, norm, state, &metrics));
-                }
-                (FeedConfig::Replay(r), FeedPlan::Mapped(map)) => {
-                    let replay = crate::feed::replay::Replay::open(r, map).map_err(|message| {
-                        StartError::Feed {
-                            feed: name.clone(),
-                            message,
-                        }
-                    })?;
-                    let metrics = metrics.clone();
-                    starts.push(Box::new(move |sd| {
-                        tokio::spawn(crate::feed::replay::run(replay, norm, state, metrics, sd));
-                    }));
-                }
-                (FeedConfig::Http(h), FeedPlan::Sim(ids)) => {
-                    let feed = crate::feed::ingest::IngestFeed::new(h, &ids, norm, state).map_err(
-                        |message| StartError::Feed {
-                            feed: name.clone(),
-                            message,
-                        },
-                    )?;
-                    ingest_feeds.push(feed);
-                }
-                (other, _) => {
-                    return Err(StartError::Feed {
-                        feed: name,
-                        message: format!("feed kind {:?} is not available yet", other.kind()),
-                    })
-                }
-            }
-        }
-        let (tls, tls_certs) = match &config.server.tls {
-            Some(t) => {
-                let (acceptor, store) = crate::tls::acceptor(t)?;
-                metrics.tls_cert_not_after.set(store.not_after());
-                (Some(acceptor), Some(store))
-            }
-            None => (None, None),
-        };
-        let auth = Auth::from_config(&config.auth).map_err(StartError::Auth)?;
-        Ok(Parts {
-            metrics,
-            symbols,
-            slots,
-            fanout,
-            nshards,
-            trigger,
-            feeds,
-            starts,
-            normalizers,
-            ingest_feeds,
-            tls,
-            tls_certs,
-            auth,
-        })
+        Parts::build(config).map(drop)
     }
 
     /// Starts everything on the current tokio runtime.
     pub async fn start(config: Config) -> Result<Gateway, StartError> {
-        let p = Self::parts(&config)?;
-        let listener = bind(config.server.listen).map_err(|e| StartError::Bind {
-            addr: config.server.listen,
-            source: e,
-        })?;
-        let local_addr = listener.local_addr().map_err(|e| StartError::Bind {
-            addr: config.server.listen,
-            source: e,
-        })?;
-        p.metrics
-            .connections_max
-            .set(config.server.max_connections as i64);
-        let shared = Arc::new(Shared {
-            auth: p.auth,
-            conn_limiter: crate::limits::ConnLimiter::new(
-                config.server.conn_rate_per_ip,
-                config.server.conn_burst_per_ip,
+        let p = Parts::build(&config)?;
+        let addr = config.server.listen;
+        let bind_err = |source| StartError::Bind { addr, source };
+        let listener = edge::bind(addr).map_err(bind_err)?;
+        let local_addr = listener.local_addr().map_err(bind_err)?;
+        let server = config.server;
+        p.metrics.connections_max.set(server.max_connections as i64);
+        let ws_config = edge::ws_config(&config.session);
+        let session = Arc::new(session::Context::new(
+            config.session,
+            p.symbols,
+            p.slots.clone(),
+            p.fanout.clone(),
+            p.metrics.clone(),
+            p.auth.clone(),
+            p.trigger.clone(),
+        ));
+        let feeds = Arc::new(p.feeds.health);
+        let (tls, certs) = p.tls.map_or((None, None), |(a, s)| (Some(a), Some(s)));
+        let edge = Arc::new(edge::Context {
+            conn_limiter: edge::limits::ConnLimiter::new(
+                server.conn_rate_per_ip,
+                server.conn_burst_per_ip,
             ),
-            ip_sessions: Arc::new(crate::limits::IpSessions::new(
-                config.server.max_connections_per_ip,
-            )),
+            ip_sessions: Arc::new(edge::limits::IpSessions::new(server.max_connections_per_ip)),
             conn_limit: Arc::new(Semaphore::new(
-                config.server.max_connections.min(Semaphore::MAX_PERMITS),
+                server.max_connections.min(Semaphore::MAX_PERMITS),
             )),
-            ws_config: ws_config(&config),
-            tls: p.tls,
-            tls_certs: p.tls_certs,
-            config,
-            symbols: p.symbols,
-            slots: p.slots.clone(),
-            fanout: p.fanout.clone(),
+            config: server,
+            session: session.clone(),
+            feeds: feeds.clone(),
+            ingest: Ingest::new(p.feeds.ingest),
             metrics: p.metrics.clone(),
-            feeds: Arc::new(p.feeds),
-            ingest: crate::feed::ingest::Ingest::new(p.ingest_feeds),
             shutdown: p.trigger.clone(),
-            next_id: AtomicU64::new(1),
+            ws_config,
+            tls,
         });
         for i in 0..p.nshards {
             tokio::spawn(p.fanout.clone().run_shard(i, p.trigger.subscribe()));
         }
-        for start in p.starts {
+        for start in p.feeds.starts {
             start(p.trigger.subscribe());
         }
         tokio::spawn(
-            shared
-                .feeds
+            feeds
                 .clone()
-                .watchdog(p.slots, p.metrics, p.trigger.subscribe()),
+                .watchdog(p.slots, p.metrics.clone(), p.trigger.subscribe()),
         );
-        tokio::spawn(crate::limits::prune_task(
-            shared.clone(),
-            Duration::from_millis(shared.config.server.conn_limiter_prune_ms),
-        ));
-        if let Some(store) = &shared.tls_certs {
+        tokio::spawn(edge::limits::prune_task(edge.clone()));
+        if let Some(store) = &certs {
             let every = store.config().check_secs;
             if every > 0 {
-                tokio::spawn(watch_tls(
-                    shared.clone(),
+                tokio::spawn(tls::watch(
+                    store.clone(),
+                    p.metrics.clone(),
                     Duration::from_secs(every),
                     p.trigger.subscribe(),
                 ));
             }
         }
-        tokio::spawn(crate::http::serve(listener, shared.clone()));
+        tokio::spawn(edge::serve(listener, edge.clone()));
+        let reloader = Reloader {
+            certs,
+            auth: p.auth,
+            auth_config: config.auth,
+            metrics: p.metrics,
+        };
         Ok(Gateway {
-            shared,
             local_addr,
-            normalizers: p.normalizers,
+            session,
+            edge,
+            feeds,
+            normalizers: p.feeds.normalizers,
+            reloader,
         })
     }
 
@@ -375,7 +396,7 @@ impl Gateway {
     /// it. For embedding and tests; feeds use their own normalizer.
     pub fn publish(&self, feed: &str, symbol: &str, q: Quote) -> Result<u64, PublishError> {
         let sym = self
-            .shared
+            .session
             .symbols
             .get(symbol)
             .ok_or_else(|| PublishError::UnknownSymbol(symbol.to_string()))?;
@@ -390,38 +411,66 @@ impl Gateway {
 
     /// A feed's health state (pause it to simulate a silent upstream).
     pub fn feed(&self, name: &str) -> Option<Arc<FeedState>> {
-        self.shared.feeds.get(name).cloned()
+        self.feeds.get(name).cloned()
+    }
+
+    /// Every feed's health.
+    pub fn feeds(&self) -> &Feeds {
+        &self.feeds
     }
 
     pub fn status(&self, symbol: &str) -> Option<Status> {
-        let sym = self.shared.symbols.get(symbol)?;
-        Some(self.shared.slots.status(sym))
+        let sym = self.session.symbols.get(symbol)?;
+        Some(self.session.slots.status(sym))
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.session.metrics
+    }
+
+    pub fn symbols(&self) -> &Symbols {
+        &self.session.symbols
+    }
+
+    pub fn slots(&self) -> &SlotTable {
+        &self.session.slots
+    }
+
+    /// What a session runs with (for embedding a session on another
+    /// transport, and for tests).
+    pub fn session_context(&self) -> &Arc<session::Context> {
+        &self.session
+    }
+
+    /// The settings of every session's WebSocket.
+    pub fn ws_config(&self) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+        self.edge.ws_config
+    }
+
+    /// What SIGHUP reloads.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// Reads `[server.tls]`'s certificate and key again (what SIGHUP does):
     /// the next handshakes present the new pair, open sessions are not
     /// touched. `None` without TLS. On an error the served pair stays.
-    pub fn reload_tls(&self) -> Option<Result<i64, crate::tls::TlsError>> {
-        reload_tls(&self.shared)
+    pub fn reload_tls(&self) -> Option<Result<i64, tls::TlsError>> {
+        self.reloader.tls()
     }
 
     /// Starts shutdown: listeners stop, every session closes with 1001.
     pub fn shutdown(&self) {
-        self.shared.shutdown.trigger();
+        self.session.shutdown.trigger();
     }
 
     /// Waits (at most `grace`) until every session has closed. Returns
     /// whether they all did.
     pub async fn drained(&self, grace: Duration) -> bool {
-        let total = self
-            .shared
-            .config
-            .server
-            .max_connections
-            .min(Semaphore::MAX_PERMITS);
+        let total = self.edge.config.max_connections.min(Semaphore::MAX_PERMITS);
         let all = u32::try_from(total).unwrap_or(u32::MAX);
-        let sem = self.shared.conn_limit.clone();
-        let gauge = self.shared.metrics.connections.clone();
+        let sem = self.edge.conn_limit.clone();
+        let gauge = self.session.metrics.connections.clone();
         tokio::time::timeout(grace, async move {
             // Permits come back as sessions end; rejected sessions hold none,
             // so also wait for the connection gauge to reach zero.
@@ -433,100 +482,4 @@ impl Gateway {
         .await
         .is_ok()
     }
-}
-
-/// Reloads the TLS certificate and key (what SIGHUP does), logs and counts
-/// the result; returns the new leaf's notAfter (Unix seconds). `None`
-/// without TLS. Blocks on file reads: off the async workers, call it
-/// through `spawn_blocking`.
-pub fn reload_tls(shared: &Shared) -> Option<Result<i64, crate::tls::TlsError>> {
-    let store = shared.tls_certs.as_ref()?;
-    let r = store.reload(|r| record_tls_load(shared, r));
-    Some(r.map(|l| l.not_after))
-}
-
-/// Reads `[auth.jwt] public_keys` again (what SIGHUP does), logs and counts
-/// the result; returns how many keys are in use. `None` without public
-/// keys. Blocks on file reads.
-pub fn reload_jwt_keys(shared: &Shared) -> Option<Result<usize, String>> {
-    let r = shared.auth.reload_public_keys(&shared.config.auth)?;
-    match &r {
-        Ok(n) => tracing::info!(keys = *n, "JWT public keys reloaded"),
-        Err(e) => tracing::error!("JWT public key reload failed, the keys in use stay: {e}"),
-    }
-    shared.metrics.jwt_key_reload(r.is_ok());
-    Some(r)
-}
-
-/// Whether SIGHUP has anything to reload: the TLS certificate or JWT
-/// public keys.
-pub fn reloadable(shared: &Shared) -> bool {
-    shared.tls_certs.is_some()
-        || shared
-            .config
-            .auth
-            .jwt
-            .as_ref()
-            .is_some_and(|j| !j.public_keys.is_empty())
-}
-
-/// Metrics and log of one load after start (under the store's lock, so
-/// they follow the loads' order).
-fn record_tls_load(shared: &Shared, r: &Result<crate::tls::Loaded, crate::tls::TlsError>) {
-    let m = &shared.metrics;
-    match r {
-        Ok(l) => {
-            m.tls_cert_not_after.set(l.not_after);
-            m.tls_cert_reload_failing.set(0);
-            tracing::info!(
-                not_after = l.not_after,
-                "TLS certificate reloaded; new handshakes present it"
-            );
-        }
-        Err(e) => {
-            m.tls_cert_reload_failing.set(1);
-            tracing::error!("TLS certificate reload failed, still serving the one before: {e}");
-        }
-    }
-    m.tls_cert_reload(r.is_ok());
-}
-
-/// Every `every`, looks at the TLS files and loads them once they changed
-/// and then stayed the same for an interval (a renewal by certbot,
-/// cert-manager or a deploy job needs no signal, and one caught halfway is
-/// not loaded).
-async fn watch_tls(shared: Arc<Shared>, every: Duration, mut shutdown: shutdown::Shutdown) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = shutdown.wait() => return,
-            _ = tick.tick() => {}
-        }
-        let s = shared.clone();
-        let check = tokio::task::spawn_blocking(move || {
-            if let Some(store) = &s.tls_certs {
-                store.check(|r| record_tls_load(&s, r));
-            }
-        });
-        if let Err(e) = check.await {
-            tracing::error!("TLS file check failed: {e}");
-        }
-    }
-}
-
-/// The public listener, with an accept backlog of 4096 (tokio's `bind`
-/// uses 1024; the kernel caps it at `net.core.somaxconn`): a reconnect
-/// storm after a restart, or a load test opening thousands of sockets,
-/// should not see SYNs dropped and retried a second later.
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let sock = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    sock.set_reuseaddr(true)?;
-    sock.bind(addr)?;
-    sock.listen(4096)
 }

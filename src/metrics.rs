@@ -1,7 +1,7 @@
 //! Prometheus metrics. Label children are resolved once and kept, because
 //! `with_label_values` hashes on every call and the hot path must not.
 
-use crate::protocol::{close, ErrorCode};
+use crate::protocol::{Disconnect, ErrorCode};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
@@ -237,17 +237,8 @@ impl Metrics {
         for c in ErrorCode::ALL {
             m.errors.with_label_values(&[c.as_str()]);
         }
-        for c in [
-            close::NORMAL,
-            close::GOING_AWAY,
-            close::PROTOCOL_ERROR,
-            close::INVALID_PAYLOAD,
-            close::POLICY,
-            close::TOO_BIG,
-            close::OVERLOADED,
-            close::SLOW_CONSUMER,
-        ] {
-            m.closes.with_label_values(&[&c.to_string()]);
+        for label in Disconnect::labels() {
+            m.closes.with_label_values(&[label]);
         }
         for r in ["ok", "error"] {
             m.tls_cert_reloads.with_label_values(&[r]);
@@ -272,8 +263,9 @@ impl Metrics {
         self.errors.with_label_values(&[code.as_str()]).inc();
     }
 
-    pub fn closed(&self, code: u16) {
-        self.closes.with_label_values(&[&code.to_string()]).inc();
+    /// Counts a session the server closed.
+    pub fn closed(&self, d: &Disconnect) {
+        self.closes.with_label_values(&[d.label]).inc();
     }
 
     /// Counts one auth refusal; `reason` is one of [`AUTH_FAILURE_REASONS`].

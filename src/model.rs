@@ -36,20 +36,23 @@ pub fn valid_symbol(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/' | b':'))
 }
 
+/// A name that is not a valid symbol (see [`valid_symbol`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid symbol {0:?}: 1..={max} characters of A-Z a-z 0-9 . - _ / :", max = MAX_SYMBOL_LEN)]
+pub struct InvalidSymbol(pub String);
+
 impl Symbols {
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Interns `name`, returning its id (existing or new).
-    pub fn intern(&mut self, name: &str) -> Result<SymbolId, String> {
+    pub fn intern(&mut self, name: &str) -> Result<SymbolId, InvalidSymbol> {
         if let Some(id) = self.ids.get(name) {
             return Ok(*id);
         }
         if !valid_symbol(name) {
-            return Err(format!(
-                "invalid symbol {name:?}: 1..={MAX_SYMBOL_LEN} characters of A-Z a-z 0-9 . - _ / :"
-            ));
+            return Err(InvalidSymbol(name.to_string()));
         }
         let id = SymbolId(self.names.len() as u32);
         let name: Arc<str> = Arc::from(name);

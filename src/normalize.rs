@@ -3,12 +3,76 @@
 //! fails validation is counted by feed and reason and never reaches a
 //! subscriber.
 
+use crate::invalid::Invalid;
 use crate::metrics::Metrics;
 use crate::model::{field, now_ns, Quote, SymbolId};
 use crate::slots::SlotTable;
 use prometheus::IntCounter;
 use rust_decimal::Decimal;
+use serde::Deserialize;
 use std::sync::Arc;
+
+/// What to do with a crossed quote (bid > ask).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CrossedPolicy {
+    /// Drop it and count it in `feed_rejects_total{reason="crossed"}`.
+    #[default]
+    Reject,
+    /// Publish it and count it in `feed_flagged_total{reason="crossed"}`.
+    Flag,
+}
+
+/// Validation every non-simulated feed applies before a slot is written
+/// (flattened into the feed's `[[feeds]]` table).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NormalizeConfig {
+    /// Crossed quotes: `reject` or `flag`. Default `reject`.
+    pub crossed: CrossedPolicy,
+    /// Most decimal places accepted in a price or size. Default 12.
+    pub max_scale: u32,
+}
+
+impl Default for NormalizeConfig {
+    fn default() -> Self {
+        NormalizeConfig {
+            crossed: CrossedPolicy::Reject,
+            max_scale: 12,
+        }
+    }
+}
+
+impl NormalizeConfig {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.max_scale > 28 {
+            return Err(Invalid::new(
+                "max_scale",
+                "at most 28 (rust_decimal's limit)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Independent sequence spaces per symbol: a venue may number its book
+/// updates and its trades apart (Binance does).
+pub const SEQ_STREAMS: usize = 2;
+
+/// A venue's own ordering of one symbol's updates: (stream, sequence).
+/// Streams number independently; a stream past [`SEQ_STREAMS`] counts as
+/// the last one.
+pub type VenueSeq = (u8, u64);
+
+/// What a feed hands the normalizer: new values for one symbol. Only the
+/// fields set in `quote.present` changed; the others keep their previous
+/// value (a trade does not erase the book, and vice versa).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Update {
+    pub sym: SymbolId,
+    pub quote: Quote,
+    pub seq: Option<VenueSeq>,
+}
 
 /// Why a quote was rejected; the label value in `feed_rejects_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,9 +242,9 @@ impl LogLimiter {
 /// applies its crossed-quote policy. Owned by the feed's task.
 pub struct FeedNormalizer {
     norm: Normalizer,
-    cfg: crate::config::NormalizeConfig,
+    cfg: NormalizeConfig,
     /// Per symbol, per venue sequence stream: the last accepted sequence.
-    last_seq: Vec<[u64; crate::feed::SEQ_STREAMS]>,
+    last_seq: Vec<[u64; SEQ_STREAMS]>,
     /// Per symbol: the last accepted venue timestamp.
     last_ts: Vec<i64>,
     /// Per symbol: the quote this normalizer last published and the seq
@@ -208,12 +272,12 @@ fn max_scale_of(q: &Quote) -> u32 {
 }
 
 impl FeedNormalizer {
-    pub fn new(norm: Normalizer, cfg: crate::config::NormalizeConfig) -> Self {
+    pub fn new(norm: Normalizer, cfg: NormalizeConfig) -> Self {
         let n = norm.slots.len();
         FeedNormalizer {
             norm,
             cfg,
-            last_seq: vec![[0; crate::feed::SEQ_STREAMS]; n],
+            last_seq: vec![[0; SEQ_STREAMS]; n],
             last_ts: vec![i64::MIN; n],
             last_pub: vec![None; n],
             log: LogLimiter::new(10, std::time::Duration::from_secs(10)),
@@ -229,16 +293,17 @@ impl FeedNormalizer {
     /// first update must not be refused as out of order forever.
     pub fn reset_order(&mut self) {
         for s in &mut self.last_seq {
-            *s = [0; crate::feed::SEQ_STREAMS];
+            *s = [0; SEQ_STREAMS];
         }
         for t in &mut self.last_ts {
             *t = i64::MIN;
         }
     }
 
-    /// Logs (rate-limited) and counts an unusable upstream frame.
-    pub fn parse_error(&mut self, e: &crate::feed::ParseError) {
-        self.norm.count_parse_error(e.reason());
+    /// Logs (rate-limited) and counts an unusable upstream frame;
+    /// `reason` is its label in `feed_rejects_total`.
+    pub fn upstream_error(&mut self, reason: &str, e: &dyn std::fmt::Display) {
+        self.norm.count_parse_error(reason);
         let feed = self.norm.feed.clone();
         if self
             .log
@@ -260,16 +325,16 @@ impl FeedNormalizer {
         Err(r)
     }
 
-    /// Validates `partial` (only its present fields changed), merges it into
-    /// the symbol's last value and publishes it. Returns the new seq.
-    pub fn apply(
-        &mut self,
-        sym: SymbolId,
-        partial: Quote,
-        seq: Option<(u8, u64)>,
-    ) -> Result<u64, Reject> {
+    /// Validates the update (only its present fields changed), merges it
+    /// into the symbol's last value and publishes it. Returns the new seq.
+    pub fn apply(&mut self, u: Update) -> Result<u64, Reject> {
+        let Update {
+            sym,
+            quote: partial,
+            seq,
+        } = u;
         let i = sym.index();
-        let stream = seq.map(|(st, _)| (st as usize).min(crate::feed::SEQ_STREAMS - 1));
+        let stream = seq.map(|(st, _)| (st as usize).min(SEQ_STREAMS - 1));
         if let (Some(st), Some((_, s))) = (stream, seq) {
             let last = self.last_seq[i][st];
             if last != 0 && s <= last {
@@ -292,7 +357,7 @@ impl FeedNormalizer {
         };
         match validate(&q) {
             Ok(()) => {}
-            Err(Reject::Crossed) if self.cfg.crossed == crate::config::CrossedPolicy::Flag => {
+            Err(Reject::Crossed) if self.cfg.crossed == CrossedPolicy::Flag => {
                 self.norm.flagged_crossed.inc();
             }
             Err(r) => return self.reject(sym, r),
@@ -382,7 +447,6 @@ mod tests {
 #[cfg(test)]
 mod feed_tests {
     use super::*;
-    use crate::config::{CrossedPolicy, NormalizeConfig};
     use std::str::FromStr;
 
     fn d(s: &str) -> Decimal {
@@ -410,9 +474,23 @@ mod feed_tests {
         let book = Quote::default()
             .with_bid(d("1.00"), d("5"))
             .with_ask(d("1.01"), d("6"));
-        assert_eq!(f.apply(s, book, Some((0, 10))), Ok(1));
+        assert_eq!(
+            f.apply(Update {
+                sym: s,
+                quote: book,
+                seq: Some((0, 10))
+            }),
+            Ok(1)
+        );
         let trade = Quote::default().with_last(d("1.01"), d("0.5"));
-        assert_eq!(f.apply(s, trade, Some((1, 7))), Ok(2));
+        assert_eq!(
+            f.apply(Update {
+                sym: s,
+                quote: trade,
+                seq: Some((1, 7))
+            }),
+            Ok(2)
+        );
         let (q, _) = slots.read(s).unwrap();
         assert_eq!(
             (q.bid, q.ask, q.last, q.last_size),
@@ -429,27 +507,68 @@ mod feed_tests {
                 .with_bid(d(b), d("1"))
                 .with_ask(d(a), d("1"))
         };
-        assert!(f.apply(s, book("1.00", "1.01"), Some((0, 10))).is_ok());
+        assert!(f
+            .apply(Update {
+                sym: s,
+                quote: book("1.00", "1.01"),
+                seq: Some((0, 10))
+            })
+            .is_ok());
         assert_eq!(
-            f.apply(s, book("1.00", "1.02"), Some((0, 10))),
+            f.apply(Update {
+                sym: s,
+                quote: book("1.00", "1.02"),
+                seq: Some((0, 10))
+            }),
             Err(Reject::OutOfOrder)
         );
         assert_eq!(
-            f.apply(s, book("1.00", "1.02"), Some((0, 9))),
+            f.apply(Update {
+                sym: s,
+                quote: book("1.00", "1.02"),
+                seq: Some((0, 9))
+            }),
             Err(Reject::OutOfOrder)
         );
         // Another stream numbers on its own.
-        assert!(f.apply(s, book("1.00", "1.02"), Some((1, 1))).is_ok());
-        assert!(f.apply(s, book("1.00", "1.03").with_ts(100), None).is_ok());
+        assert!(f
+            .apply(Update {
+                sym: s,
+                quote: book("1.00", "1.02"),
+                seq: Some((1, 1))
+            })
+            .is_ok());
+        assert!(f
+            .apply(Update {
+                sym: s,
+                quote: book("1.00", "1.03").with_ts(100),
+                seq: None
+            })
+            .is_ok());
         assert_eq!(
-            f.apply(s, book("1.00", "1.03").with_ts(99), None),
+            f.apply(Update {
+                sym: s,
+                quote: book("1.00", "1.03").with_ts(99),
+                seq: None
+            }),
             Err(Reject::OutOfOrder)
         );
         assert_eq!(
-            f.apply(s, book("1.000000001", "1.03"), None),
+            f.apply(Update {
+                sym: s,
+                quote: book("1.000000001", "1.03"),
+                seq: None
+            }),
             Err(Reject::Scale)
         );
-        assert_eq!(f.apply(s, book("1.05", "1.03"), None), Err(Reject::Crossed));
+        assert_eq!(
+            f.apply(Update {
+                sym: s,
+                quote: book("1.05", "1.03"),
+                seq: None
+            }),
+            Err(Reject::Crossed)
+        );
         assert_eq!(slots.seq(s), 3, "rejects never reach the slot");
         let text = String::from_utf8(m.render()).unwrap();
         assert!(
@@ -477,10 +596,31 @@ mod feed_tests {
                 .with_bid(d(bid), d("1"))
                 .with_ask(d("9"), d("1"))
         };
-        assert_eq!(a.apply(s, book("1"), None), Ok(1));
+        assert_eq!(
+            a.apply(Update {
+                sym: s,
+                quote: book("1"),
+                seq: None
+            }),
+            Ok(1)
+        );
         let trade = Quote::default().with_last(d("5.50"), d("2"));
-        assert_eq!(b.apply(s, trade, None), Ok(2));
-        assert_eq!(a.apply(s, book("2"), None), Ok(3));
+        assert_eq!(
+            b.apply(Update {
+                sym: s,
+                quote: trade,
+                seq: None
+            }),
+            Ok(2)
+        );
+        assert_eq!(
+            a.apply(Update {
+                sym: s,
+                quote: book("2"),
+                seq: None
+            }),
+            Ok(3)
+        );
         let (q, _) = slots.read(s).unwrap();
         assert_eq!(q.bid, d("2"));
         assert_eq!(
@@ -489,7 +629,14 @@ mod feed_tests {
             "the other writer's trade is kept"
         );
         // And the cache serves the next merge exactly as a slot read would.
-        assert_eq!(a.apply(s, book("3"), None), Ok(4));
+        assert_eq!(
+            a.apply(Update {
+                sym: s,
+                quote: book("3"),
+                seq: None
+            }),
+            Ok(4)
+        );
         let (q2, _) = slots.read(s).unwrap();
         assert_eq!(
             (q2.bid, q2.last, q2.last_size, q2.present),
@@ -503,7 +650,14 @@ mod feed_tests {
         let q = Quote::default()
             .with_bid(d("2"), d("1"))
             .with_ask(d("1"), d("1"));
-        assert_eq!(f.apply(SymbolId(1), q, None), Ok(1));
+        assert_eq!(
+            f.apply(Update {
+                sym: SymbolId(1),
+                quote: q,
+                seq: None
+            }),
+            Ok(1)
+        );
         assert_eq!(slots.read(SymbolId(1)).unwrap().0.bid, d("2"));
         let text = String::from_utf8(m.render()).unwrap();
         assert!(text.contains(r#"tickergate_feed_flagged_total{feed="v",reason="crossed"} 1"#));

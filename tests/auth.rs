@@ -352,7 +352,7 @@ async fn per_key_max_connections() {
     first.subscribe(2, &["AAPL"]).await;
     first.ws.close(None).await.unwrap();
     let _ = first.recv_close().await;
-    let conns = gw.shared.metrics.connections.clone();
+    let conns = gw.metrics().connections.clone();
     wait_for("desk session to end", || conns.get() == 2).await;
     let mut again = connect_token(&gw, "desk-key").await;
     again.recv_type("welcome").await;

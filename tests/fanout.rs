@@ -314,7 +314,7 @@ async fn a_thousand_clients_each_get_their_own_symbols() {
         assert_eq!(got, want, "snapshot holds exactly the client's symbols");
         clients.push((c, syms));
     }
-    assert_eq!(gw.shared.metrics.connections.get(), CLIENTS as i64);
+    assert_eq!(gw.metrics().connections.get(), CLIENTS as i64);
     // One live update per symbol; each client must see its two, and only
     // its two.
     for (i, n) in names.iter().enumerate() {
@@ -359,14 +359,14 @@ async fn unsubscribed_and_closed_clients_leave_no_interest_behind() {
         let _ = c.ws.close(None).await;
         while c.ws.next().await.is_some() {}
     }
-    wait_for("session gone", || gw.shared.metrics.connections.get() == 0).await;
-    assert_eq!(gw.shared.metrics.subscriptions.get(), 0);
-    let sym = gw.shared.symbols.get("AAPL").unwrap();
+    wait_for("session gone", || gw.metrics().connections.get() == 0).await;
+    assert_eq!(gw.metrics().subscriptions.get(), 0);
+    let sym = gw.symbols().get("AAPL").unwrap();
     // No shard is marked for a symbol nobody holds.
-    gw.shared.slots.publish(sym, &nth_quote(1));
-    for s in 0..gw.shared.slots.shard_count() {
+    gw.slots().publish(sym, &nth_quote(1));
+    for s in 0..gw.slots().shard_count() {
         let mut dirty = Vec::new();
-        gw.shared.slots.shard(s).drain(|x| dirty.push(x));
+        gw.slots().shard(s).drain(|x| dirty.push(x));
         assert!(!dirty.contains(&sym), "shard {s} still interested in AAPL");
     }
 }
@@ -428,19 +428,19 @@ async fn sim_burst_mode_ticks_every_symbol_together() {
     let names = tickergate::feed::sim::symbol_names(N);
     let ids: Vec<_> = names
         .iter()
-        .map(|n| gw.shared.symbols.get(n).expect("sim symbol interned"))
+        .map(|n| gw.symbols().get(n).expect("sim symbol interned"))
         .collect();
     let mut c = Client::connect(gw.local_addr).await;
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     c.subscribe(1, &refs).await;
-    wait_for("five bursts", || gw.shared.slots.seq(ids[0]) >= 5).await;
+    wait_for("five bursts", || gw.slots().seq(ids[0]) >= 5).await;
     // A burst ticks symbols in order 0, 1, .., N-1, so at any instant
     // seq(0) - 1 <= seq(i) <= seq(0). Reading the head before and after
     // each symbol bounds it without depending on timing.
     for &id in &ids[1..] {
-        let before = gw.shared.slots.seq(ids[0]);
-        let s = gw.shared.slots.seq(id);
-        let after = gw.shared.slots.seq(ids[0]);
+        let before = gw.slots().seq(ids[0]);
+        let s = gw.slots().seq(id);
+        let after = gw.slots().seq(ids[0]);
         assert!(
             before - 1 <= s && s <= after,
             "symbol {id:?}: seq {s}, head {before}..{after}"

@@ -420,7 +420,7 @@ async fn half_open_handshakes_are_dropped_after_header_timeout() {
             "a half request was upgraded: {text:?}"
         );
     }
-    assert_eq!(gw.shared.metrics.connections.get(), 1);
+    assert_eq!(gw.metrics().connections.get(), 1);
     assert_flows(&gw, &mut ok).await;
 }
 

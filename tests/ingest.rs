@@ -193,7 +193,7 @@ async fn mixed_good_and_bad_lines() {
         );
     }
     // A push feed with stale_after_ms = 0 is never stale: ready.
-    wait_for("ready", || gw.shared.feeds.all_up()).await;
+    wait_for("ready", || gw.feeds().all_up()).await;
 }
 
 #[tokio::test]

@@ -24,14 +24,13 @@ use tickergate::feed::binance::Binance;
 use tickergate::feed::coinbase::Coinbase;
 use tickergate::feed::ingest::IngestFeed;
 use tickergate::feed::kraken::{Kraken, NumberQuoter};
-use tickergate::feed::replay::{venue_parser, Player};
-use tickergate::feed::{
-    parse_decimal, parse_decimal_reference, parse_rfc3339_ns, Event, FeedState, ParseError,
-};
+use tickergate::feed::replay::Player;
+use tickergate::feed::wire::{parse_decimal, parse_decimal_reference, parse_rfc3339_ns};
+use tickergate::feed::{Event, FeedState, ParseError, VenueKind};
 use tickergate::feed::{SymbolMap, Venue};
 use tickergate::metrics::Metrics;
 use tickergate::model::{SymbolId, Symbols};
-use tickergate::normalize::{FeedNormalizer, Normalizer};
+use tickergate::normalize::{FeedNormalizer, Normalizer, Update};
 use tickergate::protocol::{parse_op, ErrorCode, Op, OpId};
 use tickergate::slots::SlotTable;
 use tickergate::Config as GwConfig;
@@ -385,7 +384,7 @@ fn exact(r: &Result<Vec<Event>, ParseError>) -> String {
         Ok(evs) => evs
             .iter()
             .map(|e| match e {
-                Event::Quote { sym, quote: q, seq } => format!(
+                Event::Quote(Update { sym, quote: q, seq }) => format!(
                     "Quote({sym:?},{seq:?},{},{},{},{:?})",
                     q.present,
                     q.ts,
@@ -911,7 +910,7 @@ fn kraken_number_quoter() {
             kraken()
                 .parse(&mut frame.into_bytes(), &mut out)
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
-            let [Event::Quote { quote, .. }] = &out[..] else {
+            let [Event::Quote(Update { quote, .. })] = &out[..] else {
                 return Err(TestCaseError::fail(format!("{out:?}")));
             };
             let got = [
@@ -1060,7 +1059,7 @@ fn ingest_feed() -> IngestFeed {
     let ids = [SymbolId(0), SymbolId(1), SymbolId(2)];
     let norm = Normalizer::new("push", slots, &metrics);
     let state = Arc::new(FeedState::new("push", ids.to_vec(), None));
-    IngestFeed::new(&cfg, &ids, norm, state).unwrap()
+    IngestFeed::new(&cfg, &ids, norm, state)
 }
 
 /// Lines `apply_body` sees in `body` (a trailing newline ends the last one).
@@ -1184,11 +1183,11 @@ fn players() -> Players {
     ]);
     let slots = Arc::new(SlotTable::new(m.ids().len(), 1));
     let metrics = Arc::new(Metrics::new());
-    let players = ["binance", "coinbase", "kraken"]
+    let players = VenueKind::ALL
         .into_iter()
         .map(|k| {
-            let v = venue_parser(k, &VenueConfig::default(), m.clone()).unwrap();
-            let n = Normalizer::new(k, slots.clone(), &metrics);
+            let v = k.adapter(&VenueConfig::default(), m.clone());
+            let n = Normalizer::new(k.name(), slots.clone(), &metrics);
             Player::new(v, FeedNormalizer::new(n, NormalizeConfig::default()))
         })
         .collect();
@@ -1214,7 +1213,7 @@ fn replay_lines() {
         1000,
         (any::<i64>(), any::<String>()),
         |(ns, frame)| {
-            let line = tickergate::feed::record::encode_line(ns, &frame);
+            let line = tickergate::record::encode_line(ns, &frame);
             let got = replay_line(line.as_bytes());
             prop_assert_eq!(got, Some(Ok(Envelope { recv_ns: ns, frame })));
             Ok(())

@@ -376,10 +376,7 @@ async fn full_server_closes_new_clients_with_1013() {
     assert_eq!(third.recv_close().await, Some(1013));
     drop(_a);
     // A slot frees up once a session ends.
-    wait_for("a session to end", || {
-        gw.shared.metrics.connections.get() <= 1
-    })
-    .await;
+    wait_for("a session to end", || gw.metrics().connections.get() <= 1).await;
     let (_d, w) = Client::connect_welcomed(gw.local_addr).await;
     assert_eq!(w["type"], "welcome");
 }
@@ -474,7 +471,7 @@ async fn normal_close_is_answered_with_1000() {
     .unwrap();
     assert_eq!(c.recv_close().await, Some(1000));
     wait_for("session released", || {
-        gw.shared.metrics.connections.get() == 0 && gw.shared.metrics.subscriptions.get() == 0
+        gw.metrics().connections.get() == 0 && gw.metrics().subscriptions.get() == 0
     })
     .await;
 }

@@ -8,7 +8,7 @@ use common::upstream::{sample_frames, Upstream};
 use common::*;
 use serde_json::json;
 use std::time::Duration;
-use tickergate::config::{FeedConfig, VenueConfig};
+use tickergate::config::{FeedConfig, VenueConfig, VenueKind};
 
 async fn gateway(up: &Upstream, tweak: impl FnOnce(&mut VenueConfig)) -> tickergate::Gateway {
     let mut v = VenueConfig {
@@ -25,7 +25,7 @@ async fn gateway(up: &Upstream, tweak: impl FnOnce(&mut VenueConfig)) -> tickerg
     };
     tweak(&mut v);
     v.name = "binance".into();
-    start(|c| c.feeds = vec![FeedConfig::Binance(v)]).await
+    start(|c| c.feeds = vec![FeedConfig::Venue(VenueKind::Binance, v)]).await
 }
 
 /// Accepts the adapter, checks its SUBSCRIBE and acknowledges it.

@@ -8,7 +8,7 @@ use common::upstream::{sample_frames, Upstream};
 use common::*;
 use serde_json::json;
 use std::time::Duration;
-use tickergate::config::{FeedConfig, VenueConfig};
+use tickergate::config::{FeedConfig, VenueConfig, VenueKind};
 
 /// Coinbase closes a connection that has not subscribed within this long.
 const SUBSCRIBE_WITHIN: Duration = Duration::from_secs(5);
@@ -28,7 +28,7 @@ async fn gateway(up: &Upstream, tweak: impl FnOnce(&mut VenueConfig)) -> tickerg
     };
     tweak(&mut v);
     v.name = "coinbase".into();
-    start(|c| c.feeds = vec![FeedConfig::Coinbase(v)]).await
+    start(|c| c.feeds = vec![FeedConfig::Venue(VenueKind::Coinbase, v)]).await
 }
 
 /// Accepts the adapter and checks that its first message, sent unprompted,

@@ -9,7 +9,7 @@ use common::upstream::{sample_frames, Upstream};
 use common::*;
 use serde_json::json;
 use std::time::Duration;
-use tickergate::config::{FeedConfig, VenueConfig};
+use tickergate::config::{FeedConfig, VenueConfig, VenueKind};
 
 async fn gateway(up: &Upstream, tweak: impl FnOnce(&mut VenueConfig)) -> tickergate::Gateway {
     let mut v = VenueConfig {
@@ -26,7 +26,7 @@ async fn gateway(up: &Upstream, tweak: impl FnOnce(&mut VenueConfig)) -> tickerg
     };
     tweak(&mut v);
     v.name = "kraken".into();
-    start(|c| c.feeds = vec![FeedConfig::Kraken(v)]).await
+    start(|c| c.feeds = vec![FeedConfig::Venue(VenueKind::Kraken, v)]).await
 }
 
 /// Accepts the adapter, checks its `subscribe` and acknowledges each pair

@@ -14,10 +14,11 @@
 //! Errors: `{"error":{"code":2,"msg":"Invalid request: invalid stream"},"id":1}`
 //! (older servers: `{"code":2,"msg":"...","id":1}`).
 
-use super::json::{self, Value};
-use super::{flat, Event, ParseError, SymbolMap, Venue};
-use crate::config::VenueConfig;
+use super::wire::flat;
+use super::wire::json::{self, Value};
+use super::{Event, ParseError, SymbolMap, Venue, VenueConfig, VenueKind};
 use crate::model::Quote;
+use crate::normalize::Update;
 
 pub const DEFAULT_URL: &str = "wss://stream.binance.com:9443/stream";
 
@@ -59,8 +60,8 @@ impl Binance {
 }
 
 impl Venue for Binance {
-    fn kind(&self) -> &'static str {
-        "binance"
+    fn kind(&self) -> VenueKind {
+        VenueKind::Binance
     }
 
     fn url(&self) -> String {
@@ -105,13 +106,13 @@ impl Binance {
             let sym = self.map.lookup(s?.as_str()?)?;
             let u = u?.as_u64()?;
             let dec = |v: Option<flat::Val>, key| flat::decimal(v?.as_str()?, key);
-            Event::Quote {
+            Event::Quote(Update {
                 sym,
                 quote: Quote::default()
                     .with_bid(dec(b, "b")?, dec(bq, "B")?)
                     .with_ask(dec(a, "a")?, dec(aq, "A")?),
                 seq: Some((BOOK, u)),
-            }
+            })
         } else if stream.ends_with(b"@trade") {
             let mut f = [None; 9];
             flat::fields(&mut c, &TRADE_KEYS, &mut f)?;
@@ -121,11 +122,11 @@ impl Binance {
             let qty = flat::decimal(q?.as_str()?, "q")?;
             let t = t?.as_u64()?;
             let ts = i64::try_from(tt?.as_u64()?).ok()?.checked_mul(1_000_000)?;
-            Event::Quote {
+            Event::Quote(Update {
                 sym,
                 quote: Quote::default().with_last(price, qty).with_ts(ts),
                 seq: Some((TRADE, t)),
-            }
+            })
         } else {
             return None;
         };
@@ -186,21 +187,21 @@ impl Binance {
                 .ok()
                 .and_then(|m| m.checked_mul(1_000_000))
                 .ok_or_else(|| ParseError::field("T", "out of range"))?;
-            out.push(Event::Quote {
+            out.push(Event::Quote(Update {
                 sym,
                 quote: Quote::default().with_last(price, qty).with_ts(ts),
                 seq: Some((TRADE, t)),
-            });
+            }));
         } else {
             let u = json::u64_field(data, "u")?;
             let q = Quote::default()
                 .with_bid(json::dec_field(data, "b")?, json::dec_field(data, "B")?)
                 .with_ask(json::dec_field(data, "a")?, json::dec_field(data, "A")?);
-            out.push(Event::Quote {
+            out.push(Event::Quote(Update {
                 sym,
                 quote: q,
                 seq: Some((BOOK, u)),
-            });
+            }));
         }
         Ok(())
     }
@@ -244,7 +245,7 @@ mod tests {
     fn book_ticker_and_trade_keep_exact_text() {
         let mut v = venue();
         let ev = parse(&mut v, r#"{"stream":"btcusdt@bookTicker","data":{"u":400900217,"s":"BTCUSDT","b":"97000.01000000","B":"0.51230000","a":"97000.02000000","A":"1.00000000"}}"#).unwrap();
-        let Event::Quote { sym, quote, seq } = &ev[0] else {
+        let Event::Quote(Update { sym, quote, seq }) = &ev[0] else {
             panic!("{ev:?}")
         };
         assert_eq!(*sym, SymbolId(0));
@@ -252,7 +253,7 @@ mod tests {
         assert_eq!(quote.bid_size.to_string(), "0.51230000");
         assert_eq!(*seq, Some((BOOK, 400900217)));
         let ev = parse(&mut v, r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1672515782136,"s":"BTCUSDT","t":12345,"p":"97000.02000000","q":"0.00100000","T":1672515782136,"m":true,"M":true}}"#).unwrap();
-        let Event::Quote { quote, seq, .. } = &ev[0] else {
+        let Event::Quote(Update { quote, seq, .. }) = &ev[0] else {
             panic!()
         };
         assert_eq!(quote.last.to_string(), "97000.02000000");
@@ -264,7 +265,7 @@ mod tests {
             r#"{"u":1,"s":"BTCUSDT","b":"1.0","B":"1","a":"1.1","A":"2"}"#,
         )
         .unwrap();
-        assert!(matches!(ev[0], Event::Quote { .. }));
+        assert!(matches!(ev[0], Event::Quote(Update { .. })));
     }
 
     #[test]
@@ -279,7 +280,7 @@ mod tests {
             let general = parse_general(&mut v, f).unwrap();
             assert_eq!(vec![fast], general, "{f}");
         }
-        let Some(Event::Quote { quote, .. }) = v.parse_fast(book.as_bytes()) else {
+        let Some(Event::Quote(Update { quote, .. })) = v.parse_fast(book.as_bytes()) else {
             panic!()
         };
         assert_eq!(quote.ask_size.to_string(), "1.00000000");

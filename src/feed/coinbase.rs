@@ -29,10 +29,11 @@
 //! ones they do not support; so does this adapter (`status`, `snapshot`,
 //! anything new).
 
-use super::json::{self, Object, Value};
-use super::{flat, parse_decimal, parse_rfc3339_ns, Event, ParseError, SymbolMap, Venue};
-use crate::config::VenueConfig;
+use super::wire::json::{self, Object, Value};
+use super::wire::{flat, parse_decimal, parse_rfc3339_ns};
+use super::{Event, ParseError, SymbolMap, Venue, VenueConfig, VenueKind};
 use crate::model::{field, Quote};
+use crate::normalize::Update;
 use rust_decimal::Decimal;
 
 pub const DEFAULT_URL: &str = "wss://ws-feed.exchange.coinbase.com";
@@ -81,11 +82,11 @@ impl Coinbase {
             Some(t) => Some(parse_rfc3339_ns(t, "time")?),
             None => None,
         };
-        out.push(Event::Quote {
+        out.push(Event::Quote(Update {
             sym,
             quote: ticker_quote(price, last_size, bid, ask, ts),
             seq: Some((TICKER, sequence)),
-        });
+        }));
         Ok(())
     }
 
@@ -195,14 +196,14 @@ impl Coinbase {
             ((ask_size, dec[6]), "best_ask_size"),
         )?;
         let ts = match fast_opt_text(time)? {
-            Some(t) => Some(rfc3339_ns(t)?),
+            Some(t) => Some(super::wire::time::rfc3339_ns(t)?),
             None => None,
         };
-        Some(Event::Quote {
+        Some(Event::Quote(Update {
             sym,
             quote: ticker_quote(price, last_size, bid, ask, ts),
             seq: Some((TICKER, sequence)),
-        })
+        }))
     }
 
     /// The general path: simd-json DOM, every message type, every error.
@@ -271,62 +272,6 @@ fn ticker_quote(
         Some(ts) => q.with_ts(ts),
         None => q,
     }
-}
-
-/// [`parse_rfc3339_ns`] without its error, quicker for the form Coinbase
-/// and Kraken send (`2022-10-19T23:28:22.061769Z`: a fraction and `Z`),
-/// which it reads at fixed offsets; anything else goes to
-/// [`parse_rfc3339_ns`] itself, so the value is the same for every input.
-/// For the venues' fast paths (Kraken's too).
-#[inline]
-pub(super) fn rfc3339_ns(text: &[u8]) -> Option<i64> {
-    match fixed_rfc3339_ns(text) {
-        Some(ns) => Some(ns),
-        None => parse_rfc3339_ns(std::str::from_utf8(text).ok()?, "time").ok(),
-    }
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.f{1,9}Z` as ns since the epoch, with
-/// [`parse_rfc3339_ns`]'s checks and arithmetic; `None` for any other
-/// text and for anything that refuses.
-#[inline]
-fn fixed_rfc3339_ns(b: &[u8]) -> Option<i64> {
-    let n = b.len();
-    if !(22..=30).contains(&n) || b.get(n - 1) != Some(&b'Z') {
-        return None;
-    }
-    let num = |from: usize, to: usize| -> Option<i64> {
-        let mut v: i64 = 0;
-        for &c in b.get(from..to)? {
-            let d = c.wrapping_sub(b'0');
-            if d > 9 {
-                return None;
-            }
-            v = v * 10 + d as i64;
-        }
-        Some(v)
-    };
-    let sep = |i: usize, c: u8| b.get(i) == Some(&c);
-    let seps = [
-        (4, b'-'),
-        (7, b'-'),
-        (10, b'T'),
-        (13, b':'),
-        (16, b':'),
-        (19, b'.'),
-    ];
-    if !seps.iter().all(|&(i, c)| sep(i, c)) {
-        return None;
-    }
-    let (y, mo, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
-    let (h, mi, s) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
-    // 1 to 9 fraction digits, scaled to ns.
-    let frac = b.get(20..n - 1)?;
-    let mut ns = num(20, n - 1)?;
-    for _ in frac.len()..9 {
-        ns *= 10;
-    }
-    super::civil_ns([y, mo, d, h, mi, s], ns)
 }
 
 /// [`opt_text`] on a scanned value: `Some(None)` when absent or `null`,
@@ -419,8 +364,8 @@ fn shorten(text: &str) -> String {
 }
 
 impl Venue for Coinbase {
-    fn kind(&self) -> &'static str {
-        "coinbase"
+    fn kind(&self) -> VenueKind {
+        VenueKind::Coinbase
     }
 
     fn url(&self) -> String {
@@ -447,9 +392,9 @@ impl Venue for Coinbase {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::NormalizeConfig;
     use crate::metrics::Metrics;
     use crate::model::{SymbolId, Symbols};
+    use crate::normalize::NormalizeConfig;
     use crate::normalize::{FeedNormalizer, Normalizer};
     use crate::slots::SlotTable;
     use std::collections::BTreeMap;
@@ -474,7 +419,7 @@ mod tests {
 
     fn quote(ev: &[Event]) -> (SymbolId, Quote, Option<(u8, u64)>) {
         match ev {
-            [Event::Quote { sym, quote, seq }] => (*sym, *quote, *seq),
+            [Event::Quote(Update { sym, quote, seq })] => (*sym, *quote, *seq),
             other => panic!("expected one quote, got {other:?}"),
         }
     }
@@ -672,63 +617,6 @@ mod tests {
     }
 
     #[test]
-    fn quick_times_are_the_reference() {
-        let mut texts: Vec<String> = vec![
-            "2022-10-19T23:28:22.061769Z".into(),
-            "2023-09-25T09:04:31.742599123Z".into(),
-            "2262-04-11T23:47:16.854775807Z".into(),
-            "2262-04-11T23:47:16.854775808Z".into(),
-            "9999-12-31T23:59:59.999999999Z".into(),
-            "0000-01-01T00:00:00.0Z".into(),
-            "1970-01-01T00:00:00.000Z".into(),
-            "2024-02-29T00:00:00.5Z".into(),
-            "2025-02-29T00:00:00.5Z".into(),
-            "1900-02-29T00:00:00.5Z".into(),
-            "2000-02-29T00:00:00.5Z".into(),
-            "2025-04-31T00:00:00.5Z".into(),
-            "2025-01-01T00:00:60.5Z".into(),
-            "2025-01-01T24:00:00.5Z".into(),
-            "2025-00-01T00:00:00.5Z".into(),
-            "2025-13-01T00:00:00.5Z".into(),
-            "2025-01-00T00:00:00.5Z".into(),
-            "2025-01-01T00:00:00.Z".into(),
-            "2025-01-01T00:00:00.1234567890Z".into(),
-            "2025-01-01T00:00:00Z".into(),
-            "2025-01-01T00:00:00.5+00:00".into(),
-            "2025-01-01 00:00:00.5Z".into(),
-            "2025-01-01T00:00:00,5Z".into(),
-            "2025-01-01T00:00:0x.5Z".into(),
-            "-025-01-01T00:00:00.5Z".into(),
-            "+025-01-01T00:00:00.5Z".into(),
-            "2025-01-01T00:00:00.-5Z".into(),
-            "2025-01-01T00:00:00.5z".into(),
-            "".into(),
-        ];
-        // Every digit position through every digit, and a few non-digits.
-        let base = b"2024-02-29T23:59:59.123456789Z";
-        for i in 0..base.len() {
-            for c in b"0123456789-.:TZ /a\xff".iter().copied() {
-                let mut t = base.to_vec();
-                t[i] = c;
-                texts.push(String::from_utf8_lossy(&t).into_owned());
-            }
-            texts.push(String::from_utf8_lossy(&base[..i]).into_owned());
-        }
-        for t in &texts {
-            assert_eq!(
-                rfc3339_ns(t.as_bytes()),
-                parse_rfc3339_ns(t, "t").ok(),
-                "{t:?}"
-            );
-        }
-        assert_eq!(
-            rfc3339_ns(texts[0].as_bytes()),
-            Some(1_666_222_102_061_769_000)
-        );
-        assert!(fixed_rfc3339_ns(texts[0].as_bytes()).is_some());
-    }
-
-    #[test]
     fn fast_path_takes_canonical_frames_only() {
         let mut v = venue();
         let documented = r#"{"type":"ticker","sequence":37475248783,"product_id":"ETH-USD","price":"1285.22","open_24h":"1310.79","volume_24h":"245532.79269678","low_24h":"1280.52","high_24h":"1313.8","volume_30d":"9788783.60117027","best_bid":"1285.04","best_bid_size":"0.46688654","best_ask":"1285.27","best_ask_size":"1.56637040","side":"buy","time":"2022-10-19T23:28:22.061769Z","trade_id":370843401,"last_size":"11.4396987"}"#;
@@ -762,10 +650,10 @@ mod tests {
             let general = parse_general(&mut v, f).unwrap();
             assert_eq!(vec![fast], general, "{f}");
             // Decimals to the bit: `==` ignores the scale.
-            let [Event::Quote { quote: g, .. }] = &general[..] else {
+            let [Event::Quote(Update { quote: g, .. })] = &general[..] else {
                 panic!()
             };
-            let Some(Event::Quote { quote: q, .. }) = v.parse_fast(f.as_bytes()) else {
+            let Some(Event::Quote(Update { quote: q, .. })) = v.parse_fast(f.as_bytes()) else {
                 panic!()
             };
             let bits = |q: &Quote| {
@@ -773,7 +661,7 @@ mod tests {
             };
             assert_eq!(bits(&q), bits(g), "{f}");
         }
-        let Some(Event::Quote { quote, .. }) = v.parse_fast(documented.as_bytes()) else {
+        let Some(Event::Quote(Update { quote, .. })) = v.parse_fast(documented.as_bytes()) else {
             panic!()
         };
         assert_eq!(quote.last_size.to_string(), "11.4396987");
@@ -897,13 +785,13 @@ mod tests {
     fn outcome(v: &mut Coinbase, n: &mut FeedNormalizer, frame: &str) -> String {
         match parse(v, frame) {
             Err(e) => {
-                n.parse_error(&e);
+                n.upstream_error(e.reason(), &e);
                 e.reason().to_string()
             }
             Ok(evs) => evs
                 .into_iter()
                 .map(|ev| match ev {
-                    Event::Quote { sym, quote, seq } => match n.apply(sym, quote, seq) {
+                    Event::Quote(u) => match n.apply(u) {
                         Ok(_) => "accepted".to_string(),
                         Err(r) => r.as_str().to_string(),
                     },

@@ -9,10 +9,10 @@
 //! {"symbol":"MSFT","last":"410.15"}
 //! ```
 //!
-//! * **Key.** The bearer key selects the feed: its SHA-256 is compared in
-//!   constant time ([`crate::auth`]) with every `http` feed's `key_sha256`,
-//!   and the feed whose hash matches takes the body. Only the header is
-//!   accepted (a key in a URL ends up in access logs).
+//! * **Key.** The bearer key selects the feed (the endpoint, at the edge,
+//!   compares its SHA-256 in constant time with every `http` feed's
+//!   `key_sha256`). Only the header is accepted (a key in a
+//!   URL ends up in access logs).
 //! * **Lines.** Each line is parsed in place with simd-json. Prices and
 //!   sizes are decimal **strings**, parsed exactly to `Decimal`; a JSON
 //!   number is refused for that line (`bad_request`, "prices and sizes must
@@ -30,41 +30,88 @@
 //!   `non_positive_price`, `out_of_order`, `scale`, `empty`). The errors
 //!   list holds the first [`MAX_REPORTED_ERRORS`]; `errors_omitted` counts
 //!   the rest.
-//! * **Bounded.** The body is read frame by frame up to the feed's
-//!   `max_body_bytes` (413 past it) within [`BODY_TIMEOUT`] (408 past it);
-//!   nothing is buffered beyond the limit.
+//! * **Bounded.** The endpoint reads the body frame by frame up to the
+//!   feed's `max_body_bytes` (413 past it) within a time limit (408 past
+//!   it); nothing is buffered beyond the limit.
 
 use super::{FeedState, ParseError};
-use crate::auth::Auth;
-use crate::config::IngestConfig;
-use crate::gateway::Shared;
+use crate::invalid::Invalid;
 use crate::model::{field, Quote, SymbolId};
-use crate::normalize::{FeedNormalizer, Normalizer};
+use crate::normalize::{FeedNormalizer, NormalizeConfig, Normalizer, Update};
 use crate::protocol::ErrorCode;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT};
-use hyper::{Method, Request, Response, StatusCode};
+use crate::sync::{Mutex, MutexGuard};
+use serde::Deserialize;
 use simd_json::value::borrowed::{Object, Value};
 use simd_json::StaticNode;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 /// Per-line errors listed in a response; the rest are only counted.
 pub const MAX_REPORTED_ERRORS: usize = 100;
-/// Time a client gets to send the whole body once its headers are in.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Bodies up to this size are applied on the request's task; larger ones on
-/// the blocking pool.
-pub const INLINE_BODY_BYTES: usize = 64 * 1024;
 
-/// One `http` feed: who may push to it, what it may write, and its
-/// normalizer.
+/// `kind = "http"`: quotes pushed to `POST /v1/ingest` (NDJSON).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Feed name. Default `http`.
+    pub name: String,
+    /// SHA-256 (hex) of the ingest key, sent as `Authorization: Bearer KEY`.
+    /// Required.
+    pub key_sha256: String,
+    /// Gateway symbols this feed may write. Required, at least one.
+    pub symbols: Vec<String>,
+    /// Silence after which its symbols are `stale`, in milliseconds; 0
+    /// never marks them stale (pushers may be quiet). Default 0.
+    pub stale_after_ms: u64,
+    /// Largest request body, in bytes. Default 1048576.
+    pub max_body_bytes: usize,
+    #[serde(flatten)]
+    pub normalize: NormalizeConfig,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            name: String::new(),
+            key_sha256: String::new(),
+            symbols: Vec::new(),
+            stale_after_ms: 0,
+            max_body_bytes: 1 << 20,
+            normalize: NormalizeConfig::default(),
+        }
+    }
+}
+
+impl IngestConfig {
+    /// Checks the fields; names them relative to the feed's table.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.key_sha256.len() != 64 || !self.key_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Invalid::new(
+                "key_sha256",
+                "must be 64 hex digits (the SHA-256 of the ingest key)",
+            ));
+        }
+        if self.symbols.is_empty() {
+            return Err(Invalid::new("symbols", "at least one symbol is required"));
+        }
+        for (j, s) in self.symbols.iter().enumerate() {
+            if !crate::model::valid_symbol(s) {
+                return Err(Invalid::new(
+                    format!("symbols[{j}]"),
+                    format!("invalid symbol {s:?}"),
+                ));
+            }
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(Invalid::new("max_body_bytes", "must be at least 1024"));
+        }
+        self.normalize.validate()
+    }
+}
+
+/// One `http` feed: what it may write, and its normalizer.
 pub struct IngestFeed {
     pub name: String,
-    key: Auth,
     symbols: HashMap<String, SymbolId>,
     /// Shared by every request to this feed. A std mutex, not an async one:
     /// it is taken for one line's `apply` or reject count at a time (a few
@@ -82,18 +129,10 @@ impl IngestFeed {
         ids: &[SymbolId],
         norm: Normalizer,
         state: Arc<FeedState>,
-    ) -> Result<IngestFeed, String> {
-        let key = Auth::new(std::slice::from_ref(&cfg.key_sha256));
-        if !key.enabled() {
-            // Auth::verify accepts anything when no hash is configured.
-            return Err("key_sha256 must be 64 hex digits (the SHA-256 of the ingest key)".into());
-        }
-        if ids.len() != cfg.symbols.len() {
-            return Err("internal: symbol ids do not match the configured symbols".into());
-        }
-        Ok(IngestFeed {
+    ) -> IngestFeed {
+        debug_assert_eq!(ids.len(), cfg.symbols.len());
+        IngestFeed {
             name: cfg.name.clone(),
-            key,
             symbols: cfg
                 .symbols
                 .iter()
@@ -103,14 +142,11 @@ impl IngestFeed {
             norm: Mutex::new(FeedNormalizer::new(norm, cfg.normalize.clone())),
             state,
             max_body_bytes: cfg.max_body_bytes,
-        })
+        }
     }
 
-    fn normalizer(&self) -> std::sync::MutexGuard<'_, FeedNormalizer> {
-        // A panic while holding the lock cannot leave the normalizer
-        // inconsistent in a way that matters (at worst one high-water mark
-        // is not advanced), so a poisoned lock is used as is.
-        self.norm.lock().unwrap_or_else(|p| p.into_inner())
+    fn normalizer(&self) -> MutexGuard<'_, FeedNormalizer> {
+        self.norm.lock()
     }
 
     /// Applies an NDJSON body line by line; the body is parsed in place.
@@ -133,7 +169,11 @@ impl IngestFeed {
             };
             match self.parse_line(line, &mut buffers) {
                 Ok((sym, quote)) => {
-                    let applied = self.normalizer().apply(sym, quote, None);
+                    let applied = self.normalizer().apply(Update {
+                        sym,
+                        quote,
+                        seq: None,
+                    });
                     match applied {
                         Ok(_) => report.accepted += 1,
                         Err(r) => report.reject(
@@ -144,12 +184,12 @@ impl IngestFeed {
                     }
                 }
                 Err(LineError::Bad(e)) => {
-                    self.normalizer().parse_error(&e);
+                    self.normalizer().upstream_error(e.reason(), &e);
                     report.reject(line_no, ErrorCode::BadRequest.as_str(), e.to_string());
                 }
                 Err(LineError::UnknownSymbol(name)) => {
-                    self.normalizer()
-                        .parse_error(&ParseError::Unmapped(name.clone()));
+                    let e = ParseError::Unmapped(name.clone());
+                    self.normalizer().upstream_error(e.reason(), &e);
                     report.reject(
                         line_no,
                         ErrorCode::UnknownSymbol.as_str(),
@@ -249,7 +289,7 @@ fn parse_quote(
             }
             _ => return Err(bad(name, "must be a decimal string")),
         };
-        let d = super::parse_decimal(text, name).map_err(LineError::Bad)?;
+        let d = super::wire::parse_decimal(text, name).map_err(LineError::Bad)?;
         match bit {
             field::BID => q.bid = d,
             field::BID_SIZE => q.bid_size = d,
@@ -314,206 +354,9 @@ impl Report {
     }
 }
 
-/// Every `http` feed of the gateway.
-#[derive(Default)]
-pub struct Ingest {
-    feeds: Vec<Arc<IngestFeed>>,
-}
-
-impl Ingest {
-    pub fn new(feeds: Vec<IngestFeed>) -> Self {
-        Ingest {
-            feeds: feeds.into_iter().map(Arc::new).collect(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.feeds.is_empty()
-    }
-
-    /// The feed this key opens. Every feed's hash is compared, so the time
-    /// taken does not say which feed (if any) matched; if two feeds share a
-    /// key, the first in the config wins.
-    pub fn feed_for_key(&self, key: &str) -> Option<&Arc<IngestFeed>> {
-        let mut found = None;
-        for f in &self.feeds {
-            if f.key.verify(key) && found.is_none() {
-                found = Some(f);
-            }
-        }
-        found
-    }
-}
-
-type Resp = Response<Full<Bytes>>;
-
-fn respond(status: StatusCode, body: String) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r
-}
-
-fn error(status: StatusCode, code: ErrorCode, message: &str) -> Resp {
-    let body = serde_json::json!({"type": "error", "code": code.as_str(), "message": message});
-    respond(status, body.to_string())
-}
-
-/// The ingest key: `Authorization: Bearer KEY` only.
-fn bearer(req: &Request<Incoming>) -> Option<&str> {
-    let h = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, rest) = h.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-}
-
-enum BodyError {
-    TooLarge,
-    TimedOut,
-    Read(String),
-}
-
-/// Reads at most `max` bytes of body. Past the limit it keeps reading and
-/// discarding up to `drain` more bytes, so the 413 reaches a client that is
-/// still sending instead of being lost to a connection reset.
-async fn read_body(mut body: Incoming, max: usize, drain: usize) -> Result<Vec<u8>, BodyError> {
-    let mut buf = Vec::new();
-    let mut seen = 0usize;
-    let read = async {
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            seen = seen.saturating_add(data.len());
-            if seen <= max {
-                buf.extend_from_slice(&data);
-            } else {
-                buf = Vec::new();
-                if seen > max.saturating_add(drain) {
-                    break;
-                }
-            }
-        }
-        Ok(())
-    };
-    match tokio::time::timeout(BODY_TIMEOUT, read).await {
-        Err(_) => Err(BodyError::TimedOut),
-        Ok(Err(e)) => Err(e),
-        Ok(Ok(())) if seen > max => Err(BodyError::TooLarge),
-        Ok(Ok(())) => Ok(buf),
-    }
-}
-
-fn too_large(max: usize) -> Resp {
-    let mut r = error(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::PayloadTooLarge,
-        &format!("request body larger than this feed's max_body_bytes ({max}); send fewer lines per request"),
-    );
-    r.headers_mut()
-        .insert(CONNECTION, HeaderValue::from_static("close"));
-    r
-}
-
-/// `POST /v1/ingest`.
-pub async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Resp {
-    if req.method() != Method::POST {
-        let mut r = error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::BadRequest,
-            "use POST with an NDJSON body",
-        );
-        r.headers_mut()
-            .insert(hyper::header::ALLOW, HeaderValue::from_static("POST"));
-        return r;
-    }
-    if shared.ingest.is_empty() {
-        return error(
-            StatusCode::NOT_FOUND,
-            ErrorCode::BadRequest,
-            "ingest is not configured: no feed of kind \"http\"",
-        );
-    }
-    let Some(feed) = bearer(&req).and_then(|k| shared.ingest.feed_for_key(k)) else {
-        let mut r = error(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::Unauthorized,
-            "a valid ingest key is required (Authorization: Bearer KEY)",
-        );
-        r.headers_mut().insert(
-            hyper::header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer"),
-        );
-        return r;
-    };
-    let max = feed.max_body_bytes;
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let drain = max.saturating_mul(4).max(64 * 1024);
-    if let Some(n) = declared {
-        let expects_continue = req
-            .headers()
-            .get(EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        // Refuse before reading when the client waits for our go-ahead or
-        // the body is too large to be worth draining.
-        if n > max as u64 && (expects_continue || n > max.saturating_add(drain) as u64) {
-            return too_large(max);
-        }
-    }
-    let mut body = match read_body(req.into_body(), max, drain).await {
-        Ok(b) => b,
-        Err(BodyError::TooLarge) => return too_large(max),
-        Err(BodyError::TimedOut) => {
-            let mut r = error(
-                StatusCode::REQUEST_TIMEOUT,
-                ErrorCode::BadRequest,
-                &format!("the body did not arrive within {BODY_TIMEOUT:?}"),
-            );
-            r.headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
-            return r;
-        }
-        Err(BodyError::Read(e)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::BadRequest,
-                &format!("cannot read the body: {e}"),
-            )
-        }
-    };
-    let report = if body.len() <= INLINE_BODY_BYTES {
-        feed.apply_body(&mut body)
-    } else {
-        // A big body takes milliseconds to parse: do it on the blocking
-        // pool so a large push never stalls a runtime worker.
-        let f = feed.clone();
-        match tokio::task::spawn_blocking(move || f.apply_body(&mut body)).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(feed = %feed.name, "ingest task failed: {e}");
-                return error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorCode::Internal,
-                    "ingest failed",
-                );
-            }
-        }
-    };
-    if report.rejected > 0 {
-        tracing::debug!(feed = %feed.name, accepted = report.accepted, rejected = report.rejected, "ingest");
-    }
-    respond(StatusCode::OK, report.to_json())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::NormalizeConfig;
     use crate::metrics::Metrics;
     use crate::slots::SlotTable;
 
@@ -522,14 +365,13 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let cfg = IngestConfig {
             name: "push".into(),
-            key_sha256: crate::auth::token_hash_hex("k"),
             symbols: vec!["AAPL".into(), "BTC-USD".into()],
             normalize: NormalizeConfig::default(),
             ..IngestConfig::default()
         };
         let norm = Normalizer::new("push", slots.clone(), &metrics);
         let state = Arc::new(FeedState::new("push", vec![SymbolId(0), SymbolId(1)], None));
-        let f = IngestFeed::new(&cfg, &[SymbolId(0), SymbolId(1)], norm, state).unwrap();
+        let f = IngestFeed::new(&cfg, &[SymbolId(0), SymbolId(1)], norm, state);
         (slots, f)
     }
 
@@ -611,14 +453,5 @@ mod tests {
         assert_eq!(r.errors_omitted, 7);
         let mut empty = Vec::new();
         assert_eq!(f.apply_body(&mut empty).rejected, 0);
-    }
-
-    #[test]
-    fn keys_select_feeds() {
-        let (_, f) = feed();
-        let ingest = Ingest::new(vec![f]);
-        assert!(ingest.feed_for_key("k").is_some());
-        assert!(ingest.feed_for_key("k ").is_none());
-        assert!(ingest.feed_for_key("").is_none());
     }
 }

@@ -62,10 +62,11 @@
 //! are alike, so a symbol sent as `123` reads as the text `"123"` (and is
 //! then unmapped), and a `req_id` reads as a string.
 
-use super::json::{self, Object, Value};
-use super::{flat, parse_decimal, parse_rfc3339_ns, Event, ParseError, SymbolMap, Venue};
-use crate::config::VenueConfig;
+use super::wire::json::{self, Object, Value};
+use super::wire::{flat, parse_decimal, parse_rfc3339_ns};
+use super::{Event, ParseError, SymbolMap, Venue, VenueConfig, VenueKind};
 use crate::model::{field, Quote};
+use crate::normalize::Update;
 use rust_decimal::Decimal;
 use simd_json::StaticNode;
 
@@ -165,8 +166,8 @@ impl Kraken {
 }
 
 impl Venue for Kraken {
-    fn kind(&self) -> &'static str {
-        "kraken"
+    fn kind(&self) -> VenueKind {
+        VenueKind::Kraken
     }
 
     fn url(&self) -> String {
@@ -295,10 +296,10 @@ impl Kraken {
         let num = |v: Option<flat::Val<'_>>, key| flat::decimal(v?.text()?, key);
         let ts = match timestamp {
             None => None,
-            Some(flat::Val::Str(t)) => Some(super::coinbase::rfc3339_ns(t)?),
+            Some(flat::Val::Str(t)) => Some(super::wire::time::rfc3339_ns(t)?),
             Some(_) => return None,
         };
-        Some(Event::Quote {
+        Some(Event::Quote(Update {
             sym,
             quote: entry_quote(
                 (num(bid, "bid")?, num(bid_qty, "bid_qty")?),
@@ -307,7 +308,7 @@ impl Kraken {
                 ts,
             ),
             seq: None,
-        })
+        }))
     }
 
     /// The general path: the number rewrite, then a simd-json DOM, every
@@ -391,11 +392,11 @@ fn ticker_entry(map: &SymbolMap, e: &Object) -> Result<Event, ParseError> {
             return Err(ParseError::field("timestamp", "must be an RFC 3339 string"));
         }
     };
-    Ok(Event::Quote {
+    Ok(Event::Quote(Update {
         sym,
         quote: entry_quote(bid, ask, last, ts),
         seq: None,
-    })
+    }))
 }
 
 /// An entry's quote from its fields (shared by both paths, so they agree).
@@ -636,7 +637,7 @@ mod tests {
         let mut v = venue();
         let ev = parse(&mut v, SNAPSHOT).unwrap();
         assert_eq!(ev.len(), 1);
-        let Event::Quote { sym, quote, seq } = &ev[0] else {
+        let Event::Quote(Update { sym, quote, seq }) = &ev[0] else {
             panic!("{ev:?}")
         };
         assert_eq!(*sym, SymbolId(0));
@@ -660,14 +661,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ev.len(), 2);
-        let Event::Quote { sym, quote, .. } = &ev[0] else {
+        let Event::Quote(Update { sym, quote, .. }) = &ev[0] else {
             panic!()
         };
         assert_eq!(*sym, SymbolId(1));
         assert_eq!(quote.bid.to_string(), "3450.12");
         assert_eq!(quote.bid_size.to_string(), "12.50000000");
         assert_eq!(quote.ts, 1_695_632_671_742_599_000);
-        let Event::Quote { sym, quote, .. } = &ev[1] else {
+        let Event::Quote(Update { sym, quote, .. }) = &ev[1] else {
             panic!()
         };
         assert_eq!(*sym, SymbolId(0));
@@ -769,7 +770,7 @@ mod tests {
     fn bits(evs: &[Event]) -> Vec<[[u8; 16]; 6]> {
         evs.iter()
             .filter_map(|e| match e {
-                Event::Quote { quote: q, .. } => Some(
+                Event::Quote(Update { quote: q, .. }) => Some(
                     [q.bid, q.bid_size, q.ask, q.ask_size, q.last, q.last_size]
                         .map(|d| d.serialize()),
                 ),
@@ -805,9 +806,9 @@ mod tests {
         }
         // Number text kept byte for byte.
         let fast = parse_fast(&v, SNAPSHOT).unwrap();
-        let [Event::Quote {
+        let [Event::Quote(Update {
             quote, seq: None, ..
-        }] = &fast[..]
+        })] = &fast[..]
         else {
             panic!("{fast:?}")
         };
@@ -946,8 +947,8 @@ mod tests {
             Err(e) => e.reason().to_string(),
             Ok(events) => {
                 for ev in events {
-                    if let Event::Quote { sym, quote, seq } = ev {
-                        if let Err(r) = norm.apply(sym, quote, seq) {
+                    if let Event::Quote(Update { sym, quote, seq }) = ev {
+                        if let Err(r) = norm.apply(Update { sym, quote, seq }) {
                             return r.as_str().to_string();
                         }
                     }
@@ -962,8 +963,8 @@ mod tests {
     /// its own reason.
     #[test]
     fn sample_files() {
-        use crate::config::NormalizeConfig;
         use crate::metrics::Metrics;
+        use crate::normalize::NormalizeConfig;
         use crate::normalize::Normalizer;
         use crate::slots::SlotTable;
         use std::sync::Arc;
@@ -980,7 +981,7 @@ mod tests {
             let events = parse(&mut v, frame).unwrap_or_else(|e| panic!("{frame}: {e}"));
             quotes += events
                 .iter()
-                .filter(|e| matches!(e, Event::Quote { .. }))
+                .filter(|e| matches!(e, Event::Quote(Update { .. })))
                 .count();
             assert_eq!(verdict(&mut venue(), &mut norm, frame), "ok", "{frame}");
         }

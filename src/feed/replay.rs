@@ -44,12 +44,13 @@
 //!   after `stale_after_ms` its symbols are `stale` and `/readyz` reports
 //!   it, which is the truth: nothing updates them any more.
 
-use super::{Event, FeedState, ParseError, SymbolMap, Venue};
-use crate::config::{ReplayConfig, ReplayPace, VenueConfig};
+use super::{Event, FeedState, ParseError, SymbolMap, Venue, VenueConfig, VenueKind};
+use crate::invalid::{at_least_one, Invalid};
 use crate::metrics::Metrics;
 use crate::model::{field, SymbolId};
-use crate::normalize::{FeedNormalizer, Normalizer, Reject};
+use crate::normalize::{FeedNormalizer, Normalizer, Reject, Update};
 use crate::shutdown::Shutdown;
+use serde::Deserialize;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -68,7 +69,94 @@ pub const FAST_YIELD_EVERY: u32 = 256;
 /// `recv_ns` far in the future overflowing the clock).
 const MAX_GAP: Duration = Duration::from_secs(365 * 24 * 3600);
 
-pub use super::venue_for as venue_parser;
+/// Replay pacing.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayPace {
+    /// The gaps between frames as recorded (scaled by `speed`).
+    #[default]
+    Recorded,
+    /// As fast as possible.
+    Fast,
+}
+
+/// `kind = "replay"`: raw upstream frames from a recorded file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplayConfig {
+    /// Feed name. Default `replay`.
+    pub name: String,
+    /// Recorded file (JSONL, see feeds/README.md). Required. A relative path
+    /// is taken relative to the config file's directory.
+    pub path: PathBuf,
+    /// Which venue's parser reads the frames: `binance`, `coinbase` or
+    /// `kraken`. Required.
+    pub venue: String,
+    /// Venue symbol -> gateway symbol, as for the venue adapters.
+    pub symbols: std::collections::BTreeMap<String, String>,
+    /// `recorded` (keep the recorded gaps) or `fast`. Default `recorded`.
+    pub pace: ReplayPace,
+    /// Speed factor for `recorded` pace: 2.0 plays twice as fast. Default 1.0.
+    pub speed: f64,
+    /// Start again at the end of the file. Default false.
+    #[serde(rename = "loop")]
+    pub looping: bool,
+    /// Silence after which its symbols are `stale`, in milliseconds. Default 10000.
+    pub stale_after_ms: u64,
+    #[serde(flatten)]
+    pub normalize: crate::normalize::NormalizeConfig,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        ReplayConfig {
+            name: String::new(),
+            path: Default::default(),
+            venue: String::new(),
+            symbols: Default::default(),
+            pace: ReplayPace::Recorded,
+            speed: 1.0,
+            looping: false,
+            stale_after_ms: 10_000,
+            normalize: Default::default(),
+        }
+    }
+}
+
+impl ReplayConfig {
+    /// Checks the fields; names them relative to the feed's table.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.path.as_os_str().is_empty() {
+            return Err(Invalid::new("path", "required: the recorded file"));
+        }
+        if VenueKind::from_name(&self.venue).is_none() {
+            return Err(Invalid::new(
+                "venue",
+                format!("must be one of {}", VenueKind::names()),
+            ));
+        }
+        super::venue::validate_symbol_map("symbols", &self.symbols)?;
+        if !(self.speed.is_finite() && self.speed > 0.0) {
+            return Err(Invalid::new("speed", "must be a positive number"));
+        }
+        at_least_one("stale_after_ms", self.stale_after_ms)?;
+        self.normalize.validate()
+    }
+}
+
+/// Why a replay cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("unknown venue {0:?} (one of {names})", names = VenueKind::names())]
+    UnknownVenue(String),
+    #[error("cannot open replay file {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("replay path {} is a directory, not a recorded file", .0.display())]
+    Directory(PathBuf),
+}
 
 /// What became of one quote of a frame: the symbol and the normalizer's
 /// verdict (the symbol's new seq, or why it was rejected).
@@ -138,16 +226,16 @@ impl Player {
         self.buf.extend_from_slice(frame);
         self.events.clear();
         if let Err(e) = self.venue.parse(&mut self.buf, &mut self.events) {
-            self.norm.parse_error(&e);
+            self.norm.upstream_error(e.reason(), &e);
             return;
         }
         for ev in self.events.drain(..) {
             match ev {
-                Event::Quote {
+                Event::Quote(Update {
                     sym,
                     mut quote,
                     seq,
-                } => {
+                }) => {
                     if self.pass == 0 {
                         if let Some((_, s)) = seq {
                             widen(&mut self.seq_range, s);
@@ -161,7 +249,7 @@ impl Player {
                         quote.ts = quote.ts.saturating_add(self.ts_shift);
                     }
                     // Rejects are counted and logged inside.
-                    applied.push((sym, self.norm.apply(sym, quote, seq)));
+                    applied.push((sym, self.norm.apply(Update { sym, quote, seq })));
                     state.alive();
                 }
                 Event::Heartbeat | Event::Ignored | Event::Subscribed => state.alive(),
@@ -174,7 +262,7 @@ impl Player {
 
     /// Counts a line of the file that is not a recorded frame.
     pub fn bad_line(&mut self, e: &ParseError) {
-        self.norm.parse_error(e);
+        self.norm.upstream_error(e.reason(), &e);
     }
 }
 
@@ -207,6 +295,7 @@ struct Envelope {
 /// A checked replay feed, ready to run: the file is open, the venue known.
 pub struct Replay {
     cfg: ReplayConfig,
+    kind: VenueKind,
     venue_cfg: VenueConfig,
     map: SymbolMap,
     /// Taken by the reader thread when the replay runs.
@@ -216,24 +305,25 @@ pub struct Replay {
 impl Replay {
     /// Opens the recorded file and checks the venue, so a bad path fails at
     /// start-up with a clear error instead of a silent feed.
-    pub fn open(cfg: &ReplayConfig, map: SymbolMap) -> Result<Replay, String> {
+    pub fn open(cfg: &ReplayConfig, map: SymbolMap) -> Result<Replay, ReplayError> {
+        let kind = VenueKind::from_name(&cfg.venue)
+            .ok_or_else(|| ReplayError::UnknownVenue(cfg.venue.clone()))?;
         let venue_cfg = VenueConfig {
             name: cfg.name.clone(),
             symbols: cfg.symbols.clone(),
             normalize: cfg.normalize.clone(),
             ..VenueConfig::default()
         };
-        venue_parser(&cfg.venue, &venue_cfg, map.clone())?;
-        let file = File::open(&cfg.path)
-            .map_err(|e| format!("cannot open replay file {}: {e}", cfg.path.display()))?;
+        let file = File::open(&cfg.path).map_err(|source| ReplayError::Open {
+            path: cfg.path.clone(),
+            source,
+        })?;
         if file.metadata().is_ok_and(|m| m.is_dir()) {
-            return Err(format!(
-                "replay path {} is a directory, not a recorded file",
-                cfg.path.display()
-            ));
+            return Err(ReplayError::Directory(cfg.path.clone()));
         }
         Ok(Replay {
             cfg: cfg.clone(),
+            kind,
             venue_cfg,
             map,
             file: Some(file),
@@ -241,8 +331,8 @@ impl Replay {
     }
 
     /// A fresh venue parser: one per pass over the file.
-    fn venue(&self) -> Result<Box<dyn Venue>, String> {
-        venue_parser(&self.cfg.venue, &self.venue_cfg, self.map.clone())
+    fn venue(&self) -> Box<dyn Venue> {
+        self.kind.adapter(&self.venue_cfg, self.map.clone())
     }
 
     pub fn config(&self) -> &ReplayConfig {
@@ -273,13 +363,7 @@ pub async fn run(
     let feed = state.name.clone();
     let frames_metric = metrics.feed_frames.with_label_values(&[&feed]);
     let fnorm = FeedNormalizer::new(norm, replay.cfg.normalize.clone());
-    let mut player = match replay.venue() {
-        Ok(v) => Player::new(v, fnorm),
-        Err(e) => {
-            tracing::error!(feed = %feed, "replay cannot start: {e}");
-            return;
-        }
-    };
+    let mut player = Player::new(replay.venue(), fnorm);
     let Some(file) = replay.file.take() else {
         tracing::error!(feed = %feed, "replay started twice");
         return;
@@ -370,13 +454,7 @@ pub async fn run(
                 }
                 tracing::debug!(feed = %feed, passes, frames, "replay pass done; starting over");
                 // The session continues: see "Looping" in the module docs.
-                match replay.venue() {
-                    Ok(v) => player.next_pass(v),
-                    Err(e) => {
-                        tracing::error!(feed = %feed, "replay cannot restart: {e}");
-                        return;
-                    }
-                }
+                player.next_pass(replay.venue());
                 base = None;
             }
             Item::Fatal(e) => {
@@ -478,9 +556,9 @@ fn read_file(file: File, path: &Path, looping: bool, tx: &mpsc::Sender<Item>) {
                             frame: env.frame,
                         }
                     }
-                    Some(Err(error)) => Item::Bad {
+                    Some(Err(e)) => Item::Bad {
                         line: line_no,
-                        error,
+                        error: e.to_string(),
                     },
                 },
             };
@@ -501,28 +579,18 @@ fn read_file(file: File, path: &Path, looping: bool, tx: &mpsc::Sender<Item>) {
     }
 }
 
+/// A line that is neither a recorded frame, a comment nor blank.
+#[derive(Debug, thiserror::Error)]
+#[error("not a recorded frame ({{\"recv_ns\":<integer>,\"frame\":<string>}}): {0}")]
+struct NotAFrame(serde_json::Error);
+
 /// One line of a recorded file: `None` for comments and blank lines.
-fn parse_line(line: &[u8]) -> Option<Result<Envelope, String>> {
+fn parse_line(line: &[u8]) -> Option<Result<Envelope, NotAFrame>> {
     let trimmed = line.trim_ascii();
     if trimmed.is_empty() || trimmed.starts_with(b"#") {
         return None;
     }
-    Some(serde_json::from_slice::<Envelope>(trimmed).map_err(|e| {
-        format!("not a recorded frame ({{\"recv_ns\":<integer>,\"frame\":<string>}}): {e}")
-    }))
-}
-
-/// Resolves a relative replay `path` against the directory of the config
-/// file it came from (what users expect: a config next to its recording
-/// works from any working directory).
-pub fn resolve_path(path: &Path, config_file: &Path) -> PathBuf {
-    if path.is_absolute() || path.as_os_str().is_empty() {
-        return path.to_path_buf();
-    }
-    match config_file.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.join(path),
-        _ => path.to_path_buf(),
-    }
+    Some(serde_json::from_slice::<Envelope>(trimmed).map_err(NotAFrame))
 }
 
 #[cfg(test)]
@@ -595,16 +663,6 @@ mod tests {
         assert_eq!(due_at(t0, i64::MIN, i64::MAX, 1e-9), t0 + MAX_GAP);
     }
 
-    #[test]
-    fn relative_paths_follow_the_config_file() {
-        let p = resolve_path(Path::new("replay/x.jsonl"), Path::new("/etc/tg/feeds.toml"));
-        assert_eq!(p, Path::new("/etc/tg/replay/x.jsonl"));
-        let p = resolve_path(Path::new("/abs/x.jsonl"), Path::new("/etc/tg/feeds.toml"));
-        assert_eq!(p, Path::new("/abs/x.jsonl"));
-        let p = resolve_path(Path::new("x.jsonl"), Path::new("feeds.toml"));
-        assert_eq!(p, Path::new("x.jsonl"));
-    }
-
     const SAMPLE: &[&str] = &[
         r#"{"result":null,"id":1}"#,
         r#"{"stream":"btcusdt@bookTicker","data":{"u":10,"s":"BTCUSDT","b":"97000.01000000","B":"0.51230000","a":"97000.02000000","A":"1.00000000"}}"#,
@@ -627,7 +685,7 @@ mod tests {
         let slots = Arc::new(SlotTable::new(syms.len(), 1));
         let metrics = Arc::new(Metrics::new());
         let norm = Normalizer::new("r", slots.clone(), &metrics);
-        let venue = || venue_parser("binance", &VenueConfig::default(), map.clone()).unwrap();
+        let venue = || VenueKind::Binance.adapter(&VenueConfig::default(), map.clone());
         let mut p = Player::new(
             venue(),
             FeedNormalizer::new(norm, NormalizeConfig::default()),

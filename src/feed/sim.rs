@@ -6,15 +6,87 @@
 //! Popularity follows a Zipf law: the first symbols are much hotter than the
 //! tail. The same seed gives the same sequence of quotes.
 
-use crate::config::SimConfig;
 use crate::feed::FeedState;
+use crate::invalid::{at_least_one, Invalid};
 use crate::model::{now_ns, Quote, SymbolId};
 use crate::normalize::Normalizer;
 use crate::shutdown::Shutdown;
 use rust_decimal::Decimal;
+use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// `kind = "sim"`: seeded random walks on realistic symbols.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimConfig {
+    /// Feed name, used in metrics and logs. Default `sim`.
+    pub name: String,
+    /// Number of symbols: the built-in list of real equities and crypto
+    /// pairs, extended with synthetic tickers past its end. Default 300.
+    pub symbols: usize,
+    /// Total updates per second across all symbols, spread evenly in time,
+    /// each update on a symbol drawn by Zipf popularity. Default 5000.
+    /// Ignored when `burst_hz` is set.
+    pub rate: f64,
+    /// Burst mode: when > 0, every symbol ticks together this many times a
+    /// second (a "board" where a whole market moves at once: 1,000 symbols
+    /// at 2 Hz is 2,000 updates in two bursts a second). Default 0 = off.
+    pub burst_hz: f64,
+    /// Zipf exponent of symbol popularity: 0 = uniform, 1 = the first
+    /// symbols are much hotter than the tail. Default 1.1.
+    pub zipf: f64,
+    /// Fraction of updates that also carry a trade (last/last_size).
+    /// Default 0.3.
+    pub trade_ratio: f64,
+    /// RNG seed: the same seed gives the same walk. Default 42.
+    pub seed: u64,
+    /// Time between generator ticks, in milliseconds. Default 1.
+    pub tick_ms: u64,
+    /// Silence (no update, no heartbeat) after which the feed's symbols are
+    /// `stale`, in milliseconds. Default 3000.
+    pub stale_after_ms: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            name: "sim".into(),
+            symbols: 300,
+            rate: 5000.0,
+            burst_hz: 0.0,
+            zipf: 1.1,
+            trade_ratio: 0.3,
+            seed: 42,
+            tick_ms: 1,
+            stale_after_ms: 3_000,
+        }
+    }
+}
+
+impl SimConfig {
+    /// Checks the fields; names them relative to the feed's table.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.symbols == 0 || self.symbols > 100_000 {
+            return Err(Invalid::new("symbols", "must be in 1..=100000"));
+        }
+        if !(self.rate.is_finite() && self.rate >= 0.0) {
+            return Err(Invalid::new("rate", "must be a number >= 0"));
+        }
+        if !(self.burst_hz.is_finite() && (0.0..=10_000.0).contains(&self.burst_hz)) {
+            return Err(Invalid::new("burst_hz", "must be in 0..=10000"));
+        }
+        if !(self.zipf.is_finite() && (0.0..=4.0).contains(&self.zipf)) {
+            return Err(Invalid::new("zipf", "must be in 0..=4"));
+        }
+        if !(0.0..=1.0).contains(&self.trade_ratio) {
+            return Err(Invalid::new("trade_ratio", "must be in 0..=1"));
+        }
+        at_least_one("tick_ms", self.tick_ms)?;
+        at_least_one("stale_after_ms", self.stale_after_ms)
+    }
+}
 
 /// Real equity tickers (2-decimal ticks, share sizes).
 const EQUITIES: &[&str] = &[

@@ -34,7 +34,7 @@ pub struct SupervisorConfig {
 }
 
 impl SupervisorConfig {
-    pub fn from_venue(v: &crate::config::VenueConfig) -> Self {
+    pub fn from_venue(v: &super::VenueConfig) -> Self {
         SupervisorConfig {
             stale_after: Duration::from_millis(v.stale_after_ms),
             reconnect_min: Duration::from_millis(v.reconnect_min_ms),
@@ -169,15 +169,15 @@ pub async fn run<V: Venue>(
                         buf.extend_from_slice(t.as_bytes());
                         events.clear();
                         if let Err(e) = venue.parse(&mut buf, &mut events) {
-                            norm.parse_error(&e);
+                            norm.upstream_error(e.reason(), &e);
                             continue;
                         }
                         let mut rejected = None;
                         for ev in events.drain(..) {
                             match ev {
-                                Event::Quote { sym, quote, seq } => {
+                                Event::Quote(u) => {
                                     // Rejects are counted and logged inside.
-                                    let _ = norm.apply(sym, quote, seq);
+                                    let _ = norm.apply(u);
                                     got_data = true;
                                     state.alive();
                                 }
@@ -204,9 +204,9 @@ pub async fn run<V: Venue>(
                     }
                     Message::Binary(_) => {
                         frames.inc();
-                        norm.parse_error(&super::ParseError::Unexpected(
-                            "binary frame from a JSON venue".into(),
-                        ));
+                        let e =
+                            super::ParseError::Unexpected("binary frame from a JSON venue".into());
+                        norm.upstream_error(e.reason(), &e);
                     }
                     // tungstenite answers pings by itself; both show life.
                     Message::Ping(_) | Message::Pong(_) => state.alive(),

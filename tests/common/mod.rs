@@ -336,7 +336,7 @@ pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 pub fn metrics_text(gw: &Gateway) -> String {
-    String::from_utf8(gw.shared.metrics.render()).unwrap()
+    String::from_utf8(gw.metrics().render()).unwrap()
 }
 
 impl Client {

@@ -4,7 +4,7 @@
 //! process-wide default (which panics when none or several are installed)
 //! and because aws-lc costs minutes of build on a small machine. A bad
 //! certificate or key file at start is a start error that names it.
-//! [`crate::http`] runs the handshake per connection, bounded by
+//! The listener runs the handshake per connection, bounded by
 //! `server.header_timeout_ms`, then serves HTTP over the TLS stream exactly
 //! as over plain TCP.
 //!
@@ -16,17 +16,70 @@
 //! touches none, and a renewal that does not load (key not matching,
 //! unparsable, expired) keeps the certificate being served.
 
-use crate::config::TlsConfig;
+use crate::invalid::Invalid;
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use crate::sync::{Mutex, MutexGuard, RwLock};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use serde::Deserialize;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 use tokio_rustls::TlsAcceptor;
+
+/// `[server.tls]`: TLS (rustls) on the public listener. The handshake is
+/// bounded by `server.header_timeout_ms`. The files are loaded again on
+/// SIGHUP and when the check every `check_secs` sees them changed and then
+/// settled: a renewed certificate is served from the next handshake on,
+/// open sessions stay.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first. Required. A relative path is
+    /// taken relative to the config file's directory.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, RSA or SEC1). Required. A relative path is
+    /// taken relative to the config file's directory.
+    pub key: PathBuf,
+    /// How often to read both files and compare them with the last load;
+    /// files that changed and then stayed the same for one interval are
+    /// loaded. 0: only on SIGHUP. Default 60.
+    pub check_secs: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            check_secs: 60,
+        }
+    }
+}
+
+impl TlsConfig {
+    /// Checks the fields; names them relative to `[server.tls]`.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.cert.as_os_str().is_empty() {
+            return Err(Invalid::new("cert", "required: a PEM certificate chain"));
+        }
+        if self.key.as_os_str().is_empty() {
+            return Err(Invalid::new("key", "required: a PEM private key"));
+        }
+        if self.check_secs > 86_400 {
+            return Err(Invalid::new(
+                "check_secs",
+                "at most 86400 (0: reload only on SIGHUP)",
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// Why TLS could not be set up; each names the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -41,10 +94,6 @@ pub enum TlsError {
         key: PathBuf,
         message: String,
     },
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
 }
 
 /// Parses a PEM certificate chain (leaf first) read from `path`.
@@ -79,15 +128,15 @@ fn parse_key(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError
 
 /// Both files' bytes, read once: what is parsed is what is fingerprinted.
 struct Files {
-    cert: Result<Vec<u8>, String>,
-    key: Result<Vec<u8>, String>,
+    cert: std::io::Result<Vec<u8>>,
+    key: std::io::Result<Vec<u8>>,
 }
 
 impl Files {
     fn read(cfg: &TlsConfig) -> Files {
         Files {
-            cert: read(&cfg.cert),
-            key: read(&cfg.key),
+            cert: std::fs::read(&cfg.cert),
+            key: std::fs::read(&cfg.key),
         }
     }
 
@@ -95,7 +144,7 @@ impl Files {
     /// Contents, not modification time and size: a renewal copied with
     /// `cp -p` or `rsync -a` keeps both, and the files are a few KB.
     fn print(&self) -> Print {
-        let one = |r: &Result<Vec<u8>, String>| {
+        let one = |r: &std::io::Result<Vec<u8>>| {
             r.as_ref().ok().map(|b| {
                 let mut h = std::hash::DefaultHasher::new();
                 b.hash(&mut h);
@@ -122,20 +171,17 @@ pub struct Loaded {
 /// provider can sign with, it belongs to the leaf certificate, and the
 /// leaf's validity can be read.
 fn load(cfg: &TlsConfig, files: &Files, provider: &CryptoProvider) -> Result<Loaded, TlsError> {
-    let cert_pem = files.cert.as_ref().map_err(|m| TlsError::Cert {
+    let cert_pem = files.cert.as_ref().map_err(|e| TlsError::Cert {
         path: cfg.cert.clone(),
-        message: m.clone(),
+        message: format!("cannot read: {e}"),
     })?;
-    let key_pem = files.key.as_ref().map_err(|m| TlsError::Key {
+    let key_pem = files.key.as_ref().map_err(|e| TlsError::Key {
         path: cfg.key.clone(),
-        message: m.clone(),
+        message: format!("cannot read: {e}"),
     })?;
     let certs = parse_certs(&cfg.cert, cert_pem)?;
     let key = parse_key(&cfg.key, key_pem)?;
-    let (not_before, not_after) = validity(&certs[0]).map_err(|message| TlsError::Cert {
-        path: cfg.cert.clone(),
-        message,
-    })?;
+    let (not_before, not_after) = validity(&cfg.cert, &certs[0])?;
     let key = CertifiedKey::from_der(certs, key, provider).map_err(|e| TlsError::Pair {
         cert: cfg.cert.clone(),
         key: cfg.key.clone(),
@@ -149,9 +195,12 @@ fn load(cfg: &TlsConfig, files: &Files, provider: &CryptoProvider) -> Result<Loa
 }
 
 /// notBefore and notAfter of a DER certificate, Unix seconds.
-fn validity(der: &CertificateDer<'_>) -> Result<(i64, i64), String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
-        .map_err(|e| format!("the first certificate does not parse: {e}"))?;
+fn validity(path: &Path, der: &CertificateDer<'_>) -> Result<(i64, i64), TlsError> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| TlsError::Cert {
+            path: path.to_path_buf(),
+            message: format!("the first certificate does not parse: {e}"),
+        })?;
     let v = cert.validity();
     Ok((v.not_before.timestamp(), v.not_after.timestamp()))
 }
@@ -221,8 +270,8 @@ impl CertStore {
         }))
     }
 
-    fn watch(&self) -> std::sync::MutexGuard<'_, Watch> {
-        self.watch.lock().unwrap_or_else(|p| p.into_inner())
+    fn watch(&self) -> MutexGuard<'_, Watch> {
+        self.watch.lock()
     }
 
     /// Reads the files again and serves the new pair from the next
@@ -281,16 +330,13 @@ impl CertStore {
                 message: format!("{message}; still serving the certificate loaded before"),
             });
         }
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = loaded.clone();
+        *self.current.write() = loaded.clone();
         Ok(loaded)
     }
 
     /// The leaf notAfter of the pair being served (Unix seconds).
     pub fn not_after(&self) -> i64 {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .not_after
+        self.current.read().not_after
     }
 
     pub fn config(&self) -> &TlsConfig {
@@ -300,13 +346,7 @@ impl CertStore {
 
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(
-            self.current
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .key
-                .clone(),
-        )
+        Some(self.current.read().key.clone())
     }
 }
 
@@ -327,9 +367,64 @@ pub fn server_config(store: &Arc<CertStore>) -> Result<Arc<rustls::ServerConfig>
     Ok(Arc::new(sc))
 }
 
-/// The acceptor [`crate::http`] wraps each accepted TCP stream with, and
-/// the store behind it.
+/// The acceptor the listener wraps each accepted TCP stream with, and the
+/// store behind it.
 pub fn acceptor(cfg: &TlsConfig) -> Result<(TlsAcceptor, Arc<CertStore>), TlsError> {
     let store = CertStore::open(cfg)?;
     Ok((TlsAcceptor::from(server_config(&store)?), store))
+}
+
+/// Metrics and log of one load after start (under the store's lock, so
+/// they follow the loads' order).
+pub fn record_load(m: &Metrics, r: &Result<Loaded, TlsError>) {
+    match r {
+        Ok(l) => {
+            m.tls_cert_not_after.set(l.not_after);
+            m.tls_cert_reload_failing.set(0);
+            tracing::info!(
+                not_after = l.not_after,
+                "TLS certificate reloaded; new handshakes present it"
+            );
+        }
+        Err(e) => {
+            m.tls_cert_reload_failing.set(1);
+            tracing::error!("TLS certificate reload failed, still serving the one before: {e}");
+        }
+    }
+    m.tls_cert_reload(r.is_ok());
+}
+
+/// Reloads the certificate and key (what SIGHUP does), logs and counts
+/// the result; returns the new leaf's notAfter (Unix seconds). Blocks on
+/// file reads: off the async workers, call it through `spawn_blocking`.
+pub fn reload(store: &CertStore, m: &Metrics) -> Result<i64, TlsError> {
+    store.reload(|r| record_load(m, r)).map(|l| l.not_after)
+}
+
+/// Every `every`, looks at the files and loads them once they changed and
+/// then stayed the same for an interval (a renewal by certbot,
+/// cert-manager or a deploy job needs no signal, and one caught halfway is
+/// not loaded).
+pub async fn watch(
+    store: Arc<CertStore>,
+    metrics: Arc<Metrics>,
+    every: Duration,
+    mut shutdown: Shutdown,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tick.tick() => {}
+        }
+        let (store, metrics) = (store.clone(), metrics.clone());
+        let check = tokio::task::spawn_blocking(move || {
+            store.check(|r| record_load(&metrics, r));
+        });
+        if let Err(e) = check.await {
+            tracing::error!("TLS file check failed: {e}");
+        }
+    }
 }

@@ -1,73 +1,10 @@
-//! Per-session limits on inbound ops.
-//!
-//! A governor token bucket admits `max_msgs_per_sec` sustained and
-//! `msgs_burst` at once. Each op past it is answered with `rate_limited`
-//! and counted as a violation; violations decay by one per second, and a
-//! session that collects more than `max_rate_violations` is closed with 1008.
+//! Per-address connection limits, checked before a client costs anything:
+//! the rate of new connections ([`ConnLimiter`]) and the sessions held at
+//! once ([`IpSessions`]).
 
-use crate::config::SessionConfig;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use crate::sync::{Mutex, MutexGuard};
+use governor::{Quota, RateLimiter};
 use std::num::NonZeroU32;
-use tokio::time::Instant;
-
-pub struct OpLimiter {
-    limiter: DefaultDirectRateLimiter,
-    violations: u32,
-    max_violations: u32,
-    last_decay: Instant,
-}
-
-impl OpLimiter {
-    pub fn new(cfg: &SessionConfig) -> Self {
-        let rate = NonZeroU32::new(cfg.max_msgs_per_sec).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(cfg.msgs_burst.max(cfg.max_msgs_per_sec)).unwrap_or(rate);
-        OpLimiter {
-            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
-            violations: 0,
-            max_violations: cfg.max_rate_violations,
-            last_decay: Instant::now(),
-        }
-    }
-
-    /// `Ok` admits the op; `Err(false)` rejects it (`rate_limited`);
-    /// `Err(true)` means the session has kept flooding and must close.
-    pub fn check(&mut self) -> Result<(), bool> {
-        let secs = self.last_decay.elapsed().as_secs();
-        if secs > 0 {
-            self.violations = self
-                .violations
-                .saturating_sub(secs.min(u32::MAX as u64) as u32);
-            self.last_decay = Instant::now();
-        }
-        if self.limiter.check().is_ok() {
-            return Ok(());
-        }
-        self.violations += 1;
-        Err(self.violations > self.max_violations)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn burst_then_rate_limited_then_close() {
-        let cfg = SessionConfig {
-            max_msgs_per_sec: 1,
-            msgs_burst: 3,
-            max_rate_violations: 2,
-            ..SessionConfig::default()
-        };
-        let mut l = OpLimiter::new(&cfg);
-        assert_eq!(l.check(), Ok(()));
-        assert_eq!(l.check(), Ok(()));
-        assert_eq!(l.check(), Ok(()));
-        assert_eq!(l.check(), Err(false));
-        assert_eq!(l.check(), Err(false));
-        assert_eq!(l.check(), Err(true));
-    }
-}
 
 /// New connections per client address: a governor keyed token bucket
 /// (`server.conn_rate_per_ip` sustained, `server.conn_burst_per_ip` at
@@ -138,7 +75,7 @@ impl<C: governor::clock::Clock> ConnLimiter<C> {
 /// (the map is bounded by the sessions), in one of 16 locked shards.
 pub struct IpSessions {
     cap: u32,
-    shards: Box<[std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, u32>>]>,
+    shards: Box<[Mutex<std::collections::HashMap<std::net::IpAddr, u32>>]>,
 }
 
 /// One of an address's sessions; released on drop.
@@ -163,15 +100,14 @@ impl IpSessions {
     fn shard(
         &self,
         key: &std::net::IpAddr,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<std::net::IpAddr, u32>> {
+    ) -> MutexGuard<'_, std::collections::HashMap<std::net::IpAddr, u32>> {
         use std::hash::{Hash, Hasher};
         // Fixed keys are enough here: the shard only spreads lock traffic,
         // and each map has its own seeded hasher.
         let mut h = std::collections::hash_map::DefaultHasher::new();
         key.hash(&mut h);
         let i = (h.finish() as usize) % self.shards.len();
-        // std Mutex: held for a map update only, never across an await.
-        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+        self.shards[i].lock()
     }
 
     /// Counts a new session from `ip`: `Ok(None)` without a cap,
@@ -198,10 +134,7 @@ impl IpSessions {
 
     /// Addresses holding a session (0 without a cap).
     pub fn addresses(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
-            .sum()
+        self.shards.iter().map(|s| s.lock().len()).sum()
     }
 }
 
@@ -232,21 +165,19 @@ fn limiter_key(ip: std::net::IpAddr) -> std::net::IpAddr {
     }
 }
 
-/// Prunes the per-address limiter every `every` until shutdown, and keeps
-/// `tickergate_limiter_keys` current.
-pub async fn prune_task(
-    shared: std::sync::Arc<crate::gateway::Shared>,
-    every: std::time::Duration,
-) {
-    let mut shutdown = shared.shutdown.subscribe();
+/// Prunes the per-address limiter every `server.conn_limiter_prune_ms`
+/// until shutdown, and keeps `tickergate_limiter_keys` current.
+pub async fn prune_task(ctx: std::sync::Arc<super::Context>) {
+    let every = std::time::Duration::from_millis(ctx.config.conn_limiter_prune_ms);
+    let mut shutdown = ctx.shutdown.subscribe();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
             _ = tick.tick() => {
-                let keys = shared.conn_limiter.prune();
-                shared.metrics.limiter_keys.set(keys as i64);
+                let keys = ctx.conn_limiter.prune();
+                ctx.metrics.limiter_keys.set(keys as i64);
             }
         }
     }

@@ -16,38 +16,21 @@
 //! and flushes before it exits. A write error stops the recording and is
 //! reported; the frames before it stay in the file.
 
-use crate::config::{flag_value, Config, ConfigError, FeedConfig};
+use crate::config::Config;
 use crate::feed::supervisor::{self, FrameSink, SupervisorConfig};
-use crate::feed::{FeedState, SymbolMap};
+use crate::feed::{FeedConfig, FeedState, SymbolMap};
 use crate::metrics::Metrics;
-use crate::model::{now_ns, Symbols};
+use crate::model::{now_ns, InvalidSymbol, Symbols};
 use crate::normalize::{FeedNormalizer, Normalizer};
 use crate::shutdown::{self, Trigger};
 use crate::slots::SlotTable;
+use crate::sync::{Mutex, MutexGuard};
 use std::fs::File;
 use std::future::Future;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
-
-pub const USAGE: &str = "\
-tickergate record: capture a venue feed's raw frames into a replay file
-
-USAGE: tickergate record --config PATH --feed NAME --out FILE [--duration SECS] [--max-frames N]
-
-OPTIONS:
-  --config PATH     TOML configuration holding the feed (kind binance, coinbase or kraken)
-  --feed NAME       which [[feeds]] entry to record (may be omitted if the config has one venue feed)
-  --out FILE        recorded file to write (JSONL, replaced if it exists)
-  --duration SECS   stop after this many seconds (fractions allowed)
-  --max-frames N    stop after N frames
-  -h, --help        this text
-
-Without --duration or --max-frames it records until Ctrl-C (or SIGTERM).
-Replay the file with a feed of kind = \"replay\" (see README.md).
-";
 
 /// What to record and when to stop.
 #[derive(Debug, Clone)]
@@ -59,24 +42,21 @@ pub struct RecordOptions {
     pub max_frames: Option<u64>,
 }
 
-#[derive(Debug)]
-pub struct RecordArgs {
-    pub config: PathBuf,
-    pub options: RecordOptions,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     #[error("no feed named {0:?} in the configuration")]
     UnknownFeed(String),
-    #[error("feed {name:?} is of kind {kind:?}: only venue feeds (binance, coinbase, kraken) have upstream frames to record")]
+    #[error("feed {name:?} is of kind {kind:?}: only venue feeds ({names}) have upstream frames to record", names = crate::feed::VenueKind::names())]
     NotAVenue { name: String, kind: &'static str },
     #[error("the configuration has {0} venue feeds: name the one to record with --feed")]
     WhichFeed(usize),
-    #[error("the configuration has no venue feed (kind binance, coinbase or kraken) to record")]
+    #[error(
+        "the configuration has no venue feed (kind {}) to record",
+        crate::feed::VenueKind::names()
+    )]
     NoVenueFeed,
-    #[error("feed {feed}: {message}")]
-    Feed { feed: String, message: String },
+    #[error("feed {feed}: {source}")]
+    Feed { feed: String, source: InvalidSymbol },
     #[error("cannot create {path}: {source}")]
     Create {
         path: PathBuf,
@@ -89,70 +69,26 @@ pub enum RecordError {
     },
 }
 
+impl RecordError {
+    /// Whether the command line or configuration asked for something
+    /// impossible (exit code 2), rather than the recording failing.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            RecordError::UnknownFeed(_)
+                | RecordError::NotAVenue { .. }
+                | RecordError::WhichFeed(_)
+                | RecordError::NoVenueFeed
+        )
+    }
+}
+
 /// What was recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordSummary {
     pub feed: String,
     pub frames: u64,
     pub bytes: u64,
-}
-
-/// Parses the arguments after `record`. `Ok(None)` means `--help`.
-pub fn parse_args(
-    args: impl IntoIterator<Item = String>,
-) -> Result<Option<RecordArgs>, ConfigError> {
-    let mut config = None;
-    let mut feed = None;
-    let mut out = None;
-    let mut duration = None;
-    let mut max_frames = None;
-    let mut it = args.into_iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--config" => config = Some(PathBuf::from(flag_value::<String>(&a, &mut it, USAGE)?)),
-            "--feed" => feed = Some(flag_value::<String>(&a, &mut it, USAGE)?),
-            "--out" => out = Some(PathBuf::from(flag_value::<String>(&a, &mut it, USAGE)?)),
-            "--duration" => {
-                let secs: f64 = flag_value(&a, &mut it, USAGE)?;
-                let d = Duration::try_from_secs_f64(secs)
-                    .ok()
-                    .filter(|d| !d.is_zero())
-                    .ok_or_else(|| {
-                        ConfigError::Usage(format!(
-                            "--duration {secs}: must be a positive number of seconds"
-                        ))
-                    })?;
-                duration = Some(d);
-            }
-            "--max-frames" => {
-                let n: u64 = flag_value(&a, &mut it, USAGE)?;
-                if n == 0 {
-                    return Err(ConfigError::Usage(
-                        "--max-frames: must be at least 1".into(),
-                    ));
-                }
-                max_frames = Some(n);
-            }
-            "-h" | "--help" => return Ok(None),
-            other => {
-                return Err(ConfigError::Usage(format!(
-                    "unknown argument {other:?}\n\n{USAGE}"
-                )))
-            }
-        }
-    }
-    let config =
-        config.ok_or_else(|| ConfigError::Usage(format!("--config is required\n\n{USAGE}")))?;
-    let out = out.ok_or_else(|| ConfigError::Usage(format!("--out is required\n\n{USAGE}")))?;
-    Ok(Some(RecordArgs {
-        config,
-        options: RecordOptions {
-            feed,
-            out,
-            duration,
-            max_frames,
-        },
-    }))
 }
 
 /// The file being written, shared by the sink (inside the supervisor) and
@@ -170,10 +106,8 @@ struct Sink {
     stop: Trigger,
 }
 
-fn lock(w: &Mutex<Writer>) -> std::sync::MutexGuard<'_, Writer> {
-    // Nothing panics while holding it; if something did, the counts are
-    // still right and the file is still worth flushing.
-    w.lock().unwrap_or_else(|p| p.into_inner())
+fn lock(w: &Mutex<Writer>) -> MutexGuard<'_, Writer> {
+    w.lock()
 }
 
 /// One line of the recorded format.
@@ -220,7 +154,7 @@ pub async fn record(
                 .find(|f| f.name() == name)
                 .ok_or_else(|| RecordError::UnknownFeed(name.clone()))?;
             match f {
-                FeedConfig::Binance(_) | FeedConfig::Coinbase(_) | FeedConfig::Kraken(_) => f,
+                FeedConfig::Venue(..) => f,
                 other => {
                     return Err(RecordError::NotAVenue {
                         name: name.clone(),
@@ -233,12 +167,7 @@ pub async fn record(
             let venues: Vec<&FeedConfig> = config
                 .feeds
                 .iter()
-                .filter(|f| {
-                    matches!(
-                        f,
-                        FeedConfig::Binance(_) | FeedConfig::Coinbase(_) | FeedConfig::Kraken(_)
-                    )
-                })
+                .filter(|f| matches!(f, FeedConfig::Venue(..)))
                 .collect();
             match venues.as_slice() {
                 [one] => *one,
@@ -248,16 +177,15 @@ pub async fn record(
         }
     };
     let name = feed_cfg.name().to_string();
-    let (FeedConfig::Binance(v) | FeedConfig::Coinbase(v) | FeedConfig::Kraken(v)) = feed_cfg
-    else {
+    let FeedConfig::Venue(kind, v) = feed_cfg else {
         return Err(RecordError::NotAVenue {
             name,
             kind: feed_cfg.kind(),
         });
     };
-    let feed_err = |message: String| RecordError::Feed {
+    let feed_err = |source| RecordError::Feed {
         feed: name.clone(),
-        message,
+        source,
     };
     let mut symbols = Symbols::new();
     let map = SymbolMap::build(&v.symbols, &mut symbols).map_err(feed_err)?;
@@ -298,12 +226,7 @@ pub async fn record(
     });
     let sup = SupervisorConfig::from_venue(v);
     let sd = trigger.subscribe();
-    // `feed_cfg` was checked to be a venue feed above.
-    let venue =
-        crate::feed::venue_for(feed_cfg.kind(), v, map).map_err(|message| RecordError::Feed {
-            feed: name.clone(),
-            message,
-        })?;
+    let venue = kind.adapter(v, map);
     let task = tokio::spawn(supervisor::run(
         venue,
         sup,
@@ -362,98 +285,9 @@ pub async fn record(
     Ok(summary)
 }
 
-/// The `record` subcommand: arguments after `record`, exit code.
-pub fn main(args: impl IntoIterator<Item = String>) -> ExitCode {
-    let parsed = match parse_args(args) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let config = match Config::load(&parsed.config).and_then(|c| c.validate().map(|_| c)) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let out: &Path = &parsed.options.out;
-    match rt.block_on(async {
-        let stop = crate::shutdown::signals();
-        record(&config, &parsed.options, stop.recv()).await
-    }) {
-        Ok(s) => {
-            println!(
-                "recorded {} frames ({} bytes) from feed {} to {}",
-                s.frames,
-                s.bytes,
-                s.feed,
-                out.display()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(
-            e @ (RecordError::UnknownFeed(_)
-            | RecordError::NotAVenue { .. }
-            | RecordError::WhichFeed(_)
-            | RecordError::NoVenueFeed),
-        ) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(s: &str) -> Result<Option<RecordArgs>, ConfigError> {
-        parse_args(s.split_whitespace().map(String::from))
-    }
-
-    #[test]
-    fn arguments() {
-        let a = args("--config c.toml --feed binance --out x.jsonl --duration 1.5 --max-frames 10")
-            .unwrap()
-            .unwrap();
-        assert_eq!(a.config, Path::new("c.toml"));
-        assert_eq!(a.options.feed.as_deref(), Some("binance"));
-        assert_eq!(a.options.duration, Some(Duration::from_millis(1500)));
-        assert_eq!(a.options.max_frames, Some(10));
-        assert!(args("--help").unwrap().is_none());
-        for bad in [
-            "--out x",
-            "--config c",
-            "--config c --out x --duration 0",
-            "--config c --out x --duration -1",
-            "--config c --out x --duration nan",
-            "--config c --out x --max-frames 0",
-            "--config c --out x --bogus",
-            "--config",
-        ] {
-            assert!(args(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn lines_escape_the_frame() {

@@ -1,0 +1,352 @@
+//! The command line: flags for the common knobs over the configuration
+//! file, `--check-config`, and the `record` subcommand. Parsed with clap,
+//! which also gives `--help` and `--version`.
+
+use crate::config::{Config, ConfigError};
+use crate::feed::FeedConfig;
+use crate::gateway::Gateway;
+use crate::record::{record, RecordOptions};
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// tickergate: market-data streaming gateway
+#[derive(Debug, Parser)]
+#[command(
+    name = "tickergate",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_help = "Logging: RUST_LOG (default info), e.g. RUST_LOG=tickergate=debug."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Running the gateway (no subcommand).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (default: built-in simulated feed)
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Public listener, e.g. 127.0.0.1:8080 (port 0 = any free port)
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Fan-out shards (0 = one per core)
+    #[arg(long, value_name = "N")]
+    pub shards: Option<usize>,
+    /// Total updates/s of every simulated feed
+    #[arg(long, value_name = "N")]
+    pub sim_rate: Option<f64>,
+    /// Symbols of every simulated feed
+    #[arg(long, value_name = "N")]
+    pub sim_symbols: Option<usize>,
+    /// Concurrent WebSocket sessions
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// New connections per second per client address
+    #[arg(long, value_name = "N")]
+    pub conn_rate_per_ip: Option<u32>,
+    /// Validate the configuration, read every file it names, and exit
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Capture a venue feed's raw frames into a replay file
+    #[command(
+        after_help = "Without --duration or --max-frames it records until Ctrl-C (or SIGTERM).\nReplay the file with a feed of kind = \"replay\" (see README.md)."
+    )]
+    Record(RecordArgs),
+}
+
+/// `tickergate record`.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// TOML configuration holding the feed (kind binance, coinbase or kraken)
+    #[arg(long, value_name = "PATH")]
+    pub config: PathBuf,
+    /// Which [[feeds]] entry to record (may be omitted if the config has one venue feed)
+    #[arg(long, value_name = "NAME")]
+    pub feed: Option<String>,
+    /// Recorded file to write (JSONL, replaced if it exists)
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Stop after this many seconds (fractions allowed)
+    #[arg(long, value_name = "SECS", value_parser = positive_secs)]
+    pub duration: Option<Duration>,
+    /// Stop after N frames
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_frames: Option<u64>,
+}
+
+/// A `--duration` that is not a positive number of seconds.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?}: must be a positive number of seconds")]
+struct NotPositiveSecs(String);
+
+fn positive_secs(s: &str) -> Result<Duration, NotPositiveSecs> {
+    s.parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| NotPositiveSecs(s.to_string()))
+}
+
+impl ServeArgs {
+    /// The configuration these flags ask for: the file (or the embedded
+    /// default) with the flags on top, validated.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        let mut config = match &self.config {
+            Some(p) => Config::load(p)?,
+            None => Config::default(),
+        };
+        if let Some(l) = self.listen {
+            config.server.listen = l;
+        }
+        if let Some(s) = self.shards {
+            config.server.shards = s;
+        }
+        if let Some(m) = self.max_connections {
+            config.server.max_connections = m;
+        }
+        if let Some(r) = self.conn_rate_per_ip {
+            // Load tests and trusted networks: the burst follows the rate.
+            config.server.conn_rate_per_ip = r;
+            config.server.conn_burst_per_ip = config.server.conn_burst_per_ip.max(r);
+        }
+        for f in &mut config.feeds {
+            if let FeedConfig::Sim(sim) = f {
+                if let Some(r) = self.sim_rate {
+                    sim.rate = r;
+                }
+                if let Some(n) = self.sim_symbols {
+                    sim.symbols = n;
+                }
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// The `tickergate` binary: parse the command line, run what it asks for,
+/// return the exit code (2 for a bad command line or configuration).
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Record(args)) => record_main(args),
+        None => serve_main(&cli.serve),
+    }
+}
+
+fn usage_error(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}
+
+fn runtime(worker_threads: Option<usize>) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut rt = match worker_threads {
+        None => tokio::runtime::Builder::new_current_thread(),
+        Some(_) => tokio::runtime::Builder::new_multi_thread(),
+    };
+    rt.enable_all();
+    if let Some(n) = worker_threads.filter(|n| *n > 0) {
+        rt.worker_threads(n);
+    }
+    rt.build().map_err(|e| {
+        eprintln!("error: cannot start the runtime: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn serve_main(args: &ServeArgs) -> ExitCode {
+    let config = match args.config() {
+        Ok(c) => c,
+        Err(e) => return usage_error(e),
+    };
+    if args.check_config {
+        // Every file the configuration names is read, as a start would.
+        return match Gateway::check(&config) {
+            Ok(()) => {
+                println!("configuration OK");
+                ExitCode::SUCCESS
+            }
+            Err(e) => usage_error(e),
+        };
+    }
+    let rt = match runtime(Some(config.server.worker_threads)) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+    let tls = config.server.tls.is_some();
+    let gw = match Gateway::start(config).await {
+        Ok(gw) => gw,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // SIGHUP reloads the TLS certificate and key and the JWT public keys
+    // (registered before the address is printed, so a signal sent after it
+    // is never the default action, which would end the process).
+    #[cfg(unix)]
+    reload_on_sighup(gw.reloader());
+    // SIGINT and SIGTERM too, before the address is printed: a client told
+    // where to connect may already be served when the stop comes.
+    let stop = crate::shutdown::signals();
+    let a = gw.local_addr;
+    tracing::info!("tickergate listening on {a}");
+    let (ws, http) = if tls {
+        ("wss", "https")
+    } else {
+        ("ws", "http")
+    };
+    println!("tickergate is running");
+    println!("  WebSocket : {ws}://{a}/v1/ws   (try: {{\"op\":\"subscribe\",\"symbols\":[\"AAPL\",\"BTC-USD\"]}})");
+    println!("  REST      : {http}://{a}/v1/quotes?symbols=AAPL,BTC-USD   {http}://{a}/v1/symbols");
+    println!(
+        "  metrics   : {http}://{a}/metrics   health: {http}://{a}/healthz  {http}://{a}/readyz"
+    );
+    println!("  stop      : Ctrl-C");
+    stop.recv().await;
+    tracing::info!("shutting down: closing sessions with 1001");
+    gw.shutdown();
+    if !gw.drained(grace).await {
+        tracing::warn!("some sessions did not close within {grace:?}");
+    }
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// Reloads on every SIGHUP, when there is anything to reload (otherwise
+/// SIGHUP keeps its default action: see the README).
+#[cfg(unix)]
+fn reload_on_sighup(reloader: crate::gateway::Reloader) {
+    use tokio::signal::unix::{signal, SignalKind};
+    if !reloader.any() {
+        return;
+    }
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    let r = reloader.clone();
+                    // File reads: off the workers serving sessions.
+                    let _ = tokio::task::spawn_blocking(move || r.all()).await;
+                }
+            });
+        }
+        Err(e) => tracing::warn!("cannot listen for SIGHUP (reloads): {e}"),
+    }
+}
+
+fn record_main(args: RecordArgs) -> ExitCode {
+    let config = match Config::load(&args.config).and_then(|c| c.validate().map(|_| c)) {
+        Ok(c) => c,
+        Err(e) => return usage_error(e),
+    };
+    let opts = RecordOptions {
+        feed: args.feed,
+        out: args.out,
+        duration: args.duration,
+        max_frames: args.max_frames,
+    };
+    let rt = match runtime(None) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let done = rt.block_on(async {
+        let stop = crate::shutdown::signals();
+        record(&config, &opts, stop.recv()).await
+    });
+    match done {
+        Ok(s) => {
+            println!(
+                "recorded {} frames ({} bytes) from feed {} to {}",
+                s.frames,
+                s.bytes,
+                s.feed,
+                opts.out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) if e.is_usage() => usage_error(e),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn parse(args: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("tickergate").chain(args.split_whitespace()))
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let cli = parse("--listen 127.0.0.1:0 --sim-rate 10 --check-config").unwrap();
+        assert!(cli.serve.check_config);
+        let config = cli.serve.config().unwrap();
+        assert_eq!(config.server.listen.port(), 0);
+        let FeedConfig::Sim(s) = &config.feeds[0] else {
+            panic!("default feed is the simulator")
+        };
+        assert_eq!(s.rate, 10.0);
+        assert!(parse("--listen nope").is_err());
+        assert!(parse("--bogus").is_err());
+        let help = parse("--help").unwrap_err();
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+        let version = parse("--version").unwrap_err();
+        assert_eq!(version.kind(), clap::error::ErrorKind::DisplayVersion);
+    }
+
+    #[test]
+    fn record_arguments() {
+        let cli = parse(
+            "record --config c.toml --feed binance --out x.jsonl --duration 1.5 --max-frames 10",
+        )
+        .unwrap();
+        let Some(Command::Record(a)) = cli.command else {
+            panic!("record")
+        };
+        assert_eq!(a.config, Path::new("c.toml"));
+        assert_eq!(a.feed.as_deref(), Some("binance"));
+        assert_eq!(a.duration, Some(Duration::from_millis(1500)));
+        assert_eq!(a.max_frames, Some(10));
+        for bad in [
+            "record --out x",
+            "record --config c",
+            "record --config c --out x --duration 0",
+            "record --config c --out x --duration -1",
+            "record --config c --out x --duration nan",
+            "record --config c --out x --max-frames 0",
+            "record --config c --out x --bogus",
+            "record --config",
+            "--listen 127.0.0.1:0 record --config c --out x",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+}

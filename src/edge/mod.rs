@@ -1,0 +1,54 @@
+//! The edge: everything between a client's TCP connection and its session.
+//!
+//! * [`listener`](self::listener): accepts connections (a per-address rate
+//!   limit first, then TLS when configured) and serves HTTP/1.1 on each;
+//! * `upgrade`: the WebSocket handshake at `/v1/ws`, and the places a
+//!   session holds (the server's and its address's);
+//! * `rest`: `/v1/quotes`, `/v1/symbols`, `/metrics`, `/healthz`,
+//!   `/readyz`; `ingest`: `POST /v1/ingest` for `kind = "http"` feeds;
+//! * [`limits`]: per-address connection limits; [`tls`]: certificates and
+//!   their renewal; `response`: the HTTP responses all of them send.
+
+mod config;
+mod ingest;
+pub mod limits;
+mod listener;
+mod response;
+mod rest;
+pub mod tls;
+mod upgrade;
+
+pub use config::ServerConfig;
+pub use ingest::Ingest;
+pub use listener::{bind, serve};
+pub use tls::TlsConfig;
+pub use upgrade::ws_config;
+
+use crate::feed::Feeds;
+use crate::metrics::Metrics;
+use crate::shutdown::Trigger;
+use limits::{ConnLimiter, IpSessions};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// What the edge uses: its own settings and limits, the feeds' health (for
+/// `/readyz`) and the ingest feeds, and the context it hands each session.
+pub struct Context {
+    pub config: ServerConfig,
+    pub session: Arc<crate::session::Context>,
+    pub feeds: Arc<Feeds>,
+    pub ingest: Ingest,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: Trigger,
+    /// `server.max_connections`: one permit per session.
+    pub conn_limit: Arc<Semaphore>,
+    /// New connections per client address (`server.conn_rate_per_ip`),
+    /// pruned by [`limits::prune_task`].
+    pub conn_limiter: ConnLimiter,
+    /// Sessions per client address (`server.max_connections_per_ip`).
+    pub ip_sessions: Arc<IpSessions>,
+    pub ws_config: WebSocketConfig,
+    /// `[server.tls]`: every accepted connection is TLS first.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}

@@ -1,0 +1,219 @@
+//! The REST endpoints (`/v1/quotes`, `/v1/symbols`), `/metrics`,
+//! `/healthz` and `/readyz`; `/v1/ws` is handed to [`super::upgrade`].
+
+use super::response::{self, error, json, symbol_error, text, Resp};
+use super::{upgrade, Context};
+use crate::protocol::{encode_quote, ErrorCode};
+use hyper::body::Incoming;
+use hyper::header::AUTHORIZATION;
+use hyper::{Method, Request, StatusCode};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+fn query_param<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+    req.uri().query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then_some(v)
+    })
+}
+
+/// Minimal percent-decoding for query values (tokens, symbol lists).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The token of a request: `?token=` or `Authorization: Bearer`.
+pub(super) fn request_token(req: &Request<Incoming>) -> Option<String> {
+    if let Some(t) = query_param(req, "token") {
+        return Some(percent_decode(t));
+    }
+    let h = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = h.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim().to_string())
+}
+
+pub(super) fn route(req: Request<Incoming>, ctx: Arc<Context>, peer: SocketAddr) -> Resp {
+    let path = req.uri().path();
+    if path == "/v1/ws" {
+        return upgrade::upgrade(req, ctx, peer);
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::BadRequest,
+            "use GET",
+        );
+    }
+    match path {
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" => {
+            let feeds: serde_json::Map<String, serde_json::Value> = ctx
+                .feeds
+                .iter()
+                .map(|f| (f.name.clone(), serde_json::Value::Bool(f.is_up())))
+                .collect();
+            let ready = ctx.feeds.all_up();
+            let body = serde_json::json!({"ready": ready, "feeds": feeds}).to_string();
+            let st = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            json(st, body)
+        }
+        "/metrics" => response::metrics(ctx.metrics.render()),
+        "/v1/symbols" => {
+            let ent = match rest_auth(&req, &ctx) {
+                Ok(e) => e,
+                Err(r) => return *r,
+            };
+            // With auth on, only the symbols the key may see.
+            let names: Vec<&str> = ctx
+                .session
+                .symbols
+                .iter()
+                .map(|(_, n)| n)
+                .filter(|n| crate::auth::allowed(ent.as_deref(), n))
+                .collect();
+            json(
+                StatusCode::OK,
+                serde_json::to_string(&names).unwrap_or_default(),
+            )
+        }
+        "/v1/quotes" => match rest_auth(&req, &ctx) {
+            Ok(ent) => quotes(&req, &ctx, ent.as_deref()),
+            Err(r) => *r,
+        },
+        _ => error(
+            StatusCode::NOT_FOUND,
+            ErrorCode::BadRequest,
+            "no such endpoint",
+        ),
+    }
+}
+
+/// The caller's entitlement (`None` with auth off), or the 401 to send.
+fn rest_auth(
+    req: &Request<Incoming>,
+    ctx: &Context,
+) -> Result<Option<Arc<crate::auth::Entitlement>>, Box<Resp>> {
+    if !ctx.session.auth.enabled() {
+        return Ok(None);
+    }
+    let refused = |why: &str| {
+        Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            &format!("{why}: a valid token is required (?token= or Authorization: Bearer)"),
+        ))
+    };
+    let Some(token) = request_token(req) else {
+        return Err(refused("no token"));
+    };
+    match ctx.session.auth.authenticate(&token) {
+        Ok(ent) => Ok(Some(ent)),
+        Err(e) => {
+            ctx.metrics.auth_failure(e.metric_reason());
+            Err(refused(e.reason()))
+        }
+    }
+}
+
+fn quotes(req: &Request<Incoming>, ctx: &Context, ent: Option<&crate::auth::Entitlement>) -> Resp {
+    let Some(list) = query_param(req, "symbols") else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "missing query parameter `symbols` (comma-separated)",
+        );
+    };
+    let list = percent_decode(list);
+    let names: Vec<&str> = list.split(',').filter(|s| !s.is_empty()).collect();
+    let cap = ctx.session.config.max_symbols;
+    let max = ent.and_then(|e| e.max_symbols).map_or(cap, |m| m.min(cap));
+    if names.len() > max {
+        return error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::TooManySymbols,
+            &format!("{} symbols; the limit is {max}", names.len()),
+        );
+    }
+    let mut out = String::from("[");
+    for name in names {
+        // Entitlement before existence (as on the WebSocket), and the whole
+        // request fails: nothing of an un-entitled symbol leaks.
+        if crate::model::valid_symbol(name) && !crate::auth::allowed(ent, name) {
+            ctx.metrics.auth_failure("forbidden_symbol");
+            let message = format!("not entitled to symbol: {name}");
+            return symbol_error(
+                StatusCode::FORBIDDEN,
+                ErrorCode::ForbiddenSymbol,
+                &message,
+                name,
+            );
+        }
+        let Some(sym) = ctx.session.symbols.get(name) else {
+            let shown: String = name.chars().take(64).collect();
+            let message = format!("no such symbol: {shown}");
+            return symbol_error(
+                StatusCode::NOT_FOUND,
+                ErrorCode::UnknownSymbol,
+                &message,
+                &shown,
+            );
+        };
+        if let Some((q, seq)) = ctx.session.slots.read(sym) {
+            if out.len() > 1 {
+                out.push(',');
+            }
+            encode_quote(&mut out, ctx.session.symbols.name(sym), seq, &q, false);
+        }
+    }
+    out.push(']');
+    json(StatusCode::OK, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%2Cb"), "a,b");
+        assert_eq!(percent_decode("BTC-USD,AAPL"), "BTC-USD,AAPL");
+        assert_eq!(percent_decode("x%"), "x%");
+        assert_eq!(percent_decode("x%4"), "x%4");
+        assert_eq!(percent_decode("x%zz"), "x%zz");
+        assert_eq!(percent_decode("a+b"), "a b");
+    }
+}

@@ -1,0 +1,165 @@
+//! Feed health.
+//!
+//! Every feed registers a [`FeedState`]: the symbols it provides and when it
+//! last showed signs of life (data or a heartbeat). A watchdog turns a
+//! silence longer than the feed's `stale_after` into `status: stale` for its
+//! symbols and back to `live` when the feed recovers; `/readyz` is ready
+//! only while every feed is fresh.
+
+use crate::metrics::Metrics;
+use crate::model::{now_ns, Status, SymbolId};
+use crate::shutdown::Shutdown;
+use crate::slots::SlotTable;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct FeedState {
+    pub name: String,
+    pub symbols: Vec<SymbolId>,
+    last_alive_ns: AtomicI64,
+    up: AtomicBool,
+    /// Silence after which the feed is stale, ns; `None`: never (a push
+    /// feed whose silence means nothing).
+    stale_after_ns: Option<i64>,
+    /// Operator/test control: a paused feed sends nothing, not even
+    /// heartbeats, exactly like a silent upstream.
+    paused: AtomicBool,
+    revive: std::sync::OnceLock<Revive>,
+}
+
+struct Revive {
+    slots: Arc<SlotTable>,
+    up_gauge: prometheus::IntGauge,
+}
+
+impl FeedState {
+    /// `stale_after: None` is a feed that is never stale (a push feed whose
+    /// silence means nothing).
+    pub fn new(name: &str, symbols: Vec<SymbolId>, stale_after: Option<Duration>) -> Self {
+        FeedState {
+            name: name.to_string(),
+            symbols,
+            last_alive_ns: AtomicI64::new(0),
+            up: AtomicBool::new(false),
+            stale_after_ns: stale_after.map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+            paused: AtomicBool::new(false),
+            revive: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The upstream showed signs of life (data or heartbeat). A feed that
+    /// was down turns live here, at once, so subscribers see `live` before
+    /// the fresh data that follows (the watchdog only notices silence).
+    pub fn alive(&self) {
+        self.last_alive_ns.store(now_ns(), Ordering::Relaxed);
+        if !self.up.load(Ordering::Acquire) {
+            if let Some(r) = self.revive.get() {
+                if !self.up.swap(true, Ordering::AcqRel) {
+                    tracing::info!(feed = %self.name, "feed is live");
+                    for s in &self.symbols {
+                        r.slots.set_status(*s, Status::Live);
+                    }
+                    r.up_gauge.set(1);
+                }
+            }
+        }
+    }
+
+    /// Lets [`FeedState::alive`] turn the feed live itself. Without it only
+    /// the watchdog does (within its 100 ms tick).
+    pub fn attach(&self, slots: Arc<SlotTable>, up_gauge: prometheus::IntGauge) {
+        let _ = self.revive.set(Revive { slots, up_gauge });
+    }
+
+    /// The upstream connection is gone: its symbols go stale at the
+    /// watchdog's next pass instead of after `stale_after`.
+    pub fn down(&self) {
+        self.last_alive_ns.store(0, Ordering::Relaxed);
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    pub fn set_paused(&self, p: bool) {
+        self.paused.store(p, Ordering::Release);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+}
+
+/// Every feed's health, for the watchdog and `/readyz`.
+#[derive(Default)]
+pub struct Feeds {
+    feeds: Vec<Arc<FeedState>>,
+}
+
+impl Feeds {
+    pub fn add(&mut self, feed: Arc<FeedState>) {
+        self.feeds.push(feed);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<FeedState>> {
+        self.feeds.iter()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<FeedState>> {
+        self.feeds.iter().find(|f| f.name == name)
+    }
+
+    pub fn all_up(&self) -> bool {
+        self.feeds.iter().all(|f| f.is_up())
+    }
+
+    /// One watchdog pass; returns the feeds whose state changed.
+    pub fn check(&self, slots: &SlotTable, metrics: &Metrics) -> usize {
+        let now = now_ns();
+        let mut changed = 0;
+        for f in &self.feeds {
+            let last = f.last_alive_ns.load(Ordering::Relaxed);
+            let fresh = f
+                .stale_after_ns
+                .is_none_or(|after| last > 0 && now - last <= after);
+            if fresh != f.is_up() {
+                if f.up.swap(fresh, Ordering::AcqRel) == fresh {
+                    // alive() got there first.
+                    continue;
+                }
+                let st = if fresh { Status::Live } else { Status::Stale };
+                if fresh {
+                    tracing::info!(feed = %f.name, "feed is live");
+                } else {
+                    tracing::warn!(feed = %f.name, "feed is silent: its symbols are stale");
+                }
+                for s in &f.symbols {
+                    slots.set_status(*s, st);
+                }
+                metrics
+                    .feed_up
+                    .with_label_values(&[&f.name])
+                    .set(fresh as i64);
+                changed += 1;
+            }
+        }
+        changed
+    }
+
+    pub async fn watchdog(
+        self: Arc<Self>,
+        slots: Arc<SlotTable>,
+        metrics: Arc<Metrics>,
+        mut shutdown: Shutdown,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = tick.tick() => { self.check(&slots, &metrics); }
+            }
+        }
+    }
+}

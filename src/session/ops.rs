@@ -1,0 +1,349 @@
+//! What a client asks for: the ops of protocol v1 (subscribe,
+//! unsubscribe, auth, ping), each checked against the session's limits and
+//! entitlement, answered in the next frame.
+
+use super::rate::OpVerdict;
+use super::{clamp_u32, Exit, Session};
+use crate::auth::{AuthError, Entitlement, KeyAtLimit};
+use crate::model::{now_ns, Status, SymbolId};
+use crate::outbox::Sub;
+use crate::protocol::{parse_op, Control, Disconnect, ErrorCode, Op, OpError, OpId};
+use std::sync::Arc;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+/// `max_hz` as [`Sub::interval_us`]. Never panics: a tiny rate saturates
+/// (a float-to-int `as` cast does), which also keeps `now + interval` far
+/// from overflowing.
+fn interval_us(hz: Option<f64>) -> u32 {
+    hz.map_or(0, |h| (1e6 / h) as u32)
+}
+
+impl Session {
+    /// A token from the upgrade request. `Some` closes the session.
+    pub(super) fn admit_token(
+        &mut self,
+        token: Option<Result<Arc<Entitlement>, AuthError>>,
+    ) -> Option<Exit> {
+        if !self.ctx.auth.enabled() {
+            return None;
+        }
+        match token? {
+            Ok(ent) => self.authenticate(None, ent).err(),
+            Err(e) => Some(self.refuse_token(None, e)),
+        }
+    }
+
+    fn refuse_token(&mut self, id: Option<OpId>, e: AuthError) -> Exit {
+        self.ctx.metrics.auth_failure(e.metric_reason());
+        let d = e.disconnect();
+        self.error(id, ErrorCode::Unauthorized, d.reason, None);
+        Exit::Close(d)
+    }
+
+    /// Adopts a valid token's entitlement, taking one of its key's
+    /// connections; a key at its `max_connections` closes the session.
+    fn authenticate(&mut self, id: Option<OpId>, ent: Arc<Entitlement>) -> Result<(), Exit> {
+        match self.ctx.auth.acquire(&ent) {
+            Ok(guard) => self.key_conn = guard.map(Box::new),
+            Err(KeyAtLimit) => {
+                let d = &Disconnect::KEY_AT_LIMIT;
+                tracing::debug!(key = %ent.name, "{}", d.reason);
+                self.ctx.metrics.auth_failure("key_connection_limit");
+                self.error(id, ErrorCode::Unauthorized, d.reason, None);
+                return Err(Exit::Close(d));
+            }
+        }
+        let cap = self.ctx.config.max_symbols;
+        self.max_symbols = clamp_u32(ent.max_symbols.map_or(cap, |m| m.min(cap)));
+        self.entitlement = Some(ent);
+        self.authed = true;
+        Ok(())
+    }
+
+    fn op_error(&mut self, e: OpError) {
+        self.error(e.id, e.code, &e.message, None);
+    }
+
+    /// Handles one inbound WebSocket event; `Some` ends the session.
+    pub(super) fn on_message(&mut self, msg: Option<Result<Message, WsError>>) -> Option<Exit> {
+        use tokio_tungstenite::tungstenite::error::CapacityError;
+        let msg = match msg {
+            None => return Some(Exit::Gone),
+            Some(Ok(m)) => m,
+            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                return Some(Exit::Close(&Disconnect::TOO_BIG))
+            }
+            Some(Err(WsError::Capacity(_))) => return Some(Exit::Close(&Disconnect::TOO_BIG)),
+            Some(Err(WsError::Utf8(_))) => return Some(Exit::Close(&Disconnect::INVALID_UTF8)),
+            Some(Err(WsError::Protocol(_))) => {
+                return Some(Exit::Close(&Disconnect::PROTOCOL_ERROR))
+            }
+            Some(Err(_)) => return Some(Exit::Gone),
+        };
+        match msg {
+            Message::Text(t) => self.on_op(t.as_bytes()),
+            Message::Binary(_) => {
+                if let Some(exit) = self.admit_op() {
+                    return Some(exit);
+                }
+                self.error(
+                    None,
+                    ErrorCode::BadRequest,
+                    "binary frames are not supported: send JSON ops as text frames",
+                    None,
+                );
+                None
+            }
+            // tungstenite answers pings itself; a close is answered too and
+            // the stream then ends.
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => None,
+            Message::Close(_) => Some(Exit::PeerClosed),
+        }
+    }
+
+    /// Counts an inbound op against the rate limit. `Some` closes.
+    fn admit_op(&mut self) -> Option<Exit> {
+        self.ctx.metrics.ops_in.inc();
+        match self.limiter.check() {
+            OpVerdict::Admit => None,
+            OpVerdict::Flooding => Some(Exit::Close(&Disconnect::FLOODING)),
+            OpVerdict::RateLimited => {
+                self.error(
+                    None,
+                    ErrorCode::RateLimited,
+                    "too many ops: slow down (see limits.max_msgs_per_sec in welcome)",
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    fn on_op(&mut self, text: &[u8]) -> Option<Exit> {
+        if let Some(exit) = self.admit_op() {
+            return Some(exit);
+        }
+        let cfg = &self.ctx.config;
+        if text.len() > cfg.max_message_bytes {
+            let msg = format!(
+                "message of {} bytes; the limit is {}",
+                text.len(),
+                cfg.max_message_bytes
+            );
+            self.error(None, ErrorCode::PayloadTooLarge, &msg, None);
+            return None;
+        }
+        let max_per_op = cfg.max_symbols_per_op;
+        // simd-json parses in place. A copy per op, not a buffer kept per
+        // session: ops are rare, sessions many.
+        let mut buf = text.to_vec();
+        let parsed = parse_op(&mut buf, max_per_op);
+        drop(buf);
+        let (id, op) = match parsed {
+            Ok(v) => v,
+            Err(e) => {
+                self.op_error(e);
+                return None;
+            }
+        };
+        match op {
+            Op::Ping => self.push(Control::Pong { id, ts: now_ns() }),
+            Op::Auth { token } => {
+                if !self.ctx.auth.enabled() {
+                    let limits = self.limits();
+                    self.push(Control::Authenticated { id, limits });
+                } else if self.entitlement.is_some() {
+                    // Switching keys mid-session would leave subscriptions
+                    // the new key may not see.
+                    self.error(
+                        id,
+                        ErrorCode::BadRequest,
+                        "already authenticated: a session keeps its first token",
+                        None,
+                    );
+                } else {
+                    match self.ctx.auth.authenticate(&token) {
+                        Ok(ent) => {
+                            if let Err(exit) = self.authenticate(id.clone(), ent) {
+                                return Some(exit);
+                            }
+                            let limits = self.limits();
+                            self.push(Control::Authenticated { id, limits });
+                        }
+                        Err(e) => return Some(self.refuse_token(id, e)),
+                    }
+                }
+            }
+            _ if !self.authed => {
+                self.error(
+                    id,
+                    ErrorCode::Unauthorized,
+                    "authenticate first: send {\"op\":\"auth\",\"token\":...}",
+                    None,
+                );
+            }
+            Op::Subscribe {
+                symbols,
+                max_hz,
+                snapshot,
+            } => self.subscribe(id, symbols, max_hz, snapshot),
+            Op::Unsubscribe { symbols } => self.unsubscribe(id, symbols),
+        }
+        None
+    }
+
+    /// Resolves names; unknown ones get an `unknown_symbol` error each,
+    /// valid names the key may not see a `forbidden_symbol` each. The
+    /// entitlement is checked before existence, so the errors do not tell
+    /// which un-entitled symbols exist; a pattern such as `BTC-*` is not a
+    /// valid name, so it is `unknown_symbol` (v1 has no wildcards).
+    fn resolve(&mut self, id: &Option<OpId>, names: &[String]) -> Vec<SymbolId> {
+        let symbols = self.ctx.symbols.clone();
+        let ent = self.entitlement.clone();
+        let mut out: Vec<SymbolId> = Vec::with_capacity(names.len());
+        for n in names {
+            if let Some(ent) = &ent {
+                if crate::model::valid_symbol(n) && !ent.allows(n) {
+                    self.ctx.metrics.auth_failure("forbidden_symbol");
+                    let msg = format!("not entitled to symbol: {n}");
+                    self.error(id.clone(), ErrorCode::ForbiddenSymbol, &msg, Some(n));
+                    continue;
+                }
+            }
+            match symbols.get(n) {
+                Some(s) => {
+                    if !out.contains(&s) {
+                        out.push(s)
+                    }
+                }
+                None => {
+                    let shown: String = n.chars().take(64).collect();
+                    let msg = format!("no such symbol: {shown}");
+                    self.error(id.clone(), ErrorCode::UnknownSymbol, &msg, Some(&shown));
+                }
+            }
+        }
+        out
+    }
+
+    fn find(&self, sym: SymbolId) -> Result<usize, usize> {
+        self.subs.binary_search_by_key(&sym, |s| s.sym)
+    }
+
+    fn subscribe(
+        &mut self,
+        id: Option<OpId>,
+        names: Vec<String>,
+        max_hz: Option<f64>,
+        snapshot: bool,
+    ) {
+        let syms = self.resolve(&id, &names);
+        if syms.is_empty() {
+            return;
+        }
+        let max = self.max_symbols as usize;
+        let new = syms.iter().filter(|s| self.find(**s).is_err()).count();
+        if self.subs.len() + new > max {
+            let msg = format!(
+                "subscribing {new} more symbols would hold {}; the limit is {max}",
+                self.subs.len() + new
+            );
+            self.error(id, ErrorCode::TooManySymbols, &msg, None);
+            return;
+        }
+        let hz = max_hz.map(|h| h.min(self.ctx.config.max_hz_limit));
+        let interval = interval_us(hz);
+        let slots = self.ctx.slots.clone();
+        // Exactly what is held, not the next power of two: the list stays
+        // at this size for the session's life.
+        self.subs.reserve_exact(new);
+        let mut added = Vec::with_capacity(new);
+        for &sym in &syms {
+            let pos = match self.find(sym) {
+                Ok(p) => p,
+                Err(p) => {
+                    self.subs.insert(
+                        p,
+                        Sub {
+                            sym,
+                            interval_us: interval,
+                            last_seq: 0,
+                            next_at: None,
+                            snapshot: false,
+                            status: Status::Live,
+                        },
+                    );
+                    added.push(sym);
+                    p
+                }
+            };
+            let sub = &mut self.subs[pos];
+            sub.interval_us = interval;
+            sub.next_at = None;
+            let seq = slots.seq(sym);
+            if snapshot && seq > 0 {
+                // A symbol with no value yet gets no snapshot: its first
+                // value arrives as a live update.
+                sub.snapshot = true;
+                sub.last_seq = 0;
+            } else if snapshot {
+                sub.snapshot = false;
+                sub.last_seq = 0;
+            } else {
+                sub.snapshot = false;
+                sub.last_seq = sub.last_seq.max(seq);
+            }
+        }
+        // Register before the first scan: a write either sees our interest
+        // bit or is seen by the scan (see `SlotTable::notify`).
+        self.ctx.fanout.subscribe(&self.handle, &added);
+        self.ctx.metrics.subscriptions.add(added.len() as i64);
+        let names: Vec<&str> = syms.iter().map(|s| self.ctx.symbols.name(*s)).collect();
+        let msg = Control::Subscribed {
+            id,
+            symbols: names,
+            max_hz: hz,
+        }
+        .to_json();
+        self.control.push_back(msg);
+        self.dirty = true;
+    }
+
+    fn unsubscribe(&mut self, id: Option<OpId>, names: Vec<String>) {
+        let syms = self.resolve(&id, &names);
+        if syms.is_empty() {
+            return;
+        }
+        let mut removed = Vec::new();
+        for &sym in &syms {
+            if let Ok(p) = self.find(sym) {
+                self.subs.remove(p);
+                removed.push(sym);
+            }
+        }
+        if self.subs.len() <= self.subs.capacity() / 2 {
+            self.subs.shrink_to_fit();
+        }
+        self.ctx.fanout.unsubscribe(&self.handle, &removed);
+        self.ctx.metrics.subscriptions.sub(removed.len() as i64);
+        let names: Vec<&str> = syms.iter().map(|s| self.ctx.symbols.name(*s)).collect();
+        let msg = Control::Unsubscribed { id, symbols: names }.to_json();
+        self.control.push_back(msg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_hz_interval_never_panics() {
+        assert_eq!(interval_us(None), 0);
+        assert_eq!(interval_us(Some(1000.0)), 1000);
+        assert_eq!(interval_us(Some(4.0)), 250_000);
+        // `Duration::from_secs_f64(1.0 / h)` panicked here (a client's
+        // `"max_hz":1e-300`); now it saturates at ~71 minutes.
+        assert_eq!(interval_us(Some(1e-300)), u32::MAX);
+        assert_eq!(interval_us(Some(1e12)), 0);
+    }
+}

@@ -1,0 +1,493 @@
+//! The session's loop: one `poll_fn` over the shutdown signal, the
+//! fan-out's wake, the socket both ways and one timer; liveness (Pings,
+//! idle and slow-consumer deadlines) and the close.
+
+use super::{Exit, Session};
+use crate::flow;
+use crate::model::now_ns;
+use crate::protocol::{Control, Disconnect};
+use futures_util::{SinkExt, StreamExt};
+use std::future::{poll_fn, Future};
+use std::task::Poll;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+
+/// Writes `buf[*at..]` to `s`, advancing `at`, then flushes (a TLS stream
+/// holds records until then). `Pending` leaves `at` where the socket
+/// stopped taking bytes.
+fn poll_write_all<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    cx: &mut std::task::Context<'_>,
+    buf: &[u8],
+    at: &mut usize,
+) -> Poll<std::io::Result<()>> {
+    use std::pin::Pin;
+    while *at < buf.len() {
+        match Pin::new(&mut *s).poll_write(cx, &buf[*at..]) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(n)) => *at += n,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+    }
+    Pin::new(s).poll_flush(cx)
+}
+
+/// How long a probe that keeps the read window full goes unanswered before
+/// a Ping asks again (see [`Session::plan`]).
+const PROBE_RETRY: Duration = Duration::from_secs(1);
+
+/// A session whose deadline passed (the client's silence, an unread read
+/// window) as its task ran is closed only after this long more of reading
+/// as usual: a last call for what the client sent while the task was late
+/// (a stalled, overloaded server) and the runtime has not handed it yet.
+const FINAL_CALL: Duration = Duration::from_millis(250);
+
+/// The serve loop's timekeeping.
+struct Clock {
+    /// Last frame of any kind from the client.
+    last_rx: Instant,
+    /// Last WebSocket Ping sent.
+    last_ping: Instant,
+    /// How long after the client's last frame the first Ping since was
+    /// owed, in ms (0: none yet): the client's time to answer runs from
+    /// there. Milliseconds in a `u32`, so that `Clock` (in every session's
+    /// future) does not grow.
+    asked_ms: u32,
+    /// A deadline has passed: the last call ([`FINAL_CALL`]) runs on the
+    /// loop's timer.
+    final_call: bool,
+    /// When the frame in flight was handed to the sink.
+    write_started: Instant,
+    /// A Ping is owed.
+    ping_due: bool,
+    /// A frame is in flight: the sink is being flushed.
+    flushing: bool,
+}
+
+/// What woke the session.
+enum Io {
+    Shutdown,
+    /// The fan-out left something for the task (see [`News`]).
+    Direct,
+    /// The rest of a frame written straight to the socket is out.
+    RawDone(std::io::Result<()>),
+    /// The sink finished flushing, or can take the next frame.
+    Write(Result<(), WsError>),
+    /// An inbound WebSocket event.
+    Read(Option<Result<Message, WsError>>),
+    /// The deadline from [`Session::plan`] (or an earlier one) passed.
+    Timer,
+    /// A shard's wake while data may not go: taken as dirty data, so that
+    /// the next plan arms the timer for a spaced frame (a wake that
+    /// waited for the socket instead would sleep until the heartbeat, as
+    /// a pending wake is not signalled again).
+    Woke,
+}
+
+impl Session {
+    /// Where the loop stands before it waits: `Err` ends the session; else
+    /// when the timer branch must wake, whether there is anything to
+    /// write, whether data may go (the client's read window is not full),
+    /// and the close a passed deadline calls for (after the last call). A plain function, so that its temporaries (and the borrows
+    /// the comparisons take) do not become part of `serve`'s future.
+    fn plan(&mut self, c: &mut Clock) -> Result<(Instant, bool, bool, Option<Exit>), Exit> {
+        let now = Instant::now();
+        if self.due.is_some_and(|d| d <= now) {
+            self.due = None;
+            self.dirty = true;
+        }
+        // Dirty data waits while the client's read window is full (its
+        // Pong wakes the task) or its frames are spaced (the timer does).
+        // Without dirty data only look: a hold is counted when data waits.
+        let open = if !self.flow_on() {
+            true
+        } else if self.dirty {
+            self.data_gate()
+        } else {
+            self.handle.direct.lock().window.would_open(now)
+        };
+        let data = self.dirty && open;
+        let stalled = if open {
+            None
+        } else {
+            self.handle.direct.lock().window.stalled_since()
+        };
+        let cfg = &self.ctx.config;
+        // A client that reads nothing keeps the window full: a slow
+        // consumer after `slow_consumer_ms`, as with a full socket.
+        let slow = Duration::from_millis(cfg.slow_consumer_ms);
+        let mut overdue = stalled
+            .is_some_and(|t| now >= t + slow)
+            .then_some(Exit::Close(&Disconnect::SLOW_READ));
+        if self.control.len() > cfg.max_pending_control {
+            return Err(Exit::Close(&Disconnect::SLOW_REPLIES));
+        }
+        // Liveness: a WebSocket Ping after `ping_interval_ms` of client
+        // silence, close 1008 after `idle_timeout_ms` without any frame.
+        let ping_every = Duration::from_millis(cfg.ping_interval_ms);
+        let mut ping_at = c.last_ping.max(c.last_rx) + ping_every;
+        // A full window whose probe got no answer: ask again (with the
+        // probe's mark) every second, as a client may have missed it, and
+        // a client that answers nothing is closed at `slow_consumer_ms`.
+        if let Some(t) = stalled {
+            ping_at = ping_at.min(t.max(c.last_ping) + PROBE_RETRY);
+        }
+        if !c.ping_due && now >= ping_at {
+            c.ping_due = true;
+            c.last_ping = now;
+            ping_at = now + ping_every;
+        }
+        // (Also a probe's Ping, owed since a Pong: from here.)
+        if c.ping_due && c.asked_ms == 0 {
+            let after = now.saturating_duration_since(c.last_rx).as_millis();
+            c.asked_ms = u32::try_from(after).unwrap_or(u32::MAX).max(1);
+        }
+        // ... and only once the client has had its time to answer the
+        // Ping (`idle_timeout_ms - ping_interval_ms`): a Ping that went
+        // late because the server was late (a stalled, overloaded
+        // process) does not shorten that time.
+        let idle = Duration::from_millis(cfg.idle_timeout_ms);
+        let mut idle_at = c.last_rx + idle;
+        if c.asked_ms > 0 {
+            let asked = c.last_rx + Duration::from_millis(u64::from(c.asked_ms));
+            idle_at = idle_at.max(asked + idle.saturating_sub(ping_every));
+        }
+        if now >= idle_at && overdue.is_none() {
+            overdue = Some(Exit::Close(&Disconnect::IDLE));
+        }
+        let want_write = c.flushing || !self.control.is_empty() || data || c.ping_due;
+        let timer = if c.flushing {
+            c.write_started + slow
+        } else {
+            let hb = self.last_write + Duration::from_millis(cfg.heartbeat_ms);
+            let t = self.due.map_or(hb, |d| d.min(hb));
+            stalled.map_or(t, |s| t.min(s + slow))
+        };
+        // A Ping already owed waits for the socket, not for the clock.
+        let ping_wake = if c.ping_due { idle_at } else { ping_at };
+        Ok((timer.min(idle_at).min(ping_wake), want_write, open, overdue))
+    }
+
+    /// The main loop. Returns how the session ends.
+    ///
+    /// Its locals are part of every session's task, so it keeps few: the
+    /// timer arithmetic is in [`Session::plan`], durations are read from
+    /// the config when needed instead of copied, and the socket is polled
+    /// both ways from one `poll_fn` (no `split()` and its lock).
+    ///
+    /// Per frame it does as little as it can: the shutdown future and the
+    /// timer live across iterations (the timer is re-armed only when its
+    /// deadline moves earlier or it has fired; firing early is harmless,
+    /// [`Session::on_timer`] re-checks), a shard's wake is a flag read in
+    /// the same poll as the socket, and a frame is flushed in the iteration
+    /// that built it, so a woken session with a writable socket builds,
+    /// writes and goes back to sleep in one pass.
+    pub(super) async fn serve<S>(&mut self, ws: &mut WebSocketStream<S>) -> Exit
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let start = Instant::now();
+        let mut c = Clock {
+            last_rx: start,
+            last_ping: start,
+            asked_ms: 0,
+            final_call: false,
+            write_started: start,
+            ping_due: false,
+            flushing: false,
+        };
+        let mut shutdown = self.ctx.shutdown.subscribe();
+        let shutdown = shutdown.wait();
+        tokio::pin!(shutdown);
+        let first = match self.plan(&mut c) {
+            Ok((first, ..)) => first,
+            Err(exit) => return exit,
+        };
+        let sleep = tokio::time::sleep_until(first);
+        tokio::pin!(sleep);
+        loop {
+            // (A block: `overdue` must not live on across the awaits below,
+            // where it would join every session's future.)
+            let (timer, want_write, data_open) = {
+                let (timer, want_write, data_open, overdue) = match self.plan(&mut c) {
+                    Ok(v) => v,
+                    Err(exit) => return exit,
+                };
+                match overdue {
+                    // A deadline has passed as this task runs. The session ends
+                    // after the last call: reading as usual, with this task's
+                    // waker, for what the client sent while the task was late.
+                    // A frame that answers the deadline ends the last call.
+                    Some(exit) if c.final_call => {
+                        if sleep.is_elapsed() {
+                            return exit;
+                        }
+                    }
+                    Some(_) => {
+                        c.final_call = true;
+                        sleep.as_mut().reset(Instant::now() + FINAL_CALL);
+                    }
+                    None => c.final_call = false,
+                }
+                (timer, want_write, data_open)
+            };
+            // (During the last call the timer is its end.)
+            if !c.final_call && (timer < sleep.deadline() || sleep.is_elapsed()) {
+                sleep.as_mut().reset(timer);
+            }
+            // During a last call the read goes first (not past a frame
+            // half written: a read can make tungstenite write a Pong).
+            let read_first = c.final_call && self.raw_out.is_none();
+            // One reference to the session in the closure, not one per
+            // field: the closure is part of every session's task.
+            let s = &mut *self;
+            // (what happened, whether a shard's wake is pending)
+            let (io, woke) = poll_fn(|cx| {
+                // Take back what the fan-out held while this task slept;
+                // anything it could not finish is the task's now.
+                if s.unpark() {
+                    return Poll::Ready((Io::Direct, false));
+                }
+                if shutdown.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready((Io::Shutdown, false));
+                }
+                let woke = s.handle.poll_woken(cx);
+                if read_first {
+                    if let Poll::Ready(m) = ws.poll_next_unpin(cx) {
+                        return Poll::Ready((Io::Read(m), woke));
+                    }
+                }
+                if woke && !data_open && !s.dirty {
+                    return Poll::Ready((Io::Woke, true));
+                }
+                if let Some(r) = s.raw_out.as_deref_mut() {
+                    // Finish the frame in flight before anything else.
+                    if let Poll::Ready(res) = poll_write_all(ws.get_mut(), cx, &r.0, &mut r.1) {
+                        return Poll::Ready((Io::RawDone(res), woke));
+                    }
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready((Io::Timer, woke));
+                    }
+                    return Poll::Pending;
+                }
+                // Writing first: flushing the frame in flight, or waiting
+                // until the sink can take the next one (only when there is
+                // something to send).
+                // A shard's wake is data: while the read window is full it
+                // waits, and the socket is read (the Pong that opens it
+                // must not starve behind wakes).
+                if want_write || (woke && data_open) {
+                    // A flush, not `poll_ready`: tungstenite may hold the
+                    // unwritten rest of a Pong it answered while reading,
+                    // and a frame written raw must not land inside it.
+                    let r = ws.poll_flush_unpin(cx);
+                    if let Poll::Ready(r) = r {
+                        return Poll::Ready((Io::Write(r), woke));
+                    }
+                }
+                if let Poll::Ready(m) = ws.poll_next_unpin(cx) {
+                    return Poll::Ready((Io::Read(m), woke));
+                }
+                if sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready((Io::Timer, woke));
+                }
+                // Nothing to write and nothing pending: let the fan-out
+                // write this session's frames itself until it wakes (once
+                // tungstenite holds no unwritten bytes, so nothing can
+                // interleave).
+                if !want_write && !woke {
+                    match ws.poll_flush_unpin(cx) {
+                        Poll::Ready(Ok(())) => s.park(),
+                        Poll::Ready(Err(e)) => return Poll::Ready((Io::Write(Err(e)), woke)),
+                        Poll::Pending => {}
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+            if woke {
+                self.dirty = true;
+            }
+            match io {
+                Io::Direct => {
+                    let news = std::mem::take(&mut self.handle.direct.lock().news);
+                    if news.failed {
+                        return Exit::Gone;
+                    }
+                    if let Some(left) = news.leftover {
+                        // The fan-out's frame did not all go: finish it
+                        // first, as a frame of our own.
+                        self.raw_out = Some(left);
+                        c.flushing = true;
+                        c.write_started = Instant::now();
+                    }
+                    if let Some(d) = news.due {
+                        self.due = Some(self.due.map_or(d, |x| x.min(d)));
+                    }
+                    if news.more {
+                        self.dirty = true;
+                    }
+                }
+                Io::Shutdown => return Exit::Close(&Disconnect::SHUTDOWN),
+                Io::Woke => {}
+                Io::Timer => {
+                    // A write was wanted and the timer came first: the sink
+                    // could not be flushed (tungstenite holds unwritten
+                    // bytes, a Pong it answered, and the socket is full).
+                    // That is a write in flight: bounded by
+                    // `slow_consumer_ms`, and no past heartbeat time to
+                    // spin on.
+                    if want_write && !c.flushing {
+                        c.flushing = true;
+                        c.write_started = Instant::now();
+                    }
+                    if let Err(exit) = self.on_timer(&c) {
+                        return exit;
+                    }
+                }
+                Io::Write(Err(_)) | Io::RawDone(Err(_)) => return Exit::Gone,
+                Io::RawDone(Ok(())) => {
+                    self.raw_out = None;
+                    c.flushing = false;
+                }
+                Io::Write(Ok(())) if c.flushing => c.flushing = false,
+                Io::Write(Ok(())) if c.ping_due => {
+                    // Pings go through tungstenite (its sink is flushed:
+                    // `poll_ready` was ready).
+                    c.ping_due = false;
+                    // With a probe in flight the Ping repeats its mark (a
+                    // client may answer only its latest Ping).
+                    let payload = self.handle.direct.lock().window.keepalive_payload();
+                    if ws.start_send_unpin(Message::Ping(payload.into())).is_err() {
+                        return Exit::Gone;
+                    }
+                    c.write_started = Instant::now();
+                    match poll_fn(|cx| Poll::Ready(ws.poll_flush_unpin(cx))).await {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(_)) => return Exit::Gone,
+                        Poll::Pending => c.flushing = true,
+                    }
+                }
+                Io::Write(Ok(())) => {
+                    // `poll_ready` was ready, so tungstenite holds no
+                    // unwritten bytes: the frame goes straight to the
+                    // socket, header and payload in one write, with no copy
+                    // into tungstenite's buffer.
+                    let Some((mut frame, mut at)) = self.build_frame() else {
+                        continue;
+                    };
+                    c.write_started = Instant::now();
+                    let probe = self.flow_on().then(|| {
+                        self.handle
+                            .direct
+                            .lock()
+                            .window
+                            .wrote(frame.len() - at, c.write_started)
+                    });
+                    if let Some(Some(probe)) = probe {
+                        frame.extend_from_slice(&probe);
+                    }
+                    self.last_write = c.write_started;
+                    let sent = poll_fn(|cx| {
+                        Poll::Ready(poll_write_all(ws.get_mut(), cx, &frame, &mut at))
+                    })
+                    .await;
+                    match sent {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(_)) => return Exit::Gone,
+                        Poll::Pending => {
+                            self.raw_out = Some(Box::new((frame, at)));
+                            c.flushing = true;
+                        }
+                    }
+                }
+                Io::Read(msg) => {
+                    if let Some(exit) = self.on_read(&mut c, msg) {
+                        return exit;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A frame from the client, of any kind, or its end; `Some` ends the
+    /// session.
+    fn on_read(&mut self, c: &mut Clock, msg: Option<Result<Message, WsError>>) -> Option<Exit> {
+        c.last_rx = Instant::now();
+        c.asked_ms = 0;
+        if let Some(Ok(Message::Pong(p))) = &msg {
+            let limits = self.cfg().read_window();
+            let pong = self.handle.direct.lock().window.pong(p, c.last_rx, limits);
+            match pong {
+                flow::Pong::Ignored | flow::Pong::Acked => {}
+                // Whatever was held goes now, newest values.
+                flow::Pong::Opened => self.dirty = true,
+                flow::Pong::Probe => c.ping_due = true,
+            }
+            return None;
+        }
+        self.on_message(msg)
+    }
+
+    /// The timer branch: a frame stuck for `slow_consumer_ms` ends the
+    /// session (4008); `heartbeat_ms` without a frame queues a heartbeat.
+    fn on_timer(&mut self, c: &Clock) -> Result<(), Exit> {
+        let cfg = &self.ctx.config;
+        if c.flushing {
+            if c.write_started.elapsed() >= Duration::from_millis(cfg.slow_consumer_ms) {
+                return Err(Exit::Close(&Disconnect::SLOW_WRITE));
+            }
+        } else if self.last_write.elapsed() >= Duration::from_millis(cfg.heartbeat_ms)
+            && self.control.is_empty()
+        {
+            self.push(Control::Heartbeat { ts: now_ns() });
+        }
+        Ok(())
+    }
+
+    /// Sends a close frame and gives it `close_grace_ms` to leave (after
+    /// the rest of a frame in flight, which must not be cut) and the
+    /// client to answer it.
+    pub(super) async fn finish<S>(&mut self, tx: &mut WebSocketStream<S>, d: &Disconnect)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let grace = Duration::from_millis(self.ctx.config.close_grace_ms);
+        if let Some(mut r) = self.raw_out.take() {
+            let (buf, at) = (&r.0, &mut r.1);
+            let done = poll_fn(|cx| poll_write_all(tx.get_mut(), cx, buf, at));
+            if !matches!(tokio::time::timeout(grace, done).await, Ok(Ok(()))) {
+                return;
+            }
+        }
+        let frame = CloseFrame {
+            code: CloseCode::from(d.code),
+            reason: d.reason.into(),
+        };
+        let pending: Vec<String> = self.control.take_all();
+        let _ = tokio::time::timeout(grace, async {
+            if !pending.is_empty() {
+                let text = format!("[{}]", pending.join(","));
+                if tx.feed(Message::Text(text.into())).await.is_err() {
+                    return;
+                }
+            }
+            if tx.send(Message::Close(Some(frame))).await.is_err() {
+                return;
+            }
+            // Read until the client's close or EOF (within the grace):
+            // closing the socket with client bytes unread (a Pong to a
+            // probe, an op in flight) makes the kernel reset the
+            // connection, and a reset can discard the close frame before
+            // the client has read it.
+            while let Some(Ok(_)) = tx.next().await {}
+        })
+        .await;
+    }
+}
