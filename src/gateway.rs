@@ -5,6 +5,8 @@
 use crate::auth::{Auth, KeyFileError, SetupError};
 use crate::config::Config;
 use crate::edge::{self, tls, Ingest};
+
+pub use crate::edge::tls::TlsError;
 use crate::encode::EncodeCache;
 use crate::fanout::Fanout;
 use crate::feed::ingest::IngestFeed;
@@ -436,9 +438,9 @@ impl Gateway {
         &self.session.slots
     }
 
-    /// What a session runs with (for embedding a session on another
-    /// transport, and for tests).
-    pub fn session_context(&self) -> &Arc<session::Context> {
+    /// What a session runs with.
+    #[cfg(test)]
+    pub(crate) fn session_context(&self) -> &Arc<session::Context> {
         &self.session
     }
 

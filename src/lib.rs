@@ -38,7 +38,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod edge;
+pub(crate) mod edge;
 pub mod encode;
 pub mod fanout;
 pub mod feed;
@@ -51,7 +51,7 @@ pub mod normalize;
 pub(crate) mod outbox;
 pub mod protocol;
 pub mod record;
-pub mod session;
+pub(crate) mod session;
 pub mod shutdown;
 pub mod slots;
 pub(crate) mod sync;

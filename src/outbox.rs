@@ -280,7 +280,7 @@ impl Tally {
 /// the task is woken; the task takes everything back before it does
 /// anything else, so the two never write at once.
 #[derive(Default)]
-pub struct Direct {
+pub(crate) struct Direct {
     /// The socket (plain TCP only; TLS sessions never park).
     pub(crate) tcp: Option<Arc<TcpStream>>,
     pub(crate) parked: bool,

@@ -18,7 +18,7 @@
 
 use crate::config::Config;
 use crate::feed::supervisor::{self, FrameSink, SupervisorConfig};
-use crate::feed::{FeedConfig, FeedState, SymbolMap};
+use crate::feed::{FeedConfig, FeedState, SymbolMap, VenueConfig, VenueKind};
 use crate::metrics::Metrics;
 use crate::model::{now_ns, InvalidSymbol, Symbols};
 use crate::normalize::{FeedNormalizer, Normalizer};
@@ -139,30 +139,17 @@ impl FrameSink for Sink {
     }
 }
 
-/// Records one feed of `config` into `opts.out` until a limit is reached or
-/// `stop` resolves (Ctrl-C).
-pub async fn record(
-    config: &Config,
-    opts: &RecordOptions,
-    stop: impl Future<Output = ()>,
-) -> Result<RecordSummary, RecordError> {
-    let feed_cfg = match &opts.feed {
-        Some(name) => {
-            let f = config
-                .feeds
-                .iter()
-                .find(|f| f.name() == name)
-                .ok_or_else(|| RecordError::UnknownFeed(name.clone()))?;
-            match f {
-                FeedConfig::Venue(..) => f,
-                other => {
-                    return Err(RecordError::NotAVenue {
-                        name: name.clone(),
-                        kind: other.kind(),
-                    })
-                }
-            }
-        }
+/// The venue feed to record: the one named, or the only one.
+fn pick_feed<'a>(
+    config: &'a Config,
+    name: Option<&str>,
+) -> Result<(String, VenueKind, &'a VenueConfig), RecordError> {
+    let feed_cfg = match name {
+        Some(name) => config
+            .feeds
+            .iter()
+            .find(|f| f.name() == name)
+            .ok_or_else(|| RecordError::UnknownFeed(name.to_string()))?,
         None => {
             let venues: Vec<&FeedConfig> = config
                 .feeds
@@ -176,13 +163,23 @@ pub async fn record(
             }
         }
     };
-    let name = feed_cfg.name().to_string();
-    let FeedConfig::Venue(kind, v) = feed_cfg else {
-        return Err(RecordError::NotAVenue {
-            name,
-            kind: feed_cfg.kind(),
-        });
-    };
+    match feed_cfg {
+        FeedConfig::Venue(kind, v) => Ok((feed_cfg.name().to_string(), *kind, v)),
+        other => Err(RecordError::NotAVenue {
+            name: other.name().to_string(),
+            kind: other.kind(),
+        }),
+    }
+}
+
+/// Records one feed of `config` into `opts.out` until a limit is reached or
+/// `stop` resolves (Ctrl-C).
+pub async fn record(
+    config: &Config,
+    opts: &RecordOptions,
+    stop: impl Future<Output = ()>,
+) -> Result<RecordSummary, RecordError> {
+    let (name, kind, v) = pick_feed(config, opts.feed.as_deref())?;
     let feed_err = |source| RecordError::Feed {
         feed: name.clone(),
         source,
@@ -203,8 +200,7 @@ pub async fn record(
     })?;
     let mut out = BufWriter::with_capacity(64 * 1024, file);
     let header = format!(
-        "# recorded by tickergate record: feed {name:?}, kind {}, started at {} ns\n",
-        feed_cfg.kind(),
+        "# recorded by tickergate record: feed {name:?}, kind {kind}, started at {} ns\n",
         now_ns()
     );
     out.write_all(header.as_bytes())
@@ -238,7 +234,7 @@ pub async fn record(
     ));
     tracing::info!(
         feed = %name,
-        kind = feed_cfg.kind(),
+        kind = kind.name(),
         out = %opts.out.display(),
         max_frames = ?opts.max_frames,
         duration = ?opts.duration,

@@ -16,21 +16,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Time a client gets to send the whole body once its headers are in.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bodies up to this size are applied on the request's task; larger ones on
 /// the blocking pool.
-pub const INLINE_BODY_BYTES: usize = 64 * 1024;
+pub(super) const INLINE_BODY_BYTES: usize = 64 * 1024;
 
 /// Every `http` feed of the gateway, each behind its key.
 #[derive(Default)]
-pub struct Ingest {
+pub(crate) struct Ingest {
     feeds: Vec<(Auth, Arc<IngestFeed>)>,
 }
 
 impl Ingest {
     /// `feeds`: each feed with the SHA-256 (hex) of its key, validated
     /// (`key_sha256`).
-    pub fn new(feeds: Vec<(String, IngestFeed)>) -> Self {
+    pub(crate) fn new(feeds: Vec<(String, IngestFeed)>) -> Self {
         Ingest {
             feeds: feeds
                 .into_iter()
@@ -39,14 +39,14 @@ impl Ingest {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.feeds.is_empty()
     }
 
     /// The feed this key opens. Every feed's hash is compared, so the time
     /// taken does not say which feed (if any) matched; if two feeds share a
     /// key, the first in the config wins.
-    pub fn feed_for_key(&self, key: &str) -> Option<&Arc<IngestFeed>> {
+    pub(crate) fn feed_for_key(&self, key: &str) -> Option<&Arc<IngestFeed>> {
         let mut found = None;
         for (k, f) in &self.feeds {
             // A feed without a usable hash takes no key (Auth::verify
@@ -116,7 +116,7 @@ fn too_large(max: usize) -> Resp {
 }
 
 /// `POST /v1/ingest`.
-pub async fn handle(req: Request<Incoming>, ingest: &Ingest) -> Resp {
+pub(super) async fn handle(req: Request<Incoming>, ingest: &Ingest) -> Resp {
     if req.method() != Method::POST {
         let mut r = error(
             StatusCode::METHOD_NOT_ALLOWED,

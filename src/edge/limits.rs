@@ -17,7 +17,7 @@ use std::num::NonZeroU32;
 /// entry is dropped once its bucket is full again, which takes at most
 /// `burst / rate` seconds. The clock is a parameter so unit tests can use
 /// governor's `FakeRelativeClock`.
-pub struct ConnLimiter<C: governor::clock::Clock = governor::clock::DefaultClock> {
+pub(crate) struct ConnLimiter<C: governor::clock::Clock = governor::clock::DefaultClock> {
     limiter: RateLimiter<
         std::net::IpAddr,
         governor::state::keyed::DefaultKeyedStateStore<std::net::IpAddr>,
@@ -27,7 +27,7 @@ pub struct ConnLimiter<C: governor::clock::Clock = governor::clock::DefaultClock
 }
 
 impl ConnLimiter {
-    pub fn new(rate_per_sec: u32, burst: u32) -> Self {
+    pub(crate) fn new(rate_per_sec: u32, burst: u32) -> Self {
         Self::with_clock(
             rate_per_sec,
             burst,
@@ -37,7 +37,7 @@ impl ConnLimiter {
 }
 
 impl<C: governor::clock::Clock> ConnLimiter<C> {
-    pub fn with_clock(rate_per_sec: u32, burst: u32, clock: C) -> Self {
+    pub(crate) fn with_clock(rate_per_sec: u32, burst: u32, clock: C) -> Self {
         let rate = NonZeroU32::new(rate_per_sec).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(burst.max(rate_per_sec)).unwrap_or(rate);
         let quota = Quota::per_second(rate).allow_burst(burst);
@@ -47,21 +47,23 @@ impl<C: governor::clock::Clock> ConnLimiter<C> {
     }
 
     /// Whether a new connection from `ip` is admitted.
-    pub fn check(&self, ip: std::net::IpAddr) -> bool {
+    pub(crate) fn check(&self, ip: std::net::IpAddr) -> bool {
         self.limiter.check_key(&limiter_key(ip)).is_ok()
     }
 
     /// Forgets addresses whose bucket has refilled; returns the keys left.
-    pub fn prune(&self) -> usize {
+    pub(crate) fn prune(&self) -> usize {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
         self.limiter.len()
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.limiter.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.limiter.is_empty()
     }
@@ -73,24 +75,24 @@ impl<C: governor::clock::Clock> ConnLimiter<C> {
 /// to the server's whole `max_connections` over time; this caps what it
 /// holds at once. An entry exists only while its address holds a session
 /// (the map is bounded by the sessions), in one of 16 locked shards.
-pub struct IpSessions {
+pub(crate) struct IpSessions {
     cap: u32,
     shards: Box<[Mutex<std::collections::HashMap<std::net::IpAddr, u32>>]>,
 }
 
 /// One of an address's sessions; released on drop.
-pub struct IpSessionGuard {
+pub(crate) struct IpSessionGuard {
     sessions: std::sync::Arc<IpSessions>,
     key: std::net::IpAddr,
 }
 
 /// The address already holds `server.max_connections_per_ip` sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpAtLimit;
+pub(crate) struct IpAtLimit;
 
 impl IpSessions {
     /// `cap` 0: no cap (nothing is counted).
-    pub fn new(cap: u32) -> Self {
+    pub(crate) fn new(cap: u32) -> Self {
         IpSessions {
             cap,
             shards: (0..16).map(|_| Default::default()).collect(),
@@ -112,7 +114,7 @@ impl IpSessions {
 
     /// Counts a new session from `ip`: `Ok(None)` without a cap,
     /// `Err(IpAtLimit)` when the address is at it.
-    pub fn acquire(
+    pub(crate) fn acquire(
         self: &std::sync::Arc<Self>,
         ip: std::net::IpAddr,
     ) -> Result<Option<Box<IpSessionGuard>>, IpAtLimit> {
@@ -133,6 +135,7 @@ impl IpSessions {
     }
 
     /// Addresses holding a session (0 without a cap).
+    #[cfg(test)]
     pub fn addresses(&self) -> usize {
         self.shards.iter().map(|s| s.lock().len()).sum()
     }
@@ -167,7 +170,7 @@ fn limiter_key(ip: std::net::IpAddr) -> std::net::IpAddr {
 
 /// Prunes the per-address limiter every `server.conn_limiter_prune_ms`
 /// until shutdown, and keeps `tickergate_limiter_keys` current.
-pub async fn prune_task(ctx: std::sync::Arc<super::Context>) {
+pub(crate) async fn prune_task(ctx: std::sync::Arc<super::Context>) {
     let every = std::time::Duration::from_millis(ctx.config.conn_limiter_prune_ms);
     let mut shutdown = ctx.shutdown.subscribe();
     let mut tick = tokio::time::interval(every);

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 
 /// Accepts connections until shutdown.
-pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
+pub(crate) async fn serve(listener: TcpListener, ctx: Arc<Context>) {
     let mut shutdown = ctx.shutdown.subscribe();
     loop {
         let (stream, peer) = tokio::select! {
@@ -116,7 +116,7 @@ where
 /// uses 1024; the kernel caps it at `net.core.somaxconn`): a reconnect
 /// storm after a restart, or a load test opening thousands of sockets,
 /// should not see SYNs dropped and retried a second later.
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let sock = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {

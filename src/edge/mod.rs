@@ -11,18 +11,18 @@
 
 mod config;
 mod ingest;
-pub mod limits;
+pub(crate) mod limits;
 mod listener;
 mod response;
 mod rest;
-pub mod tls;
+pub(crate) mod tls;
 mod upgrade;
 
 pub use config::ServerConfig;
-pub use ingest::Ingest;
-pub use listener::{bind, serve};
+pub(crate) use ingest::Ingest;
+pub(crate) use listener::{bind, serve};
 pub use tls::TlsConfig;
-pub use upgrade::ws_config;
+pub(crate) use upgrade::ws_config;
 
 use crate::feed::Feeds;
 use crate::metrics::Metrics;
@@ -34,7 +34,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// What the edge uses: its own settings and limits, the feeds' health (for
 /// `/readyz`) and the ingest feeds, and the context it hands each session.
-pub struct Context {
+pub(crate) struct Context {
     pub config: ServerConfig,
     pub session: Arc<crate::session::Context>,
     pub feeds: Arc<Feeds>,

@@ -8,7 +8,7 @@ use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
-pub type Resp = Response<Full<Bytes>>;
+pub(super) type Resp = Response<Full<Bytes>>;
 
 /// A response with `body` and, when given, its content type.
 fn with_body(status: StatusCode, body: Bytes, content_type: Option<&'static str>) -> Resp {
@@ -21,28 +21,33 @@ fn with_body(status: StatusCode, body: Bytes, content_type: Option<&'static str>
     r
 }
 
-pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Resp {
+pub(super) fn json(status: StatusCode, body: impl Into<Bytes>) -> Resp {
     with_body(status, body.into(), Some("application/json"))
 }
 
-pub fn error(status: StatusCode, code: ErrorCode, message: &str) -> Resp {
+pub(super) fn error(status: StatusCode, code: ErrorCode, message: &str) -> Resp {
     let body = serde_json::json!({"type": "error", "code": code.as_str(), "message": message});
     json(status, body.to_string())
 }
 
 /// An error about one symbol (it also names the symbol).
-pub fn symbol_error(status: StatusCode, code: ErrorCode, message: &str, symbol: &str) -> Resp {
+pub(super) fn symbol_error(
+    status: StatusCode,
+    code: ErrorCode,
+    message: &str,
+    symbol: &str,
+) -> Resp {
     let body = serde_json::json!({"type": "error", "code": code.as_str(),
         "message": message, "symbol": symbol});
     json(status, body.to_string())
 }
 
-pub fn text(status: StatusCode, body: &'static str) -> Resp {
+pub(super) fn text(status: StatusCode, body: &'static str) -> Resp {
     with_body(status, Bytes::from_static(body.as_bytes()), None)
 }
 
 /// Prometheus text exposition.
-pub fn metrics(body: Vec<u8>) -> Resp {
+pub(super) fn metrics(body: Vec<u8>) -> Resp {
     with_body(
         StatusCode::OK,
         Bytes::from(body),

@@ -160,7 +160,7 @@ type Print = (Option<u64>, Option<u64>);
 /// A certificate and key as loaded: what handshakes present, and the
 /// leaf certificate's validity.
 #[derive(Debug, Clone)]
-pub struct Loaded {
+pub(crate) struct Loaded {
     key: Arc<CertifiedKey>,
     /// The leaf's notBefore and notAfter, seconds since the Unix epoch.
     pub not_before: i64,
@@ -223,7 +223,7 @@ struct Watch {
 /// The certificate every handshake presents, swapped by
 /// [`CertStore::reload`] and [`CertStore::check`]. Sessions already open
 /// keep theirs: TLS needs the certificate only during the handshake.
-pub struct CertStore {
+pub(crate) struct CertStore {
     cfg: TlsConfig,
     provider: Arc<CryptoProvider>,
     current: RwLock<Loaded>,
@@ -245,7 +245,7 @@ impl CertStore {
     /// Loads the configured pair; an error names the file at fault. (An
     /// expired certificate is loaded here, with a warning: refusing to
     /// start would not bring a valid one.)
-    pub fn open(cfg: &TlsConfig) -> Result<Arc<CertStore>, TlsError> {
+    pub(crate) fn open(cfg: &TlsConfig) -> Result<Arc<CertStore>, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let files = Files::read(cfg);
         let loaded = load(cfg, &files, &provider)?;
@@ -280,7 +280,10 @@ impl CertStore {
     /// being served stays. `done` sees the result while no other load can
     /// run (for metrics that must follow the loads' order). Blocks on file
     /// reads: call it off the async workers.
-    pub fn reload(&self, done: impl FnOnce(&Result<Loaded, TlsError>)) -> Result<Loaded, TlsError> {
+    pub(crate) fn reload(
+        &self,
+        done: impl FnOnce(&Result<Loaded, TlsError>),
+    ) -> Result<Loaded, TlsError> {
         let mut w = self.watch();
         let files = Files::read(&self.cfg);
         let print = files.print();
@@ -295,7 +298,7 @@ impl CertStore {
     /// stayed the same since the previous check, so a renewal caught
     /// halfway (a new certificate with the old key, half a chain) is
     /// neither loaded nor reported. `done` sees the result of a load.
-    pub fn check(&self, done: impl FnOnce(&Result<Loaded, TlsError>)) {
+    pub(crate) fn check(&self, done: impl FnOnce(&Result<Loaded, TlsError>)) {
         let mut w = self.watch();
         let files = Files::read(&self.cfg);
         let print = files.print();
@@ -335,11 +338,11 @@ impl CertStore {
     }
 
     /// The leaf notAfter of the pair being served (Unix seconds).
-    pub fn not_after(&self) -> i64 {
+    pub(crate) fn not_after(&self) -> i64 {
         self.current.read().not_after
     }
 
-    pub fn config(&self) -> &TlsConfig {
+    pub(crate) fn config(&self) -> &TlsConfig {
         &self.cfg
     }
 }
@@ -352,7 +355,7 @@ impl ResolvesServerCert for CertStore {
 
 /// The rustls server settings over `store`: ring provider, TLS 1.2 and
 /// 1.3, no client certificates, ALPN `http/1.1`.
-pub fn server_config(store: &Arc<CertStore>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+pub(crate) fn server_config(store: &Arc<CertStore>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let cfg = &store.cfg;
     let mut sc = rustls::ServerConfig::builder_with_provider(store.provider.clone())
         .with_safe_default_protocol_versions()
@@ -369,14 +372,14 @@ pub fn server_config(store: &Arc<CertStore>) -> Result<Arc<rustls::ServerConfig>
 
 /// The acceptor the listener wraps each accepted TCP stream with, and the
 /// store behind it.
-pub fn acceptor(cfg: &TlsConfig) -> Result<(TlsAcceptor, Arc<CertStore>), TlsError> {
+pub(crate) fn acceptor(cfg: &TlsConfig) -> Result<(TlsAcceptor, Arc<CertStore>), TlsError> {
     let store = CertStore::open(cfg)?;
     Ok((TlsAcceptor::from(server_config(&store)?), store))
 }
 
 /// Metrics and log of one load after start (under the store's lock, so
 /// they follow the loads' order).
-pub fn record_load(m: &Metrics, r: &Result<Loaded, TlsError>) {
+pub(crate) fn record_load(m: &Metrics, r: &Result<Loaded, TlsError>) {
     match r {
         Ok(l) => {
             m.tls_cert_not_after.set(l.not_after);
@@ -397,7 +400,7 @@ pub fn record_load(m: &Metrics, r: &Result<Loaded, TlsError>) {
 /// Reloads the certificate and key (what SIGHUP does), logs and counts
 /// the result; returns the new leaf's notAfter (Unix seconds). Blocks on
 /// file reads: off the async workers, call it through `spawn_blocking`.
-pub fn reload(store: &CertStore, m: &Metrics) -> Result<i64, TlsError> {
+pub(crate) fn reload(store: &CertStore, m: &Metrics) -> Result<i64, TlsError> {
     store.reload(|r| record_load(m, r)).map(|l| l.not_after)
 }
 
@@ -405,7 +408,7 @@ pub fn reload(store: &CertStore, m: &Metrics) -> Result<i64, TlsError> {
 /// then stayed the same for an interval (a renewal by certbot,
 /// cert-manager or a deploy job needs no signal, and one caught halfway is
 /// not loaded).
-pub async fn watch(
+pub(crate) async fn watch(
     store: Arc<CertStore>,
     metrics: Arc<Metrics>,
     every: Duration,

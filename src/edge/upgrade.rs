@@ -51,7 +51,7 @@ fn admit(ctx: &Context, peer: SocketAddr) -> Result<Held, &'static Disconnect> {
 
 /// The tungstenite settings: set deliberately, since the defaults allocate a
 /// 128 KiB read buffer per connection and accept 64 MiB messages.
-pub fn ws_config(s: &session::SessionConfig) -> WebSocketConfig {
+pub(crate) fn ws_config(s: &session::SessionConfig) -> WebSocketConfig {
     // Up to 4x the op limit is read and answered with `payload_too_large`;
     // beyond that the frame is refused outright with 1009.
     let hard = s.max_message_bytes.saturating_mul(4);
@@ -100,8 +100,44 @@ pub(super) fn upgrade(req: Request<Incoming>, ctx: Arc<Context>, peer: SocketAdd
 }
 
 fn try_upgrade(mut req: Request<Incoming>, ctx: Arc<Context>, peer: SocketAddr) -> Resp {
-    if !header_has_token(&req, UPGRADE, "websocket")
-        || !header_has_token(&req, CONNECTION, "upgrade")
+    let accept = match check_handshake(&req, &ctx) {
+        Ok(accept) => accept,
+        Err(refused) => return *refused,
+    };
+    let auth = &ctx.session.auth;
+    let token = request_token(&req)
+        .filter(|_| auth.enabled())
+        .map(|t| auth.authenticate(&t));
+    let adm = Admission {
+        held: admit(&ctx, peer),
+        token,
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    // This task only waits for hyper to hand over the connection; the
+    // session then runs as a task of its own, so the session's task holds
+    // none of what this one needed (the upgrade future, the peer address),
+    // and this one is freed.
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => start_session(upgraded, ctx, adm).await,
+            Err(e) => tracing::debug!(%peer, "upgrade failed: {e}"),
+        }
+    });
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert("sec-websocket-accept", v);
+    }
+    r
+}
+
+/// The RFC 6455 handshake's checks and the `Origin` allow-list: the
+/// `Sec-WebSocket-Accept` value, or the response that refuses it.
+fn check_handshake(req: &Request<Incoming>, ctx: &Context) -> Result<String, Box<Resp>> {
+    if !header_has_token(req, UPGRADE, "websocket") || !header_has_token(req, CONNECTION, "upgrade")
     {
         let mut r = error(
             StatusCode::UPGRADE_REQUIRED,
@@ -110,14 +146,14 @@ fn try_upgrade(mut req: Request<Incoming>, ctx: Arc<Context>, peer: SocketAddr) 
         );
         r.headers_mut()
             .insert(UPGRADE, HeaderValue::from_static("websocket"));
-        return r;
+        return Err(Box::new(r));
     }
     if req.method() != Method::GET {
-        return error(
+        return Err(Box::new(error(
             StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::BadRequest,
             "WebSocket upgrade must use GET",
-        );
+        )));
     }
     let version_ok = req
         .headers()
@@ -131,76 +167,52 @@ fn try_upgrade(mut req: Request<Incoming>, ctx: Arc<Context>, peer: SocketAddr) 
         );
         r.headers_mut()
             .insert("sec-websocket-version", HeaderValue::from_static("13"));
-        return r;
+        return Err(Box::new(r));
     }
     let Some(key) = req.headers().get("sec-websocket-key") else {
-        return error(
+        return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             ErrorCode::BadRequest,
             "missing Sec-WebSocket-Key",
-        );
+        )));
     };
     let accept = derive_accept_key(key.as_bytes());
-    if !origin_allowed(&req, &ctx.config.allowed_origins) {
+    if !origin_allowed(req, &ctx.config.allowed_origins) {
         ctx.metrics.origin_rejected.inc();
-        return error(
+        return Err(Box::new(error(
             StatusCode::FORBIDDEN,
             ErrorCode::BadRequest,
             "Origin not allowed (server.allowed_origins)",
-        );
+        )));
     }
-    let auth = &ctx.session.auth;
-    let token = request_token(&req)
-        .filter(|_| auth.enabled())
-        .map(|t| auth.authenticate(&t));
-    let held = admit(&ctx, peer);
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    // This task only waits for hyper to hand over the connection; the
-    // session then runs as a task of its own, so the session's task holds
-    // none of what this one needed (the upgrade future, the peer address),
-    // and this one is freed.
-    tokio::spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::debug!(%peer, "upgrade failed: {e}");
-                return;
-            }
-        };
-        let adm = Admission { held, token };
-        // Plain TCP: the session runs on the socket itself (shared with
-        // the fan-out's direct writes, see `session::Direct`), with any
-        // bytes hyper read past the handshake put back in front.
-        match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
-            Ok(parts) => {
-                let tcp = std::sync::Arc::new(parts.io.into_inner());
-                let ws = WebSocketStream::from_partially_read(
-                    session::PlainTcp(tcp.clone()),
-                    parts.read_buf.to_vec(),
-                    Role::Server,
-                    Some(ctx.ws_config),
-                )
-                .await;
-                tokio::spawn(session::run(ws, ctx.session.clone(), adm, Some(tcp)));
-            }
-            Err(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(ctx.ws_config),
-                )
-                .await;
-                tokio::spawn(session::run(ws, ctx.session.clone(), adm, None));
-            }
+    Ok(accept)
+}
+
+/// Runs the session on the connection hyper handed over, as a task of its
+/// own. Plain TCP: the session runs on the socket itself (shared with the
+/// fan-out's direct writes, see `outbox::Direct`), with any bytes hyper
+/// read past the handshake put back in front.
+async fn start_session(upgraded: hyper::upgrade::Upgraded, ctx: Arc<Context>, adm: Admission) {
+    match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
+        Ok(parts) => {
+            let tcp = Arc::new(parts.io.into_inner());
+            let ws = WebSocketStream::from_partially_read(
+                session::PlainTcp(tcp.clone()),
+                parts.read_buf.to_vec(),
+                Role::Server,
+                Some(ctx.ws_config),
+            )
+            .await;
+            tokio::spawn(session::run(ws, ctx.session.clone(), adm, Some(tcp)));
         }
-    });
-    let mut r = Response::new(Full::new(Bytes::new()));
-    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = r.headers_mut();
-    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(v) = HeaderValue::from_str(&accept) {
-        h.insert("sec-websocket-accept", v);
+        Err(upgraded) => {
+            let ws = WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                Role::Server,
+                Some(ctx.ws_config),
+            )
+            .await;
+            tokio::spawn(session::run(ws, ctx.session.clone(), adm, None));
+        }
     }
-    r
 }

@@ -18,6 +18,7 @@ use crate::model::now_ns;
 use crate::normalize::FeedNormalizer;
 use crate::shutdown::Shutdown;
 use futures_util::{SinkExt, StreamExt};
+use prometheus::IntCounter;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -82,50 +83,195 @@ impl Jitter {
     }
 }
 
+type Upstream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// One feed's reading side: the adapter, its normalizer and health, and
+/// the buffers reused for every frame.
+struct Reader<V> {
+    venue: V,
+    norm: FeedNormalizer,
+    state: Arc<FeedState>,
+    recorder: Option<Box<dyn FrameSink>>,
+    frames: IntCounter,
+    pairs_refused: IntCounter,
+    buf: Vec<u8>,
+    events: Vec<Event>,
+    /// A quote arrived on this connection (the backoff starts over).
+    got_data: bool,
+}
+
+impl<V: Venue> Reader<V> {
+    /// Reads frames until the connection ends, goes silent for
+    /// `stale_after`, the venue refuses the subscription, or shutdown.
+    async fn read(
+        &mut self,
+        ws: &mut Upstream,
+        stale_after: Duration,
+        shutdown: &mut Shutdown,
+    ) -> Outcome {
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.wait() => return Outcome::Shutdown,
+                r = tokio::time::timeout(stale_after, ws.next()) => r,
+            };
+            let msg = match next {
+                Err(_) => return Outcome::Silent,
+                Ok(None) => return Outcome::Closed("upstream closed the connection".into()),
+                Ok(Some(Err(e))) => return Outcome::Closed(e.to_string()),
+                Ok(Some(Ok(m))) => m,
+            };
+            if let Some(end) = self.message(msg) {
+                return end;
+            }
+        }
+    }
+
+    /// One upstream message; `Some` ends the connection.
+    fn message(&mut self, msg: Message) -> Option<Outcome> {
+        match msg {
+            Message::Text(t) => return self.text(&t),
+            Message::Binary(_) => {
+                self.frames.inc();
+                let e = super::ParseError::Unexpected("binary frame from a JSON venue".into());
+                self.norm.upstream_error(e.reason(), &e);
+            }
+            // tungstenite answers pings by itself; both show life.
+            Message::Ping(_) | Message::Pong(_) => self.state.alive(),
+            Message::Close(f) => {
+                return Some(Outcome::Closed(format!(
+                    "upstream sent close {}",
+                    f.map(|f| format!("{} {}", u16::from(f.code), f.reason))
+                        .unwrap_or_default()
+                )))
+            }
+            Message::Frame(_) => {}
+        }
+        None
+    }
+
+    /// A text frame: recorded, parsed, its quotes normalized; `Some` when
+    /// the venue refused the subscription.
+    fn text(&mut self, t: &str) -> Option<Outcome> {
+        self.frames.inc();
+        if let Some(r) = self.recorder.as_mut() {
+            r.frame(now_ns(), t);
+        }
+        self.buf.clear();
+        self.buf.extend_from_slice(t.as_bytes());
+        self.events.clear();
+        if let Err(e) = self.venue.parse(&mut self.buf, &mut self.events) {
+            self.norm.upstream_error(e.reason(), &e);
+            return None;
+        }
+        let feed = &self.state.name;
+        let mut rejected = None;
+        for ev in self.events.drain(..) {
+            match ev {
+                Event::Quote(u) => {
+                    // Rejects are counted and logged inside.
+                    let _ = self.norm.apply(u);
+                    self.got_data = true;
+                    self.state.alive();
+                }
+                Event::Heartbeat | Event::Ignored => self.state.alive(),
+                Event::Subscribed => {
+                    tracing::info!(feed = %feed, "subscription acknowledged");
+                    self.state.alive();
+                }
+                Event::Rejected(why) => rejected = Some(why),
+                Event::PairRefused(why) => {
+                    tracing::error!(
+                        feed = %feed,
+                        "{} refused a pair: {why}; check the feed's symbols. Its other pairs carry on",
+                        self.venue.kind()
+                    );
+                    self.pairs_refused.inc();
+                    self.state.alive();
+                }
+            }
+        }
+        rejected.map(Outcome::Rejected)
+    }
+}
+
+/// Why a connection attempt failed.
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    #[error("connect failed: {0}")]
+    Failed(#[from] tokio_tungstenite::tungstenite::Error),
+    #[error("connect timed out after {0:?}")]
+    TimedOut(Duration),
+}
+
+/// Connects to `url` within `connect_timeout`. `Ok(None)` is shutdown.
+async fn connect(
+    url: &str,
+    cfg: &SupervisorConfig,
+    ws_cfg: WebSocketConfig,
+    shutdown: &mut Shutdown,
+) -> Result<Option<Upstream>, ConnectError> {
+    let connect = tokio_tungstenite::connect_async_with_config(url, Some(ws_cfg), true);
+    let conn = tokio::select! {
+        _ = shutdown.wait() => return Ok(None),
+        r = tokio::time::timeout(cfg.connect_timeout, connect) => r,
+    };
+    match conn {
+        Ok(Ok((ws, _))) => Ok(Some(ws)),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(ConnectError::TimedOut(cfg.connect_timeout)),
+    }
+}
+
+/// Sends the venue's subscription; `false` when it could not be sent.
+async fn subscribe<V: Venue>(venue: &mut V, ws: &mut Upstream, feed: &str) -> bool {
+    for m in venue.on_connect() {
+        if let Err(e) = ws.send(Message::Text(m.into())).await {
+            tracing::warn!(feed = %feed, "subscribe failed: {e}");
+            return false;
+        }
+    }
+    true
+}
+
 /// Runs `venue` until shutdown.
 pub async fn run<V: Venue>(
-    mut venue: V,
+    venue: V,
     cfg: SupervisorConfig,
-    mut norm: FeedNormalizer,
+    norm: FeedNormalizer,
     state: Arc<FeedState>,
     metrics: Arc<Metrics>,
-    mut recorder: Option<Box<dyn FrameSink>>,
+    recorder: Option<Box<dyn FrameSink>>,
     mut shutdown: Shutdown,
 ) {
     let feed = state.name.clone();
     let connects = metrics.feed_connects.with_label_values(&[&feed]);
-    let frames = metrics.feed_frames.with_label_values(&[&feed]);
-    let pairs_refused = metrics.feed_symbols_refused.with_label_values(&[&feed]);
+    let mut r = Reader {
+        venue,
+        norm,
+        frames: metrics.feed_frames.with_label_values(&[&feed]),
+        pairs_refused: metrics.feed_symbols_refused.with_label_values(&[&feed]),
+        state,
+        recorder,
+        buf: Vec::new(),
+        events: Vec::new(),
+        got_data: false,
+    };
     let mut jitter = Jitter(now_ns() as u64 | 1);
     let mut attempt: u32 = 0;
     let ws_cfg = WebSocketConfig::default()
         .max_message_size(Some(cfg.max_message_bytes))
         .max_frame_size(Some(cfg.max_message_bytes));
-    let mut buf: Vec<u8> = Vec::new();
-    let mut events: Vec<Event> = Vec::new();
     loop {
         if shutdown.is_triggered() {
             return;
         }
-        let url = venue.url();
-        let connect =
-            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_cfg), true);
-        let conn = tokio::select! {
-            _ = shutdown.wait() => return,
-            r = tokio::time::timeout(cfg.connect_timeout, connect) => r,
-        };
-        let mut ws = match conn {
-            Ok(Ok((ws, _))) => ws,
-            Ok(Err(e)) => {
-                tracing::warn!(feed = %feed, %url, "connect failed: {e}");
-                attempt = attempt.saturating_add(1);
-                if sleep_or_shutdown(cfg.backoff(attempt - 1, jitter.next()), &mut shutdown).await {
-                    return;
-                }
-                continue;
-            }
-            Err(_) => {
-                tracing::warn!(feed = %feed, %url, "connect timed out after {:?}", cfg.connect_timeout);
+        let url = r.venue.url();
+        let mut ws = match connect(&url, &cfg, ws_cfg, &mut shutdown).await {
+            Ok(Some(ws)) => ws,
+            Ok(None) => return,
+            Err(why) => {
+                tracing::warn!(feed = %feed, %url, "{why}");
                 attempt = attempt.saturating_add(1);
                 if sleep_or_shutdown(cfg.backoff(attempt - 1, jitter.next()), &mut shutdown).await {
                     return;
@@ -135,95 +281,17 @@ pub async fn run<V: Venue>(
         };
         connects.inc();
         tracing::info!(feed = %feed, %url, "connected");
-        norm.reset_order();
-        let mut sent = true;
-        for m in venue.on_connect() {
-            if let Err(e) = ws.send(Message::Text(m.into())).await {
-                tracing::warn!(feed = %feed, "subscribe failed: {e}");
-                sent = false;
-                break;
-            }
-        }
-        let mut got_data = false;
-        let outcome = if !sent {
-            Outcome::Closed("subscribe could not be sent".into())
+        // A venue may number a new session afresh.
+        r.norm.reset_order();
+        r.got_data = false;
+        let outcome = if subscribe(&mut r.venue, &mut ws, &feed).await {
+            r.read(&mut ws, cfg.stale_after, &mut shutdown).await
         } else {
-            loop {
-                let next = tokio::select! {
-                    _ = shutdown.wait() => break Outcome::Shutdown,
-                    r = tokio::time::timeout(cfg.stale_after, ws.next()) => r,
-                };
-                let msg = match next {
-                    Err(_) => break Outcome::Silent,
-                    Ok(None) => break Outcome::Closed("upstream closed the connection".into()),
-                    Ok(Some(Err(e))) => break Outcome::Closed(e.to_string()),
-                    Ok(Some(Ok(m))) => m,
-                };
-                match msg {
-                    Message::Text(t) => {
-                        frames.inc();
-                        if let Some(r) = recorder.as_mut() {
-                            r.frame(now_ns(), &t);
-                        }
-                        buf.clear();
-                        buf.extend_from_slice(t.as_bytes());
-                        events.clear();
-                        if let Err(e) = venue.parse(&mut buf, &mut events) {
-                            norm.upstream_error(e.reason(), &e);
-                            continue;
-                        }
-                        let mut rejected = None;
-                        for ev in events.drain(..) {
-                            match ev {
-                                Event::Quote(u) => {
-                                    // Rejects are counted and logged inside.
-                                    let _ = norm.apply(u);
-                                    got_data = true;
-                                    state.alive();
-                                }
-                                Event::Heartbeat | Event::Ignored => state.alive(),
-                                Event::Subscribed => {
-                                    tracing::info!(feed = %feed, "subscription acknowledged");
-                                    state.alive();
-                                }
-                                Event::Rejected(why) => rejected = Some(why),
-                                Event::PairRefused(why) => {
-                                    tracing::error!(
-                                        feed = %feed,
-                                        "{} refused a pair: {why}; check the feed's symbols. Its other pairs carry on",
-                                        venue.kind()
-                                    );
-                                    pairs_refused.inc();
-                                    state.alive();
-                                }
-                            }
-                        }
-                        if let Some(why) = rejected {
-                            break Outcome::Rejected(why);
-                        }
-                    }
-                    Message::Binary(_) => {
-                        frames.inc();
-                        let e =
-                            super::ParseError::Unexpected("binary frame from a JSON venue".into());
-                        norm.upstream_error(e.reason(), &e);
-                    }
-                    // tungstenite answers pings by itself; both show life.
-                    Message::Ping(_) | Message::Pong(_) => state.alive(),
-                    Message::Close(f) => {
-                        break Outcome::Closed(format!(
-                            "upstream sent close {}",
-                            f.map(|f| format!("{} {}", u16::from(f.code), f.reason))
-                                .unwrap_or_default()
-                        ))
-                    }
-                    Message::Frame(_) => {}
-                }
-            }
+            Outcome::Closed("subscribe could not be sent".into())
         };
         // Its symbols go stale at once rather than after a silence.
-        state.down();
-        if got_data {
+        r.state.down();
+        if r.got_data {
             attempt = 0;
         }
         let delay = match outcome {
@@ -235,7 +303,7 @@ pub async fn run<V: Venue>(
                 tracing::error!(
                     feed = %feed,
                     "{} refused the subscription: {why}; check the feed's symbols. Retrying in {:?}",
-                    venue.kind(),
+                    r.venue.kind(),
                     cfg.reconnect_max
                 );
                 attempt = attempt.saturating_add(1);

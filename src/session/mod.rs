@@ -25,7 +25,7 @@ mod serve;
 mod socket;
 
 pub use config::SessionConfig;
-pub use socket::PlainTcp;
+pub(crate) use socket::PlainTcp;
 
 use crate::auth::{Auth, AuthError, Entitlement, KeyConnGuard};
 use crate::fanout::{Fanout, SessionHandle};
@@ -51,7 +51,7 @@ use tokio_tungstenite::WebSocketStream;
 /// What every session uses, and nothing else: its limits, the symbols and
 /// slots it reads, the fan-out it registers with, the auth it checks
 /// tokens with, the metrics it counts in and the shutdown it closes on.
-pub struct Context {
+pub(crate) struct Context {
     pub config: SessionConfig,
     pub symbols: Arc<Symbols>,
     pub slots: Arc<SlotTable>,
@@ -64,7 +64,7 @@ pub struct Context {
 
 impl Context {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(crate) fn new(
         config: SessionConfig,
         symbols: Arc<Symbols>,
         slots: Arc<SlotTable>,
@@ -93,10 +93,10 @@ impl Context {
 /// What the edge holds for a session's life: its places among the
 /// server's and its address's connections. Opaque here: the session only
 /// releases them when it ends, before the connection gauge falls.
-pub type Held = Box<dyn Send>;
+pub(crate) type Held = Box<dyn Send>;
 
 /// How a session is admitted.
-pub struct Admission {
+pub(crate) struct Admission {
     /// What the edge holds for the session, or the disconnect that turns
     /// it away at once (a full server or address, 1013: a browser cannot
     /// read the status of a refused upgrade).
@@ -170,7 +170,7 @@ struct Session {
 ///
 /// `tcp`: the plain TCP socket under `ws` (a [`PlainTcp`]), which lets the
 /// fan-out write frames itself while the task sleeps; `None` for TLS.
-pub fn run<S>(
+pub(crate) fn run<S>(
     mut ws: WebSocketStream<S>,
     ctx: Arc<Context>,
     adm: Admission,

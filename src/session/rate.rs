@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 /// What the limiter says of an inbound op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpVerdict {
+pub(super) enum OpVerdict {
     Admit,
     /// Refused: answer `rate_limited`.
     RateLimited,
@@ -20,7 +20,7 @@ pub enum OpVerdict {
     Flooding,
 }
 
-pub struct OpLimiter {
+pub(super) struct OpLimiter {
     limiter: DefaultDirectRateLimiter,
     violations: u32,
     max_violations: u32,
@@ -28,7 +28,7 @@ pub struct OpLimiter {
 }
 
 impl OpLimiter {
-    pub fn new(cfg: &SessionConfig) -> Self {
+    pub(super) fn new(cfg: &SessionConfig) -> Self {
         let rate = NonZeroU32::new(cfg.max_msgs_per_sec).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(cfg.msgs_burst.max(cfg.max_msgs_per_sec)).unwrap_or(rate);
         OpLimiter {
@@ -40,7 +40,7 @@ impl OpLimiter {
     }
 
     /// Counts one op.
-    pub fn check(&mut self) -> OpVerdict {
+    pub(super) fn check(&mut self) -> OpVerdict {
         let secs = self.last_decay.elapsed().as_secs();
         if secs > 0 {
             self.violations = self

@@ -8,10 +8,11 @@ use crate::model::now_ns;
 use crate::protocol::{Control, Disconnect};
 use futures_util::{SinkExt, StreamExt};
 use std::future::{poll_fn, Future};
-use std::task::Poll;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -22,11 +23,10 @@ use tokio_tungstenite::WebSocketStream;
 /// stopped taking bytes.
 fn poll_write_all<S: AsyncWrite + Unpin>(
     s: &mut S,
-    cx: &mut std::task::Context<'_>,
+    cx: &mut Context<'_>,
     buf: &[u8],
     at: &mut usize,
 ) -> Poll<std::io::Result<()>> {
-    use std::pin::Pin;
     while *at < buf.len() {
         match Pin::new(&mut *s).poll_write(cx, &buf[*at..]) {
             Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
@@ -68,6 +68,17 @@ struct Clock {
     ping_due: bool,
     /// A frame is in flight: the sink is being flushed.
     flushing: bool,
+}
+
+/// What the next wait is for (see [`Session::arm`]).
+#[derive(Clone, Copy)]
+struct Want {
+    /// Something to write: a frame in flight, replies, data, a Ping.
+    write: bool,
+    /// Data may go (the client's read window is not full).
+    data_open: bool,
+    /// A last call: the read goes first.
+    read_first: bool,
 }
 
 /// What woke the session.
@@ -179,7 +190,8 @@ impl Session {
     /// Its locals are part of every session's task, so it keeps few: the
     /// timer arithmetic is in [`Session::plan`], durations are read from
     /// the config when needed instead of copied, and the socket is polled
-    /// both ways from one `poll_fn` (no `split()` and its lock).
+    /// both ways from one `poll_fn` ([`Session::poll_io`]; no `split()`
+    /// and its lock).
     ///
     /// Per frame it does as little as it can: the shutdown future and the
     /// timer live across iterations (the timer is re-armed only when its
@@ -212,130 +224,22 @@ impl Session {
         let sleep = tokio::time::sleep_until(first);
         tokio::pin!(sleep);
         loop {
-            // (A block: `overdue` must not live on across the awaits below,
-            // where it would join every session's future.)
-            let (timer, want_write, data_open) = {
-                let (timer, want_write, data_open, overdue) = match self.plan(&mut c) {
-                    Ok(v) => v,
-                    Err(exit) => return exit,
-                };
-                match overdue {
-                    // A deadline has passed as this task runs. The session ends
-                    // after the last call: reading as usual, with this task's
-                    // waker, for what the client sent while the task was late.
-                    // A frame that answers the deadline ends the last call.
-                    Some(exit) if c.final_call => {
-                        if sleep.is_elapsed() {
-                            return exit;
-                        }
-                    }
-                    Some(_) => {
-                        c.final_call = true;
-                        sleep.as_mut().reset(Instant::now() + FINAL_CALL);
-                    }
-                    None => c.final_call = false,
-                }
-                (timer, want_write, data_open)
+            let want = match self.arm(&mut c, sleep.as_mut()) {
+                Ok(want) => want,
+                Err(exit) => return exit,
             };
-            // (During the last call the timer is its end.)
-            if !c.final_call && (timer < sleep.deadline() || sleep.is_elapsed()) {
-                sleep.as_mut().reset(timer);
-            }
-            // During a last call the read goes first (not past a frame
-            // half written: a read can make tungstenite write a Pong).
-            let read_first = c.final_call && self.raw_out.is_none();
             // One reference to the session in the closure, not one per
             // field: the closure is part of every session's task.
             let s = &mut *self;
-            // (what happened, whether a shard's wake is pending)
-            let (io, woke) = poll_fn(|cx| {
-                // Take back what the fan-out held while this task slept;
-                // anything it could not finish is the task's now.
-                if s.unpark() {
-                    return Poll::Ready((Io::Direct, false));
-                }
-                if shutdown.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready((Io::Shutdown, false));
-                }
-                let woke = s.handle.poll_woken(cx);
-                if read_first {
-                    if let Poll::Ready(m) = ws.poll_next_unpin(cx) {
-                        return Poll::Ready((Io::Read(m), woke));
-                    }
-                }
-                if woke && !data_open && !s.dirty {
-                    return Poll::Ready((Io::Woke, true));
-                }
-                if let Some(r) = s.raw_out.as_deref_mut() {
-                    // Finish the frame in flight before anything else.
-                    if let Poll::Ready(res) = poll_write_all(ws.get_mut(), cx, &r.0, &mut r.1) {
-                        return Poll::Ready((Io::RawDone(res), woke));
-                    }
-                    if sleep.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready((Io::Timer, woke));
-                    }
-                    return Poll::Pending;
-                }
-                // Writing first: flushing the frame in flight, or waiting
-                // until the sink can take the next one (only when there is
-                // something to send).
-                // A shard's wake is data: while the read window is full it
-                // waits, and the socket is read (the Pong that opens it
-                // must not starve behind wakes).
-                if want_write || (woke && data_open) {
-                    // A flush, not `poll_ready`: tungstenite may hold the
-                    // unwritten rest of a Pong it answered while reading,
-                    // and a frame written raw must not land inside it.
-                    let r = ws.poll_flush_unpin(cx);
-                    if let Poll::Ready(r) = r {
-                        return Poll::Ready((Io::Write(r), woke));
-                    }
-                }
-                if let Poll::Ready(m) = ws.poll_next_unpin(cx) {
-                    return Poll::Ready((Io::Read(m), woke));
-                }
-                if sleep.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready((Io::Timer, woke));
-                }
-                // Nothing to write and nothing pending: let the fan-out
-                // write this session's frames itself until it wakes (once
-                // tungstenite holds no unwritten bytes, so nothing can
-                // interleave).
-                if !want_write && !woke {
-                    match ws.poll_flush_unpin(cx) {
-                        Poll::Ready(Ok(())) => s.park(),
-                        Poll::Ready(Err(e)) => return Poll::Ready((Io::Write(Err(e)), woke)),
-                        Poll::Pending => {}
-                    }
-                }
-                Poll::Pending
-            })
-            .await;
+            let (io, woke) =
+                poll_fn(|cx| s.poll_io(cx, ws, shutdown.as_mut(), sleep.as_mut(), want)).await;
             if woke {
                 self.dirty = true;
             }
-            match io {
-                Io::Direct => {
-                    let news = std::mem::take(&mut self.handle.direct.lock().news);
-                    if news.failed {
-                        return Exit::Gone;
-                    }
-                    if let Some(left) = news.leftover {
-                        // The fan-out's frame did not all go: finish it
-                        // first, as a frame of our own.
-                        self.raw_out = Some(left);
-                        c.flushing = true;
-                        c.write_started = Instant::now();
-                    }
-                    if let Some(d) = news.due {
-                        self.due = Some(self.due.map_or(d, |x| x.min(d)));
-                    }
-                    if news.more {
-                        self.dirty = true;
-                    }
-                }
-                Io::Shutdown => return Exit::Close(&Disconnect::SHUTDOWN),
-                Io::Woke => {}
+            let done = match io {
+                Io::Direct => self.on_direct(&mut c),
+                Io::Shutdown => Err(Exit::Close(&Disconnect::SHUTDOWN)),
+                Io::Woke => Ok(()),
                 Io::Timer => {
                     // A write was wanted and the timer came first: the sink
                     // could not be flushed (tungstenite holds unwritten
@@ -343,77 +247,228 @@ impl Session {
                     // That is a write in flight: bounded by
                     // `slow_consumer_ms`, and no past heartbeat time to
                     // spin on.
-                    if want_write && !c.flushing {
+                    if want.write && !c.flushing {
                         c.flushing = true;
                         c.write_started = Instant::now();
                     }
-                    if let Err(exit) = self.on_timer(&c) {
-                        return exit;
-                    }
+                    self.on_timer(&c)
                 }
-                Io::Write(Err(_)) | Io::RawDone(Err(_)) => return Exit::Gone,
+                Io::Write(Err(_)) | Io::RawDone(Err(_)) => Err(Exit::Gone),
                 Io::RawDone(Ok(())) => {
                     self.raw_out = None;
                     c.flushing = false;
+                    Ok(())
                 }
-                Io::Write(Ok(())) if c.flushing => c.flushing = false,
+                Io::Write(Ok(())) if c.flushing => {
+                    c.flushing = false;
+                    Ok(())
+                }
                 Io::Write(Ok(())) if c.ping_due => {
-                    // Pings go through tungstenite (its sink is flushed:
-                    // `poll_ready` was ready).
-                    c.ping_due = false;
-                    // With a probe in flight the Ping repeats its mark (a
-                    // client may answer only its latest Ping).
-                    let payload = self.handle.direct.lock().window.keepalive_payload();
-                    if ws.start_send_unpin(Message::Ping(payload.into())).is_err() {
-                        return Exit::Gone;
+                    if let Err(exit) = self.start_ping(ws, &mut c) {
+                        return exit;
                     }
-                    c.write_started = Instant::now();
                     match poll_fn(|cx| Poll::Ready(ws.poll_flush_unpin(cx))).await {
-                        Poll::Ready(Ok(())) => {}
-                        Poll::Ready(Err(_)) => return Exit::Gone,
-                        Poll::Pending => c.flushing = true,
+                        Poll::Ready(Ok(())) => Ok(()),
+                        Poll::Ready(Err(_)) => Err(Exit::Gone),
+                        Poll::Pending => {
+                            c.flushing = true;
+                            Ok(())
+                        }
                     }
                 }
                 Io::Write(Ok(())) => {
-                    // `poll_ready` was ready, so tungstenite holds no
-                    // unwritten bytes: the frame goes straight to the
-                    // socket, header and payload in one write, with no copy
-                    // into tungstenite's buffer.
-                    let Some((mut frame, mut at)) = self.build_frame() else {
+                    let Some((frame, mut at)) = self.next_frame(&mut c) else {
                         continue;
                     };
-                    c.write_started = Instant::now();
-                    let probe = self.flow_on().then(|| {
-                        self.handle
-                            .direct
-                            .lock()
-                            .window
-                            .wrote(frame.len() - at, c.write_started)
-                    });
-                    if let Some(Some(probe)) = probe {
-                        frame.extend_from_slice(&probe);
-                    }
-                    self.last_write = c.write_started;
                     let sent = poll_fn(|cx| {
                         Poll::Ready(poll_write_all(ws.get_mut(), cx, &frame, &mut at))
                     })
                     .await;
                     match sent {
-                        Poll::Ready(Ok(())) => {}
-                        Poll::Ready(Err(_)) => return Exit::Gone,
+                        Poll::Ready(Ok(())) => Ok(()),
+                        Poll::Ready(Err(_)) => Err(Exit::Gone),
+                        // What the socket does not take is finished before
+                        // anything else (`raw_out`).
                         Poll::Pending => {
                             self.raw_out = Some(Box::new((frame, at)));
                             c.flushing = true;
+                            Ok(())
                         }
                     }
                 }
-                Io::Read(msg) => {
-                    if let Some(exit) = self.on_read(&mut c, msg) {
-                        return exit;
-                    }
-                }
+                Io::Read(msg) => self.on_read(&mut c, msg).map_or(Ok(()), Err),
+            };
+            if let Err(exit) = done {
+                return exit;
             }
         }
+    }
+
+    /// Plans the next wait: the deadlines ([`Session::plan`]), the last
+    /// call once one has passed, and the timer. `Err` ends the session.
+    fn arm(&mut self, c: &mut Clock, mut sleep: Pin<&mut Sleep>) -> Result<Want, Exit> {
+        let (timer, write, data_open, overdue) = self.plan(c)?;
+        match overdue {
+            // A deadline has passed as this task runs. The session ends
+            // after the last call: reading as usual, with this task's
+            // waker, for what the client sent while the task was late.
+            // A frame that answers the deadline ends the last call.
+            Some(exit) if c.final_call => {
+                if sleep.is_elapsed() {
+                    return Err(exit);
+                }
+            }
+            Some(_) => {
+                c.final_call = true;
+                sleep.as_mut().reset(Instant::now() + FINAL_CALL);
+            }
+            None => c.final_call = false,
+        }
+        // (During the last call the timer is its end.)
+        if !c.final_call && (timer < sleep.deadline() || sleep.is_elapsed()) {
+            sleep.as_mut().reset(timer);
+        }
+        Ok(Want {
+            write,
+            data_open,
+            // During a last call the read goes first (not past a frame
+            // half written: a read can make tungstenite write a Pong).
+            read_first: c.final_call && self.raw_out.is_none(),
+        })
+    }
+
+    /// One poll of everything the session waits on, in priority order:
+    /// what happened, and whether a shard's wake is pending.
+    fn poll_io<S>(
+        &mut self,
+        cx: &mut Context<'_>,
+        ws: &mut WebSocketStream<S>,
+        shutdown: Pin<&mut impl Future<Output = ()>>,
+        mut sleep: Pin<&mut Sleep>,
+        want: Want,
+    ) -> Poll<(Io, bool)>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        // Take back what the fan-out held while this task slept; anything
+        // it could not finish is the task's now.
+        if self.unpark() {
+            return Poll::Ready((Io::Direct, false));
+        }
+        if shutdown.poll(cx).is_ready() {
+            return Poll::Ready((Io::Shutdown, false));
+        }
+        let woke = self.handle.poll_woken(cx);
+        if want.read_first {
+            if let Poll::Ready(m) = ws.poll_next_unpin(cx) {
+                return Poll::Ready((Io::Read(m), woke));
+            }
+        }
+        if woke && !want.data_open && !self.dirty {
+            return Poll::Ready((Io::Woke, true));
+        }
+        if let Some(r) = self.raw_out.as_deref_mut() {
+            // Finish the frame in flight before anything else.
+            if let Poll::Ready(res) = poll_write_all(ws.get_mut(), cx, &r.0, &mut r.1) {
+                return Poll::Ready((Io::RawDone(res), woke));
+            }
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready((Io::Timer, woke));
+            }
+            return Poll::Pending;
+        }
+        // Writing first: flushing the frame in flight, or waiting until the
+        // sink can take the next one (only when there is something to
+        // send). A shard's wake is data: while the read window is full it
+        // waits, and the socket is read (the Pong that opens it must not
+        // starve behind wakes).
+        if want.write || (woke && want.data_open) {
+            // A flush, not `poll_ready`: tungstenite may hold the unwritten
+            // rest of a Pong it answered while reading, and a frame written
+            // raw must not land inside it.
+            if let Poll::Ready(r) = ws.poll_flush_unpin(cx) {
+                return Poll::Ready((Io::Write(r), woke));
+            }
+        }
+        if let Poll::Ready(m) = ws.poll_next_unpin(cx) {
+            return Poll::Ready((Io::Read(m), woke));
+        }
+        if sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready((Io::Timer, woke));
+        }
+        // Nothing to write and nothing pending: let the fan-out write this
+        // session's frames itself until it wakes (once tungstenite holds no
+        // unwritten bytes, so nothing can interleave).
+        if !want.write && !woke {
+            match ws.poll_flush_unpin(cx) {
+                Poll::Ready(Ok(())) => self.park(),
+                Poll::Ready(Err(e)) => return Poll::Ready((Io::Write(Err(e)), woke)),
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
+    }
+
+    /// What the fan-out left while the task slept: a failed socket ends
+    /// the session, the unwritten rest of its frame is finished first.
+    fn on_direct(&mut self, c: &mut Clock) -> Result<(), Exit> {
+        let news = std::mem::take(&mut self.handle.direct.lock().news);
+        if news.failed {
+            return Err(Exit::Gone);
+        }
+        if let Some(left) = news.leftover {
+            // The fan-out's frame did not all go: finish it first, as a
+            // frame of our own.
+            self.raw_out = Some(left);
+            c.flushing = true;
+            c.write_started = Instant::now();
+        }
+        if let Some(d) = news.due {
+            self.due = Some(self.due.map_or(d, |x| x.min(d)));
+        }
+        if news.more {
+            self.dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Queues a WebSocket Ping in tungstenite (its sink is flushed:
+    /// `poll_flush` was ready); the caller flushes it. With a probe in
+    /// flight it repeats the probe's mark (a client may answer only its
+    /// latest Ping).
+    fn start_ping<S>(&mut self, ws: &mut WebSocketStream<S>, c: &mut Clock) -> Result<(), Exit>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        c.ping_due = false;
+        let payload = self.handle.direct.lock().window.keepalive_payload();
+        if ws.start_send_unpin(Message::Ping(payload.into())).is_err() {
+            return Err(Exit::Gone);
+        }
+        c.write_started = Instant::now();
+        Ok(())
+    }
+
+    /// The next frame with its header, and where it starts, if there is
+    /// anything to send: it goes straight to the socket, header and
+    /// payload in one write (`poll_flush` was ready, so tungstenite holds
+    /// no unwritten bytes), with a probe behind it when the read window
+    /// wants one.
+    fn next_frame(&mut self, c: &mut Clock) -> Option<(Vec<u8>, usize)> {
+        let (mut frame, at) = self.build_frame()?;
+        c.write_started = Instant::now();
+        let probe = self.flow_on().then(|| {
+            self.handle
+                .direct
+                .lock()
+                .window
+                .wrote(frame.len() - at, c.write_started)
+        });
+        if let Some(Some(probe)) = probe {
+            frame.extend_from_slice(&probe);
+        }
+        self.last_write = c.write_started;
+        Some((frame, at))
     }
 
     /// A frame from the client, of any kind, or its end; `Some` ends the

@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 /// writes it through tungstenite) and the fan-out's direct writes (which
 /// only `try_write` while the task is parked). Only the task polls for
 /// readiness, so the socket's wakers are the task's.
-pub struct PlainTcp(pub Arc<TcpStream>);
+pub(crate) struct PlainTcp(pub Arc<TcpStream>);
 
 impl AsyncRead for PlainTcp {
     fn poll_read(
