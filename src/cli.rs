@@ -71,8 +71,11 @@ pub struct RecordArgs {
     /// TOML configuration holding the feed (kind binance, coinbase or kraken)
     #[arg(long, value_name = "PATH")]
     pub config: PathBuf,
-    /// Which [[feeds]] entry to record (may be omitted if the config has one venue feed)
-    #[arg(long, value_name = "NAME")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        help = "Which [[feeds]] entry to record (may be omitted if the config has one venue feed)"
+    )]
     pub feed: Option<String>,
     /// Recorded file to write (JSONL, replaced if it exists)
     #[arg(long, value_name = "FILE")]

@@ -2,7 +2,7 @@
 //! first frame that needs that seq and copied into every other.
 //!
 //! The shared cache is one small lock per symbol; a fan-out slice also
-//! keeps a [`Memo`] of what it took from the cache, so the many frames of
+//! keeps a `Memo` of what it took from the cache, so the many frames of
 //! one slice that carry the same symbols copy it without a lock.
 
 use crate::model::{SymbolId, Symbols};

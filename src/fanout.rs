@@ -8,7 +8,7 @@
 //! written 50 times between two frames is sent once, with its newest value
 //! and seq, and a slow reader costs no memory beyond its subscription list.
 //!
-//! A session whose task sleeps is parked (see [`crate::outbox`]): a pass
+//! A session whose task sleeps is parked (see `outbox::Direct`): a pass
 //! writes its frame itself instead of waking the task.
 
 use crate::encode::{EncodeCache, Memo};
@@ -150,9 +150,8 @@ impl Ord for PaceEntry {
 /// One shard's subscriptions. Sessions are members with a dense index, so
 /// a symbol's subscriber list is a `Vec<u32>` and a pass dedupes wakes in a
 /// small array (`woken_at`) instead of touching every session's handle once
-/// per dirty symbol it holds: with 2,000 sessions each holding the same 50
-/// busy symbols, a pass reads 100,000 list entries from contiguous memory
-/// and wakes each session once.
+/// per dirty symbol it holds: a pass reads the lists from contiguous
+/// memory and wakes each session once, however many of its symbols moved.
 struct ShardIndex {
     /// Per symbol: the members holding it.
     subs: Vec<Vec<u32>>,
@@ -340,7 +339,7 @@ impl Fanout {
     /// One pass of shard `shard`, synchronously: takes its dirty symbols
     /// and serves every session of the shard holding one of them, each once
     /// per pass: a session whose task sleeps parked gets its frame written
-    /// right here ([`outbox::deliver`]), any other is woken (at most
+    /// right here (`outbox::deliver`), any other is woken (at most
     /// once per pending wake). The sessions are collected under the shard's
     /// lock and served after it is released, so subscribing never waits
     /// for socket writes. Returns the number of dirty symbols taken; a pass

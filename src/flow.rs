@@ -21,8 +21,9 @@
 //! doubles it (the client keeps up; a long link needs its bandwidth times
 //! its round trip, and a larger window means fewer probes), one later than
 //! `lag` while the session kept writing halves it (its bytes queue in
-//! front of the client). It starts at [`INITIAL_WINDOW`], and the first frame
-//! carries a probe, to learn the fastest round trip before any backlog. So a reader that falls behind gets at most about `lag` of
+//! front of the client). It starts at [`INITIAL_WINDOW`], and the first
+//! frame carries a probe, to learn the fastest round trip before any
+//! backlog. So a reader that falls behind gets at most about `lag` of
 //! backlog, and a fast one is not slowed.
 //!
 //! A window bounds the bytes in flight, not the rate: a client whose reads
@@ -264,18 +265,6 @@ impl ReadWindow {
             Pong::Acked
         }
     }
-
-    /// Current window, bytes (0: off).
-    #[cfg(test)]
-    fn size(&self) -> u32 {
-        self.size
-    }
-
-    /// Current gap between data frames, µs.
-    #[cfg(test)]
-    fn gap_us(&self) -> u32 {
-        self.gap_us
-    }
 }
 
 fn probe_frame(mark: u32) -> [u8; PROBE_LEN] {
@@ -289,6 +278,18 @@ fn probe_frame(mark: u32) -> [u8; PROBE_LEN] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl ReadWindow {
+        /// Current window, bytes (0: off).
+        fn size(&self) -> u32 {
+            self.size
+        }
+
+        /// Current gap between data frames, µs.
+        fn gap_us(&self) -> u32 {
+            self.gap_us
+        }
+    }
 
     const L: Limits = Limits {
         lag_us: 20_000,

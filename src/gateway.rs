@@ -438,12 +438,6 @@ impl Gateway {
         &self.session.slots
     }
 
-    /// What a session runs with.
-    #[cfg(test)]
-    pub(crate) fn session_context(&self) -> &Arc<session::Context> {
-        &self.session
-    }
-
     /// The settings of every session's WebSocket.
     pub fn ws_config(&self) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
         self.edge.ws_config
@@ -483,5 +477,13 @@ impl Gateway {
         })
         .await
         .is_ok()
+    }
+}
+
+#[cfg(test)]
+impl Gateway {
+    /// What a session runs with.
+    pub(crate) fn session_context(&self) -> &Arc<session::Context> {
+        &self.session
     }
 }

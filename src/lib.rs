@@ -19,13 +19,13 @@
 //!   count is the symbol's `seq` on the wire.
 //! * A write marks the symbol dirty for every [`fanout`] shard with a
 //!   subscriber for it. A shard's pass takes all dirty symbols at once and
-//!   serves each interested [`session`] once: it wakes the session's task,
-//!   or, when the task sleeps, writes its frame itself ([`outbox`]).
+//!   serves each interested `session` once: it wakes the session's task,
+//!   or, when the task sleeps, writes its frame itself (`outbox`).
 //! * A frame is built only when the socket can take one, from the newest
 //!   slot values, so updates coalesce by themselves and a slow client costs
 //!   no queue. Each quote's JSON is encoded once per seq ([`encode`]) and
 //!   copied into every frame that carries it.
-//! * The [`edge`] accepts connections and serves the WebSocket upgrade,
+//! * The `edge` accepts connections and serves the WebSocket upgrade,
 //!   REST, metrics, health and ingest; [`gateway`] wires it all and shuts it
 //!   down.
 //!

@@ -209,8 +209,7 @@ pub(crate) fn append_data(
 
 /// A fan-out slice's frame counts, added to the shared metrics once per
 /// slice ([`Tally::flush`]) rather than per frame: a direct frame then
-/// costs no atomic for its metrics, where counting each frame on its own
-/// pays about ten.
+/// costs no atomic for its metrics.
 pub(crate) struct Tally {
     frames: u64,
     bytes: u64,
@@ -270,11 +269,11 @@ impl Tally {
 
 /// The part of a session the fan-out may use while the session's task
 /// sleeps (in the session's handle, which the fan-out holds): a plain-TCP
-/// session parks its
-/// subscriptions here each time it waits with nothing to write, and a
-/// shard pass that finds them parked builds the frame and writes it to the
-/// socket itself ([`deliver`]) instead of waking the task, which is most of
-/// what a frame costs in user space (wake, schedule, poll, socket layers).
+/// session parks its subscriptions here each time it waits with nothing to
+/// write, and a shard pass that finds them parked builds the frame and
+/// writes it to the socket itself ([`deliver`]) instead of waking the task,
+/// which is most of what a frame costs in user space (wake, schedule, poll,
+/// socket layers).
 /// Whatever needs the task (a partial write, a full socket, an error, a
 /// `max_hz` hold-back, a frame cut at `max_frame_bytes`) is left here and
 /// the task is woken; the task takes everything back before it does

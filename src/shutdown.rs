@@ -9,8 +9,8 @@ use tokio::sync::Notify;
 
 // A flag and a `Notify` rather than a `watch` channel: every session keeps
 // a `wait()` future in its task for its whole life, and a
-// `watch::Receiver::changed()` future is about twice the size of a bare
-// `Notified` (see `session`'s size test).
+// `watch::Receiver::changed()` future is larger than a bare `Notified`
+// (see `session`'s size test).
 struct Inner {
     triggered: AtomicBool,
     /// Live `Trigger`s; when the last one is dropped, waiters resolve (as

@@ -57,16 +57,6 @@ impl<C: governor::clock::Clock> ConnLimiter<C> {
         self.limiter.shrink_to_fit();
         self.limiter.len()
     }
-
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.limiter.len()
-    }
-
-    #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
-        self.limiter.is_empty()
-    }
 }
 
 /// Concurrent WebSocket sessions per client address
@@ -133,12 +123,6 @@ impl IpSessions {
             key,
         })))
     }
-
-    /// Addresses holding a session (0 without a cap).
-    #[cfg(test)]
-    pub fn addresses(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len()).sum()
-    }
 }
 
 impl Drop for IpSessionGuard {
@@ -189,6 +173,23 @@ pub(crate) async fn prune_task(ctx: std::sync::Arc<super::Context>) {
 #[cfg(test)]
 mod conn_tests {
     use super::*;
+
+    impl<C: governor::clock::Clock> ConnLimiter<C> {
+        fn len(&self) -> usize {
+            self.limiter.len()
+        }
+
+        fn is_empty(&self) -> bool {
+            self.limiter.is_empty()
+        }
+    }
+
+    impl IpSessions {
+        /// Addresses holding a session (0 without a cap).
+        fn addresses(&self) -> usize {
+            self.shards.iter().map(|s| s.lock().len()).sum()
+        }
+    }
     use governor::clock::FakeRelativeClock;
     use std::net::IpAddr;
     use std::time::Duration;

@@ -11,8 +11,8 @@
 //!
 //! * **Key.** The bearer key selects the feed (the endpoint, at the edge,
 //!   compares its SHA-256 in constant time with every `http` feed's
-//!   `key_sha256`). Only the header is accepted (a key in a
-//!   URL ends up in access logs).
+//!   `key_sha256`). Only the header is accepted (a key in a URL ends up in
+//!   access logs).
 //! * **Lines.** Each line is parsed in place with simd-json. Prices and
 //!   sizes are decimal **strings**, parsed exactly to `Decimal`; a JSON
 //!   number is refused for that line (`bad_request`, "prices and sizes must
@@ -114,9 +114,9 @@ pub struct IngestFeed {
     pub name: String,
     symbols: HashMap<String, SymbolId>,
     /// Shared by every request to this feed. A std mutex, not an async one:
-    /// it is taken for one line's `apply` or reject count at a time (a few
-    /// microseconds, no `.await` while held), so requests to one feed
-    /// interleave line by line and never wait on each other's I/O.
+    /// it is taken for one line's `apply` or reject count at a time (briefly,
+    /// no `.await` while held), so requests to one feed interleave line by
+    /// line and never wait on each other's I/O.
     norm: Mutex<FeedNormalizer>,
     state: Arc<FeedState>,
     pub max_body_bytes: usize,

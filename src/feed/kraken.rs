@@ -53,14 +53,14 @@
 //! quoted, so malformed input (truncated frames included) stays malformed
 //! for simd-json. Alternatives refused: simd-json has no raw-number mode,
 //! and serde_json's `arbitrary_precision` would change number handling for
-//! the whole crate (Cargo features unify) and leave the hot-path parser. The cost is one extra copy of the frame (at most 3x its size
-//! for `[1,1,...]`, bounded by the supervisor's `max_message_bytes`; the
-//! buffer shrinks back after an unusually large frame) and a scan that
-//! costs about a third of simd-json's own parse of the frame (measured on
-//! the 2-vCPU box: ~0.5 µs for a 250-byte ticker frame against ~1.7 µs for
-//! simd-json). One consequence: after the rewrite a number and a string
-//! are alike, so a symbol sent as `123` reads as the text `"123"` (and is
-//! then unmapped), and a `req_id` reads as a string.
+//! the whole crate (Cargo features unify) and leave the hot-path parser.
+//! The cost is one extra copy of the frame (at most 3x its size for
+//! `[1,1,...]`, bounded by the supervisor's `max_message_bytes`; the
+//! buffer shrinks back after an unusually large frame) and a scan that is
+//! cheaper than simd-json's own parse of the frame. One consequence: after
+//! the rewrite a number and a string are alike, so a symbol sent as `123`
+//! reads as the text `"123"` (and is then unmapped), and a `req_id` reads
+//! as a string.
 
 use super::wire::json::{self, Object, Value};
 use super::wire::{flat, parse_decimal, parse_rfc3339_ns};

@@ -254,9 +254,9 @@ impl Venue for Box<dyn Venue> {
     }
 }
 
-/// The hash of [`SymbolMap`]: FxHash over 8-byte words, several times
-/// cheaper than SipHash on the short names looked up once per frame. The
-/// keys come from the config, so nothing is gained by seeding it.
+/// The hash of [`SymbolMap`]: FxHash over 8-byte words, cheaper than
+/// SipHash on the short names looked up once per frame. The keys come from
+/// the config, so nothing is gained by seeding it.
 #[derive(Default, Clone, Copy)]
 pub struct SymbolHasher(u64);
 

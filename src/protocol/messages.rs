@@ -106,7 +106,7 @@ fn dec(out: &mut String, key: &str, d: &Decimal) {
 
 /// Writes `d` exactly as `Display` does (every digit of its scale, so
 /// `"189.1200"` stays `"189.1200"`), from the integer mantissa with `itoa`:
-/// several times cheaper than going through `fmt`.
+/// cheaper than going through `fmt`.
 pub fn write_decimal(out: &mut String, d: &Decimal) {
     let m = d.mantissa();
     let scale = d.scale() as usize;

@@ -154,7 +154,7 @@ fn count_frame(m: &Metrics, out: &str, n_ctrl: u64, d: &Data) {
         m.conflated.inc_by(d.conflated);
     }
     // One observation per frame, of its oldest live quote: the histogram
-    // costs a few atomics, too many to pay per quote in a 50-quote frame.
+    // costs several atomics, too many to pay for every quote of a frame.
     if let Some(age) = d.age_secs() {
         m.latency.observe(age);
     }

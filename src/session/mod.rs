@@ -352,18 +352,17 @@ mod tests {
     use std::mem::{size_of, size_of_val};
     use tokio_tungstenite::tungstenite::protocol::Role;
 
-    /// The stream a real session runs on (see `http::try_upgrade`).
-    /// The two production streams: plain TCP, and TLS (hyper's upgraded
+    /// The stream a real session runs on (see `start_session` in
+    /// `edge/upgrade.rs`). The two production streams: plain TCP, and TLS (hyper's upgraded
     /// connection).
     type Prod = WebSocketStream<PlainTcp>;
     type ProdTls = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
     type Test = WebSocketStream<tokio::io::DuplexStream>;
 
     /// Each session is one task, and its future is most of the task's
-    /// memory: at 15,000 connections every 8 bytes here are 120 KB. A tokio
+    /// memory, so every byte here is paid once per connection. A tokio
     /// task cell is the future plus 104 bytes, rounded up to 128 (its
-    /// alignment), so at most 1,048 bytes fits the 1,152-byte cell (before
-    /// this test it was 1,544 bytes, a 1,664-byte cell).
+    /// alignment), so at most 1,048 bytes fits the 1,152-byte cell.
     #[tokio::test]
     async fn session_future_stays_small() {
         let mut c = Config::default();

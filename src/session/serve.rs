@@ -105,8 +105,9 @@ impl Session {
     /// Where the loop stands before it waits: `Err` ends the session; else
     /// when the timer branch must wake, whether there is anything to
     /// write, whether data may go (the client's read window is not full),
-    /// and the close a passed deadline calls for (after the last call). A plain function, so that its temporaries (and the borrows
-    /// the comparisons take) do not become part of `serve`'s future.
+    /// and the close a passed deadline calls for (after the last call). A
+    /// plain function, so that its temporaries (and the borrows the
+    /// comparisons take) do not become part of `serve`'s future.
     fn plan(&mut self, c: &mut Clock) -> Result<(Instant, bool, bool, Option<Exit>), Exit> {
         let now = Instant::now();
         if self.due.is_some_and(|d| d <= now) {

@@ -50,9 +50,9 @@ pub fn parse_rfc3339_ns(text: &str, field: &'static str) -> Result<i64, ParseErr
 /// Nanoseconds since the Unix epoch of a UTC time given as year, month,
 /// day, hour, minute, second (four-digit year) plus `ns`; `None` when a
 /// field is out of range (month, day of that month, 23:59:59) or the time
-/// is past i64 nanoseconds (2262-04-11T23:47:16.854775807Z: a later year
-/// is refused, not wrapped; found by fuzzing). Shared by every RFC 3339
-/// reader so they agree to the nanosecond.
+/// is past i64 nanoseconds (2262-04-11T23:47:16.854775807Z: a later time
+/// is refused, not wrapped). Shared by every RFC 3339 reader so they agree
+/// to the nanosecond.
 pub(crate) fn civil_ns([y, mo, d, h, mi, s]: [i64; 6], ns: i64) -> Option<i64> {
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     let days_in_month = match mo {
@@ -168,7 +168,7 @@ mod tests {
             "2022-10-19T23:28:22+01:00",
             "2022-10-19T23:28:22.Z",
             "x022-10-19T23:28:22Z",
-            // Past the end of i64 nanoseconds (overflowed before).
+            // Past the end of i64 nanoseconds: refused, never wrapped.
             "2262-04-11T23:47:16.854775808Z",
             "2262-05-01T00:00:00+00:00",
             "9999-12-31T23:59:59.999999999Z",
