@@ -16,7 +16,6 @@ fn feed() -> IngestFeed {
     let metrics = Arc::new(Metrics::new());
     let cfg = IngestConfig {
         name: "push".into(),
-        key_sha256: tickergate::auth::token_hash_hex("k"),
         symbols: vec!["AAPL".into(), "MSFT".into(), "ES.Z26".into()],
         normalize: NormalizeConfig::default(),
         ..IngestConfig::default()
@@ -24,7 +23,7 @@ fn feed() -> IngestFeed {
     let ids = [SymbolId(0), SymbolId(1), SymbolId(2)];
     let norm = Normalizer::new("push", slots, &metrics);
     let state = Arc::new(FeedState::new("push", ids.to_vec(), None));
-    IngestFeed::new(&cfg, &ids, norm, state).expect("valid ingest feed")
+    IngestFeed::new(&cfg, &ids, norm, state)
 }
 
 thread_local! {

@@ -7,8 +7,8 @@ use libfuzzer_sys::fuzz_target;
 use std::cell::RefCell;
 use std::sync::Arc;
 use tickergate::config::{NormalizeConfig, VenueConfig};
-use tickergate::feed::replay::{venue_parser, Player};
-use tickergate::feed::{FeedState, SymbolMap};
+use tickergate::feed::replay::Player;
+use tickergate::feed::{FeedState, SymbolMap, VenueKind};
 use tickergate::metrics::Metrics;
 use tickergate::model::Symbols;
 use tickergate::normalize::{FeedNormalizer, Normalizer};
@@ -40,11 +40,11 @@ fn rig() -> Rig {
     let map = SymbolMap::build(&table, &mut syms).expect("valid symbols");
     let slots = Arc::new(SlotTable::new(map.ids().len(), 1));
     let metrics = Arc::new(Metrics::new());
-    let players = ["binance", "coinbase", "kraken"]
+    let players = VenueKind::ALL
         .into_iter()
         .map(|k| {
-            let v = venue_parser(k, &VenueConfig::default(), map.clone()).expect("known venue");
-            let norm = Normalizer::new(k, slots.clone(), &metrics);
+            let v = k.adapter(&VenueConfig::default(), map.clone());
+            let norm = Normalizer::new(k.name(), slots.clone(), &metrics);
             Player::new(v, FeedNormalizer::new(norm, NormalizeConfig::default()))
         })
         .collect();

@@ -4,7 +4,7 @@
 //! fuzzed too.
 use std::cell::RefCell;
 use tickergate::config::VenueConfig;
-use tickergate::feed::{venue_for, ParseError, SymbolMap, Venue};
+use tickergate::feed::{ParseError, SymbolMap, Venue, VenueKind};
 use tickergate::model::Symbols;
 
 thread_local! {
@@ -22,7 +22,9 @@ pub fn fuzz(kind: &str, pairs: &[(&str, &str)], data: &[u8]) {
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .collect();
             let map = SymbolMap::build(&table, &mut Symbols::new()).expect("valid symbols");
-            venue_for(kind, &VenueConfig::default(), map).expect("known venue")
+            VenueKind::from_name(kind)
+                .expect("known venue")
+                .adapter(&VenueConfig::default(), map)
         });
         let mut buf = data.to_vec();
         let mut out = Vec::new();
