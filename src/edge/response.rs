@@ -5,7 +5,7 @@
 use crate::protocol::ErrorCode;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, UPGRADE};
 use hyper::{Response, StatusCode};
 
 pub(super) type Resp = Response<Full<Bytes>>;
@@ -53,4 +53,16 @@ pub(super) fn metrics(body: Vec<u8>) -> Resp {
         Bytes::from(body),
         Some("text/plain; version=0.0.4; charset=utf-8"),
     )
+}
+
+/// The WebSocket handshake's answer (RFC 6455 section 4.2.2).
+pub(crate) fn switching_protocols(accept: &str) -> Resp {
+    let mut r = with_body(StatusCode::SWITCHING_PROTOCOLS, Bytes::new(), None);
+    let h = r.headers_mut();
+    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(accept) {
+        h.insert("sec-websocket-accept", v);
+    }
+    r
 }

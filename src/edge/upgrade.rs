@@ -4,16 +4,14 @@
 //! `max_connections_per_ip`); then the session runs as a task of its own.
 
 use super::limits::IpSessionGuard;
-use super::response::{error, Resp};
+use super::response::{error, switching_protocols, Resp};
 use super::rest::request_token;
 use super::Context;
 use crate::protocol::{Disconnect, ErrorCode};
 use crate::session::{self, Admission, Held};
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION, UPGRADE};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -123,15 +121,7 @@ fn try_upgrade(mut req: Request<Incoming>, ctx: Arc<Context>, peer: SocketAddr) 
             Err(e) => tracing::debug!(%peer, "upgrade failed: {e}"),
         }
     });
-    let mut r = Response::new(Full::new(Bytes::new()));
-    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = r.headers_mut();
-    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(v) = HeaderValue::from_str(&accept) {
-        h.insert("sec-websocket-accept", v);
-    }
-    r
+    switching_protocols(&accept)
 }
 
 /// The RFC 6455 handshake's checks and the `Origin` allow-list: the
