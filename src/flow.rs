@@ -267,6 +267,108 @@ impl ReadWindow {
     }
 }
 
+/// Client-paced delivery (ack mode, protocol `flow` and `ack` ops): the
+/// client counts the frames it receives after the one that carried the
+/// `flow` reply and acknowledges how many it has processed; data goes only
+/// while fewer than `window` frames are unacknowledged. A browser reads
+/// its socket and answers Pings whether or not the page keeps up, so only
+/// the application can say how far it has got.
+///
+/// It lives beside the read window (`outbox::Direct`), under the same
+/// lock: the task and a direct write both count frames.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct AckWindow {
+    /// Unacknowledged frames allowed; 0: ack mode off.
+    window: u8,
+    /// Data has waited for an ack since the last one (for the hold metric,
+    /// counted once per wait).
+    held: bool,
+    /// Frames sent since the `flow` reply's frame.
+    sent: u32,
+    /// The client's last `ack`.
+    acked: u32,
+    /// Since when data has waited for an ack (`None`: not waiting).
+    held_since: Option<Instant>,
+}
+
+/// What an `ack` did (see [`AckWindow::ack`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Acked {
+    /// It acknowledged frames not acknowledged before; `opened` when data
+    /// had been waiting for it.
+    Progress { opened: bool },
+    /// Not past the last one: nothing changed.
+    Stale,
+    /// More frames than were sent: refused.
+    TooMany,
+}
+
+impl AckWindow {
+    /// Starts counting (or stops, with 0) after the frame that carried the
+    /// `flow` reply.
+    pub(crate) fn start(window: u8) -> Self {
+        AckWindow {
+            window,
+            ..AckWindow::default()
+        }
+    }
+
+    pub(crate) fn on(&self) -> bool {
+        self.window != 0
+    }
+
+    /// Frames sent since the `flow` reply's frame.
+    pub(crate) fn sent(&self) -> u32 {
+        self.sent
+    }
+
+    /// Counts a frame written to the client.
+    pub(crate) fn sent_frame(&mut self) {
+        if self.on() {
+            self.sent = self.sent.wrapping_add(1);
+        }
+    }
+
+    /// Whether data may go now: fewer than `window` frames unacknowledged.
+    /// `Err(true)` the first time it is held since the last ack (for the
+    /// `ack_window_holds_total` metric).
+    pub(crate) fn gate(&mut self, now: Instant) -> Result<(), bool> {
+        if !self.on() || self.sent.wrapping_sub(self.acked) < u32::from(self.window) {
+            return Ok(());
+        }
+        self.held_since.get_or_insert(now);
+        Err(!std::mem::replace(&mut self.held, true))
+    }
+
+    /// Whether data could go now (as [`AckWindow::gate`], without its side
+    /// effects).
+    pub(crate) fn is_open(&self) -> bool {
+        !self.on() || self.sent.wrapping_sub(self.acked) < u32::from(self.window)
+    }
+
+    /// Since when data has waited for an ack (`None`: it has not).
+    pub(crate) fn held_since(&self) -> Option<Instant> {
+        self.held_since.filter(|_| !self.is_open())
+    }
+
+    /// The client's `ack` of `n` frames (cumulative).
+    pub(crate) fn ack(&mut self, n: u64) -> Acked {
+        let Ok(n) = u32::try_from(n) else {
+            return Acked::TooMany;
+        };
+        if !self.on() || n > self.sent {
+            return Acked::TooMany;
+        }
+        if n <= self.acked {
+            return Acked::Stale;
+        }
+        self.acked = n;
+        let opened = std::mem::replace(&mut self.held, false);
+        self.held_since = None;
+        Acked::Progress { opened }
+    }
+}
+
 fn probe_frame(mark: u32) -> [u8; PROBE_LEN] {
     let mut f = [0u8; PROBE_LEN];
     f[0] = 0x89;
@@ -278,6 +380,34 @@ fn probe_frame(mark: u32) -> [u8; PROBE_LEN] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ack_window_holds_data_at_w_unacked_frames_only() {
+        let t = Instant::now();
+        let mut a = AckWindow::start(2);
+        assert_eq!(a.gate(t), Ok(()));
+        a.sent_frame();
+        assert_eq!(a.gate(t), Ok(()));
+        a.sent_frame();
+        // Two unacknowledged: held, counted once.
+        assert_eq!(a.gate(t), Err(true));
+        assert_eq!(a.gate(t), Err(false));
+        assert!(!a.is_open());
+        assert_eq!(a.held_since(), Some(t));
+        assert_eq!(a.ack(3), Acked::TooMany, "more than were sent");
+        assert_eq!(a.ack(0), Acked::Stale);
+        assert_eq!(a.ack(1), Acked::Progress { opened: true });
+        assert_eq!(a.held_since(), None);
+        assert_eq!(a.gate(t), Ok(()));
+        assert_eq!(a.ack(1), Acked::Stale, "not past the last ack");
+        assert_eq!(a.ack(2), Acked::Progress { opened: false });
+        // Off: nothing is counted or held, every ack is refused.
+        let mut off = AckWindow::start(0);
+        off.sent_frame();
+        assert_eq!(off.gate(t), Ok(()));
+        assert_eq!(off.ack(0), Acked::TooMany);
+        assert_eq!(AckWindow::start(1).ack(u64::MAX), Acked::TooMany);
+    }
 
     impl ReadWindow {
         /// Current window, bytes (0: off).

@@ -32,9 +32,17 @@ pub struct Metrics {
     /// lag spaces its frames (see `flow.rs`): once per gap, on the shard's
     /// path or the task's.
     pub read_window_paced: IntCounter,
+    /// Times a session held its data because its client (in ack mode) had
+    /// a full window of frames unacknowledged.
+    pub ack_window_holds: IntCounter,
+    /// Sessions in ack mode (client-paced delivery).
+    pub ack_mode_sessions: IntGauge,
     pub bytes_out: IntCounter,
     pub conflated: IntCounter,
     pub latency: Histogram,
+    /// Per frame: the age of its oldest live quote when the socket has
+    /// taken the whole frame.
+    pub write_age: Histogram,
     pub shard_passes: IntCounter,
     pub ops_in: IntCounter,
     pub conn_rate_limited: IntCounter,
@@ -107,6 +115,17 @@ impl Metrics {
             ]),
         ));
         must(registry.register(Box::new(latency.clone())));
+        let write_age = must(Histogram::with_opts(
+            HistogramOpts::new(
+                "write_age_seconds",
+                "Per frame carrying live quotes: age of its oldest quote (since gw_ts, when it entered the gateway) when the socket has taken the whole frame; snapshots are not counted",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                0.5, 1.0, 2.5, 5.0,
+            ]),
+        ));
+        must(registry.register(Box::new(write_age.clone())));
         let feed_up = must(prometheus::IntGaugeVec::new(
             Opts::new("feed_up", "1 when the feed is connected and fresh"),
             &["feed"],
@@ -171,12 +190,21 @@ impl Metrics {
                 "read_window_paced_total",
                 "Data frames that waited for their time because the client's read lag spaces its frames (late reader; the values coalesce meanwhile)",
             ),
+            ack_window_holds: counter(
+                "ack_window_holds_total",
+                "Times a session held its data because its client, in ack mode, had its whole window of frames unacknowledged (the values coalesce meanwhile)",
+            ),
+            ack_mode_sessions: gauge(
+                "ack_mode_sessions",
+                "Sessions in ack mode: the client paces delivery with flow and ack ops",
+            ),
             bytes_out: counter("bytes_out_total", "Payload bytes of WebSocket frames sent"),
             conflated: counter(
                 "updates_conflated_total",
                 "Updates a subscriber never saw because a newer value replaced them (seq gaps)",
             ),
             latency,
+            write_age,
             shard_passes: counter("shard_passes_total", "Fan-out shard flush passes"),
             ops_in: counter("ops_in_total", "Client ops received"),
             conn_rate_limited: counter(

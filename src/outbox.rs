@@ -10,7 +10,7 @@
 //! * [`Tally`] counts a pass's direct frames once per slice.
 
 use crate::encode::{EncodeCache, Memo};
-use crate::flow::{Gate, ReadWindow};
+use crate::flow::{AckWindow, Gate, ReadWindow};
 use crate::metrics::Metrics;
 use crate::model::{now_ns, Status, SymbolId};
 use crate::protocol::encode_quote;
@@ -80,7 +80,6 @@ impl Data {
 }
 
 /// What [`append_data`] put in a frame.
-#[derive(Default)]
 pub(crate) struct Data {
     /// Quote and status messages.
     pub(crate) n: u64,
@@ -94,6 +93,20 @@ pub(crate) struct Data {
     pub(crate) more: bool,
     /// Wall clock when the frame was built, ns.
     pub(crate) now_wall: i64,
+}
+
+impl Default for Data {
+    /// Nothing: a frame of control replies only has no quote to age.
+    fn default() -> Self {
+        Data {
+            n: 0,
+            conflated: 0,
+            oldest: i64::MAX,
+            due: None,
+            more: false,
+            now_wall: 0,
+        }
+    }
 }
 
 /// Appends the newest value of every dirty subscription in `subs` to
@@ -116,7 +129,6 @@ pub(crate) fn append_data(
     mut memo: Option<&mut Memo>,
 ) -> Data {
     let mut d = Data {
-        oldest: i64::MAX,
         now_wall: now_ns(),
         ..Data::default()
     };
@@ -207,6 +219,11 @@ pub(crate) fn append_data(
     d
 }
 
+/// Seconds since `gw_ts` (ns since the epoch), `None` for `i64::MAX`.
+pub(crate) fn age_secs(gw_ts: i64) -> Option<f64> {
+    (gw_ts != i64::MAX).then(|| now_ns().saturating_sub(gw_ts).max(0) as f64 / 1e9)
+}
+
 /// A fan-out slice's frame counts, added to the shared metrics once per
 /// slice ([`Tally::flush`]) rather than per frame: a direct frame then
 /// costs no atomic for its metrics.
@@ -219,7 +236,10 @@ pub(crate) struct Tally {
     pub(crate) holds: u64,
     /// Data frames that wait for their time (spaced, see `flow.rs`).
     pub(crate) paced: u64,
+    /// Sessions found waiting for their client's ack (ack mode).
+    pub(crate) ack_holds: u64,
     latency: prometheus::local::LocalHistogram,
+    write_age: prometheus::local::LocalHistogram,
 }
 
 impl Tally {
@@ -231,7 +251,9 @@ impl Tally {
             conflated: 0,
             holds: 0,
             paced: 0,
+            ack_holds: 0,
             latency: m.latency.local(),
+            write_age: m.write_age.local(),
         }
     }
 
@@ -245,6 +267,14 @@ impl Tally {
         }
     }
 
+    /// A frame the socket took whole, with `oldest` its oldest live
+    /// quote's `gw_ts` (`i64::MAX`: none).
+    pub(crate) fn written(&mut self, oldest: i64) {
+        if let Some(age) = age_secs(oldest) {
+            self.write_age.observe(age);
+        }
+    }
+
     /// Adds the counts to `m` (every frame counted here was direct).
     pub(crate) fn flush(&mut self, m: &Metrics) {
         if self.frames > 0 {
@@ -254,6 +284,7 @@ impl Tally {
             m.messages_out.inc_by(self.messages);
             m.conflated.inc_by(self.conflated);
             self.latency.flush();
+            self.write_age.flush();
         }
         if self.holds > 0 {
             m.read_window_holds.inc_by(self.holds);
@@ -262,6 +293,10 @@ impl Tally {
         if self.paced > 0 {
             m.read_window_paced.inc_by(self.paced);
             self.paced = 0;
+        }
+        if self.ack_holds > 0 {
+            m.ack_window_holds.inc_by(self.ack_holds);
+            self.ack_holds = 0;
         }
         (self.frames, self.bytes, self.messages, self.conflated) = (0, 0, 0, 0);
     }
@@ -291,8 +326,20 @@ pub(crate) struct Direct {
     /// than in the task, which both use (under this lock) and where every
     /// byte is paid per connection.
     pub(crate) window: ReadWindow,
+    /// Ack mode: the frames the client has not acknowledged (see
+    /// [`crate::flow`]), counted by both writers.
+    pub(crate) ack: AckWindow,
     /// What happened while parked, for the task.
     pub(crate) news: News,
+}
+
+/// A frame the socket has not taken whole yet: its bytes, how many are
+/// written, and its oldest live quote's `gw_ts` (`i64::MAX`: none), for
+/// the write-age histogram once the rest is out.
+pub(crate) struct Unsent {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) at: usize,
+    pub(crate) oldest: i64,
 }
 
 /// What the fan-out did while a session was parked.
@@ -302,7 +349,7 @@ pub(crate) struct News {
     pub(crate) wrote_at: Option<Instant>,
     /// The rest of a frame the socket did not take (bytes, how many are
     /// written): the task finishes it before anything else.
-    pub(crate) leftover: Option<Box<(Vec<u8>, usize)>>,
+    pub(crate) leftover: Option<Box<Unsent>>,
     /// The socket failed.
     pub(crate) failed: bool,
     /// A `max_hz` hold-back: wake for it then.
@@ -371,6 +418,7 @@ pub(crate) fn deliver(
         scan_from,
         frame_hint,
         window,
+        ack,
         news,
         ..
     } = d
@@ -394,6 +442,12 @@ pub(crate) fn deliver(
             return Delivery::PaceAt(at);
         }
     }
+    // Ack mode: the client's ack wakes the task, which then writes the
+    // newest values.
+    if let Err(first) = ack.gate(now) {
+        tally.ack_holds += u64::from(first);
+        return Delivery::Done;
+    }
     buf.clear();
     buf.push_str(HEADER_ROOM);
     buf.push('[');
@@ -414,17 +468,23 @@ pub(crate) fn deliver(
     if let Some(probe) = window.wrote(bytes.len() - start, now) {
         bytes.extend_from_slice(&probe);
     }
+    ack.sent_frame();
     news.wrote_at = Some(now);
     match tcp.try_write(&bytes[start..]) {
         Ok(n) if start + n == bytes.len() => {
+            tally.written(data.oldest);
             // Keep the buffer for the next session: emptied, it is valid
             // UTF-8 whatever it held.
             bytes.clear();
             *buf = String::from_utf8(bytes).unwrap_or_default();
         }
-        Ok(n) => news.leftover = Some(Box::new((bytes, start + n))),
+        Ok(n) => {
+            let (at, oldest) = (start + n, data.oldest);
+            news.leftover = Some(Box::new(Unsent { bytes, at, oldest }));
+        }
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-            news.leftover = Some(Box::new((bytes, start)));
+            let (at, oldest) = (start, data.oldest);
+            news.leftover = Some(Box::new(Unsent { bytes, at, oldest }));
         }
         Err(_) => news.failed = true,
     }

@@ -954,6 +954,8 @@ fn op_strategy() -> impl Strategy<Value = (Option<OpId>, Op)> {
         symbols.prop_map(|symbols| Op::Unsubscribe { symbols }),
         Just(Op::Ping),
         any::<String>().prop_map(|token| Op::Auth { token }),
+        (0u8..=64).prop_map(|window| Op::Flow { window }),
+        any::<u64>().prop_map(|n| Op::Ack { n }),
     ];
     (id, op)
 }
@@ -977,6 +979,8 @@ fn op_json(id: &Option<OpId>, op: &Op, omit_defaults: bool) -> J {
         Op::Unsubscribe { symbols } => serde_json::json!({"op": "unsubscribe", "symbols": symbols}),
         Op::Ping => serde_json::json!({"op": "ping"}),
         Op::Auth { token } => serde_json::json!({"op": "auth", "token": token}),
+        Op::Flow { window } => serde_json::json!({"op": "flow", "window": window}),
+        Op::Ack { n } => serde_json::json!({"op": "ack", "n": n}),
     };
     if let Some(id) = id {
         o["id"] = serde_json::to_value(id).unwrap();

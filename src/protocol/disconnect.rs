@@ -64,7 +64,7 @@ table! {
     SLOW_REPLIES = 4008, "slow consumer: replies not read",
         "more than `max_pending_control` replies wait for the client";
     SLOW_READ = 4008, "slow consumer: data not read",
-        "a full read window unread for `slow_consumer_ms`";
+        "a full read window unread, or a full ack window unacknowledged, for `slow_consumer_ms`";
 }
 
 impl Disconnect {

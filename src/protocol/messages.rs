@@ -44,6 +44,13 @@ pub enum Control<'a> {
         /// key may lower `max_symbols` below what `welcome` said).
         limits: Limits,
     },
+    /// The reply to `flow`: client-paced delivery with this window (0:
+    /// off), counted from the frame after the one carrying this reply.
+    Flow {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<OpId>,
+        window: u8,
+    },
     Heartbeat {
         ts: i64,
     },
@@ -63,6 +70,9 @@ pub struct Limits {
     pub max_symbols: usize,
     pub max_msgs_per_sec: u32,
     pub max_message_bytes: usize,
+    /// The largest `flow` window: the gateway supports client-paced
+    /// delivery (`flow` and `ack` ops).
+    pub max_flow_window: u8,
 }
 
 impl Control<'_> {

@@ -8,7 +8,7 @@ pub mod ops;
 
 pub use disconnect::Disconnect;
 pub use messages::{encode_quote, encode_status, frame_of, write_decimal, Control, Limits};
-pub use ops::{parse_op, Op, OpError, OpId};
+pub use ops::{parse_op, Op, OpError, OpId, MAX_FLOW_WINDOW};
 
 use serde::Serialize;
 

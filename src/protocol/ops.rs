@@ -32,6 +32,15 @@ pub enum Op {
     Auth {
         token: String,
     },
+    /// Client-paced delivery: at most `window` unacknowledged frames
+    /// carrying data; 0 turns it off.
+    Flow {
+        window: u8,
+    },
+    /// The frames processed since the `flow` reply's frame (cumulative).
+    Ack {
+        n: u64,
+    },
 }
 
 /// A client op that could not be accepted.
@@ -104,6 +113,29 @@ fn symbols_field(
         }
     }
     Ok(out)
+}
+
+/// Largest `window` of the `flow` op, in frames.
+pub const MAX_FLOW_WINDOW: u8 = 64;
+
+/// A required non-negative integer field.
+fn uint_field(
+    id: &Option<OpId>,
+    obj: &simd_json::value::borrowed::Object,
+    name: &str,
+) -> Result<u64, OpError> {
+    match obj.get(name) {
+        Some(Value::Static(StaticNode::U64(v))) => Ok(*v),
+        Some(Value::Static(StaticNode::I64(v))) if *v >= 0 => Ok(*v as u64),
+        Some(other) => Err(bad(
+            id,
+            format!(
+                "field `{name}` must be a non-negative integer, got {}",
+                type_name(other)
+            ),
+        )),
+        None => Err(bad(id, format!("missing field `{name}`"))),
+    }
 }
 
 /// Parses one client text message. `buf` is parsed in place (simd-json).
@@ -206,13 +238,28 @@ pub fn parse_op(buf: &mut [u8], max_symbols_per_op: usize) -> Result<(Option<OpI
             }
             None => return Err(bad(&id, "missing field `token`")),
         },
+        "flow" => {
+            let window = uint_field(&id, obj, "window")?;
+            match u8::try_from(window) {
+                Ok(w) if w <= MAX_FLOW_WINDOW => Op::Flow { window: w },
+                _ => {
+                    return Err(bad(
+                        &id,
+                        format!("field `window` must be 0 (off) to {MAX_FLOW_WINDOW} frames"),
+                    ))
+                }
+            }
+        }
+        "ack" => Op::Ack {
+            n: uint_field(&id, obj, "n")?,
+        },
         other => {
             let shown: String = other.chars().take(32).collect();
             return Err(OpError {
                 id,
                 code: ErrorCode::UnknownOp,
                 message: format!(
-                    "unknown op {shown:?}; expected subscribe, unsubscribe, ping or auth"
+                    "unknown op {shown:?}; expected subscribe, unsubscribe, ping, auth, flow or ack"
                 ),
             });
         }
@@ -255,6 +302,15 @@ mod tests {
         );
         assert_eq!(p(r#"{"op":"ping"}"#), Ok((None, Op::Ping)));
         assert_eq!(
+            p(r#"{"op":"flow","id":2,"window":1}"#),
+            Ok((Some(OpId::Int(2)), Op::Flow { window: 1 }))
+        );
+        assert_eq!(
+            p(r#"{"op":"flow","window":0}"#),
+            Ok((None, Op::Flow { window: 0 }))
+        );
+        assert_eq!(p(r#"{"op":"ack","n":7}"#), Ok((None, Op::Ack { n: 7 })));
+        assert_eq!(
             p(r#"{"op":"auth","token":"t"}"#),
             Ok((None, Op::Auth { token: "t".into() }))
         );
@@ -274,6 +330,36 @@ mod tests {
                 "`op` must be a string",
             ),
             (r#"{"op":"fly"}"#, ErrorCode::UnknownOp, "unknown op"),
+            (
+                r#"{"op":"flow"}"#,
+                ErrorCode::BadRequest,
+                "missing field `window`",
+            ),
+            (
+                r#"{"op":"flow","window":65}"#,
+                ErrorCode::BadRequest,
+                "0 (off) to 64",
+            ),
+            (
+                r#"{"op":"flow","window":-1}"#,
+                ErrorCode::BadRequest,
+                "non-negative integer",
+            ),
+            (
+                r#"{"op":"flow","window":1.5}"#,
+                ErrorCode::BadRequest,
+                "non-negative integer",
+            ),
+            (
+                r#"{"op":"ack"}"#,
+                ErrorCode::BadRequest,
+                "missing field `n`",
+            ),
+            (
+                r#"{"op":"ack","n":"3"}"#,
+                ErrorCode::BadRequest,
+                "`n` must be a non-negative integer",
+            ),
             (
                 r#"{"op":"subscribe"}"#,
                 ErrorCode::BadRequest,

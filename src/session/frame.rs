@@ -3,7 +3,7 @@
 //! window holds data back.
 
 use super::Session;
-use crate::flow::Gate;
+use crate::flow::{AckWindow, Gate};
 use crate::metrics::Metrics;
 use crate::outbox::{append_data, frame_header, Data, HEADER_ROOM};
 use std::collections::VecDeque;
@@ -61,9 +61,18 @@ impl Session {
         self.cfg().read_lag_ms != 0
     }
 
-    /// Whether data may go now (the client's read window is not full);
-    /// counts a hold once.
+    /// Whether data may go now (the client's read window is not full and,
+    /// in ack mode, its frames are acknowledged); counts a hold once.
     pub(super) fn data_gate(&mut self) -> bool {
+        if self.acking {
+            let held = self.handle.direct.lock().ack.gate(Instant::now());
+            if let Err(first) = held {
+                if first {
+                    self.ctx.metrics.ack_window_holds.inc();
+                }
+                return false;
+            }
+        }
         if !self.flow_on() {
             return true;
         }
@@ -87,10 +96,27 @@ impl Session {
         }
     }
 
+    /// Starts (or stops, with 0) ack mode with `window` frames.
+    fn start_flow(&mut self, window: u8) {
+        self.handle.direct.lock().ack = AckWindow::start(window);
+        let on = window > 0;
+        if on != self.acking {
+            let g = &self.ctx.metrics.ack_mode_sessions;
+            if on {
+                g.inc();
+            } else {
+                g.dec();
+            }
+        }
+        self.acking = on;
+    }
+
     /// Builds the next frame: pending control replies first, then the
-    /// newest value of every dirty subscription. `None` if there is
-    /// nothing to send (everything held back by `max_hz`).
-    pub(super) fn build_frame(&mut self) -> Option<(Vec<u8>, usize)> {
+    /// newest value of every dirty subscription. Returns its bytes, where
+    /// the frame starts in them, and its oldest live quote's `gw_ts`
+    /// (`i64::MAX`: none); `None` if there is nothing to send (everything
+    /// held back by `max_hz`).
+    pub(super) fn build_frame(&mut self) -> Option<(Vec<u8>, usize, i64)> {
         let ctx = self.ctx.clone();
         let m = &ctx.metrics;
         let max = ctx.config.max_frame_bytes;
@@ -115,6 +141,13 @@ impl Session {
         }
         // Idle sessions hold no queue (replies are occasional).
         self.control.release_if_empty();
+        // The frame that carries a `flow` reply starts its window: frames
+        // are counted from the next one on.
+        let (before_flow, window) = self.flow_reply;
+        let starts_flow = before_flow > 0 && n_ctrl >= u64::from(before_flow);
+        if before_flow > 0 && !starts_flow {
+            self.flow_reply.0 = before_flow - n_ctrl as u16;
+        }
         let mut data = Data::default();
         if self.dirty && out.len() < max && self.data_gate() {
             self.dirty = false;
@@ -142,9 +175,15 @@ impl Session {
         out.push(']');
         self.frame_hint = out.len().clamp(256, max + 64) as u32;
         count_frame(m, &out, n_ctrl, &data);
+        if starts_flow {
+            self.flow_reply = (0, 0);
+            self.start_flow(window);
+        } else if self.acking {
+            self.handle.direct.lock().ack.sent_frame();
+        }
         let mut bytes = out.into_bytes();
         let start = frame_header(&mut bytes);
-        Some((bytes, start))
+        Some((bytes, start, data.oldest))
     }
 }
 

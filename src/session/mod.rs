@@ -32,8 +32,10 @@ use crate::fanout::{Fanout, SessionHandle};
 use crate::flow::ReadWindow;
 use crate::metrics::Metrics;
 use crate::model::{SymbolId, Symbols};
-use crate::outbox::{Direct, Sub};
-use crate::protocol::{Control, Disconnect, ErrorCode, Limits, OpId, PROTOCOL_VERSION};
+use crate::outbox::{Direct, Sub, Unsent};
+use crate::protocol::{
+    Control, Disconnect, ErrorCode, Limits, OpId, MAX_FLOW_WINDOW, PROTOCOL_VERSION,
+};
 use crate::shutdown::Trigger;
 use crate::slots::SlotTable;
 use frame::ControlQueue;
@@ -144,7 +146,7 @@ struct Session {
     /// how many are written). While it is here nothing else is written and
     /// nothing is read (a read could make tungstenite write a pong into the
     /// middle of it).
-    raw_out: Option<Box<(Vec<u8>, usize)>>,
+    raw_out: Option<Box<Unsent>>,
     /// Something may be dirty (woken by a shard, or a subscription changed).
     dirty: bool,
     /// Capacity for the next frame: the size of the last one.
@@ -154,6 +156,12 @@ struct Session {
     /// Where the next scan starts: a frame cut at `max_frame_bytes` resumes
     /// after the last subscription it carried, so no symbol starves.
     scan_from: u32,
+    /// Ack mode is on (the window itself is in the parked state, under its
+    /// lock; this flag spares sessions without it the lock).
+    acking: bool,
+    /// A `flow` reply waits in the control queue: how many queued replies
+    /// up to and including it (0: none), and the window it starts.
+    flow_reply: (u16, u8),
     /// Last data or control frame, also one the fan-out wrote directly
     /// (heartbeats are due after it).
     last_write: Instant,
@@ -200,6 +208,8 @@ where
         frame_hint: 256,
         due: None,
         scan_from: 0,
+        acking: false,
+        flow_reply: (0, 0),
         last_write: Instant::now(),
         ctx,
     };
@@ -250,6 +260,9 @@ where
             Exit::Gone => {}
         }
         s.drop_subs();
+        if s.acking {
+            s.ctx.metrics.ack_mode_sessions.dec();
+        }
         // A shard may still hold this handle for a while (a pass's targets,
         // a pace list): drop the socket and buffers it could reach, so the
         // connection closes with the task and nothing more is written.
@@ -294,6 +307,7 @@ impl Session {
             max_symbols: self.max_symbols as usize,
             max_msgs_per_sec: cfg.max_msgs_per_sec,
             max_message_bytes: cfg.max_message_bytes,
+            max_flow_window: MAX_FLOW_WINDOW,
         }
     }
 

@@ -1,10 +1,11 @@
 //! What a client asks for: the ops of protocol v1 (subscribe,
-//! unsubscribe, auth, ping), each checked against the session's limits and
-//! entitlement, answered in the next frame.
+//! unsubscribe, auth, ping, flow, ack), each checked against the session's
+//! limits and entitlement, answered in the next frame.
 
 use super::rate::OpVerdict;
 use super::{clamp_u32, Exit, Session};
 use crate::auth::{AuthError, Entitlement, KeyAtLimit};
+use crate::flow::Acked;
 use crate::model::{now_ns, Status, SymbolId};
 use crate::outbox::Sub;
 use crate::protocol::{parse_op, Control, Disconnect, ErrorCode, Op, OpError, OpId};
@@ -83,8 +84,8 @@ impl Session {
         match msg {
             Message::Text(t) => self.on_op(t.as_bytes()),
             Message::Binary(_) => {
-                if let Some(exit) = self.admit_op() {
-                    return Some(exit);
+                if let Err(exit) = self.admit_op() {
+                    return exit;
                 }
                 self.error(
                     None,
@@ -101,12 +102,13 @@ impl Session {
         }
     }
 
-    /// Counts an inbound op against the rate limit. `Some` closes.
-    fn admit_op(&mut self) -> Option<Exit> {
+    /// Counts an inbound op against the rate limit: `Err` when it is
+    /// refused (answered `rate_limited`, or the session closes).
+    fn admit_op(&mut self) -> Result<(), Option<Exit>> {
         self.ctx.metrics.ops_in.inc();
         match self.limiter.check() {
-            OpVerdict::Admit => None,
-            OpVerdict::Flooding => Some(Exit::Close(&Disconnect::FLOODING)),
+            OpVerdict::Admit => Ok(()),
+            OpVerdict::Flooding => Err(Some(Exit::Close(&Disconnect::FLOODING))),
             OpVerdict::RateLimited => {
                 self.error(
                     None,
@@ -114,31 +116,41 @@ impl Session {
                     "too many ops: slow down (see limits.max_msgs_per_sec in welcome)",
                     None,
                 );
-                None
+                Err(None)
             }
         }
     }
 
     fn on_op(&mut self, text: &[u8]) -> Option<Exit> {
-        if let Some(exit) = self.admit_op() {
-            return Some(exit);
-        }
         let cfg = &self.ctx.config;
-        if text.len() > cfg.max_message_bytes {
-            let msg = format!(
-                "message of {} bytes; the limit is {}",
-                text.len(),
-                cfg.max_message_bytes
-            );
-            self.error(None, ErrorCode::PayloadTooLarge, &msg, None);
-            return None;
+        let parsed = if text.len() > cfg.max_message_bytes {
+            Err(OpError {
+                id: None,
+                code: ErrorCode::PayloadTooLarge,
+                message: format!(
+                    "message of {} bytes; the limit is {}",
+                    text.len(),
+                    cfg.max_message_bytes
+                ),
+            })
+        } else {
+            // simd-json parses in place. A copy per op, not a buffer kept
+            // per session: ops are rare, sessions many.
+            let mut buf = text.to_vec();
+            parse_op(&mut buf, cfg.max_symbols_per_op)
+        };
+        // An ack that moves the count on is free: acks are bounded by the
+        // frames sent, and a client acking every frame must not run into
+        // its op rate. Every other op counts against it.
+        if let Ok((id, Op::Ack { n })) = &parsed {
+            if self.ack(id, *n) {
+                self.ctx.metrics.ops_in.inc();
+                return None;
+            }
         }
-        let max_per_op = cfg.max_symbols_per_op;
-        // simd-json parses in place. A copy per op, not a buffer kept per
-        // session: ops are rare, sessions many.
-        let mut buf = text.to_vec();
-        let parsed = parse_op(&mut buf, max_per_op);
-        drop(buf);
+        if let Err(exit) = self.admit_op() {
+            return exit;
+        }
         let (id, op) = match parsed {
             Ok(v) => v,
             Err(e) => {
@@ -188,8 +200,47 @@ impl Session {
                 snapshot,
             } => self.subscribe(id, symbols, max_hz, snapshot),
             Op::Unsubscribe { symbols } => self.unsubscribe(id, symbols),
+            Op::Flow { window } => self.flow(id, window),
+            // An ack that did not move the count on (refused above when it
+            // claimed more frames than were sent).
+            Op::Ack { .. } => {}
         }
         None
+    }
+
+    /// The `flow` op: its reply goes in the next frame, and the window
+    /// counts from the frame after that one (see `Session::build_frame`).
+    fn flow(&mut self, id: Option<OpId>, window: u8) {
+        self.push(Control::Flow { id, window });
+        let queued = u16::try_from(self.control.len()).unwrap_or(u16::MAX);
+        self.flow_reply = (queued, window);
+    }
+
+    /// An `ack`: `true` when it moved the count on (then it is free of the
+    /// op rate limit). One that claims more frames than were sent is
+    /// refused with `bad_request`.
+    fn ack(&mut self, id: &Option<OpId>, n: u64) -> bool {
+        let (acked, sent) = {
+            let mut d = self.handle.direct.lock();
+            (d.ack.ack(n), d.ack.sent())
+        };
+        match acked {
+            Acked::Progress { opened } => {
+                // Whatever waited goes now, newest values.
+                self.dirty |= opened;
+                true
+            }
+            Acked::Stale => false,
+            Acked::TooMany => {
+                let msg = if self.acking {
+                    format!("ack of {n} frames: {sent} were sent since the flow reply")
+                } else {
+                    "ack without flow: send {\"op\":\"flow\",\"window\":W} first".to_string()
+                };
+                self.error(id.clone(), ErrorCode::BadRequest, &msg, None);
+                false
+            }
+        }
     }
 
     /// Resolves names; unknown ones get an `unknown_symbol` error each,

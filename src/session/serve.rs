@@ -5,6 +5,7 @@
 use super::{Exit, Session};
 use crate::flow;
 use crate::model::now_ns;
+use crate::outbox::{age_secs, Unsent};
 use crate::protocol::{Control, Disconnect};
 use futures_util::{SinkExt, StreamExt};
 use std::future::{poll_fn, Future};
@@ -115,26 +116,35 @@ impl Session {
             self.dirty = true;
         }
         // Dirty data waits while the client's read window is full (its
-        // Pong wakes the task) or its frames are spaced (the timer does).
+        // Pong wakes the task), its frames are spaced (the timer does) or,
+        // in ack mode, its frames are unacknowledged (its ack does).
         // Without dirty data only look: a hold is counted when data waits.
-        let open = if !self.flow_on() {
+        let open = if !self.flow_on() && !self.acking {
             true
         } else if self.dirty {
             self.data_gate()
         } else {
-            self.handle.direct.lock().window.would_open(now)
+            let d = self.handle.direct.lock();
+            (!self.flow_on() || d.window.would_open(now)) && d.ack.is_open()
         };
         let data = self.dirty && open;
-        let stalled = if open {
-            None
+        // Since when the client has kept data waiting: its read window
+        // full (its probe unanswered), or its acks not coming.
+        let (stalled, ack_stalled) = if open {
+            (None, None)
         } else {
-            self.handle.direct.lock().window.stalled_since()
+            let d = self.handle.direct.lock();
+            (d.window.stalled_since(), d.ack.held_since())
         };
         let cfg = &self.ctx.config;
-        // A client that reads nothing keeps the window full: a slow
-        // consumer after `slow_consumer_ms`, as with a full socket.
+        // A client that reads or acks nothing keeps its window full: a
+        // slow consumer after `slow_consumer_ms`, as with a full socket.
         let slow = Duration::from_millis(cfg.slow_consumer_ms);
-        let mut overdue = stalled
+        let held_since = match (stalled, ack_stalled) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut overdue = held_since
             .is_some_and(|t| now >= t + slow)
             .then_some(Exit::Close(&Disconnect::SLOW_READ));
         if self.control.len() > cfg.max_pending_control {
@@ -179,7 +189,7 @@ impl Session {
         } else {
             let hb = self.last_write + Duration::from_millis(cfg.heartbeat_ms);
             let t = self.due.map_or(hb, |d| d.min(hb));
-            stalled.map_or(t, |s| t.min(s + slow))
+            held_since.map_or(t, |s| t.min(s + slow))
         };
         // A Ping already owed waits for the socket, not for the clock.
         let ping_wake = if c.ping_due { idle_at } else { ping_at };
@@ -256,7 +266,9 @@ impl Session {
                 }
                 Io::Write(Err(_)) | Io::RawDone(Err(_)) => Err(Exit::Gone),
                 Io::RawDone(Ok(())) => {
-                    self.raw_out = None;
+                    if let Some(done) = self.raw_out.take() {
+                        self.written(done.oldest);
+                    }
                     c.flushing = false;
                     Ok(())
                 }
@@ -278,20 +290,23 @@ impl Session {
                     }
                 }
                 Io::Write(Ok(())) => {
-                    let Some((frame, mut at)) = self.next_frame(&mut c) else {
+                    let Some((bytes, mut at, oldest)) = self.next_frame(&mut c) else {
                         continue;
                     };
                     let sent = poll_fn(|cx| {
-                        Poll::Ready(poll_write_all(ws.get_mut(), cx, &frame, &mut at))
+                        Poll::Ready(poll_write_all(ws.get_mut(), cx, &bytes, &mut at))
                     })
                     .await;
                     match sent {
-                        Poll::Ready(Ok(())) => Ok(()),
+                        Poll::Ready(Ok(())) => {
+                            self.written(oldest);
+                            Ok(())
+                        }
                         Poll::Ready(Err(_)) => Err(Exit::Gone),
                         // What the socket does not take is finished before
                         // anything else (`raw_out`).
                         Poll::Pending => {
-                            self.raw_out = Some(Box::new((frame, at)));
+                            self.raw_out = Some(Box::new(Unsent { bytes, at, oldest }));
                             c.flushing = true;
                             Ok(())
                         }
@@ -370,7 +385,7 @@ impl Session {
         }
         if let Some(r) = self.raw_out.as_deref_mut() {
             // Finish the frame in flight before anything else.
-            if let Poll::Ready(res) = poll_write_all(ws.get_mut(), cx, &r.0, &mut r.1) {
+            if let Poll::Ready(res) = poll_write_all(ws.get_mut(), cx, &r.bytes, &mut r.at) {
                 return Poll::Ready((Io::RawDone(res), woke));
             }
             if sleep.as_mut().poll(cx).is_ready() {
@@ -455,8 +470,8 @@ impl Session {
     /// payload in one write (`poll_flush` was ready, so tungstenite holds
     /// no unwritten bytes), with a probe behind it when the read window
     /// wants one.
-    fn next_frame(&mut self, c: &mut Clock) -> Option<(Vec<u8>, usize)> {
-        let (mut frame, at) = self.build_frame()?;
+    fn next_frame(&mut self, c: &mut Clock) -> Option<(Vec<u8>, usize, i64)> {
+        let (mut frame, at, oldest) = self.build_frame()?;
         c.write_started = Instant::now();
         let probe = self.flow_on().then(|| {
             self.handle
@@ -469,7 +484,15 @@ impl Session {
             frame.extend_from_slice(&probe);
         }
         self.last_write = c.write_started;
-        Some((frame, at))
+        Some((frame, at, oldest))
+    }
+
+    /// A frame the socket has taken whole: its oldest live quote's age
+    /// goes into the write-age histogram.
+    fn written(&self, oldest: i64) {
+        if let Some(age) = age_secs(oldest) {
+            self.ctx.metrics.write_age.observe(age);
+        }
     }
 
     /// A frame from the client, of any kind, or its end; `Some` ends the
@@ -516,7 +539,7 @@ impl Session {
     {
         let grace = Duration::from_millis(self.ctx.config.close_grace_ms);
         if let Some(mut r) = self.raw_out.take() {
-            let (buf, at) = (&r.0, &mut r.1);
+            let (buf, at) = (&r.bytes, &mut r.at);
             let done = poll_fn(|cx| poll_write_all(tx.get_mut(), cx, buf, at));
             if !matches!(tokio::time::timeout(grace, done).await, Ok(Ok(()))) {
                 return;
