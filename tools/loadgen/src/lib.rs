@@ -307,12 +307,39 @@ pub fn cpu_split(pid: u32) -> Result<(f64, f64), BoxError> {
 
 /// Plain HTTP/1.1 GET with `Connection: close`; the body of a 200.
 pub fn http_get(addr: SocketAddr, path: &str) -> Result<String, BoxError> {
+    http_request(addr, "GET", path, &[], &[])
+}
+
+/// Plain HTTP/1.1 POST of `body` with `Connection: close` and the extra
+/// `headers`; the body of a 200.
+pub fn http_post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<String, BoxError> {
+    http_request(addr, "POST", path, headers, body)
+}
+
+fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<String, BoxError> {
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if method != "GET" {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
     let mut resp = Vec::new();
     s.read_to_end(&mut resp)?;
     let resp = String::from_utf8(resp)?;
@@ -320,7 +347,9 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<String, BoxError> {
         .split_once("\r\n\r\n")
         .ok_or("malformed HTTP response")?;
     if !head.starts_with("HTTP/1.1 200") {
-        return Err(format!("GET {path}: {}", head.lines().next().unwrap_or("no status")).into());
+        let status = head.lines().next().unwrap_or("no status");
+        let body: String = body.chars().take(300).collect();
+        return Err(format!("{method} {path}: {status}: {body}").into());
     }
     Ok(body.to_string())
 }

@@ -24,6 +24,29 @@
 //! each client then gets a snapshot frame and a trickle of updates, which
 //! shows what buffers a connection keeps after traffic.
 //!
+//! Burst mode (`--burst-kib K`): what a burst leaves behind in idle
+//! sessions. The gateway then runs a generated config instead of its
+//! simulator: one `kind = "http"` feed of 500 symbols (`B000`..`B499`),
+//! never stale, which this tool fills once through `POST /v1/ingest` (one
+//! quote per symbol, key `change-me` as in feeds/http.toml) and never
+//! again, so nothing moves afterwards. A probe connection (closed before
+//! the baseline) measures the bytes per symbol of a snapshot frame; each
+//! of the N connections then subscribes to the S symbols that make about
+//! K KiB with `"snapshot":false` (no data) and idles: that is the idle
+//! measurement above. The median of its samples is the before-burst
+//! baseline. Then every connection subscribes again to the same symbols
+//! with `"snapshot":true`, all at once: the gateway answers with
+//! `subscribed` and a snapshot of the S quotes, one frame of about K KiB
+//! (a frame is cut at `session.max_frame_bytes`, 64 KiB by default), which
+//! the client reads; then the connections are quiet again (heartbeats).
+//! RSS is sampled every 100 ms until every connection has its whole
+//! snapshot, then every `--sample-every-ms` for `--burst-secs`; reported
+//! are the peak and the last sample as KiB per connection above the
+//! before-burst baseline. The subscriptions are the same before and after
+//! the burst, so only what the burst left behind counts (the issue's
+//! target: at most 4 KiB per connection). `--symbols` is not used in burst
+//! mode, and `--gw-arg --config ..` would replace the generated config.
+//!
 //! Client sockets are bound to 127.0.0.2, 127.0.0.3, ... before connecting,
 //! so source ports never run out; one process can hold ~19.9k sockets here
 //! (`ulimit -n` 20000), so N is capped at 19000.
@@ -52,23 +75,28 @@
 //!   --attach ADDR --attach-pid PID
 //!                        measure an already running gateway (say, one started
 //!                        under heaptrack) instead of starting one; one run
+//!   --burst-kib K        burst mode: after the idle measurement, one ~K KiB
+//!                        frame per connection (1..=100; 0 = off) [0]
+//!   --burst-secs SECS    burst mode: sampling after every connection has its
+//!                        frame [30]
 
+use futures_util::future::{select, Either};
 use futures_util::{SinkExt, StreamExt};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpSocket;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 use tickergate_loadgen as common;
 
-use common::{http_get, BoxError, GatewayProc};
+use common::{http_get, http_post, BoxError, GatewayProc};
 
 const PIN_ENV: &str = "TICKERGATE_IDLE_CONNS_PINNED";
 const MAX_CONNS: usize = 19_000;
@@ -92,13 +120,17 @@ struct Opts {
     out: PathBuf,
     /// `--attach ADDR --attach-pid PID`: measure a running gateway.
     attach: Option<(SocketAddr, u32)>,
+    /// Burst mode: one frame of about this many KiB per connection (0:
+    /// off).
+    burst_kib: usize,
+    burst_secs: Duration,
 }
 
 fn usage() -> &'static str {
     "usage: idle_conns [--conns N[,N..]] [--runs R] [--symbols K] \
      [--concurrency C] [--settle-ms MS] [--warmup-ms MS] [--samples S] [--sample-every-ms MS] [--bin PATH] \
      [--gw-arg ARG].. [--gw-env K=V].. [--label TEXT] [--src-ips K] [--no-pin] [--out PATH] \
-     [--attach ADDR --attach-pid PID]\n\
+     [--attach ADDR --attach-pid PID] [--burst-kib K] [--burst-secs SECS]\n\
      run it with: cargo run --release -p tickergate-loadgen --bin idle_conns -- OPTIONS"
 }
 
@@ -120,6 +152,8 @@ fn parse_opts() -> Result<Opts, String> {
         pin: true,
         out: common::results_dir().join("idle_conns.json"),
         attach: None,
+        burst_kib: 0,
+        burst_secs: Duration::from_secs(30),
     };
     let mut attach_addr: Option<SocketAddr> = None;
     let mut attach_pid: Option<u32> = None;
@@ -163,6 +197,14 @@ fn parse_opts() -> Result<Opts, String> {
                 attach_addr = Some(v.parse().map_err(|e| format!("--attach {v:?}: {e}"))?);
             }
             "--attach-pid" => attach_pid = Some(num(&a, &val(&a, &mut it)?)?),
+            "--burst-kib" => o.burst_kib = num(&a, &val(&a, &mut it)?)?,
+            "--burst-secs" => {
+                let s: f64 = num(&a, &val(&a, &mut it)?)?;
+                if !(s.is_finite() && s > 0.0 && s <= 3600.0) {
+                    return Err("--burst-secs must be in (0, 3600]".into());
+                }
+                o.burst_secs = Duration::from_secs_f64(s);
+            }
             "-h" | "--help" => {
                 println!("{}", usage());
                 std::process::exit(0);
@@ -189,6 +231,14 @@ fn parse_opts() -> Result<Opts, String> {
     if o.runs == 0 || o.symbols == 0 || o.concurrency == 0 || o.samples == 0 {
         return Err("--runs, --symbols, --concurrency and --samples must be at least 1".into());
     }
+    if o.burst_kib > 100 {
+        return Err(
+            "--burst-kib must be in 1..=100 (0: off): a session holds at most 500 symbols".into(),
+        );
+    }
+    if o.burst_kib > 0 && o.attach.is_some() {
+        return Err("--burst-kib starts the gateway with its own config: not with --attach".into());
+    }
     if o.src_ips == 0 || o.src_ips > 250 {
         return Err("--src-ips must be in 1..=250".into());
     }
@@ -196,6 +246,191 @@ fn parse_opts() -> Result<Opts, String> {
         common::check_gateway_bin(&o.bin)?;
     }
     Ok(o)
+}
+
+// --------------------------------------------------------------- burst mode
+
+/// Burst mode's feed: its symbols (`B000`..), and the ingest key that
+/// fills it (the sample key of feeds/http.toml) with its SHA-256.
+const BURST_SYMBOLS: usize = 500;
+const INGEST_KEY: &str = "change-me";
+const INGEST_KEY_SHA256: &str = "e2186dbdb1bb4193608605e84f33208765b5693b55edd4f730a719a100eeea6f";
+
+fn burst_names() -> Vec<String> {
+    (0..BURST_SYMBOLS).map(|i| format!("B{i:03}")).collect()
+}
+
+/// Burst mode's gateway config: one `http` feed that never goes stale, so
+/// nothing moves unless this tool pushes.
+fn burst_config() -> String {
+    let names: Vec<String> = burst_names().iter().map(|n| format!("\"{n}\"")).collect();
+    format!(
+        "[[feeds]]\n\
+         kind = \"http\"\n\
+         name = \"burst\"\n\
+         key_sha256 = \"{INGEST_KEY_SHA256}\"\n\
+         symbols = [{}]\n\
+         stale_after_ms = 0\n",
+        names.join(", ")
+    )
+}
+
+/// Burst mode: one quote for every symbol of the feed, pushed once.
+fn fill_burst_feed(addr: SocketAddr) -> Result<(), BoxError> {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let body: String = burst_names()
+        .iter()
+        .map(|n| {
+            format!(
+                "{{\"symbol\":\"{n}\",\"bid\":\"100.00\",\"bid_size\":\"100\",\"ask\":\"100.01\",\
+                 \"ask_size\":\"100\",\"last\":\"100.00\",\"last_size\":\"100\",\"ts\":{ts}}}\n"
+            )
+        })
+        .collect();
+    let auth = format!("Bearer {INGEST_KEY}");
+    let reply = http_post(
+        addr,
+        "/v1/ingest",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/x-ndjson"),
+        ],
+        body.as_bytes(),
+    )?;
+    let v: serde_json::Value = serde_json::from_str(&reply)?;
+    if v["accepted"].as_u64() != Some(BURST_SYMBOLS as u64) {
+        return Err(format!("POST /v1/ingest: {reply}").into());
+    }
+    Ok(())
+}
+
+/// Burst mode: bytes per symbol of a snapshot (the quote, and the name in
+/// the `subscribed` reply that opens the frame), from one probe connection
+/// subscribing to every symbol of the feed with a snapshot. It is closed
+/// before the baseline.
+async fn probe_snapshot_bytes(gw: SocketAddr) -> Result<f64, BoxError> {
+    let tcp = tokio::net::TcpStream::connect(gw).await?;
+    let url = format!("ws://{gw}/v1/ws");
+    let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), tcp).await?;
+    let op = serde_json::json!({"op": "subscribe", "id": 0, "symbols": burst_names()});
+    ws.send(Message::Text(op.to_string().into())).await?;
+    let (mut bytes, mut quotes) = (0usize, 0usize);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while quotes < BURST_SYMBOLS {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .map_err(|_| "probe: no whole snapshot within 20 s")?;
+        match msg {
+            Some(Ok(Message::Text(t))) if !t.contains("\"type\":\"welcome\"") => {
+                if t.contains("\"type\":\"error\"") {
+                    return Err(format!("probe: {t}").into());
+                }
+                bytes += t.len();
+                quotes += t.matches("\"type\":\"quote\"").count();
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err("probe: connection ended".into()),
+        }
+    }
+    let _ = ws.close(None).await;
+    Ok(bytes as f64 / quotes as f64)
+}
+
+/// What the burst left behind.
+#[derive(Debug, Clone)]
+struct BurstResult {
+    kib: usize,
+    /// Symbols each connection held and got in its snapshot.
+    symbols: usize,
+    /// The probe's bytes per symbol.
+    bytes_per_symbol: f64,
+    /// The before-burst baseline: the idle samples' median.
+    base: Mem,
+    /// From the trigger until every connection had its whole snapshot.
+    deliver_secs: f64,
+    /// Text bytes and frames each connection read in the burst.
+    bytes_per_conn: f64,
+    frames_per_conn: f64,
+    /// (seconds since the trigger, memory): every 100 ms until delivered,
+    /// then every `--sample-every-ms` for `--burst-secs`.
+    samples: Vec<(f64, Mem)>,
+    peak_rss: u64,
+    last: Mem,
+    peak_kib_per_conn: f64,
+    last_kib_per_conn: f64,
+    last_anon_kib_per_conn: f64,
+    slab_before_burst_kib: u64,
+    slab_after_kib: u64,
+    tool_rss_kib: u64,
+}
+
+/// Fires the burst (`go`) and samples the gateway's memory until every
+/// connection has its whole snapshot and for `o.burst_secs` after.
+#[allow(clippy::too_many_arguments)]
+async fn run_burst(
+    o: &Opts,
+    pid: u32,
+    n: usize,
+    symbols: usize,
+    bytes_per_symbol: f64,
+    go: &watch::Sender<bool>,
+    c: &Counters,
+    base: Mem,
+) -> Result<BurstResult, BoxError> {
+    let slab_before_burst_kib = slab_kib();
+    let t0 = Instant::now();
+    go.send(true)?;
+    let mut samples = Vec::new();
+    let deadline = t0 + Duration::from_secs(60 + n as u64 / 100);
+    loop {
+        samples.push((t0.elapsed().as_secs_f64(), read_mem(pid)?));
+        let done = c.burst_done.load(Ordering::Relaxed);
+        if done >= n {
+            break;
+        }
+        let dropped = c.dropped.load(Ordering::Relaxed);
+        if dropped > 0 || Instant::now() > deadline {
+            return Err(format!(
+                "only {done} of {n} connections got their whole snapshot ({dropped} closed)"
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deliver_secs = t0.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let every = o.sample_every.max(Duration::from_millis(10));
+    let count = (o.burst_secs.as_secs_f64() / every.as_secs_f64())
+        .ceil()
+        .max(1.0) as u32;
+    for k in 1..=count {
+        tokio::time::sleep_until((start + every * k).into()).await;
+        samples.push((t0.elapsed().as_secs_f64(), read_mem(pid)?));
+    }
+    let last = samples.last().map_or(base, |s| s.1);
+    let peak_rss = samples.iter().map(|s| s.1.rss).max().unwrap_or(0);
+    let per = |after: u64, before: u64| (after as f64 - before as f64) / n as f64;
+    Ok(BurstResult {
+        kib: o.burst_kib,
+        symbols,
+        bytes_per_symbol,
+        base,
+        deliver_secs,
+        bytes_per_conn: c.burst_bytes.load(Ordering::Relaxed) as f64 / n as f64,
+        frames_per_conn: c.burst_frames.load(Ordering::Relaxed) as f64 / n as f64,
+        peak_rss,
+        last,
+        peak_kib_per_conn: per(peak_rss, base.rss),
+        last_kib_per_conn: per(last.rss, base.rss),
+        last_anon_kib_per_conn: per(last.anon, base.anon),
+        samples,
+        slab_before_burst_kib,
+        slab_after_kib: slab_kib(),
+        tool_rss_kib: self_rss_kib(),
+    })
 }
 
 /// The gateway under measurement: one this tool started (killed on
@@ -225,7 +460,8 @@ impl Gateway {
         args.push("--max-connections".into());
         args.push((max_conns + 100).to_string());
         args.extend(o.gw_args.iter().cloned());
-        let p = GatewayProc::spawn(&o.bin, o.pin, None, &args, &o.gw_env)?;
+        let config = (o.burst_kib > 0).then(burst_config);
+        let p = GatewayProc::spawn(&o.bin, o.pin, config.as_deref(), &args, &o.gw_env)?;
         Ok(Gateway {
             pid: p.pid,
             addr: p.addr,
@@ -302,10 +538,18 @@ struct Counters {
     /// Connections the server closed (or that errored) after being ready.
     dropped: AtomicUsize,
     frames: AtomicUsize,
+    /// Burst mode: connections that have their whole snapshot, and the
+    /// text frames and bytes they read for it.
+    burst_done: AtomicUsize,
+    burst_frames: AtomicUsize,
+    burst_bytes: AtomicU64,
 }
 
 /// One client: connect from `src`, handshake, subscribe, then read until
-/// aborted.
+/// aborted. In burst mode (`burst`) it subscribes without a snapshot, and
+/// when the burst fires subscribes again to the same symbols with one and
+/// counts what it reads until the whole snapshot is in.
+#[allow(clippy::too_many_arguments)]
 async fn client(
     i: usize,
     gw: SocketAddr,
@@ -314,8 +558,12 @@ async fn client(
     k: usize,
     sem: Arc<Semaphore>,
     c: Arc<Counters>,
+    mut burst: Option<watch::Receiver<bool>>,
 ) {
     let permit = sem.acquire_owned().await;
+    let names: Vec<&str> = (0..k)
+        .map(|j| symbols[(i * k + j) % symbols.len()].as_str())
+        .collect();
     let ws = async {
         let sock = TcpSocket::new_v4()?;
         sock.bind(SocketAddr::V4(SocketAddrV4::new(src, 0)))?;
@@ -327,11 +575,11 @@ async fn client(
         let url = format!("ws://{gw}/v1/ws");
         let (mut ws, _) =
             tokio_tungstenite::client_async_with_config(url.as_str(), tcp, Some(cfg)).await?;
-        let names: Vec<&str> = (0..k)
-            .map(|j| symbols[(i * k + j) % symbols.len()].as_str())
-            .collect();
-        let op = serde_json::json!({"op": "subscribe", "id": i, "symbols": names}).to_string();
-        ws.send(Message::Text(op.into())).await?;
+        let mut op = serde_json::json!({"op": "subscribe", "id": i, "symbols": names});
+        if burst.is_some() {
+            op["snapshot"] = false.into();
+        }
+        ws.send(Message::Text(op.to_string().into())).await?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let msg = tokio::time::timeout_at(deadline, ws.next())
@@ -366,15 +614,52 @@ async fn client(
         }
     };
     c.ready.fetch_add(1, Ordering::Relaxed);
+    // Snapshot quotes still to come in the burst (`None`: not fired).
+    let mut burst_left: Option<usize> = None;
     // Keep reading: heartbeats every 5 s; pings are answered by tungstenite.
     loop {
-        match ws.next().await {
+        let msg = match burst.as_mut() {
+            Some(go) => {
+                let fired = std::pin::pin!(go.wait_for(|go| *go));
+                match select(ws.next(), fired).await {
+                    Either::Left((msg, _)) => Some(msg),
+                    Either::Right((fired, _)) => {
+                        if fired.is_ok() {
+                            burst_left = Some(k);
+                        }
+                        None
+                    }
+                }
+            }
+            None => Some(ws.next().await),
+        };
+        let Some(msg) = msg else {
+            burst = None;
+            if burst_left.is_some() {
+                let op = serde_json::json!({"op": "subscribe", "id": i, "symbols": names});
+                if ws.send(Message::Text(op.to_string().into())).await.is_err() {
+                    c.dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+            continue;
+        };
+        match msg {
             Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
                 c.dropped.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            Some(Ok(_)) => {
+            Some(Ok(m)) => {
                 c.frames.fetch_add(1, Ordering::Relaxed);
+                if let (Some(left), Message::Text(t)) = (burst_left.as_mut(), &m) {
+                    c.burst_frames.fetch_add(1, Ordering::Relaxed);
+                    c.burst_bytes.fetch_add(t.len() as u64, Ordering::Relaxed);
+                    *left = left.saturating_sub(t.matches("\"type\":\"quote\"").count());
+                    if *left == 0 {
+                        burst_left = None;
+                        c.burst_done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
         }
     }
@@ -397,6 +682,7 @@ struct RunResult {
     slab_before_kib: u64,
     slab_after_kib: u64,
     heartbeat_frames: usize,
+    burst: Option<BurstResult>,
 }
 
 fn median_u64(v: &[u64]) -> u64 {
@@ -432,7 +718,26 @@ async fn one_run(o: &Opts, n: usize, run: usize) -> Result<RunResult, BoxError> 
         )
         .into());
     }
+    // Burst mode: fill the feed, then pick the symbols whose snapshot
+    // makes about --burst-kib.
+    let (symbols, k, burst_sizing) = if o.burst_kib > 0 {
+        tokio::task::spawn_blocking(move || fill_burst_feed(addr)).await??;
+        let per_symbol = probe_snapshot_bytes(addr).await?;
+        let k = (o.burst_kib as f64 * 1024.0 / per_symbol).round().max(1.0) as usize;
+        if k > BURST_SYMBOLS {
+            return Err(format!(
+                "--burst-kib {} needs {k} symbols per connection at {per_symbol:.0} bytes each, \
+                 more than the {BURST_SYMBOLS} a session may hold",
+                o.burst_kib
+            )
+            .into());
+        }
+        (burst_names(), k, Some(per_symbol))
+    } else {
+        (symbols, o.symbols, None)
+    };
     let symbols = Arc::new(symbols);
+    let (go, go_rx) = watch::channel(false);
     // Let start-up allocations settle (and, with a non-zero sim rate, the
     // slots fill), then take the baseline.
     tokio::time::sleep(o.warmup).await;
@@ -453,6 +758,9 @@ async fn one_run(o: &Opts, n: usize, run: usize) -> Result<RunResult, BoxError> 
         failed: AtomicUsize::new(0),
         dropped: AtomicUsize::new(0),
         frames: AtomicUsize::new(0),
+        burst_done: AtomicUsize::new(0),
+        burst_frames: AtomicUsize::new(0),
+        burst_bytes: AtomicU64::new(0),
     });
     let sem = Arc::new(Semaphore::new(o.concurrency));
     let mut set = JoinSet::new();
@@ -464,9 +772,10 @@ async fn one_run(o: &Opts, n: usize, run: usize) -> Result<RunResult, BoxError> 
             addr,
             src,
             symbols.clone(),
-            o.symbols,
+            k,
             sem.clone(),
             counters.clone(),
+            burst_sizing.map(|_| go_rx.clone()),
         ));
     }
     let deadline = Instant::now() + Duration::from_secs(60 + n as u64 / 50);
@@ -502,6 +811,24 @@ async fn one_run(o: &Opts, n: usize, run: usize) -> Result<RunResult, BoxError> 
     let heartbeat_frames = counters.frames.load(Ordering::Relaxed) - frames_at_ready;
     let client_rss_kib = self_rss_kib();
     let slab_after_kib = slab_kib();
+    let after_rss_median = median_u64(&after_samples.iter().map(|m| m.rss).collect::<Vec<_>>());
+    let after_anon = median_u64(&after_samples.iter().map(|m| m.anon).collect::<Vec<_>>());
+    let burst = match burst_sizing {
+        Some(per_symbol) if dropped == 0 && gauge == n as u64 => {
+            let base = Mem {
+                rss: after_rss_median,
+                anon: after_anon,
+                threads: after_samples.last().map_or(0, |m| m.threads),
+            };
+            let b = run_burst(o, pid, n, k, per_symbol, &go, &counters, base).await;
+            let dropped = counters.dropped.load(Ordering::Relaxed);
+            if dropped > 0 {
+                return Err(format!("{dropped} connections were closed after the burst").into());
+            }
+            Some(b?)
+        }
+        _ => None,
+    };
     // Kill the gateway first (one signal), then drop the clients.
     drop(gw);
     set.shutdown().await;
@@ -511,8 +838,6 @@ async fn one_run(o: &Opts, n: usize, run: usize) -> Result<RunResult, BoxError> 
     if gauge != n as u64 {
         return Err(format!("the gateway reports {gauge} sessions, expected {n}").into());
     }
-    let after_rss_median = median_u64(&after_samples.iter().map(|m| m.rss).collect::<Vec<_>>());
-    let after_anon = median_u64(&after_samples.iter().map(|m| m.anon).collect::<Vec<_>>());
     Ok(RunResult {
         conns: n,
         run,
@@ -527,6 +852,63 @@ async fn one_run(o: &Opts, n: usize, run: usize) -> Result<RunResult, BoxError> 
         slab_before_kib,
         slab_after_kib,
         heartbeat_frames,
+        burst,
+    })
+}
+
+fn print_burst(n: usize, b: &BurstResult) {
+    // After delivery (the 100 ms samples before it are in the peak).
+    let rss: Vec<u64> = b
+        .samples
+        .iter()
+        .filter(|s| s.0 > b.deliver_secs)
+        .map(|s| s.1.rss)
+        .collect();
+    println!(
+        "  conns {:>6} burst: {} symbols/conn ({:.0} B each), {:.1} KiB in {:.2} frames per conn, all delivered in {:.1} s; \
+         RSS {} KiB before -> peak {} KiB (+{:.2} KiB/conn) -> {} KiB {:.0} s after (+{:.2} KiB/conn, anon +{:.2}); \
+         tool RSS {} KiB, kernel slab +{:.2} KiB/conn since before the burst (both ends)",
+        n,
+        b.symbols,
+        b.bytes_per_symbol,
+        b.bytes_per_conn / 1024.0,
+        b.frames_per_conn,
+        b.deliver_secs,
+        b.base.rss,
+        b.peak_rss,
+        b.peak_kib_per_conn,
+        b.last.rss,
+        b.samples.last().map_or(0.0, |s| s.0),
+        b.last_kib_per_conn,
+        b.last_anon_kib_per_conn,
+        b.tool_rss_kib,
+        (b.slab_after_kib as f64 - b.slab_before_burst_kib as f64) / n as f64,
+    );
+    println!("    RSS after delivery, KiB: {rss:?}");
+}
+
+fn burst_json(n: usize, b: &BurstResult) -> serde_json::Value {
+    serde_json::json!({
+        "kib": b.kib,
+        "symbols_per_conn": b.symbols,
+        "probe_bytes_per_symbol": b.bytes_per_symbol,
+        "bytes_per_conn": b.bytes_per_conn,
+        "frames_per_conn": b.frames_per_conn,
+        "deliver_secs": b.deliver_secs,
+        "rss_baseline_kib": b.base.rss,
+        "anon_baseline_kib": b.base.anon,
+        "samples_secs_rss_anon_kib": b.samples.iter().map(|(t, m)| (*t, m.rss, m.anon)).collect::<Vec<_>>(),
+        "rss_peak_kib": b.peak_rss,
+        "rss_last_kib": b.last.rss,
+        "anon_last_kib": b.last.anon,
+        "peak_kib_per_conn": b.peak_kib_per_conn,
+        "last_kib_per_conn": b.last_kib_per_conn,
+        "last_anon_kib_per_conn": b.last_anon_kib_per_conn,
+        "kernel_slab_before_kib": b.slab_before_burst_kib,
+        "kernel_slab_after_kib": b.slab_after_kib,
+        "kernel_slab_kib_per_conn_both_ends":
+            (b.slab_after_kib as f64 - b.slab_before_burst_kib as f64) / n as f64,
+        "tool_rss_kib": b.tool_rss_kib,
     })
 }
 
@@ -549,10 +931,21 @@ fn machine() -> serde_json::Value {
 
 async fn main_async(o: Opts) -> Result<(), BoxError> {
     println!(
-        "idle_conns: gateway {} ({}), {} symbols/conn, {} in flight, settle {:?}, {} samples every {:?}{}",
+        "idle_conns: gateway {} ({}), {}, {} in flight, settle {:?}, {} samples every {:?}{}",
         o.bin.display(),
-        if o.pin && common::have_taskset() { "gateway on core 0, tool on core 1" } else { "not pinned" },
-        o.symbols,
+        if o.pin && common::have_taskset() {
+            "gateway on core 0, tool on core 1"
+        } else {
+            "not pinned"
+        },
+        if o.burst_kib > 0 {
+            format!(
+                "burst mode: a ~{} KiB snapshot per conn, sampled for {:?} after",
+                o.burst_kib, o.burst_secs
+            )
+        } else {
+            format!("{} symbols/conn", o.symbols)
+        },
         o.concurrency,
         o.settle,
         o.samples,
@@ -582,6 +975,9 @@ async fn main_async(o: Opts) -> Result<(), BoxError> {
                 r.client_rss_kib,
                 (r.slab_after_kib as f64 - r.slab_before_kib as f64) / n as f64,
             );
+            if let Some(b) = &r.burst {
+                print_burst(n, b);
+            }
             results.push(r);
         }
     }
@@ -592,6 +988,7 @@ async fn main_async(o: Opts) -> Result<(), BoxError> {
         "conns", "runs", "RSS before", "RSS after", "delta MiB", "KiB/conn", "min", "max"
     );
     let mut summary = Vec::new();
+    let mut burst_rows = Vec::new();
     for &n in &o.conns {
         let rs: Vec<&RunResult> = results.iter().filter(|r| r.conns == n).collect();
         let per: Vec<f64> = rs.iter().map(|r| r.per_conn_kib).collect();
@@ -612,7 +1009,7 @@ async fn main_async(o: Opts) -> Result<(), BoxError> {
             min,
             max
         );
-        summary.push(serde_json::json!({
+        let mut row = serde_json::json!({
             "conns": n,
             "runs": rs.len(),
             "kib_per_conn_median": med,
@@ -621,12 +1018,45 @@ async fn main_async(o: Opts) -> Result<(), BoxError> {
             "anon_kib_per_conn_median": median_f64(&anon),
             "rss_before_kib_median": before,
             "rss_after_kib_median": after,
-        }));
+        });
+        let bs: Vec<&BurstResult> = rs.iter().filter_map(|r| r.burst.as_ref()).collect();
+        if !bs.is_empty() {
+            let m = |g: &dyn Fn(&BurstResult) -> f64| {
+                median_f64(&bs.iter().map(|b| g(b)).collect::<Vec<_>>())
+            };
+            row["burst_last_kib_per_conn_median"] = m(&|b| b.last_kib_per_conn).into();
+            row["burst_last_anon_kib_per_conn_median"] = m(&|b| b.last_anon_kib_per_conn).into();
+            row["burst_peak_kib_per_conn_median"] = m(&|b| b.peak_kib_per_conn).into();
+            row["burst_bytes_per_conn_median"] = m(&|b| b.bytes_per_conn).into();
+            burst_rows.push((
+                n,
+                bs.len(),
+                m(&|b| b.bytes_per_conn),
+                m(&|b| b.peak_kib_per_conn),
+                m(&|b| b.last_kib_per_conn),
+                m(&|b| b.last_anon_kib_per_conn),
+            ));
+        }
+        summary.push(row);
+    }
+    if !burst_rows.is_empty() {
+        println!();
+        println!(
+            "{:>7} {:>5} {:>14} {:>16} {:>16} {:>16}",
+            "conns", "runs", "burst KiB/conn", "peak KiB/conn", "last KiB/conn", "last anon"
+        );
+        for (n, runs, bytes, peak, last, anon) in burst_rows {
+            println!(
+                "{n:>7} {runs:>5} {:>14.1} {peak:>16.2} {last:>16.2} {anon:>16.2}",
+                bytes / 1024.0
+            );
+        }
+        println!("(above the before-burst baseline; the target is <= 4 KiB/conn)");
     }
     let runs: Vec<serde_json::Value> = results
         .iter()
         .map(|r| {
-            serde_json::json!({
+            let mut run = serde_json::json!({
                 "conns": r.conns,
                 "run": r.run,
                 "rss_before_kib": r.before.rss,
@@ -645,7 +1075,11 @@ async fn main_async(o: Opts) -> Result<(), BoxError> {
                 "kernel_slab_after_kib": r.slab_after_kib,
                 "kernel_slab_kib_per_conn_both_ends":
                     (r.slab_after_kib as f64 - r.slab_before_kib as f64) / r.conns as f64,
-            })
+            });
+            if let Some(b) = &r.burst {
+                run["burst"] = burst_json(r.conns, b);
+            }
+            run
         })
         .collect();
     let unix = std::time::SystemTime::now()
@@ -664,6 +1098,16 @@ async fn main_async(o: Opts) -> Result<(), BoxError> {
     .chain(o.gw_args.iter().cloned())
     .collect();
     let gateway_env: Vec<String> = o.gw_env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let gateway_args: Vec<String> = if o.burst_kib > 0 {
+        let mut a = vec![
+            "--config".to_string(),
+            "GENERATED (see gateway_config)".to_string(),
+        ];
+        a.extend(gateway_args);
+        a
+    } else {
+        gateway_args
+    };
     let doc = serde_json::json!({
         "bench": "idle_conns",
         "unix_time": unix,
@@ -673,13 +1117,17 @@ async fn main_async(o: Opts) -> Result<(), BoxError> {
         "gateway_args": gateway_args,
         "gateway_env": gateway_env,
         "pinned": o.pin && common::have_taskset(),
-        "symbols_per_conn": o.symbols,
+        // Burst mode: see each run's `burst.symbols_per_conn`.
+        "symbols_per_conn": if o.burst_kib > 0 { None } else { Some(o.symbols) },
         "concurrency": o.concurrency,
         "settle_ms": o.settle.as_millis() as u64,
         "warmup_ms": o.warmup.as_millis() as u64,
         "samples": o.samples,
         "sample_every_ms": o.sample_every.as_millis() as u64,
         "target_kib_per_conn": 4.0,
+        "burst_kib": o.burst_kib,
+        "burst_secs": o.burst_secs.as_secs_f64(),
+        "gateway_config": if o.burst_kib > 0 { Some(burst_config()) } else { None },
         "summary": summary,
         "runs": runs,
     });

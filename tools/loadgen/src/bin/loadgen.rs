@@ -42,6 +42,30 @@
 //!    no sooner than i x that cost. The gateway's p99 is reported against
 //!    the floor's p99, and the latency chart draws the floor dashed.
 //!
+//! The `slow-reader` workload adds slow clients to ordinary ones: the
+//! age of the values a client sees that reads slower than the feed. A slow
+//! client behaves like a real client library (Python `websockets` 14+, a
+//! browser): a reader reads the socket eagerly (tokio-tungstenite, so
+//! Pings are answered as frames are read) and queues every text message
+//! for the application, up to `--slow-queue` messages: when the queue
+//! holds that many the reader stops reading the socket until the
+//! application has taken it down to a quarter (websockets' high and low
+//! water marks; 0 = unbounded, a browser). The application takes one
+//! message every `--slow-every-ms` and records the age of each
+//! non-snapshot quote in it at that moment (now minus `gw_ts`). With
+//! `--slow-ack W` the client asks for client-paced delivery right after
+//! subscribing (`{"op":"flow","id":2,"window":W}`, answered by
+//! `{"type":"flow","id":2,"window":W}`), counts the frames after the one
+//! that carried that reply, and after taking each one sends
+//! `{"op":"ack","n":N}` with N the count of frames taken so far; a gateway
+//! that answers `flow` with an error is reported and the run goes on
+//! without acks. Slow clients subscribe to every symbol of the feed. The
+//! fast clients are ordinary clients as in the other workloads; the
+//! gateway's CPU per update counts what both kinds were delivered (for a
+//! slow client: what its reader took off the socket). It has no raw
+//! baseline; its extra chart is `slow-reader-age.png` (age by percentile,
+//! fast clients at receipt and slow clients at take, log scale).
+//!
 //! Everything is bounded: at most 19,000 clients (`ulimit -n` is 20,000),
 //! every phase has a deadline, and the gateway child is killed when a run
 //! ends, also on error (a Drop guard).
@@ -61,6 +85,9 @@
 //!   hot           2,000 clients x all of 50 symbols, each symbol updated 1,000 times a second
 //!   connect       10,000 clients connecting (no subscription): handshakes/s
 //!   sweep         1,000 clients x 10 of 1,000 symbols at 1k..64k updates/s: delivered vs offered
+//!   slow-reader   100 clients x all of 50 symbols, each symbol updated 1,000 times a second, plus
+//!                 3 slow clients (all 50 symbols) taking one message every 20 ms from a 16-message
+//!                 queue: the age of what a slow reader sees (see above)
 //!
 //! Options (override the workload's defaults):
 //!   --runs R            runs per workload, each on a fresh gateway [3]
@@ -92,6 +119,12 @@
 //!                       [1]: gives the one-core reader headroom where it,
 //!                       not the gateway, sets the age (hot); seq gaps are
 //!                       then not counted
+//!   --slow-clients S    slow-reader: slow clients [3] (then --clients 0 is allowed)
+//!   --slow-queue Q      slow-reader: a slow client's receive queue, in messages;
+//!                       0 = unbounded (a browser) [16]
+//!   --slow-every-ms M   slow-reader: its application takes one message every M ms [20]
+//!   --slow-ack W        slow-reader: ack mode with a window of W frames (1..=64);
+//!                       0 = off [0]
 
 use tickergate_loadgen as common;
 
@@ -154,6 +187,8 @@ struct Workload {
     feed: Feed,
     /// Steady rates of a sweep; empty for a single-point workload.
     sweep: Vec<f64>,
+    /// Slow clients (slow-reader), on top of `clients`.
+    slow: usize,
 }
 
 fn preset(name: &str) -> Option<Workload> {
@@ -164,6 +199,7 @@ fn preset(name: &str) -> Option<Workload> {
         universe,
         feed,
         sweep: Vec::new(),
+        slow: 0,
     };
     Some(match name {
         "board-burst" => w(2000, 10, 1000, Feed::Burst { hz: 2.0 }),
@@ -174,11 +210,34 @@ fn preset(name: &str) -> Option<Workload> {
             sweep: vec![1000.0, 4000.0, 16_000.0, 32_000.0, 64_000.0],
             ..w(1000, 10, 1000, Feed::Steady { rate: 1000.0 })
         },
+        "slow-reader" => Workload {
+            slow: 3,
+            ..w(100, 50, 50, Feed::Burst { hz: 1000.0 })
+        },
         _ => return None,
     })
 }
 
-const ALL: &[&str] = &["board-burst", "board-smooth", "hot", "connect", "sweep"];
+const ALL: &[&str] = &[
+    "board-burst",
+    "board-smooth",
+    "hot",
+    "connect",
+    "sweep",
+    "slow-reader",
+];
+
+/// How the slow clients of `slow-reader` read.
+#[derive(Debug, Clone, Copy)]
+struct SlowCfg {
+    /// High-water mark of the receive queue, in messages (0: unbounded);
+    /// the reader resumes at a quarter of it.
+    queue: usize,
+    /// The application takes one message this often.
+    every: Duration,
+    /// Ack mode's window in frames (0: off).
+    ack: u8,
+}
 
 #[derive(Debug, Clone)]
 struct Opts {
@@ -204,6 +263,7 @@ struct Opts {
     /// Each client scans one text frame in this many for ages and seq
     /// gaps, and only counts the quotes of the others.
     scan_every: u64,
+    slow: SlowCfg,
 }
 
 fn usage() -> &'static str {
@@ -211,8 +271,10 @@ fn usage() -> &'static str {
      [--symbols K] [--universe U] [--burst-hz H | --rate R] [--sub-zipf S] [--duration SECS] \
      [--warmup SECS] [--raw-secs SECS] [--no-raw] [--concurrency C] [--src-ips N] [--seed S] \
      [--bin PATH] [--gw-arg ARG].. [--session K=V].. [--label TEXT] [--out-dir DIR] [--font PATH] [--no-pin] \
-     [--no-progress] [--scan-every N]\n\
-     workloads: board-burst, board-smooth, hot, connect, sweep (see tools/loadgen/src/bin/loadgen.rs)\n\
+     [--no-progress] [--scan-every N] [--slow-clients S] [--slow-queue Q] [--slow-every-ms M] \
+     [--slow-ack W]\n\
+     workloads: board-burst, board-smooth, hot, connect, sweep, slow-reader \
+     (see tools/loadgen/src/bin/loadgen.rs)\n\
      run it with: cargo run --release -p tickergate-loadgen --bin loadgen -- OPTIONS"
 }
 
@@ -220,6 +282,7 @@ fn parse_opts() -> Result<Opts, String> {
     let mut names: Vec<String> = Vec::new();
     let (mut clients, mut symbols, mut universe) = (None, None, None);
     let mut feed: Option<Feed> = None;
+    let mut slow_clients: Option<usize> = None;
     let mut o = Opts {
         workloads: Vec::new(),
         runs: 3,
@@ -240,6 +303,11 @@ fn parse_opts() -> Result<Opts, String> {
         pin: true,
         progress: true,
         scan_every: 1,
+        slow: SlowCfg {
+            queue: 16,
+            every: Duration::from_millis(20),
+            ack: 0,
+        },
     };
     let mut it = std::env::args().skip(1);
     let val =
@@ -275,6 +343,16 @@ fn parse_opts() -> Result<Opts, String> {
             "--raw-secs" => o.raw_secs = secs(&a, &val(&a, &mut it)?)?,
             "--no-raw" => o.raw = false,
             "--scan-every" => o.scan_every = num(&a, &val(&a, &mut it)?)?,
+            "--slow-clients" => slow_clients = Some(num(&a, &val(&a, &mut it)?)?),
+            "--slow-queue" => o.slow.queue = num(&a, &val(&a, &mut it)?)?,
+            "--slow-every-ms" => {
+                let ms: f64 = num(&a, &val(&a, &mut it)?)?;
+                if !(ms.is_finite() && (1.0..=10_000.0).contains(&ms)) {
+                    return Err("--slow-every-ms must be in 1..=10000".into());
+                }
+                o.slow.every = Duration::from_secs_f64(ms / 1000.0);
+            }
+            "--slow-ack" => o.slow.ack = num(&a, &val(&a, &mut it)?)?,
             "--concurrency" => o.concurrency = num(&a, &val(&a, &mut it)?)?,
             "--src-ips" => o.src_ips = num(&a, &val(&a, &mut it)?)?,
             "--seed" => o.seed = num(&a, &val(&a, &mut it)?)?,
@@ -317,8 +395,18 @@ fn parse_opts() -> Result<Opts, String> {
             w.feed = f.clone();
             w.sweep.clear();
         }
-        if w.clients == 0 || w.clients > MAX_CLIENTS {
+        if let (Some(s), "slow-reader") = (slow_clients, n.as_str()) {
+            w.slow = s;
+        }
+        if w.slow > 1000 {
+            return Err("--slow-clients must be in 0..=1000".into());
+        }
+        // Only slow clients is a valid slow-reader run.
+        if (w.clients == 0 && w.slow == 0) || w.clients + w.slow > MAX_CLIENTS {
             return Err(format!("--clients must be in 1..={MAX_CLIENTS}"));
+        }
+        if w.slow > 0 && w.universe > 500 {
+            return Err("slow clients subscribe to every symbol: --universe must be <= 500".into());
         }
         if w.universe == 0 || w.universe > 100_000 || w.symbols > w.universe || w.symbols > 500 {
             return Err("need 1 <= universe <= 100000 and symbols <= min(universe, 500)".into());
@@ -335,6 +423,12 @@ fn parse_opts() -> Result<Opts, String> {
     }
     if o.runs == 0 || o.runs > 20 {
         return Err("--runs must be in 1..=20".into());
+    }
+    if o.slow.ack > 64 {
+        return Err("--slow-ack must be in 0..=64 (0: off)".into());
+    }
+    if o.slow.queue > 1_000_000 {
+        return Err("--slow-queue must be in 0..=1000000 (0: unbounded)".into());
     }
     if o.scan_every == 0 || o.scan_every > 1000 {
         return Err("--scan-every must be in 1..=1000".into());
@@ -902,6 +996,252 @@ async fn client(
     }
 }
 
+// ------------------------------------------------------------- slow clients
+
+/// What the slow clients of a run share (on this one thread). `stats`
+/// is the applications' view: `frames`, `quotes` and `bytes` count the
+/// messages they took in the window and the age histogram holds each
+/// quote's age at the moment its message was taken.
+struct Slow {
+    stats: Stats,
+    /// Text messages and quotes the readers took off the sockets in the
+    /// window (what the gateway delivered, taken or still queued).
+    recv_frames: Cell<u64>,
+    recv_quotes: Cell<u64>,
+    /// Times a reader stopped reading at the queue's high-water mark.
+    pauses: Cell<u64>,
+    /// Longest queue seen in the window, in messages.
+    max_queued: Cell<usize>,
+    /// `ack` ops sent in the window.
+    acks: Cell<u64>,
+    /// Slow clients whose `flow` op the gateway accepted.
+    ack_on: Cell<usize>,
+    /// The gateway's answer to `flow` when it was not the `flow` reply
+    /// (the first one).
+    ack_refused: RefCell<Option<String>>,
+}
+
+impl Slow {
+    fn new() -> Result<Slow, BoxError> {
+        Ok(Slow {
+            stats: Stats::new()?,
+            recv_frames: Cell::new(0),
+            recv_quotes: Cell::new(0),
+            pauses: Cell::new(0),
+            max_queued: Cell::new(0),
+            acks: Cell::new(0),
+            ack_on: Cell::new(0),
+            ack_refused: RefCell::new(None),
+        })
+    }
+
+    fn reset(&self) {
+        self.stats.reset();
+        self.recv_frames.set(0);
+        self.recv_quotes.set(0);
+        self.pauses.set(0);
+        self.max_queued.set(0);
+        self.acks.set(0);
+    }
+}
+
+type SlowWs = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// Reads a slow client's messages (during its setup) until the reply of
+/// type `ty` to op `id`: `Ok(Ok(reply))`, or `Ok(Err(text))` when an
+/// `error` reply comes first. Data before it is dropped; 20 s at most.
+async fn slow_reply(ws: &mut SlowWs, ty: &str, id: u64) -> Result<Result<Value, String>, BoxError> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .map_err(|_| format!("no `{ty}` reply within 20 s"))?;
+        match msg {
+            Some(Ok(Message::Text(t))) => {
+                // A frame is a JSON array of messages.
+                let frame: Vec<Value> = serde_json::from_str(t.as_str())?;
+                for m in frame {
+                    let this = m.get("type").and_then(Value::as_str);
+                    if this == Some("error") {
+                        return Ok(Err(m.to_string()));
+                    }
+                    if this == Some(ty) && m.get("id").and_then(Value::as_u64) == Some(id) {
+                        return Ok(Ok(m));
+                    }
+                }
+            }
+            Some(Ok(Message::Close(f))) => return Err(format!("closed: {f:?}").into()),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(format!("connection ended before `{ty}`").into()),
+        }
+    }
+}
+
+/// A slow client, read the way a real client library reads: a reader that
+/// takes every message off the socket as it comes (tungstenite answers
+/// Pings as it reads, whatever the application does) into a queue of at
+/// most `cfg.queue` messages, stopping at that high-water mark until the
+/// application has taken the queue down to a quarter of it; and an
+/// application that takes one message every `cfg.every`, records its
+/// quotes' ages, and in ack mode acknowledges it. Both run in this one
+/// task, so aborting the task stops both.
+#[allow(clippy::too_many_arguments)]
+async fn slow_client(
+    i: usize,
+    gw: SocketAddr,
+    src: std::net::Ipv4Addr,
+    subs: Vec<String>,
+    slow: Rc<Slow>,
+    sem: Rc<tokio::sync::Semaphore>,
+    connected: Rc<Cell<usize>>,
+    cfg: SlowCfg,
+) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let permit = sem.acquire().await;
+    let setup = async {
+        let sock = TcpSocket::new_v4()?;
+        sock.bind(SocketAddr::V4(SocketAddrV4::new(src, 0)))?;
+        let tcp = sock.connect(gw).await?;
+        tcp.set_nodelay(true)?;
+        let url = format!("ws://{gw}/v1/ws");
+        let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), tcp).await?;
+        connected.set(connected.get() + 1);
+        let op = json!({"op": "subscribe", "id": 1, "symbols": subs}).to_string();
+        ws.send(Message::Text(op.into())).await?;
+        if let Err(e) = slow_reply(&mut ws, "subscribed", 1).await? {
+            return Err(format!("subscribe refused: {e}").into());
+        }
+        let mut ack = false;
+        if cfg.ack > 0 {
+            let op = json!({"op": "flow", "id": 2, "window": cfg.ack}).to_string();
+            ws.send(Message::Text(op.into())).await?;
+            match slow_reply(&mut ws, "flow", 2).await? {
+                Ok(reply)
+                    if reply.get("window").and_then(Value::as_u64) == Some(cfg.ack.into()) =>
+                {
+                    ack = true;
+                }
+                Ok(reply) => {
+                    let mut r = slow.ack_refused.borrow_mut();
+                    r.get_or_insert(format!("flow answered with another window: {reply}"));
+                }
+                Err(e) => {
+                    let mut r = slow.ack_refused.borrow_mut();
+                    r.get_or_insert(e);
+                }
+            }
+        }
+        Ok::<_, BoxError>((ws, ack))
+    };
+    let (ws, ack) = match setup.await {
+        Ok(x) => x,
+        Err(e) => {
+            let s = &slow.stats;
+            s.failed.set(s.failed.get() + 1);
+            s.error(format!("slow client {i}: {e}"));
+            return;
+        }
+    };
+    drop(permit);
+    let stats = &slow.stats;
+    stats.ready.set(stats.ready.get() + 1);
+    if ack {
+        slow.ack_on.set(slow.ack_on.get() + 1);
+    }
+    let (mut sink, mut stream) = ws.split();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // Messages in the queue, and the water marks (websockets: a quarter).
+    let queued = Cell::new(0usize);
+    let (high, low) = (cfg.queue, cfg.queue / 4);
+    let resume = tokio::sync::Notify::new();
+    let reader = async {
+        loop {
+            if high > 0 && queued.get() >= high {
+                if stats.measuring.get() {
+                    slow.pauses.set(slow.pauses.get() + 1);
+                }
+                while queued.get() > low {
+                    resume.notified().await;
+                }
+            }
+            match stream.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    if stats.measuring.get() {
+                        slow.recv_frames.set(slow.recv_frames.get() + 1);
+                        let q = count_quotes(t.as_str().as_bytes());
+                        slow.recv_quotes.set(slow.recv_quotes.get() + q);
+                    }
+                    queued.set(queued.get() + 1);
+                    if stats.measuring.get() {
+                        slow.max_queued.set(slow.max_queued.get().max(queued.get()));
+                    }
+                    if tx.send(t).is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(Message::Close(f))) => {
+                    stats.closed_with(f.map_or(0, |f| u16::from(f.code)));
+                    return;
+                }
+                // A Ping: tungstenite has queued the Pong and writes it
+                // with the next read, right away.
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    stats.closed_with(0);
+                    stats.error(format!("slow client {i}: {e}"));
+                    return;
+                }
+                None => {
+                    stats.closed_with(0);
+                    return;
+                }
+            }
+        }
+    };
+    let app = async {
+        let mut tracked = Subs::new(subs.iter().map(|s| s.as_bytes()).collect());
+        // Frames taken since the one that carried the `flow` reply.
+        let mut taken = 0u64;
+        // One message every `cfg.every` (later when none is queued).
+        let mut tick = tokio::time::interval(cfg.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(t) = rx.recv().await else { return };
+            queued.set(queued.get() - 1);
+            if queued.get() <= low {
+                resume.notify_one();
+            }
+            let b = t.as_str().as_bytes();
+            match scan_frame(b, &mut tracked, stats, now_ns()) {
+                Ok(q) if stats.measuring.get() => {
+                    stats.frames.set(stats.frames.get() + 1);
+                    stats.quotes.set(stats.quotes.get() + q);
+                    stats.bytes.set(stats.bytes.get() + b.len() as u64);
+                }
+                Ok(_) => {}
+                Err(e) => stats.error(format!("slow client {i}: {e}")),
+            }
+            taken += 1;
+            if ack {
+                let op = format!(r#"{{"op":"ack","n":{taken}}}"#);
+                if let Err(e) = sink.send(Message::Text(op.into())).await {
+                    stats.error(format!("slow client {i}: ack: {e}"));
+                    return;
+                }
+                if stats.measuring.get() {
+                    slow.acks.set(slow.acks.get() + 1);
+                }
+            }
+        }
+    };
+    futures_util::future::select(std::pin::pin!(reader), std::pin::pin!(app)).await;
+}
+
 // ------------------------------------------------------------- one run
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -955,6 +1295,50 @@ struct RunResult {
     /// Against the age at receipt it splits the latency into the gateway's
     /// part and what happened after the write (socket buffers, the reader).
     built_ms: Option<(f64, f64)>,
+    /// slow-reader: the slow clients. Then the fields above are the fast
+    /// clients' (the ordinary ones), except the gateway CPU per update and
+    /// per frame, which count what every client was delivered.
+    slow: Option<SlowResult>,
+    first_error: Option<String>,
+}
+
+/// The slow clients of a slow-reader run (all of them together unless
+/// said otherwise).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct SlowResult {
+    clients: usize,
+    ready: usize,
+    failed: usize,
+    closed: Vec<(u16, usize)>,
+    /// Receive queue's high-water mark in messages (0: unbounded); the
+    /// reader resumes at a quarter of it.
+    queue: usize,
+    every_ms: f64,
+    /// Ack mode's window asked for (0: off).
+    ack_window: u8,
+    /// Slow clients whose `flow` op the gateway accepted.
+    ack_on: usize,
+    /// What the gateway answered instead of the `flow` reply.
+    ack_refused: Option<String>,
+    acks_sent: u64,
+    /// Messages (frames) the applications took in the window.
+    taken_msgs: u64,
+    taken_msgs_per_sec_per_client: f64,
+    /// Updates in the messages taken, per second.
+    taken_updates_per_sec: f64,
+    /// Updates the readers took off the sockets per second: what the
+    /// gateway delivered to the slow clients.
+    delivered_updates_per_sec: f64,
+    delivered_updates_per_sec_per_client: f64,
+    delivered_frames_per_sec: f64,
+    /// Times a reader stopped reading at the high-water mark.
+    reader_pauses: u64,
+    max_queued: usize,
+    seq_gaps: u64,
+    disorder: u64,
+    /// Age of each non-snapshot quote when the application took it.
+    age_ms: LatencyMs,
+    age_curve: Vec<(f64, f64)>,
     first_error: Option<String>,
 }
 
@@ -1016,7 +1400,7 @@ fn gateway_config(w: &Workload, feed: &Feed, session: &[String]) -> String {
          \n\
          [session]\n\
          {session}\n",
-        max = w.clients + 100,
+        max = w.clients + w.slow + 100,
         u = w.universe,
         session = session.join("\n"),
     )
@@ -1073,9 +1457,10 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
     // Offered deliveries: every update of every subscribed symbol.
     let offered = w.clients as f64 * w.symbols as f64 * feed.per_symbol(w.universe);
     let stats = Rc::new(Stats::new()?);
+    let slow = Rc::new(Slow::new()?);
     let sem = Rc::new(tokio::sync::Semaphore::new(o.concurrency));
     let connected = Rc::new(Cell::new(0usize));
-    let mut tasks = Vec::with_capacity(w.clients);
+    let mut tasks = Vec::with_capacity(w.clients + w.slow);
     let t0 = Instant::now();
     for (i, mut d) in draws.into_iter().enumerate() {
         // In the simulator's order, which is the order the gateway interns
@@ -1093,25 +1478,41 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
             o.scan_every,
         )));
     }
+    // Slow clients: every symbol of the feed.
+    for k in 0..w.slow {
+        let i = w.clients + k;
+        tasks.push(tokio::task::spawn_local(slow_client(
+            i,
+            gw.addr,
+            common::src_ip(i % o.src_ips),
+            names.clone(),
+            slow.clone(),
+            sem.clone(),
+            connected.clone(),
+            o.slow,
+        )));
+    }
+    let all = w.clients + w.slow;
+    let done = || {
+        stats.ready.get() + stats.failed.get() + slow.stats.ready.get() + slow.stats.failed.get()
+    };
     // Connect phase, bounded: 60 s plus 10 ms per client.
-    let deadline = t0 + Duration::from_secs(60) + Duration::from_millis(10 * w.clients as u64);
-    let pb = Progress::new(o.progress, w.clients as u64, "connecting");
-    while stats.ready.get() + stats.failed.get() < w.clients && Instant::now() < deadline {
+    let deadline = t0 + Duration::from_secs(60) + Duration::from_millis(10 * all as u64);
+    let pb = Progress::new(o.progress, all as u64, "connecting");
+    while done() < all && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
         pb.set(
-            stats.ready.get() as u64,
-            format!("{} failed", stats.failed.get()),
+            (stats.ready.get() + slow.stats.ready.get()) as u64,
+            format!("{} failed", stats.failed.get() + slow.stats.failed.get()),
         );
     }
     pb.finish();
     let connect_secs = t0.elapsed().as_secs_f64();
     let ready = stats.ready.get();
-    if ready == 0 {
-        return Err(format!(
-            "no client connected: {}",
-            stats.first_error.borrow().clone().unwrap_or_default()
-        )
-        .into());
+    if ready + slow.stats.ready.get() == 0 {
+        let e = stats.first_error.borrow().clone();
+        let e = e.or_else(|| slow.stats.first_error.borrow().clone());
+        return Err(format!("no client connected: {}", e.unwrap_or_default()).into());
     }
     let mut r = RunResult {
         run,
@@ -1125,7 +1526,9 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
     if w.symbols > 0 {
         tokio::time::sleep(o.warmup).await;
         stats.reset();
+        slow.reset();
         stats.measuring.set(true);
+        slow.stats.measuring.set(true);
         let built0 = built_ages(gw.addr);
         let (user0, sys0) = cpu_split(pid)?;
         let self0 = cpu_secs(std::process::id())?;
@@ -1154,6 +1557,7 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
             );
         }
         stats.measuring.set(false);
+        slow.stats.measuring.set(false);
         pb.finish();
         let window = start.elapsed().as_secs_f64();
         let (user1, sys1) = cpu_split(pid)?;
@@ -1181,6 +1585,15 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
         let h = stats.latency_us.borrow();
         r.latency_ms = latency_of(&h);
         r.latency_curve = latency_curve(&h);
+        drop(h);
+        if w.slow > 0 {
+            r.slow = Some(slow_result(&slow, w.slow, &o.slow, window));
+        }
+        // The gateway's work covers every client: the slow ones too.
+        let (q, f) = (
+            q + slow.recv_quotes.get() as f64,
+            f + slow.recv_frames.get() as f64,
+        );
         r.gw_cpu_secs = cpu;
         r.gw_cpu_share = cpu / window;
         r.gw_cpu_us_per_update = if q > 0.0 { cpu * 1e6 / q } else { 0.0 };
@@ -1200,7 +1613,9 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
     tokio::task::yield_now().await;
     drop(tasks);
     drop(gw);
-    if o.raw && w.symbols > 0 {
+    // slow-reader asks how fresh a slow reader's values are, not how fast:
+    // no raw baseline.
+    if o.raw && w.symbols > 0 && w.slow == 0 && w.clients > 0 {
         let batch = r.updates_per_frame.round().max(1.0) as usize;
         let one = raw_baseline(o, ready, 1, 0.0).await?;
         let many = if batch > 1 {
@@ -1219,6 +1634,39 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
         r.raw = Some(RawResult::new(&r, one, many, paced));
     }
     Ok(r)
+}
+
+/// The slow clients' figures over a window of `window` seconds.
+fn slow_result(slow: &Slow, clients: usize, cfg: &SlowCfg, window: f64) -> SlowResult {
+    let s = &slow.stats;
+    let h = s.latency_us.borrow();
+    let ready = s.ready.get().max(1) as f64;
+    let recv_q = slow.recv_quotes.get() as f64;
+    SlowResult {
+        clients,
+        ready: s.ready.get(),
+        failed: s.failed.get(),
+        closed: s.closed.borrow().clone(),
+        queue: cfg.queue,
+        every_ms: cfg.every.as_secs_f64() * 1000.0,
+        ack_window: cfg.ack,
+        ack_on: slow.ack_on.get(),
+        ack_refused: slow.ack_refused.borrow().clone(),
+        acks_sent: slow.acks.get(),
+        taken_msgs: s.frames.get(),
+        taken_msgs_per_sec_per_client: s.frames.get() as f64 / window / ready,
+        taken_updates_per_sec: s.quotes.get() as f64 / window,
+        delivered_updates_per_sec: recv_q / window,
+        delivered_updates_per_sec_per_client: recv_q / window / ready,
+        delivered_frames_per_sec: slow.recv_frames.get() as f64 / window,
+        reader_pauses: slow.pauses.get(),
+        max_queued: slow.max_queued.get(),
+        seq_gaps: s.gaps.get(),
+        disorder: s.disorder.get(),
+        age_ms: latency_of(&h),
+        age_curve: latency_curve(&h),
+        first_error: s.first_error.borrow().clone(),
+    }
 }
 
 // ------------------------------------------------- gateway-side latency
@@ -1701,7 +2149,7 @@ fn summarize(runs: &[RunResult]) -> Value {
                 .collect::<Vec<_>>(),
         )
     };
-    json!({
+    let mut out = json!({
         "connects_per_sec": f(&|r| r.connects_per_sec),
         "updates_per_sec": f(&|r| r.updates_per_sec),
         "frames_per_sec": f(&|r| r.frames_per_sec),
@@ -1733,7 +2181,36 @@ fn summarize(runs: &[RunResult]) -> Value {
         "floor_p99_ms": f(&|r| r.floor.as_ref().map_or(f64::NAN, |x| x.p99_ms)),
         "floor_cost_us": f(&|r| r.floor.as_ref().map_or(f64::NAN, |x| x.cost_us)),
         "p99_vs_floor": f(&|r| r.floor.as_ref().map_or(f64::NAN, |x| r.latency_ms.p99 / x.p99_ms)),
-    })
+    });
+    if runs.iter().any(|r| r.slow.is_some()) {
+        let s = |g: &dyn Fn(&SlowResult) -> f64| {
+            f(&|r: &RunResult| r.slow.as_ref().map_or(f64::NAN, g))
+        };
+        let per_client = |r: &RunResult| r.updates_per_sec / r.ready.max(1) as f64;
+        let slow = json!({
+            "fast_delivered_per_s": f(&|r| r.updates_per_sec),
+            "fast_delivered_per_s_per_client": f(&per_client),
+            "fast_age_p50_ms": f(&|r| r.latency_ms.p50),
+            "fast_age_p90_ms": f(&|r| r.latency_ms.p90),
+            "fast_age_p99_ms": f(&|r| r.latency_ms.p99),
+            "fast_age_max_ms": f(&|r| r.latency_ms.max),
+            "slow_taken_msgs": s(&|x| x.taken_msgs as f64),
+            "slow_taken_per_s_per_client": s(&|x| x.taken_msgs_per_sec_per_client),
+            "slow_taken_updates_per_s": s(&|x| x.taken_updates_per_sec),
+            "slow_delivered_per_s": s(&|x| x.delivered_updates_per_sec),
+            "slow_delivered_per_s_per_client": s(&|x| x.delivered_updates_per_sec_per_client),
+            "slow_age_p50_ms": s(&|x| x.age_ms.p50),
+            "slow_age_p90_ms": s(&|x| x.age_ms.p90),
+            "slow_age_p99_ms": s(&|x| x.age_ms.p99),
+            "slow_age_max_ms": s(&|x| x.age_ms.max),
+            "slow_reader_pauses": s(&|x| x.reader_pauses as f64),
+            "slow_acks_sent": s(&|x| x.acks_sent as f64),
+        });
+        if let (Some(a), Value::Object(b)) = (out.as_object_mut(), slow) {
+            a.extend(b);
+        }
+    }
+    out
 }
 
 fn print_run(w: &Workload, r: &RunResult) {
@@ -1767,6 +2244,9 @@ fn print_run(w: &Workload, r: &RunResult) {
         },
         r.disorder
     );
+    if let Some(x) = &r.slow {
+        print_slow(r, x);
+    }
     println!(
         "    gateway CPU {:.0}% = {:.3} µs/update, {:.2} µs/frame ({:.2} user + {:.2} kernel); RSS {} -> {} KiB (max {}); loadgen CPU {:.0}%",
         r.gw_cpu_share * 100.0,
@@ -1819,6 +2299,64 @@ fn print_run(w: &Workload, r: &RunResult) {
     }
     if let Some(e) = &r.first_error {
         println!("    first client error: {e}");
+    }
+}
+
+/// The slow-reader lines: fast clients' delivered rate, then the slow
+/// clients.
+fn print_slow(r: &RunResult, x: &SlowResult) {
+    let l = r.latency_ms;
+    if r.ready > 0 {
+        println!(
+            "    fast clients: {} delivered {:.0} updates/s each; age at receipt ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+            r.ready,
+            r.updates_per_sec / r.ready as f64,
+            l.p50,
+            l.p90,
+            l.p99,
+            l.max
+        );
+    }
+    let ack = match (x.ack_window, &x.ack_refused) {
+        (0, _) => "ack off".to_string(),
+        (w, None) => format!(
+            "ack mode, window {w}: on for {} ({} acks)",
+            x.ack_on, x.acks_sent
+        ),
+        (w, Some(_)) => format!(
+            "ack mode, window {w}: REFUSED, on for {} ({} acks)",
+            x.ack_on, x.acks_sent
+        ),
+    };
+    let queue = match x.queue {
+        0 => "unbounded queue".to_string(),
+        q => format!("queue {q} (resume at {})", q / 4),
+    };
+    println!(
+        "    slow clients: {} of {} ({} failed, closed {:?}), {queue}, one message every {} ms, {ack}",
+        x.ready, x.clients, x.failed, x.closed, x.every_ms
+    );
+    println!(
+        "      took {} messages ({:.1}/s each) holding {:.0} updates/s; delivered {:.0} updates/s ({:.0} each) in {:.0} frames/s; reader paused {} times, queue max {}",
+        x.taken_msgs,
+        x.taken_msgs_per_sec_per_client,
+        x.taken_updates_per_sec,
+        x.delivered_updates_per_sec,
+        x.delivered_updates_per_sec_per_client,
+        x.delivered_frames_per_sec,
+        x.reader_pauses,
+        x.max_queued
+    );
+    let a = x.age_ms;
+    println!(
+        "      age at take ms: p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}  ({} quotes; seq gaps {}, disorder {})",
+        a.p50, a.p90, a.p99, a.max, a.count, x.seq_gaps, x.disorder
+    );
+    if let Some(e) = &x.ack_refused {
+        println!("      the gateway refused `flow` (ran without acks): {e}");
+    }
+    if let Some(e) = &x.first_error {
+        println!("      first slow client error: {e}");
     }
 }
 
@@ -1988,6 +2526,79 @@ fn chart_timeline(path: &Path, title: &str, runs: &[RunResult]) -> ChartResult {
     Ok(())
 }
 
+/// slow-reader: age by percentile, log scale, one colour per run: the
+/// fast clients' age at receipt solid, the slow clients' age at take
+/// dashed.
+fn chart_slow_age(path: &Path, title: &str, runs: &[RunResult]) -> ChartResult {
+    use plotters::prelude::*;
+    let ages: Vec<f64> = runs
+        .iter()
+        .flat_map(|r| {
+            let slow = r.slow.as_ref().map_or(&[][..], |x| &x.age_curve[..]);
+            r.latency_curve.iter().chain(slow).map(|p| p.1)
+        })
+        .collect();
+    let ymax = ages.iter().copied().fold(1.0f64, f64::max) * 2.0;
+    let ymin = ages.iter().copied().fold(ymax, f64::min).clamp(0.01, 1.0) / 2.0;
+    let x_of = |pct: f64| -(1.0 - pct / 100.0).max(1e-5).log10();
+    let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut ch = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..5f64, (ymin..ymax).log_scale())?;
+    ch.configure_mesh()
+        .x_desc("percentile")
+        .y_desc("age (ms, log scale)")
+        .x_labels(6)
+        .x_label_formatter(&|x| {
+            let q = 100.0 * (1.0 - 10f64.powf(-x));
+            format!("{q:.3}")
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_string()
+                + "%"
+        })
+        .draw()?;
+    for (i, r) in runs.iter().enumerate() {
+        let c = run_color(i);
+        let pts = |v: &[(f64, f64)]| -> Vec<(f64, f64)> {
+            v.iter()
+                .map(|&(pct, ms)| (x_of(pct), ms.max(ymin)))
+                .collect()
+        };
+        if !r.latency_curve.is_empty() {
+            ch.draw_series(LineSeries::new(pts(&r.latency_curve), c.stroke_width(2)))?
+                .label(format!("run {}: fast clients, at receipt", r.run))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
+        }
+        if let Some(x) = r.slow.as_ref().filter(|x| !x.age_curve.is_empty()) {
+            let style = c.stroke_width(2);
+            ch.draw_series(DashedLineSeries::new(pts(&x.age_curve), 8, 5, style))?
+                .label(format!("run {}: slow clients, at take", r.run))
+                .legend(move |(x, y)| {
+                    plotters::element::DashedPathElement::new(
+                        vec![(x, y), (x + 20, y)],
+                        5,
+                        3,
+                        style,
+                    )
+                });
+        }
+    }
+    ch.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
 /// Delivered against offered updates/s, one point per (rate, run), with
 /// the ideal y = x line.
 fn chart_sweep(path: &Path, points: &[(f64, f64)]) -> ChartResult {
@@ -2051,9 +2662,27 @@ async fn run_workload(o: &Opts, w: &Workload, charts: bool) -> Result<Value, Box
     let mut out = Vec::new();
     let mut sweep_points = Vec::new();
     let mut all_runs = Vec::new();
+    let slow = if w.slow > 0 {
+        format!(
+            " + {} slow clients x all {} symbols ({}, one message every {} ms, {})",
+            w.slow,
+            w.universe,
+            match o.slow.queue {
+                0 => "unbounded queue".to_string(),
+                q => format!("queue {q}, resume at {}", q / 4),
+            },
+            o.slow.every.as_secs_f64() * 1000.0,
+            match o.slow.ack {
+                0 => "ack off".to_string(),
+                a => format!("ack window {a}"),
+            }
+        )
+    } else {
+        String::new()
+    };
     for feed in &feeds {
         println!(
-            "\n== {}: {} clients x {} symbols; feed: {}; {} run(s)",
+            "\n== {}: {} clients x {} symbols{slow}; feed: {}; {} run(s)",
             w.name,
             w.clients,
             w.symbols,
@@ -2100,17 +2729,29 @@ async fn run_workload(o: &Opts, w: &Workload, charts: bool) -> Result<Value, Box
             chart_sweep(&p, &sweep_points).map_err(|e| e.to_string())?;
             made.push(p);
         }
+        if w.slow > 0 {
+            let p = o.out_dir.join(format!("{}-age.png", w.name));
+            chart_slow_age(&p, &format!("{}{slow}", w.name), runs).map_err(|e| e.to_string())?;
+            made.push(p);
+        }
         for p in made {
             println!("wrote {}", p.display());
         }
     }
-    Ok(json!({
+    let mut doc = json!({
         "workload": w.name,
         "clients": w.clients,
         "symbols_per_client": w.symbols,
         "universe": w.universe,
         "results": out,
-    }))
+    });
+    if w.slow > 0 {
+        doc["slow_clients"] = json!(w.slow);
+        doc["slow_queue"] = json!(o.slow.queue);
+        doc["slow_every_ms"] = json!(o.slow.every.as_secs_f64() * 1000.0);
+        doc["slow_ack"] = json!(o.slow.ack);
+    }
+    Ok(doc)
 }
 
 async fn main_async(o: Opts) -> Result<(), BoxError> {
