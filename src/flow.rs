@@ -44,8 +44,11 @@ use tokio::time::Instant;
 /// enough that a client that keeps up is probed rarely from the start.
 pub(crate) const INITIAL_WINDOW: u32 = 64 * 1024;
 
-/// Largest gap between a session's data frames (10 frames/s).
-pub(crate) const MAX_GAP_US: u32 = 100_000;
+/// How often a limited rate is raised while the client keeps up.
+pub(crate) const RAISE_EVERY: Duration = Duration::from_secs(1);
+
+/// How often a session whose rate is limited probes, at most.
+pub(crate) const PROBE_EVERY: Duration = Duration::from_millis(20);
 
 /// A probe Ping's frame: FIN + opcode 9, 4-byte payload (the mark, big
 /// endian), unmasked (server to client).
@@ -96,11 +99,12 @@ pub(crate) enum Gate {
 
 /// One session's window (see the module docs). It lives with what a direct
 /// write needs (`outbox::Direct`), off the session's task: every byte in
-/// the task is paid per connection in its allocation's size class.
+/// the task is paid per connection in its allocation's size class. What
+/// only a session whose rate is limited needs is boxed apart.
 ///
 /// Byte counts wrap at 4 GiB: only differences are used, and no window
 /// comes near that.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub(crate) struct ReadWindow {
     /// Frame bytes written to the client (headers included, probes not).
     sent: u32,
@@ -115,12 +119,60 @@ pub(crate) struct ReadWindow {
     size: u32,
     /// The window was full while the probe was out.
     filled: bool,
-    /// Minimum gap between data frames, µs (0: none).
-    gap_us: u32,
-    /// With a gap: when the next data frame may go.
+    /// The rate limit, once the client has fallen behind.
+    pacing: Option<Box<Pacing>>,
+}
+
+/// A session's rate limit: what the client was measured to read, with a
+/// margin, raised while it keeps up.
+#[derive(Debug, Default)]
+struct Pacing {
+    /// Bytes per ms allowed (0: none yet, a first drain is on).
+    rate: u32,
+    /// The rate the last drain measured, bytes per ms: the limit is
+    /// raised quickly up to just below it, slowly past it.
+    peak: u32,
+    /// A drain is on: since when, and the read mark then. The client fell
+    /// behind; nothing more is sent until it has read everything, which
+    /// also measures how fast it reads.
+    drain: Option<(Instant, u32)>,
+    /// When the rate was last set or raised.
+    rated_at: Option<Instant>,
+    /// When the last probe went (answered or not).
+    probed_at: Option<Instant>,
+    /// When the next data frame may go.
     next_data: Option<Instant>,
     /// `next_data` was reported (see [`Gate::Paced`]).
     paced_told: bool,
+}
+
+impl Pacing {
+    /// The limit after a drain that read `read` bytes in `ms`.
+    fn measured(&mut self, read: u32, ms: u128, now: Instant) {
+        if ms >= 10 && read > 0 {
+            let r = u64::from(read) / u64::try_from(ms).unwrap_or(u64::MAX);
+            self.peak = u32::try_from(r).unwrap_or(u32::MAX).max(1);
+            self.rate = (self.peak / 4 * 3).max(1);
+            self.rated_at = Some(now);
+        }
+    }
+
+    /// Keeping up: raised a little, at most once per [`RAISE_EVERY`] (a
+    /// client that reads in the background shows its application's pace
+    /// only once its library's queue is full, so probing fast would
+    /// refill that queue).
+    fn raise(&mut self, now: Instant) {
+        if self.rate == 0 || self.rated_at.is_some_and(|r| now < r + RAISE_EVERY) {
+            return;
+        }
+        let step = if self.rate < self.peak - self.peak / 16 {
+            self.rate / 16
+        } else {
+            self.rate / 256
+        };
+        self.rate = self.rate.saturating_add(step.max(1));
+        self.rated_at = Some(now);
+    }
 }
 
 impl Default for ReadWindow {
@@ -148,9 +200,7 @@ impl ReadWindow {
                 INITIAL_WINDOW.clamp(l.min, l.max)
             },
             filled: false,
-            gap_us: 0,
-            next_data: None,
-            paced_told: false,
+            pacing: None,
         }
     }
 
@@ -158,25 +208,36 @@ impl ReadWindow {
         self.sent.wrapping_sub(self.acked)
     }
 
+    fn draining(&self) -> bool {
+        self.pacing.as_ref().is_some_and(|p| p.drain.is_some())
+    }
+
     /// Whether data may be written now.
     pub(crate) fn gate(&mut self, now: Instant) -> Gate {
-        if self.is_full() {
+        if self.is_full() || self.draining() {
             return if std::mem::replace(&mut self.filled, true) {
                 Gate::Held
             } else {
                 Gate::HeldNow
             };
         }
-        match self.next_data {
-            Some(t) if now < t => Gate::Paced(t, !std::mem::replace(&mut self.paced_told, true)),
-            _ => Gate::Open,
+        match self.pacing.as_deref_mut() {
+            Some(p) => match p.next_data {
+                Some(t) if now < t => Gate::Paced(t, !std::mem::replace(&mut p.paced_told, true)),
+                _ => Gate::Open,
+            },
+            None => Gate::Open,
         }
     }
 
     /// Whether data could go now (as [`ReadWindow::gate`], without its
     /// side effects).
     pub(crate) fn would_open(&self, now: Instant) -> bool {
-        !self.is_full() && self.next_data.is_none_or(|t| now >= t)
+        !self.is_full()
+            && self
+                .pacing
+                .as_ref()
+                .is_none_or(|p| p.drain.is_none() && p.next_data.is_none_or(|t| now >= t))
     }
 
     /// Whether data would be held now (no side effects).
@@ -185,29 +246,44 @@ impl ReadWindow {
     }
 
     /// Since when the client has been holding up data: the window is full
-    /// and the probe that would open it went then (`None`: not full).
+    /// (or a drain is on) and the probe that would open it went then
+    /// (`None`: not held).
     pub(crate) fn stalled_since(&self) -> Option<Instant> {
-        self.probe_at.filter(|_| self.is_full())
+        self.probe_at.filter(|_| self.is_full() || self.draining())
     }
 
     /// Notes a frame of `n` bytes handed to the socket; returns the probe
     /// Ping to write right after it when one is due (half a window unread
     /// and none in flight).
     pub(crate) fn wrote(&mut self, n: usize, now: Instant) -> Option<[u8; PROBE_LEN]> {
-        self.sent = self.sent.wrapping_add(u32::try_from(n).unwrap_or(u32::MAX));
-        self.paced_told = false;
-        self.next_data =
-            (self.gap_us > 0).then(|| now + Duration::from_micros(u64::from(self.gap_us)));
-        // Probes go every half window, with every frame while frames are
-        // spaced, and with the first frame (whose prompt answer is the
-        // round trip every later one is compared with).
-        let due = self.unread() >= self.size / 2 || self.gap_us > 0 || self.min_rtt_us == u32::MAX;
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        self.sent = self.sent.wrapping_add(n);
+        // Probes go every half window, every `PROBE_EVERY` while the rate
+        // is limited (the limit follows the client's pace), and with the
+        // first frame (whose prompt answer is the round trip every later
+        // one is compared with).
+        let mut paced_probe = false;
+        if let Some(p) = self.pacing.as_deref_mut() {
+            p.paced_told = false;
+            p.next_data = (p.rate > 0)
+                .then(|| now + Duration::from_micros(u64::from(n) * 1000 / u64::from(p.rate)));
+            paced_probe = p.rate > 0 && p.probed_at.is_none_or(|t| now >= t + PROBE_EVERY);
+        }
+        let due = self.unread() >= self.size / 2 || paced_probe || self.min_rtt_us == u32::MAX;
         if self.size == 0 || self.probe_at.is_some() || !due {
             return None;
         }
+        Some(self.probe(now))
+    }
+
+    /// Sends a probe now: its mark is everything written so far.
+    fn probe(&mut self, now: Instant) -> [u8; PROBE_LEN] {
         self.probe_mark = self.sent;
         self.probe_at = Some(now);
-        Some(probe_frame(self.sent))
+        if let Some(p) = self.pacing.as_deref_mut() {
+            p.probed_at = Some(now);
+        }
+        probe_frame(self.sent)
     }
 
     /// The payload for a keepalive Ping: the probe in flight, if any, so
@@ -240,9 +316,8 @@ impl ReadWindow {
         let lag = rtt_us - self.min_rtt_us;
         if lag <= l.lag_us / 2 {
             self.size = self.size.saturating_mul(2).min(l.max);
-            self.gap_us = self.gap_us / 4 * 3;
-            if self.gap_us < 500 {
-                self.gap_us = 0;
+            if let Some(p) = self.pacing.as_deref_mut() {
+                p.raise(now);
             }
         } else if lag > l.lag_us && self.sent != mark {
             // Late, and this session kept writing while the probe was out:
@@ -251,12 +326,30 @@ impl ReadWindow {
             // gateway, reading the Pong late in a long pass) was busy with
             // something else: slowing this session would not help.
             self.size = (self.size / 2).max(l.min);
-            self.gap_us = self.gap_us.saturating_mul(2).clamp(1000, MAX_GAP_US);
+            let p = self.pacing.get_or_insert_with(Box::default);
+            p.drain.get_or_insert((now, mark));
         }
-        let held = std::mem::replace(&mut self.filled, false);
+        let mut drained = false;
+        if let Some(p) = self.pacing.as_deref_mut() {
+            if let Some((since, from)) = p.drain {
+                if mark == self.sent {
+                    // Everything written is read: the drain measured how
+                    // fast the client reads.
+                    let ms = now.saturating_duration_since(since).as_millis();
+                    p.measured(mark.wrapping_sub(from), ms, now);
+                    p.drain = None;
+                    drained = true;
+                } else if !self.is_full() {
+                    // Not read to the end yet, and no frame is coming to
+                    // carry the next probe: ask with a bare one.
+                    self.probe(now);
+                    return Pong::Probe;
+                }
+            }
+        }
+        let held = std::mem::replace(&mut self.filled, false) || drained;
         if self.is_full() {
-            self.probe_mark = self.sent;
-            self.probe_at = Some(now);
+            self.probe(now);
             return Pong::Probe;
         }
         if held {
@@ -275,10 +368,14 @@ impl ReadWindow {
 /// the application can say how far it has got.
 ///
 /// It lives beside the read window (`outbox::Direct`), under the same
-/// lock: the task and a direct write both count frames.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct AckWindow {
-    /// Unacknowledged frames allowed; 0: ack mode off.
+/// lock: the task and a direct write both count frames. Boxed, and absent
+/// while ack mode is off: most sessions never use it.
+#[derive(Debug, Default)]
+pub(crate) struct AckWindow(Option<Box<Acks>>);
+
+#[derive(Debug, Default)]
+struct Acks {
+    /// Unacknowledged frames allowed.
     window: u8,
     /// Data has waited for an ack since the last one (for the hold metric,
     /// counted once per wait).
@@ -289,6 +386,12 @@ pub(crate) struct AckWindow {
     acked: u32,
     /// Since when data has waited for an ack (`None`: not waiting).
     held_since: Option<Instant>,
+}
+
+impl Acks {
+    fn is_open(&self) -> bool {
+        self.sent.wrapping_sub(self.acked) < u32::from(self.window)
+    }
 }
 
 /// What an `ack` did (see [`AckWindow::ack`]).
@@ -307,25 +410,23 @@ impl AckWindow {
     /// Starts counting (or stops, with 0) after the frame that carried the
     /// `flow` reply.
     pub(crate) fn start(window: u8) -> Self {
-        AckWindow {
-            window,
-            ..AckWindow::default()
-        }
-    }
-
-    pub(crate) fn on(&self) -> bool {
-        self.window != 0
+        AckWindow((window > 0).then(|| {
+            Box::new(Acks {
+                window,
+                ..Acks::default()
+            })
+        }))
     }
 
     /// Frames sent since the `flow` reply's frame.
     pub(crate) fn sent(&self) -> u32 {
-        self.sent
+        self.0.as_ref().map_or(0, |a| a.sent)
     }
 
     /// Counts a frame written to the client.
     pub(crate) fn sent_frame(&mut self) {
-        if self.on() {
-            self.sent = self.sent.wrapping_add(1);
+        if let Some(a) = self.0.as_deref_mut() {
+            a.sent = a.sent.wrapping_add(1);
         }
     }
 
@@ -333,39 +434,44 @@ impl AckWindow {
     /// `Err(true)` the first time it is held since the last ack (for the
     /// `ack_window_holds_total` metric).
     pub(crate) fn gate(&mut self, now: Instant) -> Result<(), bool> {
-        if !self.on() || self.sent.wrapping_sub(self.acked) < u32::from(self.window) {
-            return Ok(());
+        match self.0.as_deref_mut() {
+            Some(a) if !a.is_open() => {
+                a.held_since.get_or_insert(now);
+                Err(!std::mem::replace(&mut a.held, true))
+            }
+            _ => Ok(()),
         }
-        self.held_since.get_or_insert(now);
-        Err(!std::mem::replace(&mut self.held, true))
     }
 
     /// Whether data could go now (as [`AckWindow::gate`], without its side
     /// effects).
     pub(crate) fn is_open(&self) -> bool {
-        !self.on() || self.sent.wrapping_sub(self.acked) < u32::from(self.window)
+        self.0.as_ref().is_none_or(|a| a.is_open())
     }
 
     /// Since when data has waited for an ack (`None`: it has not).
     pub(crate) fn held_since(&self) -> Option<Instant> {
-        self.held_since.filter(|_| !self.is_open())
+        self.0
+            .as_ref()
+            .and_then(|a| a.held_since.filter(|_| !a.is_open()))
     }
 
     /// The client's `ack` of `n` frames (cumulative).
     pub(crate) fn ack(&mut self, n: u64) -> Acked {
-        let Ok(n) = u32::try_from(n) else {
+        let (Some(a), Ok(n)) = (self.0.as_deref_mut(), u32::try_from(n)) else {
             return Acked::TooMany;
         };
-        if !self.on() || n > self.sent {
+        if n > a.sent {
             return Acked::TooMany;
         }
-        if n <= self.acked {
+        if n <= a.acked {
             return Acked::Stale;
         }
-        self.acked = n;
-        let opened = std::mem::replace(&mut self.held, false);
-        self.held_since = None;
-        Acked::Progress { opened }
+        a.acked = n;
+        a.held_since = None;
+        Acked::Progress {
+            opened: std::mem::replace(&mut a.held, false),
+        }
     }
 }
 
@@ -415,9 +521,9 @@ mod tests {
             self.size
         }
 
-        /// Current gap between data frames, µs.
-        fn gap_us(&self) -> u32 {
-            self.gap_us
+        /// The rate limit, bytes per ms (0: none).
+        fn rate(&self) -> u32 {
+            self.pacing.as_ref().map_or(0, |p| p.rate)
         }
     }
 
@@ -517,19 +623,19 @@ mod tests {
             round(&mut w, 100, &mut t);
         }
         assert_eq!(w.size(), L.max);
-        assert_eq!(w.gap_us(), 0);
+        assert_eq!(w.rate(), 0, "no limit while it keeps up");
         // Backlogged (its Pongs 50 ms late with the window full): halves
-        // down to the min, never below, and spaces its frames.
+        // down to the min, never below, and its rate is limited.
         for _ in 0..20 {
             round(&mut w, 50_000, &mut t);
         }
         assert_eq!(w.size(), L.min);
-        assert_eq!(w.gap_us(), MAX_GAP_US);
+        assert!(w.rate() > 0);
         // Between lag/2 and lag: stays.
         round(&mut w, 100, &mut t);
-        let s = (w.size(), w.gap_us());
+        let s = (w.size(), w.rate());
         round(&mut w, 15_000, &mut t);
-        assert_eq!((w.size(), w.gap_us()), s);
+        assert_eq!((w.size(), w.rate()), s);
     }
 
     #[test]
@@ -540,57 +646,60 @@ mod tests {
         let p = w.wrote(70_000, t).expect("probe at half a window");
         assert_eq!(w.gate(t), Gate::Open, "70,000 of {s}");
         assert_eq!(w.pong(&mark(&p), t + ms(100), L), Pong::Acked);
-        assert_eq!((w.size(), w.gap_us()), (s, 0), "slow, but not our bytes");
+        assert_eq!((w.size(), w.rate()), (s, 0), "slow, but not our bytes");
+        assert!(w.pacing.is_none(), "no drain either");
     }
 
     #[test]
-    fn a_late_reader_gets_spaced_frames_until_it_catches_up() {
+    fn a_late_reader_is_drained_then_paced_at_the_rate_it_read() {
         let t = Instant::now();
         let mut w = started(t);
-        // Full, and answered 50 ms late: frames are spaced by 1 ms, each
-        // with a probe.
+        // Full, and answered 50 ms late with more written since the probe:
+        // a drain. Nothing more goes until everything written is read.
         let p = fill(&mut w, 5000, t);
         let t1 = t + ms(50);
-        assert_eq!(w.pong(&mark(&p[0]), t1, L), Pong::Opened);
-        assert_eq!(w.gap_us(), 1000);
-        let mut probe = w.wrote(100, t1).expect("a probe with every spaced frame");
-        assert_eq!(w.gate(t1), Gate::Paced(t1 + ms(1), true), "told once");
-        assert_eq!(w.gate(t1), Gate::Paced(t1 + ms(1), false));
-        assert_eq!(w.gate(t1 + ms(1)), Gate::Open);
-        // Late again with the window full: the gap doubles, up to its cap.
-        let mut now = t1 + ms(1);
-        for _ in 0..12 {
-            fill(&mut w, 5000, now);
-            now += ms(40);
-            assert_ne!(w.pong(&mark(&probe), now, L), Pong::Ignored);
-            probe = match w.wrote(100, now) {
-                Some(p) => p,
-                None => w
-                    .keepalive_payload()
-                    .try_into()
-                    .map(|m: [u8; 4]| {
-                        let mut f = [0x89, 4, 0, 0, 0, 0];
-                        f[2..].copy_from_slice(&m);
-                        f
-                    })
-                    .unwrap(),
-            };
+        assert_eq!(w.pong(&mark(&p[0]), t1, L), Pong::Probe, "a bare probe");
+        assert_eq!(w.gate(t1), Gate::Held, "the same hold: counted once");
+        assert_eq!(w.stalled_since(), Some(t1));
+        let bare: [u8; 4] = w.keepalive_payload().try_into().unwrap();
+        assert_eq!(u32::from_be_bytes(bare), w.sent, "asks for everything");
+        // It has read everything 200 ms later: the drain measured how fast
+        // (the bytes it read since the late Pong, per ms) and the limit is
+        // three quarters of that.
+        let read = w.sent - u32::from_be_bytes(mark(&p[0]));
+        let t2 = t1 + ms(200);
+        assert_eq!(w.pong(&bare, t2, L), Pong::Opened);
+        assert_eq!(w.rate(), read / 200 / 4 * 3);
+        assert!(w.rate() > 0);
+        // Each frame now waits its share of the rate: 1,000 bytes at the
+        // limit's bytes per ms.
+        assert_eq!(w.gate(t2), Gate::Open);
+        let probe = w.wrote(1000, t2).expect("a paced session probes");
+        let due = t2 + Duration::from_micros(1_000_000 / u64::from(w.rate()));
+        assert_eq!(w.gate(t2), Gate::Paced(due, true), "told once");
+        assert_eq!(w.gate(t2), Gate::Paced(due, false));
+        assert_eq!(w.gate(due), Gate::Open);
+        // Prompt answers raise the limit, at most once per RAISE_EVERY: by
+        // a sixteenth below the measured rate, by 1/256 above it.
+        let r = w.rate();
+        assert_eq!(w.pong(&mark(&probe), t2, L), Pong::Acked);
+        assert_eq!(w.rate(), r, "not again within RAISE_EVERY of the drain");
+        let mut now = due;
+        let mut rates = vec![r];
+        for _ in 0..10 {
+            now += RAISE_EVERY;
+            let p = w.wrote(1000, now).expect("PROBE_EVERY passed");
+            assert_eq!(w.pong(&mark(&p), now, L), Pong::Acked);
+            rates.push(w.rate());
         }
-        assert_eq!(w.gap_us(), MAX_GAP_US);
-        // Prompt again: the gap shrinks by a quarter per answer, then goes.
-        let mut gaps = Vec::new();
-        while w.gap_us() > 0 {
-            assert_ne!(w.pong(&mark(&probe), now, L), Pong::Ignored);
-            gaps.push(w.gap_us());
-            probe = w.wrote(100, now).unwrap_or(probe);
-        }
-        assert_eq!(&gaps[..2], &[75_000, 56_250]);
-        assert!(gaps.len() < 20, "{gaps:?}");
-        assert!(
-            w.wrote(100, now).is_none(),
-            "no probe per frame without a gap"
-        );
-        assert_eq!(w.gate(now), Gate::Open);
+        assert_eq!(rates[1], r + r / 16, "{rates:?}");
+        let peak = read / 200;
+        let top = *rates.last().unwrap();
+        assert!(top > peak - peak / 16 && top < peak, "{rates:?} vs {peak}");
+        // Frames closer together than PROBE_EVERY do not each carry one.
+        assert!(w.wrote(10, now).is_none(), "within PROBE_EVERY");
+        now += PROBE_EVERY;
+        assert!(w.wrote(10, now).is_some());
     }
 
     #[test]

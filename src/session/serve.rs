@@ -12,7 +12,7 @@ use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -565,7 +565,17 @@ impl Session {
             // probe, an op in flight) makes the kernel reset the
             // connection, and a reset can discard the close frame before
             // the client has read it.
-            while let Some(Ok(_)) = tx.next().await {}
+            while let Some(Ok(m)) = tx.next().await {
+                if m.is_close() {
+                    return;
+                }
+            }
+            // No close came back: after an error (a frame too big, bad
+            // UTF-8) tungstenite reads no further, so the rest of what the
+            // client sent is discarded as raw bytes, up to its EOF.
+            // On the heap: an array here would sit in every session's future.
+            let mut scratch = vec![0u8; 4096];
+            while let Ok(1..) = tx.get_mut().read(&mut scratch).await {}
         })
         .await;
     }
