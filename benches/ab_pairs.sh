@@ -25,6 +25,6 @@ for r in $(seq "$R"); do
       --out-dir "${TMPDIR:-/tmp}/ab-pairs" --no-progress \
       --session "read_lag_ms=$lag" ${EXTRA:-} 2>&1) || true
     echo "== $(basename "$B") lag $lag round $r"
-    echo "$out" | grep -E "gateway CPU|age at receipt|delivered|closed \[[^]]|error|frame built|floor|raw loopback" | sed 's/^ */  /'
+    echo "$out" | grep -E "gateway CPU|age at|delivered|clients|took|closed \[[^]]|error|frame built|floor|raw loopback" | sed 's/^ */  /'
   done
 done

@@ -60,7 +60,7 @@ pub struct SessionConfig {
     /// come back, in milliseconds; past it the window shrinks, data waits
     /// in the slots, coalescing, and the client's rate is limited to what
     /// it was measured to read. 0 turns it off (TCP's own push-back only).
-    /// Default 20.
+    /// Default 50.
     pub read_lag_ms: u64,
     /// Smallest read window, in bytes (a session starts at 64 KiB, within
     /// the min and max). Default 8192.
@@ -89,7 +89,7 @@ impl Default for SessionConfig {
             max_hz_limit: 1000.0,
             ping_interval_ms: 20_000,
             idle_timeout_ms: 60_000,
-            read_lag_ms: 20,
+            read_lag_ms: 50,
             read_window_min_bytes: 8 * 1024,
             read_window_max_bytes: 4 * 1024 * 1024,
         }
