@@ -27,15 +27,34 @@
 //! backlog, and a fast one is not slowed.
 //!
 //! A window bounds the bytes in flight, not the rate: a client whose reads
-//! come late because it is busy (one core reading thousands of sockets)
-//! would still get a frame per round trip, stay saturated, and read every
-//! frame a full cycle late. So such a late Pong also spaces the
-//! session's data frames (a minimum gap that doubles from 1 ms, up to
-//! [`MAX_GAP_US`]), and one within `lag / 2` shrinks the gap by a quarter
-//! until it is gone: the client gets fewer, fuller frames, each the newest
-//! values, and keeps the headroom to read them when they arrive. While a
-//! gap is set every data frame carries a probe, so the gap follows the
-//! client's lag frame by frame.
+//! come late because it is busy (one core reading thousands of sockets, a
+//! library that queues frames for an application that takes one every
+//! 20 ms) would still get a frame per round trip, stay saturated, and read
+//! every frame a full cycle late. So a Pong later than `lag`, with more
+//! written since its probe or data held for it, starts a *drain*: no data
+//! goes until the client has read everything (a bare probe asks), and then
+//! for as long again as that Pong was late (so that a library queue, full
+//! of what was read, empties first). The session is then *paced*: frames
+//! go at three quarters of the client's measured rate (each frame's length
+//! over the rate is the wait before the next), raised by a sixteenth each
+//! [`RAISE_EVERY`] while its Pongs come within `lag / 2`, up to just below
+//! that rate, and no further: a library that reads the socket into a
+//! bounded queue answers every probe at once until the queue is full, so a
+//! limit above its application's pace would show only once every value in
+//! the queue is old. The rate is measured over the drain and over the
+//! cycle since the last drain (see `Pacing::measured`). Instead of creeping
+//! up, the limit is lifted outright after [`RELEASE_AFTER`] at its cap,
+//! with the smallest window: a client that got faster keeps up and is
+//! unlimited after [`PROBATION`]; one that did not falls behind at once,
+//! is drained, gets its old limit back, and the next lift waits twice as
+//! long. A paced session probes at most every [`PROBE_EVERY`]. The client
+//! gets fewer, fuller frames, each with the newest values, at a pace it
+//! can read.
+//!
+//! Ack mode ([`AckWindow`]) is the application-level form of the same
+//! limit, for clients whose library answers Pings whether or not the
+//! application keeps up: the client says how many frames it has
+//! processed.
 
 use std::time::Duration;
 use tokio::time::Instant;
@@ -46,6 +65,24 @@ pub(crate) const INITIAL_WINDOW: u32 = 64 * 1024;
 
 /// How often a limited rate is raised while the client keeps up.
 pub(crate) const RAISE_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a paced session must keep up at its limit before the limit is
+/// lifted, to learn whether the client got faster: doubled after each lift
+/// that failed (the client fell behind again within [`PROBATION`]), up to
+/// `RELEASE_AFTER << MAX_BACKOFF`; a lift that holds forgets the session's
+/// pacing altogether.
+pub(crate) const RELEASE_AFTER: Duration = Duration::from_secs(30);
+pub(crate) const MAX_BACKOFF: u8 = 3;
+
+/// A lifted limit that a late Pong follows within this long failed.
+pub(crate) const PROBATION: Duration = Duration::from_secs(2);
+
+/// The shortest interval between two drains over which the client's
+/// rate is measured too (see `Pacing::measured`).
+pub(crate) const CYCLE_MIN: Duration = Duration::from_secs(2);
+
+/// The longest wait after a drain (see `Pacing::drain_lag_us`).
+pub(crate) const MAX_HOLD: Duration = Duration::from_millis(500);
 
 /// How often a session whose rate is limited probes, at most.
 pub(crate) const PROBE_EVERY: Duration = Duration::from_millis(250);
@@ -124,18 +161,30 @@ pub(crate) struct ReadWindow {
 }
 
 /// A session's rate limit: what the client was measured to read, with a
-/// margin, raised while it keeps up.
+/// margin, raised while it keeps up, but never past the measured rate: a
+/// client library that reads the socket into a bounded queue (Python's
+/// `websockets` holds 16 messages) answers every probe at once while that
+/// queue grows, so a limit above the application's pace would show only
+/// once the queue is full, with every value in it old. Instead the limit is
+/// lifted outright now and then (see [`RELEASE_AFTER`]): a fast burst that
+/// fills such a queue at once costs fewer stale values than a slow creep.
 #[derive(Debug, Default)]
 struct Pacing {
-    /// Bytes per ms allowed (0: none yet, a first drain is on).
+    /// Bytes per ms allowed (0: none, while a first drain is on or the
+    /// limit is lifted).
     rate: u32,
-    /// The rate the last drain measured, bytes per ms: the limit is
-    /// raised quickly up to just below it, slowly past it.
+    /// The rate the client was measured to read, bytes per ms: the limit
+    /// is raised up to just below it.
     peak: u32,
     /// A drain is on: since when, and the read mark then. The client fell
     /// behind; nothing more is sent until it has read everything, which
     /// also measures how fast it reads.
     drain: Option<(Instant, u32)>,
+    /// How late the Pong that started the drain was, µs: once the drain
+    /// is over, data waits that long again (at most [`MAX_HOLD`]), so that
+    /// a client library's queue, full of what it read during the drain,
+    /// empties before new frames queue behind it.
+    drain_lag_us: u32,
     /// When the rate was last set or raised.
     rated_at: Option<Instant>,
     /// When the last probe went (answered or not).
@@ -144,34 +193,91 @@ struct Pacing {
     next_data: Option<Instant>,
     /// `next_data` was reported (see [`Gate::Paced`]).
     paced_told: bool,
+    /// When the limit may be lifted (set when a drain ends).
+    release_at: Option<Instant>,
+    /// The limit is lifted: since when, and the rate and peak it had.
+    released: Option<(Instant, u32, u32, bool)>,
+    /// Lifts that failed in a row (the wait before the next one doubles).
+    backoff: u8,
+    /// When the last drain ended, and the read mark then.
+    drained_at: Option<(Instant, u32)>,
+    /// `peak` was measured over a cycle between drains, not a drain alone.
+    over_cycle: bool,
 }
 
 impl Pacing {
-    /// The limit after a drain that read `read` bytes in `ms`.
-    fn measured(&mut self, read: u32, ms: u128, now: Instant) {
-        if ms >= 10 && read > 0 {
-            let r = u64::from(read) / u64::try_from(ms).unwrap_or(u64::MAX);
-            self.peak = u32::try_from(r).unwrap_or(u32::MAX).max(1);
-            self.rate = (self.peak / 4 * 3).max(1);
+    /// The limit after a drain that read `read` bytes in `ms`, the read
+    /// mark now being `mark`. The client's rate is the larger of what it
+    /// read over the drain and, when the last drain ended at least
+    /// [`CYCLE_MIN`] ago, what it read since then: a client whose library
+    /// reads into a queue reads in bursts as its application frees room,
+    /// so a drain that ends soon after a burst says little, while over a
+    /// cycle that ended with its queue full what it read is what its
+    /// application took, give or take that queue. After a lift that
+    /// failed, the limit from before it stands unless this measured more.
+    fn measured(&mut self, read: u32, ms: u128, mark: u32, now: Instant) {
+        let before = self.released.take();
+        let per_ms = |bytes: u32, ms: u128| {
+            let r = u64::from(bytes) / u64::try_from(ms.max(1)).unwrap_or(u64::MAX);
+            u32::try_from(r).unwrap_or(u32::MAX)
+        };
+        let drain = if ms >= 10 { per_ms(read, ms) } else { 0 };
+        let cycle = match self.drained_at {
+            Some((at, from)) if now >= at + CYCLE_MIN => per_ms(
+                mark.wrapping_sub(from),
+                now.saturating_duration_since(at).as_millis(),
+            ),
+            _ => 0,
+        };
+        let r = drain.max(cycle);
+        if r > 0 {
+            self.peak = r;
+            self.rate = (r / 4 * 3).max(1);
+            self.over_cycle = cycle > 0;
+        }
+        if let Some((_, rate, peak, over_cycle)) = before {
+            if peak >= self.peak || self.rate == 0 {
+                (self.rate, self.peak, self.over_cycle) = (rate, peak, over_cycle);
+            }
+        }
+        self.drained_at = Some((now, mark));
+        if self.rate > 0 {
             self.rated_at = Some(now);
+            self.release_at = Some(now + RELEASE_AFTER * (1 << self.backoff));
         }
     }
 
-    /// Keeping up: raised a little, at most once per [`RAISE_EVERY`] (a
-    /// client that reads in the background shows its application's pace
-    /// only once its library's queue is full, so probing fast would
-    /// refill that queue).
-    fn raise(&mut self, now: Instant) {
+    /// The highest limit: a sixteenth below the measured rate, or three
+    /// sixteenths while it was measured over a drain alone (which can be
+    /// off by one of a queueing client's bursts either way).
+    fn cap(&self) -> u32 {
+        let margin = if self.over_cycle { 1 } else { 3 };
+        (self.peak - self.peak / 16 * margin).max(1)
+    }
+
+    /// Keeping up: raised by a sixteenth, at most once per [`RAISE_EVERY`]
+    /// (a client that reads in the background shows its application's
+    /// pace only once its library's queue is full, so probing fast would
+    /// refill that queue), up to [`Pacing::cap`]; there, once it is time,
+    /// lifted. Returns whether it was lifted now.
+    fn raise(&mut self, now: Instant) -> bool {
         if self.rate == 0 || self.rated_at.is_some_and(|r| now < r + RAISE_EVERY) {
-            return;
+            return false;
         }
-        let step = if self.rate < self.peak - self.peak / 16 {
-            self.rate / 16
-        } else {
-            self.rate / 256
-        };
-        self.rate = self.rate.saturating_add(step.max(1));
-        self.rated_at = Some(now);
+        if self.rate < self.cap() {
+            self.rate = self
+                .rate
+                .saturating_add((self.rate / 16).max(1))
+                .min(self.cap());
+            self.rated_at = Some(now);
+            return false;
+        }
+        if self.release_at.is_none_or(|t| now < t) {
+            return false;
+        }
+        self.released = Some((now, self.rate, self.peak, self.over_cycle));
+        (self.rate, self.next_data, self.release_at) = (0, None, None);
+        true
     }
 }
 
@@ -315,19 +421,39 @@ impl ReadWindow {
         self.min_rtt_us = self.min_rtt_us.min(rtt_us);
         let lag = rtt_us - self.min_rtt_us;
         if lag <= l.lag_us / 2 {
-            self.size = self.size.saturating_mul(2).min(l.max);
-            if let Some(p) = self.pacing.as_deref_mut() {
-                p.raise(now);
+            // Lifted: what a failed lift sends beyond the client's pace is
+            // bounded by the smallest window, until it has held for
+            // PROBATION (the client then keeps up unlimited).
+            let lifted = self
+                .pacing
+                .as_deref_mut()
+                .map(|p| (p.raise(now), p.released));
+            match lifted {
+                Some((true, _)) => self.size = l.min,
+                Some((_, Some((at, ..)))) if now < at + PROBATION => {}
+                Some((_, Some(_))) => {
+                    self.pacing = None;
+                    self.size = self.size.saturating_mul(2).min(l.max);
+                }
+                _ => self.size = self.size.saturating_mul(2).min(l.max),
             }
-        } else if lag > l.lag_us && self.sent != mark {
-            // Late, and this session kept writing while the probe was out:
-            // its own frames queue in front of the client. A late Pong with
-            // nothing sent after its probe says the client (or this
-            // gateway, reading the Pong late in a long pass) was busy with
-            // something else: slowing this session would not help.
+        } else if lag > l.lag_us && (self.sent != mark || self.filled) {
+            // Late, and this session kept writing while the probe was out,
+            // or had data waiting for it: its own frames queue in front of
+            // the client. A late Pong with nothing sent or held after its
+            // probe says the client (or this gateway, reading the Pong late
+            // in a long pass) was busy with something else: slowing this
+            // session would not help.
             self.size = (self.size / 2).max(l.min);
             let p = self.pacing.get_or_insert_with(Box::default);
-            p.drain.get_or_insert((now, mark));
+            if p.drain.is_none() && p.released.is_some() {
+                // The lift failed: wait longer before the next.
+                p.backoff = (p.backoff + 1).min(MAX_BACKOFF);
+            }
+            if p.drain.is_none() {
+                p.drain = Some((now, mark));
+                p.drain_lag_us = lag;
+            }
         }
         let mut drained = false;
         if let Some(p) = self.pacing.as_deref_mut() {
@@ -336,8 +462,10 @@ impl ReadWindow {
                     // Everything written is read: the drain measured how
                     // fast the client reads.
                     let ms = now.saturating_duration_since(since).as_millis();
-                    p.measured(mark.wrapping_sub(from), ms, now);
+                    p.measured(mark.wrapping_sub(from), ms, mark, now);
                     p.drain = None;
+                    let hold = Duration::from_micros(u64::from(p.drain_lag_us)).min(MAX_HOLD);
+                    p.next_data = Some(now + hold);
                     drained = true;
                 } else if !self.is_full() {
                     // Not read to the end yet, and no frame is coming to
@@ -671,16 +799,20 @@ mod tests {
         assert_eq!(w.pong(&bare, t2, L), Pong::Opened);
         assert_eq!(w.rate(), read / 300 / 4 * 3);
         assert!(w.rate() > 0);
-        // Each frame now waits its share of the rate: 1,000 bytes at the
-        // limit's bytes per ms.
+        // Data waits as long again as the late Pong was late (the client's
+        // queue, if it has one, empties first), then each frame waits its
+        // share of the rate: 1,000 bytes at the limit's bytes per ms.
+        let t2 = t2 + ms(50);
+        assert_eq!(w.gate(t2 - ms(1)), Gate::Paced(t2, true));
         assert_eq!(w.gate(t2), Gate::Open);
         let probe = w.wrote(1000, t2).expect("a paced session probes");
         let due = t2 + Duration::from_micros(1_000_000 / u64::from(w.rate()));
         assert_eq!(w.gate(t2), Gate::Paced(due, true), "told once");
         assert_eq!(w.gate(t2), Gate::Paced(due, false));
         assert_eq!(w.gate(due), Gate::Open);
-        // Prompt answers raise the limit, at most once per RAISE_EVERY: by
-        // a sixteenth below the measured rate, by 1/256 above it.
+        // Prompt answers raise the limit, at most once per RAISE_EVERY, by
+        // a sixteenth, up to three sixteenths below the rate measured over
+        // a drain alone.
         let r = w.rate();
         assert_eq!(w.pong(&mark(&probe), t2, L), Pong::Acked);
         assert_eq!(w.rate(), r, "not again within RAISE_EVERY of the drain");
@@ -694,12 +826,114 @@ mod tests {
         }
         assert_eq!(rates[1], r + r / 16, "{rates:?}");
         let peak = read / 300;
-        let top = *rates.last().unwrap();
-        assert!(top > peak - peak / 16 && top < peak, "{rates:?} vs {peak}");
+        assert_eq!(*rates.last().unwrap(), peak - peak / 16 * 3, "{rates:?}");
         // Frames closer together than PROBE_EVERY do not each carry one.
         assert!(w.wrote(10, now).is_none(), "within PROBE_EVERY");
         now += PROBE_EVERY;
         assert!(w.wrote(10, now).is_some());
+    }
+
+    /// A started window drained once: paced, at its cap.
+    fn paced_at_cap(t: Instant) -> (ReadWindow, Instant) {
+        let mut w = started(t);
+        let p = fill(&mut w, 5000, t);
+        let mut now = t + ms(50);
+        assert_eq!(w.pong(&mark(&p[0]), now, L), Pong::Probe);
+        let bare = w.keepalive_payload();
+        now += ms(300);
+        assert_eq!(w.pong(&bare, now, L), Pong::Opened);
+        for _ in 0..10 {
+            now += RAISE_EVERY;
+            let p = w.wrote(1000, now).expect("PROBE_EVERY passed");
+            assert_eq!(w.pong(&mark(&p), now, L), Pong::Acked);
+        }
+        let peak = w.pacing.as_ref().unwrap().peak;
+        assert_eq!(w.rate(), peak - peak / 16 * 3, "at the cap");
+        (w, now)
+    }
+
+    #[test]
+    fn a_limit_held_at_its_cap_is_lifted_then_restored_if_the_client_falls_behind() {
+        let t = Instant::now();
+        let (mut w, mut now) = paced_at_cap(t);
+        let cap = w.rate();
+        // Keeping up at the cap: stays until RELEASE_AFTER from the drain's
+        // end, then lifted, with the window at its smallest while on
+        // probation (a failed lift queues little more than that).
+        let drained = t + ms(350);
+        while now + RAISE_EVERY < drained + RELEASE_AFTER {
+            now += RAISE_EVERY;
+            let p = w.wrote(1000, now).expect("paced: probes");
+            assert_eq!(w.pong(&mark(&p), now, L), Pong::Acked);
+            assert_eq!(w.rate(), cap, "not lifted before RELEASE_AFTER");
+        }
+        assert!(w.size() > INITIAL_WINDOW, "grew while it kept up");
+        now += RAISE_EVERY;
+        let p = w.wrote(1000, now).expect("paced: probes");
+        assert_eq!(w.pong(&mark(&p), now, L), Pong::Acked);
+        assert_eq!(w.rate(), 0, "lifted");
+        assert_eq!(w.size(), L.min);
+        assert_eq!(w.gate(now), Gate::Open);
+        let p = w.wrote(5000, now).expect("half the window");
+        assert_eq!(w.pong(&mark(&p), now, L), Pong::Acked);
+        assert_eq!(w.size(), L.min, "not grown on probation");
+        // It falls behind at once: drained, and the limit from before the
+        // lift stands (this drain measured less: two frames in a second,
+        // and so did the cycle since the last drain); the next lift waits
+        // twice as long.
+        let p = fill(&mut w, 5000, now);
+        let late = now + ms(60);
+        assert_eq!(w.pong(&mark(&p[0]), late, L), Pong::Probe);
+        let bare = w.keepalive_payload();
+        let end = late + ms(1000);
+        assert_eq!(w.pong(&bare, end, L), Pong::Opened);
+        assert_eq!(w.rate(), cap, "restored");
+        let pacing = w.pacing.as_ref().unwrap();
+        assert_eq!(pacing.backoff, 1);
+        assert_eq!(pacing.release_at, Some(end + 2 * RELEASE_AFTER));
+    }
+
+    #[test]
+    fn a_later_drain_measures_over_the_cycle_since_the_last() {
+        let t = Instant::now();
+        let (mut w, mut now) = paced_at_cap(t);
+        let p = w.pacing.as_ref().unwrap();
+        let (drained, from) = p.drained_at.unwrap();
+        // A client whose queue filled (reading at once until then): late
+        // with data held, and everything read within 5 ms, too soon to
+        // measure a drain. Its rate is what it read since the last drain.
+        now += ms(2500);
+        let probes = fill(&mut w, 4000, now);
+        let late = now + ms(80);
+        assert_ne!(w.pong(&mark(&probes[0]), late, L), Pong::Ignored);
+        let bare = w.keepalive_payload();
+        let end = late + ms(5);
+        assert_eq!(w.pong(&bare, end, L), Pong::Opened);
+        let p = w.pacing.as_ref().unwrap();
+        let cycle_ms = u32::try_from((end - drained).as_millis()).unwrap();
+        let peak = w.sent.wrapping_sub(from) / cycle_ms;
+        assert_eq!(p.peak, peak);
+        assert!(p.over_cycle);
+        assert_eq!(w.rate(), peak / 4 * 3);
+        assert_eq!(p.cap(), peak - peak / 16, "a cycle's measure: closer");
+    }
+
+    #[test]
+    fn a_lift_that_holds_forgets_the_pacing() {
+        let t = Instant::now();
+        let (mut w, mut now) = paced_at_cap(t);
+        let p = w.pacing.as_deref_mut().unwrap();
+        p.release_at = Some(now);
+        now += RAISE_EVERY;
+        let probe = w.wrote(1000, now).expect("paced: probes");
+        assert_eq!(w.pong(&mark(&probe), now, L), Pong::Acked);
+        assert_eq!(w.rate(), 0, "lifted");
+        assert!(w.pacing.is_some(), "on probation");
+        // Prompt answers for PROBATION: the client keeps up unlimited.
+        now += PROBATION;
+        let probe = fill(&mut w, 1000, now);
+        assert_eq!(w.pong(&mark(&probe[0]), now, L), Pong::Opened);
+        assert!(w.pacing.is_none());
     }
 
     #[test]

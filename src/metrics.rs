@@ -28,9 +28,9 @@ pub struct Metrics {
     /// Times a session's data was held because its client had a full read
     /// window unread (see `flow.rs`).
     pub read_window_holds: IntCounter,
-    /// Data frames that waited for their time because the client's read
-    /// lag spaces its frames (see `flow.rs`): once per gap, on the shard's
-    /// path or the task's.
+    /// Data frames that waited for their time because the session is paced
+    /// at the rate its client was measured to read (see `flow.rs`): once
+    /// per wait, on the shard's path or the task's.
     pub read_window_paced: IntCounter,
     /// Times a session held its data because its client (in ack mode) had
     /// a full window of frames unacknowledged.
@@ -188,7 +188,7 @@ impl Metrics {
             ),
             read_window_paced: counter(
                 "read_window_paced_total",
-                "Data frames that waited for their time because the client's read lag spaces its frames (late reader; the values coalesce meanwhile)",
+                "Data frames that waited for their time because the session is paced at the rate its client was measured to read (late reader; the values coalesce meanwhile)",
             ),
             ack_window_holds: counter(
                 "ack_window_holds_total",
