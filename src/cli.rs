@@ -222,6 +222,7 @@ async fn serve(config: Config) -> ExitCode {
         ("ws", "http")
     };
     println!("tickergate is running");
+    println!("  board     : {http}://{a}/   (live ticker board in your browser)");
     println!("  WebSocket : {ws}://{a}/v1/ws   (try: {{\"op\":\"subscribe\",\"symbols\":[\"AAPL\",\"BTC-USD\"]}})");
     println!("  REST      : {http}://{a}/v1/quotes?symbols=AAPL,BTC-USD   {http}://{a}/v1/symbols");
     println!(

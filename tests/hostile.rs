@@ -542,6 +542,19 @@ async fn origin_not_allowed_is_403() {
     s.read_exact(&mut head).await.unwrap();
     assert_eq!(&head, b"HTTP/1.1 101");
     let (_c, _) = Client::connect_welcomed(addr).await;
+    // The gateway's own page (the board at `/`): its origin is the Host.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let own = format!("Origin: http://{addr}\r\n");
+    s.write_all(upgrade_request(addr, &own).as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101", "same origin upgrades");
+    // Another port on the same host is another origin.
+    let other = format!("Origin: http://{}:1\r\n", addr.ip());
+    let (st, _) = http_request(addr, &upgrade_request(addr, &other)).await;
+    assert_eq!(st, 403, "another port is another origin");
     assert_flows(&gw, &mut ok).await;
 }
 

@@ -147,3 +147,86 @@ async fn half_open_handshake_is_dropped() {
     assert_eq!(w["type"], "welcome");
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
+
+/// The whole response (head and body) to a GET.
+async fn get_raw(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// The board at `/` and every asset it loads are served from the binary,
+/// with their content types; the page may run only its own scripts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn board_and_assets_are_served() {
+    let gw = start(|_| {}).await;
+    let page = get_raw(gw.local_addr, "/").await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let lower = page.to_ascii_lowercase();
+    assert!(lower.contains("content-type: text/html; charset=utf-8"));
+    assert!(lower.contains("content-security-policy: default-src 'none'; script-src 'self'"));
+    assert!(page.contains(r#"<script type="module" src="/assets/board.js">"#));
+    for (path, ty, needle) in [
+        (
+            "/assets/board.js",
+            "text/javascript",
+            "tickergate-client.js",
+        ),
+        (
+            "/assets/tickergate-client.js",
+            "text/javascript",
+            "export function connect",
+        ),
+        (
+            "/assets/decimal.js",
+            "text/javascript",
+            "export function sub",
+        ),
+        ("/assets/board.css", "text/css", "table-layout: fixed"),
+        ("/favicon.ico", "image/svg+xml", "<svg"),
+        ("/favicon.svg", "image/svg+xml", "<svg"),
+    ] {
+        let r = get_raw(gw.local_addr, path).await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{path}: {r}");
+        assert!(
+            r.to_ascii_lowercase()
+                .contains(&format!("content-type: {ty}")),
+            "{path}"
+        );
+        assert!(r.contains(needle), "{path} carries {needle}");
+    }
+    let (code, body) = http_get(gw.local_addr, "/assets/nope.js").await;
+    assert_eq!(code, 404, "{body}");
+}
+
+/// `/v1/feeds`: each feed's state, always 200 (a page polls it), stale
+/// while the feed is silent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feeds_endpoint_reports_each_feed() {
+    let gw = start(|c| {
+        let s = sim_cfg(c);
+        s.symbols = 20;
+        s.stale_after_ms = 300;
+    })
+    .await;
+    let feed = gw.feed("sim").unwrap();
+    wait_for("feed up", || feed.is_up()).await;
+    let (code, body) = http_get(gw.local_addr, "/v1/feeds").await;
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v[0]["name"], "sim");
+    assert_eq!(v[0]["state"], "live");
+    assert_eq!(v[0]["symbols"], 20);
+    assert!(v[0]["silent_ms"].as_i64().is_some_and(|ms| ms >= 0));
+    feed.set_paused(true);
+    wait_for("feed stale", || !feed.is_up()).await;
+    let (code, body) = http_get(gw.local_addr, "/v1/feeds").await;
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v[0]["state"], "stale", "{body}");
+    feed.set_paused(false);
+}

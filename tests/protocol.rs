@@ -28,6 +28,23 @@ async fn welcome_announces_protocol_and_limits() {
     assert!(w["session"].as_str().is_some_and(|s| !s.is_empty()));
 }
 
+/// `epoch` names the seq numbering: the same for every session of one
+/// gateway, another for another start (whose seqs begin at 1 again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn welcome_epoch_is_per_gateway_start() {
+    let a = start(|_| {}).await;
+    let (_c1, w1) = Client::connect_welcomed(a.local_addr).await;
+    let (_c2, w2) = Client::connect_welcomed(a.local_addr).await;
+    let e1 = w1["epoch"].as_str().expect("epoch is a string").to_string();
+    assert_eq!(e1.len(), 16, "{e1}");
+    assert!(e1.bytes().all(|b| b.is_ascii_hexdigit()), "{e1}");
+    assert_eq!(w2["epoch"], e1.as_str(), "one gateway, one epoch");
+    assert_ne!(w1["session"], w2["session"]);
+    let b = start(|_| {}).await;
+    let (_c3, w3) = Client::connect_welcomed(b.local_addr).await;
+    assert_ne!(w3["epoch"], e1.as_str(), "another start, another epoch");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_then_live_updates_for_exactly_the_asked_symbols() {
     let gw = start(|_| {}).await;

@@ -5,7 +5,8 @@
 //! * `upgrade`: the WebSocket handshake at `/v1/ws`, and the places a
 //!   session holds (the server's and its address's);
 //! * `rest`: `/v1/quotes`, `/v1/symbols`, `/metrics`, `/healthz`,
-//!   `/readyz`; `ingest`: `POST /v1/ingest` for `kind = "http"` feeds;
+//!   `/readyz`, `/v1/feeds`; `ingest`: `POST /v1/ingest` for `kind = "http"` feeds;
+//!   `web`: the ticker board at `/` and its embedded assets;
 //! * [`limits`]: per-address connection limits; [`tls`]: certificates and
 //!   their renewal; `response`: the HTTP responses all of them send.
 
@@ -17,6 +18,7 @@ mod response;
 mod rest;
 pub(crate) mod tls;
 mod upgrade;
+mod web;
 
 pub use config::ServerConfig;
 pub(crate) use ingest::Ingest;

@@ -1,5 +1,6 @@
-//! The REST endpoints (`/v1/quotes`, `/v1/symbols`), `/metrics`,
-//! `/healthz` and `/readyz`; `/v1/ws` is handed to [`super::upgrade`].
+//! The REST endpoints (`/v1/quotes`, `/v1/symbols`, `/v1/feeds`), `/metrics`,
+//! `/healthz` and `/readyz`; `/v1/ws` is handed to [`super::upgrade`], and
+//! any other path to [`super::web`] (the board and its assets).
 
 use super::response::{self, error, json, symbol_error, text, Resp};
 use super::{upgrade, Context};
@@ -110,16 +111,42 @@ pub(super) fn route(req: Request<Incoming>, ctx: Arc<Context>, peer: SocketAddr)
                 serde_json::to_string(&names).unwrap_or_default(),
             )
         }
+        "/v1/feeds" => match rest_auth(&req, &ctx) {
+            Ok(_) => feeds(&ctx),
+            Err(r) => *r,
+        },
         "/v1/quotes" => match rest_auth(&req, &ctx) {
             Ok(ent) => quotes(&req, &ctx, ent.as_deref()),
             Err(r) => *r,
         },
-        _ => error(
-            StatusCode::NOT_FOUND,
-            ErrorCode::BadRequest,
-            "no such endpoint",
-        ),
+        _ => super::web::asset(path).unwrap_or_else(|| {
+            error(
+                StatusCode::NOT_FOUND,
+                ErrorCode::BadRequest,
+                "no such endpoint",
+            )
+        }),
     }
+}
+
+/// `GET /v1/feeds`: each feed's name, state (`live`, or `stale` while it
+/// is silent or disconnected), its number of symbols and how long it has
+/// been silent. Always 200 (unlike `/readyz`, which is for orchestrators),
+/// so a page can poll it without logging errors.
+fn feeds(ctx: &Context) -> Resp {
+    let list: Vec<serde_json::Value> = ctx
+        .feeds
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "name": f.name,
+                "state": if f.is_up() { "live" } else { "stale" },
+                "symbols": f.symbols.len(),
+                "silent_ms": f.silent_ms(),
+            })
+        })
+        .collect();
+    json(StatusCode::OK, serde_json::Value::Array(list).to_string())
 }
 
 /// The caller's entitlement (`None` with auth off), or the 401 to send.

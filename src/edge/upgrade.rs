@@ -63,7 +63,9 @@ pub(crate) fn ws_config(s: &session::SessionConfig) -> WebSocketConfig {
 
 /// Whether a WebSocket upgrade's `Origin` is allowed: any origin when
 /// `server.allowed_origins` is empty, no `Origin` header (a non-browser
-/// client) always; otherwise a case-insensitive exact match.
+/// client) always, the gateway's own origin (its ticker board at `/`: the
+/// `Origin`'s host and port are the request's `Host`) always; otherwise a
+/// case-insensitive exact match.
 fn origin_allowed(req: &Request<Incoming>, allowed: &[String]) -> bool {
     if allowed.is_empty() {
         return true;
@@ -75,7 +77,30 @@ fn origin_allowed(req: &Request<Incoming>, allowed: &[String]) -> bool {
         return false;
     };
     let origin = origin.trim();
+    if same_origin(origin, req.headers().get(hyper::header::HOST)) {
+        return true;
+    }
     allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
+}
+
+/// `origin` (`scheme://host[:port]`) names the host the request was sent
+/// to: a page this gateway served.
+fn same_origin(origin: &str, host: Option<&hyper::header::HeaderValue>) -> bool {
+    let Some(host) = host.and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "http" => ":80",
+        "https" => ":443",
+        _ => return false,
+    };
+    let host = host.trim();
+    rest.eq_ignore_ascii_case(host)
+        || format!("{rest}{default_port}").eq_ignore_ascii_case(host)
+        || format!("{host}{default_port}").eq_ignore_ascii_case(rest)
 }
 
 fn header_has_token(req: &Request<Incoming>, name: hyper::header::HeaderName, token: &str) -> bool {

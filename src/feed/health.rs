@@ -82,6 +82,13 @@ impl FeedState {
         self.up.load(Ordering::Acquire)
     }
 
+    /// Milliseconds since the last sign of life, `None` before the first
+    /// (or after the upstream connection went away).
+    pub fn silent_ms(&self) -> Option<i64> {
+        let at = self.last_alive_ns.load(Ordering::Relaxed);
+        (at > 0).then(|| (now_ns() - at).max(0) / 1_000_000)
+    }
+
     pub fn set_paused(&self, p: bool) {
         self.paused.store(p, Ordering::Release);
     }

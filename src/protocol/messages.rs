@@ -16,6 +16,9 @@ pub enum Control<'a> {
     Welcome {
         protocol: u32,
         session: &'a str,
+        /// The gateway's seq numbering: a new epoch means every seq starts
+        /// again (the gateway restarted).
+        epoch: &'a str,
         heartbeat_ms: u64,
         limits: Limits,
         auth_required: bool,

@@ -62,6 +62,11 @@ pub(crate) struct Context {
     pub auth: Arc<Auth>,
     pub shutdown: Trigger,
     next_id: AtomicU64,
+    /// This process's seq numbering, as sent in `welcome`: every symbol's
+    /// seq starts again at 1 when the gateway restarts, and a client that
+    /// sees another epoch knows it (16 hex digits, different for every
+    /// start).
+    epoch: String,
 }
 
 impl Context {
@@ -84,12 +89,28 @@ impl Context {
             auth,
             shutdown,
             next_id: AtomicU64::new(1),
+            epoch: new_epoch(),
         }
+    }
+
+    /// See [`Context::epoch`](Context#structfield.epoch).
+    pub(crate) fn epoch(&self) -> &str {
+        &self.epoch
     }
 
     fn next_session_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
+}
+
+/// An epoch no other start of this or another gateway is likely to share:
+/// the start time in ns and the process id, mixed (SplitMix64's finalizer).
+fn new_epoch() -> String {
+    let t = u64::try_from(crate::model::now_ns()).unwrap_or(0);
+    let mut z = t ^ (u64::from(std::process::id()) << 40) ^ 0x9e37_79b9_7f4a_7c15;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    format!("{:016x}", z ^ (z >> 31))
 }
 
 /// What the edge holds for a session's life: its places among the
@@ -231,9 +252,11 @@ where
         Some(exit)
     } else {
         s.ctx.metrics.connections_opened.inc();
+        let ctx = s.ctx.clone();
         s.push(Control::Welcome {
             protocol: PROTOCOL_VERSION,
             session: &format!("{id:016x}"),
+            epoch: ctx.epoch(),
             heartbeat_ms: s.ctx.config.heartbeat_ms,
             limits: s.limits(),
             auth_required: !s.authed,
