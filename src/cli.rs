@@ -225,6 +225,7 @@ async fn serve(config: Config) -> ExitCode {
     println!("  board     : {http}://{a}/   (live ticker board in your browser)");
     println!("  WebSocket : {ws}://{a}/v1/ws   (try: {{\"op\":\"subscribe\",\"symbols\":[\"AAPL\",\"BTC-USD\"]}})");
     println!("  REST      : {http}://{a}/v1/quotes?symbols=AAPL,BTC-USD   {http}://{a}/v1/symbols");
+    println!("  SSE       : {http}://{a}/v1/sse?symbols=AAPL,BTC-USD&max_hz=2");
     println!(
         "  metrics   : {http}://{a}/metrics   health: {http}://{a}/healthz  {http}://{a}/readyz"
     );

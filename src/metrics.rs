@@ -9,6 +9,10 @@ use prometheus::{
 
 pub struct Metrics {
     pub registry: Registry,
+    /// Without the `tickergate_` prefix: the standard `process_*` metrics
+    /// (CPU seconds, resident memory, open and max file descriptors, from
+    /// /proc) under the names every dashboard knows.
+    process: Registry,
     pub connections: IntGauge,
     pub connections_opened: IntCounter,
     pub connections_max: IntGauge,
@@ -37,6 +41,8 @@ pub struct Metrics {
     pub ack_window_holds: IntCounter,
     /// Sessions in ack mode (client-paced delivery).
     pub ack_mode_sessions: IntGauge,
+    /// Server-Sent Events sessions open (`GET /v1/sse`).
+    pub sse_sessions: IntGauge,
     pub bytes_out: IntCounter,
     pub conflated: IntCounter,
     pub latency: Histogram,
@@ -84,6 +90,19 @@ fn must<T>(r: prometheus::Result<T>) -> T {
         Ok(v) => v,
         Err(e) => panic!("metric definition: {e}"),
     }
+}
+
+/// The process collector (Linux /proc), in a registry of its own. Several
+/// gateways in one process (the tests) each get one: the collector reads
+/// the process, not the gateway.
+fn process_registry() -> Registry {
+    let r = Registry::new();
+    #[cfg(target_os = "linux")]
+    {
+        let pc = prometheus::process_collector::ProcessCollector::for_self();
+        must(r.register(Box::new(pc)));
+    }
+    r
 }
 
 impl Metrics {
@@ -198,6 +217,10 @@ impl Metrics {
                 "ack_mode_sessions",
                 "Sessions in ack mode: the client paces delivery with flow and ack ops",
             ),
+            sse_sessions: gauge(
+                "sse_sessions",
+                "Server-Sent Events sessions open (GET /v1/sse); also counted in connections_opened_total",
+            ),
             bytes_out: counter("bytes_out_total", "Payload bytes of WebSocket frames sent"),
             conflated: counter(
                 "updates_conflated_total",
@@ -258,7 +281,14 @@ impl Metrics {
                 &["reason"],
             ),
             registry,
+            process: process_registry(),
         };
+        let build = must(prometheus::IntGaugeVec::new(
+            Opts::new("build_info", "Always 1; the running version in its label"),
+            &["version"],
+        ));
+        must(m.registry.register(Box::new(build.clone())));
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         for r in AUTH_FAILURE_REASONS {
             m.auth_failures.with_label_values(&[r]);
         }
@@ -304,7 +334,8 @@ impl Metrics {
     /// Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(8192);
-        let families = self.registry.gather();
+        let mut families = self.registry.gather();
+        families.extend(self.process.gather());
         if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {
             tracing::warn!("metrics encoding failed: {e}");
         }

@@ -98,10 +98,25 @@ async fn symbols_health_and_metrics() {
         "tickergate_bytes_out_total",
         "tickergate_updates_conflated_total",
         "tickergate_delivery_latency_seconds_bucket",
+        "tickergate_sse_sessions",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
     ] {
         assert!(text.contains(family), "missing {family}");
     }
     assert_eq!(metric(&text, "tickergate_connections"), 1.0);
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        metric(
+            &text,
+            &format!(r#"tickergate_build_info{{version="{version}"}}"#)
+        ),
+        1.0
+    );
+    assert!(metric(&text, "process_resident_memory_bytes") > 1e6);
+    assert!(metric(&text, "process_open_fds") >= 3.0);
     assert_eq!(
         metric(&text, r#"tickergate_updates_in_total{feed="sim"}"#),
         1.0

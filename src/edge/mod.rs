@@ -6,7 +6,8 @@
 //!   session holds (the server's and its address's);
 //! * `rest`: `/v1/quotes`, `/v1/symbols`, `/metrics`, `/healthz`,
 //!   `/readyz`, `/v1/feeds`; `ingest`: `POST /v1/ingest` for `kind = "http"` feeds;
-//!   `web`: the ticker board at `/` and its embedded assets;
+//!   `web`: the ticker board at `/` and its embedded assets; `sse`:
+//!   `GET /v1/sse`, the Server-Sent Events stream;
 //! * [`limits`]: per-address connection limits; [`tls`]: certificates and
 //!   their renewal; `response`: the HTTP responses all of them send.
 
@@ -16,6 +17,7 @@ pub(crate) mod limits;
 mod listener;
 mod response;
 mod rest;
+mod sse;
 pub(crate) mod tls;
 mod upgrade;
 mod web;

@@ -4,15 +4,24 @@
 
 use crate::protocol::ErrorCode;
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, UPGRADE};
 use hyper::{Response, StatusCode};
+use std::convert::Infallible;
 
-pub(super) type Resp = Response<Full<Bytes>>;
+/// Every response's body: whole (`Full`) or streamed (`/v1/sse`).
+pub(super) type Body = UnsyncBoxBody<Bytes, Infallible>;
+pub(super) type Resp = Response<Body>;
+
+/// A whole body.
+pub(super) fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into()).boxed_unsync()
+}
 
 /// A response with `body` and, when given, its content type.
 fn with_body(status: StatusCode, body: Bytes, content_type: Option<&'static str>) -> Resp {
-    let mut r = Response::new(Full::new(body));
+    let mut r = Response::new(full(body));
     *r.status_mut() = status;
     if let Some(t) = content_type {
         r.headers_mut()

@@ -11,7 +11,7 @@ use hyper::{Method, Request, StatusCode};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-fn query_param<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+pub(super) fn query_param<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
     req.uri().query()?.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (k == name).then_some(v)
@@ -19,7 +19,7 @@ fn query_param<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
 }
 
 /// Minimal percent-decoding for query values (tokens, symbol lists).
-fn percent_decode(s: &str) -> String {
+pub(super) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -111,6 +111,7 @@ pub(super) fn route(req: Request<Incoming>, ctx: Arc<Context>, peer: SocketAddr)
                 serde_json::to_string(&names).unwrap_or_default(),
             )
         }
+        "/v1/sse" => super::sse::serve(req, ctx, peer),
         "/v1/feeds" => match rest_auth(&req, &ctx) {
             Ok(_) => feeds(&ctx),
             Err(r) => *r,

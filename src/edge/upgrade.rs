@@ -31,7 +31,7 @@ struct Places {
 /// address's cap first: a session it turns away takes no place of the
 /// server's (an address at its cap reconnecting would otherwise hold
 /// server places while each close goes out).
-fn admit(ctx: &Context, peer: SocketAddr) -> Result<Held, &'static Disconnect> {
+pub(super) fn admit(ctx: &Context, peer: SocketAddr) -> Result<Held, &'static Disconnect> {
     let per_ip = ctx
         .ip_sessions
         .acquire(peer.ip())
@@ -66,7 +66,7 @@ pub(crate) fn ws_config(s: &session::SessionConfig) -> WebSocketConfig {
 /// client) always, the gateway's own origin (its ticker board at `/`: the
 /// `Origin`'s host and port are the request's `Host`) always; otherwise a
 /// case-insensitive exact match.
-fn origin_allowed(req: &Request<Incoming>, allowed: &[String]) -> bool {
+pub(super) fn origin_allowed(req: &Request<Incoming>, allowed: &[String]) -> bool {
     if allowed.is_empty() {
         return true;
     }

@@ -3,9 +3,8 @@
 //! client package (`clients/js/src/index.js`), served as
 //! `/assets/tickergate-client.js`, the same file npm users get.
 
-use super::response::Resp;
+use super::response::{full, Resp};
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
@@ -64,7 +63,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
 /// The embedded file at `path`, if there is one.
 pub(super) fn asset(path: &str) -> Option<Resp> {
     let a = ASSETS.iter().find(|a| a.path == path)?;
-    let mut r = Response::new(Full::new(Bytes::from_static(a.body)));
+    let mut r = Response::new(full(Bytes::from_static(a.body)));
     *r.status_mut() = StatusCode::OK;
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(a.content_type));

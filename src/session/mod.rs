@@ -23,6 +23,7 @@ mod ops;
 mod rate;
 mod serve;
 mod socket;
+pub(crate) mod sse;
 
 pub use config::SessionConfig;
 pub(crate) use socket::PlainTcp;

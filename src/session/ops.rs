@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 /// `max_hz` as [`Sub::interval_us`]. Never panics: a tiny rate saturates
 /// (a float-to-int `as` cast does), which also keeps `now + interval` far
 /// from overflowing.
-fn interval_us(hz: Option<f64>) -> u32 {
+pub(super) fn interval_us(hz: Option<f64>) -> u32 {
     hz.map_or(0, |h| (1e6 / h) as u32)
 }
 
