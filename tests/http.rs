@@ -55,8 +55,14 @@ async fn quotes_endpoint_errors() {
     let (code, body) = http_get(gw.local_addr, "/v1/quotes").await;
     assert_eq!(code, 400);
     assert!(body.contains("bad_request"));
-    let (code, _) = http_get(gw.local_addr, "/nowhere").await;
+    let (code, body) = http_get(gw.local_addr, "/nowhere").await;
     assert_eq!(code, 404);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["code"], "not_found", "{body}");
+    assert!(
+        v["message"].as_str().unwrap().contains("/nowhere"),
+        "{body}"
+    );
     let (code, _) = http_request(
         gw.local_addr,
         "POST /v1/quotes HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",

@@ -130,7 +130,7 @@ pub(super) async fn handle(req: Request<Incoming>, ingest: &Ingest) -> Resp {
     if ingest.is_empty() {
         return error(
             StatusCode::NOT_FOUND,
-            ErrorCode::BadRequest,
+            ErrorCode::NotFound,
             "ingest is not configured: no feed of kind \"http\"",
         );
     }

@@ -123,8 +123,11 @@ pub(super) fn route(req: Request<Incoming>, ctx: Arc<Context>, peer: SocketAddr)
         _ => super::web::asset(path).unwrap_or_else(|| {
             error(
                 StatusCode::NOT_FOUND,
-                ErrorCode::BadRequest,
-                "no such endpoint",
+                ErrorCode::NotFound,
+                &format!(
+                    "no such endpoint: {}; see / (the board), /v1/ws, /v1/sse, /v1/quotes, /v1/symbols, /v1/feeds, /metrics, /healthz, /readyz",
+                    path.chars().take(100).collect::<String>()
+                ),
             )
         }),
     }

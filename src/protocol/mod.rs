@@ -27,11 +27,13 @@ pub enum ErrorCode {
     Unauthorized,
     ForbiddenSymbol,
     PayloadTooLarge,
+    /// HTTP only: no such endpoint (added 2026-12-07).
+    NotFound,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownOp,
         ErrorCode::UnknownSymbol,
@@ -40,6 +42,7 @@ impl ErrorCode {
         ErrorCode::Unauthorized,
         ErrorCode::ForbiddenSymbol,
         ErrorCode::PayloadTooLarge,
+        ErrorCode::NotFound,
         ErrorCode::Internal,
     ];
 
@@ -53,6 +56,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::ForbiddenSymbol => "forbidden_symbol",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::NotFound => "not_found",
             ErrorCode::Internal => "internal",
         }
     }

@@ -138,11 +138,51 @@ fn uint_field(
     }
 }
 
+/// What a message that is not JSON gets told: what is wrong, where, and
+/// the byte found there (a control byte in hex), in words that point at
+/// the client's text, not at the server. simd-json's own errors name a
+/// structural position, not the bad byte, so the refused text (kept
+/// before simd-json parsed it in place) is read again with serde_json,
+/// on this error path only.
+fn not_json(original: &[u8]) -> String {
+    const HINT: &str = "; send one JSON object per message, e.g. {\"op\":\"ping\"}";
+    let e = match serde_json::from_slice::<serde::de::IgnoredAny>(original) {
+        Ok(_) => return format!("not JSON (nested too deeply?){HINT}"),
+        Err(e) => e,
+    };
+    let text = e.to_string();
+    let what = text.split(" at line ").next().unwrap_or(&text);
+    // serde_json's line and column (1-based, in bytes) as an offset.
+    let line_start: usize = original
+        .split(|&b| b == b'\n')
+        .take(e.line().saturating_sub(1))
+        .map(|l| l.len() + 1)
+        .sum();
+    let off = line_start + e.column().saturating_sub(1);
+    match original.get(off) {
+        _ if e.classify() == serde_json::error::Category::Eof => format!(
+            "not JSON: {what} (the message ends at offset {}){HINT}",
+            original.len()
+        ),
+        Some(&b) if b.is_ascii_graphic() || b == b' ' => {
+            format!(
+                "not JSON: {what}, found {:?} at offset {off}{HINT}",
+                b as char
+            )
+        }
+        Some(&b) => format!("not JSON: {what}, found byte {b:#04x} at offset {off}{HINT}"),
+        None => format!("not JSON: {what} at offset {off}{HINT}"),
+    }
+}
+
 /// Parses one client text message. `buf` is parsed in place (simd-json).
 /// `max_symbols_per_op` bounds the `symbols` array.
 pub fn parse_op(buf: &mut [u8], max_symbols_per_op: usize) -> Result<(Option<OpId>, Op), OpError> {
-    let value = simd_json::to_borrowed_value(buf)
-        .map_err(|e| bad(&None, format!("malformed JSON: {e}")))?;
+    // Ops are small (at most `max_message_bytes`) and rate-limited: a copy
+    // for the error message costs little, and simd-json's in-place parse
+    // may have changed `buf` by the time it fails.
+    let original = buf.to_vec();
+    let value = simd_json::to_borrowed_value(buf).map_err(|_| bad(&None, not_json(&original)))?;
     let Value::Object(obj) = &value else {
         return Err(bad(
             &None,
@@ -319,8 +359,31 @@ mod tests {
     #[test]
     fn table_of_bad_ops() {
         let cases: &[(&str, ErrorCode, &str)] = &[
-            ("{", ErrorCode::BadRequest, "malformed JSON"),
-            ("", ErrorCode::BadRequest, "malformed JSON"),
+            (
+                "{",
+                ErrorCode::BadRequest,
+                "not JSON: EOF while parsing an object (the message ends at offset 1)",
+            ),
+            (
+                "",
+                ErrorCode::BadRequest,
+                "not JSON: EOF while parsing a value (the message ends at offset 0)",
+            ),
+            (
+                "hello",
+                ErrorCode::BadRequest,
+                "not JSON: expected value, found 'h' at offset 0",
+            ),
+            (
+                "{\"op\":\"ping\"} x",
+                ErrorCode::BadRequest,
+                "not JSON: trailing characters, found 'x' at offset 14",
+            ),
+            (
+                "{\"op\":\u{1}}",
+                ErrorCode::BadRequest,
+                "found byte 0x01 at offset 6",
+            ),
             ("[1,2]", ErrorCode::BadRequest, "must be a JSON object"),
             ("\"ping\"", ErrorCode::BadRequest, "must be a JSON object"),
             ("{}", ErrorCode::BadRequest, "missing field `op`"),
