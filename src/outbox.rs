@@ -322,6 +322,8 @@ pub(crate) struct Direct {
     pub(crate) subs: Vec<Sub>,
     pub(crate) scan_from: u32,
     pub(crate) frame_hint: u32,
+    /// Frames the fan-out wrote directly (for the session's close log).
+    pub(crate) frames: u32,
     /// How much the client has left unread (see [`crate::flow`]): here rather
     /// than in the task, which both use (under this lock) and where every
     /// byte is paid per connection.
@@ -417,6 +419,7 @@ pub(crate) fn deliver(
         subs,
         scan_from,
         frame_hint,
+        frames,
         window,
         ack,
         news,
@@ -469,6 +472,7 @@ pub(crate) fn deliver(
         bytes.extend_from_slice(&probe);
     }
     ack.sent_frame();
+    *frames = frames.wrapping_add(1);
     news.wrote_at = Some(now);
     match tcp.try_write(&bytes[start..]) {
         Ok(n) if start + n == bytes.len() => {

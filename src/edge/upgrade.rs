@@ -134,6 +134,7 @@ fn try_upgrade(mut req: Request<Incoming>, ctx: Arc<Context>, peer: SocketAddr) 
     let adm = Admission {
         held: admit(&ctx, peer),
         token,
+        peer,
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     // This task only waits for hyper to hand over the connection; the

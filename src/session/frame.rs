@@ -175,6 +175,7 @@ impl Session {
         out.push(']');
         self.frame_hint = out.len().clamp(256, max + 64) as u32;
         count_frame(m, &out, n_ctrl, &data);
+        self.frames = self.frames.wrapping_add(1);
         if starts_flow {
             self.flow_reply = (0, 0);
             self.start_flow(window);

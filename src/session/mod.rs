@@ -63,6 +63,8 @@ pub(crate) struct Context {
     pub auth: Arc<Auth>,
     pub shutdown: Trigger,
     next_id: AtomicU64,
+    /// When the gateway started (sessions log their duration against it).
+    started: std::time::Instant,
     /// This process's seq numbering, as sent in `welcome`: every symbol's
     /// seq starts again at 1 when the gateway restarts, and a client that
     /// sees another epoch knows it (16 hex digits, different for every
@@ -90,8 +92,14 @@ impl Context {
             auth,
             shutdown,
             next_id: AtomicU64::new(1),
+            started: std::time::Instant::now(),
             epoch: new_epoch(),
         }
+    }
+
+    /// Milliseconds since the gateway started, wrapping at 2^32.
+    fn uptime_ms(&self) -> u32 {
+        self.started.elapsed().as_millis() as u32
     }
 
     /// See [`Context::epoch`](Context#structfield.epoch).
@@ -128,6 +136,8 @@ pub(crate) struct Admission {
     /// The token that came with the upgrade request, checked: `None` when
     /// none came (or auth is off).
     pub token: Option<Result<Arc<Entitlement>, AuthError>>,
+    /// The client's address (for the open log line only: not kept).
+    pub peer: std::net::SocketAddr,
 }
 
 /// How a session ends.
@@ -178,6 +188,12 @@ struct Session {
     /// Where the next scan starts: a frame cut at `max_frame_bytes` resumes
     /// after the last subscription it carried, so no symbol starves.
     scan_from: u32,
+    /// Frames this task wrote (the fan-out's direct writes are counted in
+    /// the parked state), for the close log line.
+    frames: u32,
+    /// When the session opened, ms since the gateway started (wraps after
+    /// 49 days; only differences are used), for the close log line.
+    opened_ms: u32,
     /// Ack mode is on (the window itself is in the parked state, under its
     /// lock; this flag spares sessions without it the lock).
     acking: bool,
@@ -230,6 +246,8 @@ where
         frame_hint: 256,
         due: None,
         scan_from: 0,
+        frames: 0,
+        opened_ms: ctx.uptime_ms(),
         acking: false,
         flow_reply: (0, 0),
         last_write: Instant::now(),
@@ -253,6 +271,12 @@ where
         Some(exit)
     } else {
         s.ctx.metrics.connections_opened.inc();
+        tracing::debug!(
+            session = %format_args!("{id:016x}"),
+            peer = %adm.peer,
+            key = s.key_name(),
+            "session open"
+        );
         let ctx = s.ctx.clone();
         s.push(Control::Welcome {
             protocol: PROTOCOL_VERSION,
@@ -269,6 +293,7 @@ where
             None => s.serve(&mut ws).await,
             Some(refused) => refused,
         };
+        s.log_close(&exit);
         match exit {
             Exit::Close(d) => {
                 s.ctx.metrics.closed(d);
@@ -308,6 +333,35 @@ fn clamp_u32(n: usize) -> u32 {
 impl Session {
     fn cfg(&self) -> &SessionConfig {
         &self.ctx.config
+    }
+
+    /// The key's name for log lines ("-" without auth or before it).
+    fn key_name(&self) -> &str {
+        self.entitlement.as_ref().map_or("-", |e| e.name.as_str())
+    }
+
+    /// The session's close line (debug): how it ended, after how long and
+    /// how many frames.
+    fn log_close(&self, exit: &Exit) {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        let (code, reason) = match exit {
+            Exit::Close(d) => (d.code, d.reason),
+            Exit::PeerClosed => (0, "closed by the client"),
+            Exit::Gone => (0, "connection lost"),
+        };
+        let frames = u64::from(self.frames) + u64::from(self.handle.direct.lock().frames);
+        let ms = self.ctx.uptime_ms().wrapping_sub(self.opened_ms);
+        tracing::debug!(
+            session = %format_args!("{:016x}", self.handle.id),
+            key = self.key_name(),
+            code,
+            reason,
+            duration_ms = ms,
+            frames,
+            "session closed"
+        );
     }
 
     fn push(&mut self, msg: Control) {
@@ -416,6 +470,7 @@ mod tests {
         let adm = Admission {
             held: Err(&Disconnect::SERVER_FULL),
             token: None,
+            peer: "127.0.0.1:1".parse().unwrap(),
         };
         let fut = run(ws, gw.session_context().clone(), adm, None);
         // The stream is held once; count it at its (larger) production size.
