@@ -1,11 +1,12 @@
 //! The command line: flags for the common knobs over the configuration
-//! file, `--check-config`, and the `record` subcommand. Parsed with clap,
-//! which also gives `--help` and `--version`.
+//! file, `--check-config`, and the `record` and `watch` subcommands.
+//! Parsed with clap, which also gives `--help` and `--version`.
 
 use crate::config::{Config, ConfigError};
 use crate::feed::FeedConfig;
 use crate::gateway::Gateway;
 use crate::record::{record, RecordOptions};
+use crate::watch::{self, Endpoint};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,6 +64,66 @@ pub enum Command {
         after_help = "Without --duration or --max-frames it records until Ctrl-C (or SIGTERM).\nReplay the file with a feed of kind = \"replay\" (see README.md)."
     )]
     Record(RecordArgs),
+    /// Watch live quotes from a running gateway: a table on a terminal, JSON lines otherwise
+    #[command(after_help = WATCH_HELP)]
+    Watch(WatchArgs),
+}
+
+const WATCH_HELP: &str = "\
+Output: on a terminal, a live table redrawn in place (at most 10 times a
+second): bid, ask and last exactly as the gateway sent them, JUMPS (updates
+conflated away, from seq gaps), AGE (ms since the gateway stamped the
+quote), STALE. With --json, or when stdout is not a terminal, one JSON line
+per server message as received (welcome, subscribed, quote, status,
+heartbeat, error), for jq; quotes older than one already printed (a
+reconnect's snapshot) are left out.
+
+Auth: the token (--token, else $TICKERGATE_TOKEN) is sent in an `auth` op
+when the gateway's welcome says auth_required, so it stays out of URLs.
+
+Reconnects: full-jitter exponential backoff (a random delay up to 0.5 s,
+doubling to at most 20 s; back to 0.5 s once a gateway answers), then
+subscribes again. A gateway that is not reachable at start is retried the
+same way, each failure reported on stderr (or on the status line), forever
+unless --retries is given. Within one gateway run (epoch) seqs only grow:
+older quotes are dropped; a restarted gateway (new epoch) starts over.
+
+Exit status:
+  0  stopped by Ctrl-C (SIGINT) or SIGTERM, or stdout closed
+  1  other error (e.g. stdout not writable)
+  2  bad command line, URL or --ca; unknown symbol; too many symbols
+  3  token refused, or required and not given; a symbol the token may not see
+  4  gateway not reachable after --retries attempts
+
+Examples:
+  tickergate watch AAPL MSFT BTC-USD
+  tickergate watch --url wss://md.example.com --max-hz 2 AAPL
+  tickergate watch AAPL | jq -c 'select(.type == \"quote\") | [.symbol, .bid, .ask]'";
+
+/// `tickergate watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Gateway: ws://, wss://, http(s):// (as ws(s)://) or host:port; /v1/ws is appended unless the path ends with it
+    #[arg(long, value_name = "URL", default_value = "ws://127.0.0.1:8080")]
+    pub url: String,
+    /// Token for a gateway with [auth] (default: $TICKERGATE_TOKEN, which keeps it out of `ps`)
+    #[arg(long, value_name = "T")]
+    pub token: Option<String>,
+    /// At most N updates per second per symbol (the subscription's max_hz)
+    #[arg(long, value_name = "N", value_parser = positive_hz)]
+    pub max_hz: Option<f64>,
+    /// One JSON line per server message, also on a terminal
+    #[arg(long)]
+    pub json: bool,
+    /// PEM file of CA certificates trusted for wss:// (default: $SSL_CERT_FILE, else the system's)
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Give up (exit 4) when the first attempt and N retries in a row all fail to reach the gateway; default: retry forever
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// Symbols to watch (case-sensitive), e.g. AAPL BTC-USD
+    #[arg(value_name = "SYMBOL", required = true)]
+    pub symbols: Vec<String>,
 }
 
 /// `tickergate record`.
@@ -86,6 +147,18 @@ pub struct RecordArgs {
     /// Stop after N frames
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_frames: Option<u64>,
+}
+
+/// A `--max-hz` that is not a positive number.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?}: must be a positive number")]
+struct NotPositive(String);
+
+fn positive_hz(s: &str) -> Result<f64, NotPositive> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|hz| hz.is_finite() && *hz > 0.0)
+        .ok_or_else(|| NotPositive(s.to_string()))
 }
 
 /// A `--duration` that is not a positive number of seconds.
@@ -141,17 +214,61 @@ impl ServeArgs {
 /// The `tickergate` binary: parse the command line, run what it asks for,
 /// return the exit code (2 for a bad command line or configuration).
 pub fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
+    let filter = |default: &str| {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+    };
     match cli.command {
-        Some(Command::Record(args)) => record_main(args),
-        None => serve_main(&cli.serve),
+        Some(Command::Watch(args)) => {
+            // stdout carries the table or the JSON lines: logs (only with
+            // RUST_LOG) go to stderr.
+            tracing_subscriber::fmt()
+                .with_env_filter(filter("off"))
+                .with_writer(std::io::stderr)
+                .init();
+            watch_main(args)
+        }
+        Some(Command::Record(args)) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(filter("info"))
+                .init();
+            record_main(args)
+        }
+        None => {
+            tracing_subscriber::fmt()
+                .with_env_filter(filter("info"))
+                .init();
+            serve_main(&cli.serve)
+        }
     }
+}
+
+fn watch_main(args: WatchArgs) -> ExitCode {
+    use std::io::IsTerminal;
+    let endpoint = match Endpoint::parse(&args.url) {
+        Ok(e) => e,
+        Err(e) => return usage_error(e),
+    };
+    let token = args.token.or_else(|| {
+        std::env::var("TICKERGATE_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+    });
+    let opts = watch::Options {
+        endpoint,
+        ca: args.ca,
+        token,
+        max_hz: args.max_hz,
+        json: args.json || !std::io::stdout().is_terminal(),
+        retries: args.retries,
+        symbols: args.symbols,
+    };
+    let rt = match runtime(None) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    ExitCode::from(rt.block_on(watch::run(opts)))
 }
 
 fn usage_error(e: impl std::fmt::Display) -> ExitCode {
@@ -353,5 +470,43 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn watch_arguments() {
+        let cli = parse(
+            "watch --url wss://h --token t --max-hz 2.5 --json --ca ca.pem --retries 3 AAPL MSFT",
+        )
+        .unwrap();
+        let Some(Command::Watch(a)) = cli.command else {
+            panic!("watch")
+        };
+        assert_eq!(a.url, "wss://h");
+        assert_eq!(a.token.as_deref(), Some("t"));
+        assert_eq!(a.max_hz, Some(2.5));
+        assert!(a.json);
+        assert_eq!(a.ca.as_deref(), Some(Path::new("ca.pem")));
+        assert_eq!(a.retries, Some(3));
+        assert_eq!(a.symbols, ["AAPL", "MSFT"]);
+        let Some(Command::Watch(a)) = parse("watch AAPL").unwrap().command else {
+            panic!("watch")
+        };
+        assert_eq!(a.url, "ws://127.0.0.1:8080");
+        assert!(!a.json && a.token.is_none() && a.max_hz.is_none() && a.retries.is_none());
+        for bad in [
+            "watch",
+            "watch --url ws://h",
+            "watch --max-hz 0 A",
+            "watch --max-hz -1 A",
+            "watch --max-hz nan A",
+            "watch --max-hz inf A",
+            "watch --retries -1 A",
+            "watch --bogus A",
+            "--listen 127.0.0.1:0 watch A",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        let help = parse("watch --help").unwrap_err().to_string();
+        assert!(help.contains("Exit status"), "{help}");
     }
 }

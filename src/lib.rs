@@ -33,7 +33,8 @@
 //! (docs/architecture.md has the whole graph): `model`, `sync`,
 //! `invalid`, `shutdown` → `protocol`, `metrics` → `slots` → `normalize` →
 //! `feed` → `flow`, `encode`, `outbox` → `fanout` → `auth` → `session` →
-//! `edge` → `config` → `gateway`, `record` → `cli`.
+//! `edge` → `config` → `gateway`, `record` → `cli`; `watch` (a client:
+//! `shutdown`, `model`) → `cli`.
 
 pub mod auth;
 pub mod cli;
@@ -55,6 +56,7 @@ pub(crate) mod session;
 pub mod shutdown;
 pub mod slots;
 pub(crate) mod sync;
+pub mod watch;
 
 pub use config::Config;
 pub use gateway::Gateway;
