@@ -26,6 +26,34 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub serve: ServeArgs,
+    /// Log lines on stderr as plain text (colours only on a terminal) or
+    /// as one JSON object per line, for log shippers
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs go to stderr (stdout carries the banner, `watch`'s output and
+/// `--check-config`'s verdict), with `RUST_LOG` over `default`; colours
+/// only when stderr is a terminal, so a log file or journald gets plain
+/// text.
+fn init_logs(format: LogFormat, default: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => b.json().with_current_span(false).init(),
+        LogFormat::Text => b.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
 
 /// Running the gateway (no subcommand).
@@ -215,30 +243,19 @@ impl ServeArgs {
 /// return the exit code (2 for a bad command line or configuration).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = |default: &str| {
-        tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
-    };
     match cli.command {
         Some(Command::Watch(args)) => {
-            // stdout carries the table or the JSON lines: logs (only with
-            // RUST_LOG) go to stderr.
-            tracing_subscriber::fmt()
-                .with_env_filter(filter("off"))
-                .with_writer(std::io::stderr)
-                .init();
+            // stdout carries the table or the JSON lines; logs only with
+            // RUST_LOG.
+            init_logs(cli.log_format, "off");
             watch_main(args)
         }
         Some(Command::Record(args)) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(filter("info"))
-                .init();
+            init_logs(cli.log_format, "info");
             record_main(args)
         }
         None => {
-            tracing_subscriber::fmt()
-                .with_env_filter(filter("info"))
-                .init();
+            init_logs(cli.log_format, "info");
             serve_main(&cli.serve)
         }
     }

@@ -323,6 +323,7 @@ impl Gateway {
         let listener = edge::bind(addr).map_err(bind_err)?;
         let local_addr = listener.local_addr().map_err(bind_err)?;
         let server = config.server;
+        let summary_every = server.log_summary_secs;
         p.metrics.connections_max.set(server.max_connections as i64);
         let ws_config = edge::ws_config(&config.session);
         let session = Arc::new(session::Context::new(
@@ -366,6 +367,14 @@ impl Gateway {
                 .watchdog(p.slots, p.metrics.clone(), p.trigger.subscribe()),
         );
         tokio::spawn(edge::limits::prune_task(edge.clone()));
+        if summary_every > 0 {
+            tokio::spawn(log_summary(
+                p.metrics.clone(),
+                feeds.clone(),
+                Duration::from_secs(summary_every),
+                p.trigger.subscribe(),
+            ));
+        }
         if let Some(store) = &certs {
             let every = store.config().check_secs;
             if every > 0 {
@@ -485,5 +494,52 @@ impl Gateway {
     /// What a session runs with.
     pub(crate) fn session_context(&self) -> &Arc<session::Context> {
         &self.session
+    }
+}
+
+/// Every `every`, one `info` line an operator can read at a glance:
+/// sessions open (SSE among them), opened and closed since the last line,
+/// the server's closes by code since then, and each feed's state.
+async fn log_summary(
+    metrics: Arc<Metrics>,
+    feeds: Arc<Feeds>,
+    every: Duration,
+    mut shutdown: crate::shutdown::Shutdown,
+) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_open = metrics.connections.get();
+    let mut last_opened = metrics.connections_opened.get();
+    let mut last_closes = metrics.closes_by_code();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait() => return,
+        }
+        let open = metrics.connections.get();
+        let opened_total = metrics.connections_opened.get();
+        let opened = opened_total.saturating_sub(last_opened);
+        // Whatever was open or opened and is no longer open has closed.
+        let closed = (last_open + opened as i64 - open).max(0);
+        let closes = metrics.closes_by_code();
+        let by_code: Vec<String> = closes
+            .iter()
+            .zip(&last_closes)
+            .filter(|((_, now), (_, before))| now > before)
+            .map(|((code, now), (_, before))| format!("{code}x{}", now - before))
+            .collect();
+        let feed_states: Vec<String> = feeds
+            .iter()
+            .map(|f| format!("{} {}", f.name, if f.is_up() { "live" } else { "stale" }))
+            .collect();
+        tracing::info!(
+            "sessions: {open} open ({} SSE), {opened} opened, {closed} closed; server closes by code: {}; feeds: {}",
+            metrics.sse_sessions.get(),
+            if by_code.is_empty() { "none".to_string() } else { by_code.join(" ") },
+            feed_states.join(", ")
+        );
+        last_open = open;
+        last_opened = opened_total;
+        last_closes = closes;
     }
 }

@@ -321,6 +321,13 @@ impl Metrics {
         self.errors.with_label_values(&[code.as_str()]).inc();
     }
 
+    /// Server closes so far, by close code label (the log summary).
+    pub fn closes_by_code(&self) -> Vec<(&'static str, u64)> {
+        Disconnect::labels()
+            .map(|l| (l, self.closes.with_label_values(&[l]).get()))
+            .collect()
+    }
+
     /// Counts a session the server closed.
     pub fn closed(&self, d: &Disconnect) {
         self.closes.with_label_values(&[d.label]).inc();

@@ -313,3 +313,134 @@ async fn sighup_reloads_jwt_public_keys() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Starts the binary with `args` and `RUST_LOG`, stderr (the log) read
+/// line by line into a shared buffer.
+fn spawn_logged(
+    args: &[&str],
+    rust_log: &str,
+) -> (
+    Proc,
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", rust_log)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tickergate");
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let proc = Proc(child);
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines.next().expect("binary printed its address").unwrap();
+        if let Some(rest) = line.trim().strip_prefix("WebSocket : ws://") {
+            break rest.split('/').next().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (proc, addr, log)
+}
+
+async fn wait_log(
+    log: &std::sync::Mutex<Vec<String>>,
+    what: &str,
+    f: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + EVENT_DEADLINE;
+    loop {
+        if let Some(l) = log.lock().unwrap().iter().find(|l| f(l)) {
+            return l.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no log line {what}: {:?}",
+            log.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An operator's log: session open and close lines at debug (peer,
+/// session id, key, close code and reason, duration, frames), a periodic
+/// summary at info, and no colour codes when stderr is not a terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_sessions_and_summaries_in_plain_text() {
+    let dir = std::env::temp_dir().join(format!("tg-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("log.toml");
+    std::fs::write(
+        &cfg,
+        "[server]\nlog_summary_secs = 1\n\n[[feeds]]\nkind = \"sim\"\nrate = 500\n",
+    )
+    .unwrap();
+    let (_p, addr, log) = spawn_logged(
+        &["--config", cfg.to_str().unwrap()],
+        "info,tickergate::session=debug",
+    );
+    let (mut c, w) = Client::connect_welcomed(addr).await;
+    let id = w["session"].as_str().unwrap().to_string();
+    c.subscribe(1, &["AAPL"]).await;
+    c.recv_type("quote").await;
+    let open = wait_log(&log, "session open", |l| l.contains("session open")).await;
+    assert!(open.contains(&format!("session={id}")), "{open}");
+    assert!(open.contains("peer=127.0.0.1:"), "{open}");
+    assert!(open.contains("key=-"), "{open}");
+    let summary = wait_log(&log, "summary", |l| l.contains("sessions: 1 open")).await;
+    assert!(summary.contains("feeds: sim live"), "{summary}");
+    assert!(summary.contains(" INFO "), "{summary}");
+    drop(c);
+    let closed = wait_log(&log, "session closed", |l| l.contains("session closed")).await;
+    assert!(closed.contains(&format!("session={id}")), "{closed}");
+    assert!(closed.contains("duration_ms="), "{closed}");
+    let frames: u64 = closed
+        .split("frames=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        frames >= 2,
+        "welcome and at least one quote frame: {closed}"
+    );
+    assert!(
+        closed.contains("closed by the client") || closed.contains("connection lost"),
+        "{closed}"
+    );
+    wait_log(&log, "summary counting the close", |l| {
+        l.contains("0 open") && l.contains("1 closed")
+    })
+    .await;
+    assert!(
+        log.lock().unwrap().iter().all(|l| !l.contains('\x1b')),
+        "no ANSI codes when stderr is not a terminal"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--log-format json`: every log line is one JSON object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_log_format() {
+    let (_p, addr, log) = spawn_logged(&["--log-format", "json"], "info,tickergate::session=debug");
+    let (c, _) = Client::connect_welcomed(addr).await;
+    drop(c);
+    let closed = wait_log(&log, "session closed", |l| l.contains("session closed")).await;
+    let v: serde_json::Value = serde_json::from_str(&closed).expect("a JSON log line");
+    assert_eq!(v["level"], "DEBUG");
+    assert_eq!(v["fields"]["message"], "session closed");
+    assert!(v["fields"]["frames"].as_u64().is_some(), "{v}");
+    for l in log.lock().unwrap().iter() {
+        serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+    }
+}

@@ -23,6 +23,10 @@ pub struct ServerConfig {
     /// Time to read a request head before the HTTP connection is dropped,
     /// in milliseconds. Default 10000.
     pub header_timeout_ms: u64,
+    /// How often an `info` summary is logged (sessions open, opened and
+    /// closed since the last, closes by code, feeds' states), in seconds;
+    /// 0 turns it off. Default 60.
+    pub log_summary_secs: u64,
     /// On SIGINT/SIGTERM, how long sessions get to deliver their 1001 close
     /// before the process exits anyway, in milliseconds. Default 3000.
     pub shutdown_grace_ms: u64,
@@ -59,6 +63,7 @@ impl Default for ServerConfig {
             worker_threads: 0,
             max_connections: 20_000,
             header_timeout_ms: 10_000,
+            log_summary_secs: 60,
             shutdown_grace_ms: 3_000,
             conn_rate_per_ip: 20,
             conn_burst_per_ip: 40,

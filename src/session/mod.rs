@@ -274,7 +274,7 @@ where
         tracing::debug!(
             session = %format_args!("{id:016x}"),
             peer = %adm.peer,
-            key = s.key_name(),
+            key = %s.key_name(),
             "session open"
         );
         let ctx = s.ctx.clone();
@@ -355,9 +355,9 @@ impl Session {
         let ms = self.ctx.uptime_ms().wrapping_sub(self.opened_ms);
         tracing::debug!(
             session = %format_args!("{:016x}", self.handle.id),
-            key = self.key_name(),
+            key = %self.key_name(),
             code,
-            reason,
+            reason = %reason,
             duration_ms = ms,
             frames,
             "session closed"
