@@ -38,6 +38,7 @@
 
 pub mod auth;
 pub mod cli;
+pub(crate) mod client_tls;
 pub mod config;
 pub(crate) mod edge;
 pub mod encode;

@@ -83,8 +83,7 @@ impl Jitter {
     }
 }
 
-type Upstream =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Upstream = tokio_tungstenite::WebSocketStream<Box<dyn crate::client_tls::Io>>;
 
 /// One feed's reading side: the adapter, its normalizer and health, and
 /// the buffers reused for every frame.
@@ -200,8 +199,53 @@ impl<V: Venue> Reader<V> {
 enum ConnectError {
     #[error("connect failed: {0}")]
     Failed(#[from] tokio_tungstenite::tungstenite::Error),
+    #[error("connect failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("connect timed out after {0:?}")]
     TimedOut(Duration),
+}
+
+/// The TLS connector for `wss://` venues, built once (the system's CA
+/// bundle, or `$SSL_CERT_FILE`); the error, if any, is kept and reported
+/// at every attempt.
+fn venue_tls() -> Result<tokio_rustls::TlsConnector, ConnectError> {
+    static TLS: std::sync::OnceLock<Result<tokio_rustls::TlsConnector, String>> =
+        std::sync::OnceLock::new();
+    TLS.get_or_init(|| crate::client_tls::tls_connector(None).map_err(|e| e.to_string()))
+        .clone()
+        .map_err(ConnectError::Tls)
+}
+
+/// TCP (no Nagle), TLS for `wss://`, then the WebSocket handshake.
+async fn open(url: &str, ws_cfg: WebSocketConfig) -> Result<Upstream, ConnectError> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let req = url.into_client_request()?;
+    let uri = req.uri();
+    let tls = uri.scheme_str() == Some("wss");
+    let host = uri.host().unwrap_or_default().to_string();
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+    tcp.set_nodelay(true)?;
+    let stream: Box<dyn crate::client_tls::Io> = if tls {
+        // IPv6 literals come bracketed in the URI.
+        let bare = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let name = rustls::pki_types::ServerName::try_from(bare)
+            .map_err(|e| ConnectError::Tls(format!("{host}: not a TLS server name: {e}")))?;
+        let tls = venue_tls()?
+            .connect(name, tcp)
+            .await
+            .map_err(|e| ConnectError::Tls(format!("with {host}: {e}")))?;
+        Box::new(tls)
+    } else {
+        Box::new(tcp)
+    };
+    let (ws, _) = tokio_tungstenite::client_async_with_config(req, stream, Some(ws_cfg)).await?;
+    Ok(ws)
 }
 
 /// Connects to `url` within `connect_timeout`. `Ok(None)` is shutdown.
@@ -211,14 +255,13 @@ async fn connect(
     ws_cfg: WebSocketConfig,
     shutdown: &mut Shutdown,
 ) -> Result<Option<Upstream>, ConnectError> {
-    let connect = tokio_tungstenite::connect_async_with_config(url, Some(ws_cfg), true);
     let conn = tokio::select! {
         _ = shutdown.wait() => return Ok(None),
-        r = tokio::time::timeout(cfg.connect_timeout, connect) => r,
+        r = tokio::time::timeout(cfg.connect_timeout, open(url, ws_cfg)) => r,
     };
     match conn {
-        Ok(Ok((ws, _))) => Ok(Some(ws)),
-        Ok(Err(e)) => Err(e.into()),
+        Ok(Ok(ws)) => Ok(Some(ws)),
+        Ok(Err(e)) => Err(e),
         Err(_) => Err(ConnectError::TimedOut(cfg.connect_timeout)),
     }
 }
