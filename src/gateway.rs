@@ -343,6 +343,7 @@ impl Gateway {
                 server.conn_burst_per_ip,
             ),
             ip_sessions: Arc::new(edge::limits::IpSessions::new(server.max_connections_per_ip)),
+            trusted: server.trusted(),
             conn_limit: Arc::new(Semaphore::new(
                 server.max_connections.min(Semaphore::MAX_PERMITS),
             )),

@@ -50,6 +50,12 @@ pub struct ServerConfig {
     /// whose `Origin` is not listed gets 403; requests without `Origin`
     /// (non-browser clients) are always allowed. Default: empty, any origin.
     pub allowed_origins: Vec<String>,
+    /// Reverse proxies (CIDR, e.g. `127.0.0.1/32`, `10.0.0.0/8`) whose
+    /// `X-Forwarded-For` names the client: for their connections the
+    /// client's address is the right-most entry that is not a trusted
+    /// proxy, and the per-address limits, logs and metrics use it. Nobody
+    /// else's header is believed. Default: empty.
+    pub trusted_proxies: Vec<String>,
     /// `[server.tls]`: serve `wss://` and `https://` instead of plain TCP.
     /// Default: absent, plain `ws://` and `http://`.
     pub tls: Option<TlsConfig>,
@@ -70,12 +76,22 @@ impl Default for ServerConfig {
             max_connections_per_ip: 0,
             conn_limiter_prune_ms: 5_000,
             allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             tls: None,
         }
     }
 }
 
 impl ServerConfig {
+    /// `trusted_proxies`, parsed (entries that do not parse were refused
+    /// by [`ServerConfig::validate`]).
+    pub(crate) fn trusted(&self) -> Vec<super::proxy::Cidr> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|p| super::proxy::Cidr::parse(p))
+            .collect()
+    }
+
     /// Checks the fields; names them relative to `[server]`.
     pub fn validate(&self) -> Result<(), Invalid> {
         if self.shards > crate::slots::MAX_SHARDS {
@@ -96,6 +112,14 @@ impl ServerConfig {
                 return Err(Invalid::new(
                     format!("allowed_origins[{i}]"),
                     "an origin is scheme://host[:port] without a trailing slash",
+                ));
+            }
+        }
+        for (i, p) in self.trusted_proxies.iter().enumerate() {
+            if super::proxy::Cidr::parse(p).is_none() {
+                return Err(Invalid::new(
+                    format!("trusted_proxies[{i}]"),
+                    "a network is an address with an optional /prefix, e.g. 10.0.0.0/8 or ::1",
                 ));
             }
         }

@@ -28,7 +28,10 @@ pub(crate) async fn serve(listener: TcpListener, ctx: Arc<Context>) {
                 }
             },
         };
-        if !ctx.conn_limiter.check(peer.ip()) {
+        // A trusted proxy's connections carry many clients: their rate is
+        // checked per forwarded address when they ask for a session.
+        if !super::proxy::is_trusted(&ctx.trusted, peer.ip()) && !ctx.conn_limiter.check(peer.ip())
+        {
             refuse_rate_limited(stream, &ctx);
             continue;
         }

@@ -8,13 +8,15 @@
 //!   `/readyz`, `/v1/feeds`; `ingest`: `POST /v1/ingest` for `kind = "http"` feeds;
 //!   `web`: the ticker board at `/` and its embedded assets; `sse`:
 //!   `GET /v1/sse`, the Server-Sent Events stream;
-//! * [`limits`]: per-address connection limits; [`tls`]: certificates and
+//! * [`limits`]: per-address connection limits; [`proxy`]: the client's
+//!   address behind a trusted reverse proxy (`X-Forwarded-For`); [`tls`]: certificates and
 //!   their renewal; `response`: the HTTP responses all of them send.
 
 mod config;
 mod ingest;
 pub(crate) mod limits;
 mod listener;
+pub(crate) mod proxy;
 mod response;
 mod rest;
 mod sse;
@@ -52,6 +54,8 @@ pub(crate) struct Context {
     pub conn_limiter: ConnLimiter,
     /// Sessions per client address (`server.max_connections_per_ip`).
     pub ip_sessions: Arc<IpSessions>,
+    /// `server.trusted_proxies`, parsed.
+    pub trusted: Vec<proxy::Cidr>,
     pub ws_config: WebSocketConfig,
     /// `[server.tls]`: every accepted connection is TLS first.
     pub tls: Option<tokio_rustls::TlsAcceptor>,

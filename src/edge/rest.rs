@@ -65,6 +65,19 @@ pub(super) fn request_token(req: &Request<Incoming>) -> Option<String> {
 
 pub(super) fn route(req: Request<Incoming>, ctx: Arc<Context>, peer: SocketAddr) -> Resp {
     let path = req.uri().path();
+    // Behind a trusted proxy the client is the forwarded address: its
+    // session places, its connection rate (not checked at accept for a
+    // proxy's connections), its logs.
+    let via_proxy = !ctx.trusted.is_empty() && super::proxy::is_trusted(&ctx.trusted, peer.ip());
+    let peer = super::proxy::client_addr(&req, peer, &ctx.trusted);
+    if via_proxy && (path == "/v1/ws" || path == "/v1/sse") && !ctx.conn_limiter.check(peer.ip()) {
+        ctx.metrics.conn_rate_limited.inc();
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            "too many new connections from this address (server.conn_rate_per_ip)",
+        );
+    }
     if path == "/v1/ws" {
         return upgrade::upgrade(req, ctx, peer);
     }
