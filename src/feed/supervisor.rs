@@ -203,6 +203,8 @@ enum ConnectError {
     Io(#[from] std::io::Error),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("TLS: {0}")]
+    Ca(Arc<crate::client_tls::CaError>),
     #[error("connect timed out after {0:?}")]
     TimedOut(Duration),
 }
@@ -211,11 +213,11 @@ enum ConnectError {
 /// bundle, or `$SSL_CERT_FILE`); the error, if any, is kept and reported
 /// at every attempt.
 fn venue_tls() -> Result<tokio_rustls::TlsConnector, ConnectError> {
-    static TLS: std::sync::OnceLock<Result<tokio_rustls::TlsConnector, String>> =
-        std::sync::OnceLock::new();
-    TLS.get_or_init(|| crate::client_tls::tls_connector(None).map_err(|e| e.to_string()))
+    type Built = Result<tokio_rustls::TlsConnector, Arc<crate::client_tls::CaError>>;
+    static TLS: std::sync::OnceLock<Built> = std::sync::OnceLock::new();
+    TLS.get_or_init(|| crate::client_tls::tls_connector(None).map_err(Arc::new))
         .clone()
-        .map_err(ConnectError::Tls)
+        .map_err(ConnectError::Ca)
 }
 
 /// TCP (no Nagle), TLS for `wss://`, then the WebSocket handshake.

@@ -104,9 +104,9 @@ pub async fn run(
     };
     let mut ws = match connect {
         Ok(ws) => ws,
-        Err(reason) => {
+        Err(e) => {
             return Outcome::Lost {
-                reason,
+                reason: e.to_string(),
                 welcomed: false,
             }
         }
