@@ -436,9 +436,10 @@ function drawChart() {
   if (!ctx) return;
   ctx.clearRect(0, 0, w, h);
   const r = selected ? rows.get(selected) : undefined;
-  const style = getComputedStyle(document.documentElement);
-  const fg = style.getPropertyValue("--muted").trim() || "#888";
-  const line = style.getPropertyValue("--chart").trim() || "#0f766e";
+  // Resolved colours (the palette's light-dark() values are resolved on
+  // elements, not in the variables themselves).
+  const fg = getComputedStyle(el.chartTitle).color || "#888";
+  const line = getComputedStyle(c).color || "#0f766e";
   ctx.font = `${12 * dpr}px system-ui, sans-serif`;
   ctx.fillStyle = fg;
   if (!r || r.hist.length === 0) {
