@@ -365,10 +365,17 @@ async fn flooding_gets_rate_limited_then_closed_with_1008() {
         }
     }
     let mut limited = 0;
+    let mut ids = std::collections::BTreeSet::new();
     let code = loop {
         match c.next_event().await {
             Event::Msgs(ms) => {
-                limited += ms.iter().filter(|m| m["code"] == "rate_limited").count();
+                for m in ms.iter().filter(|m| m["code"] == "rate_limited") {
+                    limited += 1;
+                    // The refusal names the op it refused.
+                    let id = m["id"].as_i64().expect("rate_limited echoes the op's id");
+                    assert!((0..50).contains(&id), "{m}");
+                    assert!(ids.insert(id), "each op refused once: {m}");
+                }
             }
             Event::Close(code) => break code,
             Event::Eof => break None,

@@ -84,7 +84,7 @@ impl Session {
         match msg {
             Message::Text(t) => self.on_op(t.as_bytes()),
             Message::Binary(_) => {
-                if let Err(exit) = self.admit_op() {
+                if let Err(exit) = self.admit_op(None) {
                     return exit;
                 }
                 self.error(
@@ -103,15 +103,16 @@ impl Session {
     }
 
     /// Counts an inbound op against the rate limit: `Err` when it is
-    /// refused (answered `rate_limited`, or the session closes).
-    fn admit_op(&mut self) -> Result<(), Option<Exit>> {
+    /// refused (answered `rate_limited` with the op's `id`, or the session
+    /// closes).
+    fn admit_op(&mut self, id: Option<OpId>) -> Result<(), Option<Exit>> {
         self.ctx.metrics.ops_in.inc();
         match self.limiter.check() {
             OpVerdict::Admit => Ok(()),
             OpVerdict::Flooding => Err(Some(Exit::Close(&Disconnect::FLOODING))),
             OpVerdict::RateLimited => {
                 self.error(
-                    None,
+                    id,
                     ErrorCode::RateLimited,
                     "too many ops: slow down (see limits.max_msgs_per_sec in welcome)",
                     None,
@@ -148,7 +149,11 @@ impl Session {
                 return None;
             }
         }
-        if let Err(exit) = self.admit_op() {
+        let op_id = match &parsed {
+            Ok((id, _)) => id.clone(),
+            Err(e) => e.id.clone(),
+        };
+        if let Err(exit) = self.admit_op(op_id) {
             return exit;
         }
         let (id, op) = match parsed {

@@ -1085,8 +1085,9 @@ export class TickergateClient extends Emitter {
       for (const s of dropped) this._forget(s);
       conn.ops.delete(/** @type {number} */ (m.id));
     } else if (code === "rate_limited") {
-      // A refused op is not served, and the reply does not say which one:
-      // slow down, then send what the gateway does not hold yet again.
+      // A refused op is not served (its id is echoed since 2026-12-07;
+      // older gateways do not say which): slow down, then send again what
+      // the gateway does not hold yet.
       conn.tokens = -conn.burst;
       this._scheduleResync(conn);
     }
