@@ -336,3 +336,27 @@ async fn sample_config_and_ndjson() {
         (&json!("6012.25"), &json!("3"))
     );
 }
+
+/// A push feed that has sent nothing since the gateway started is stale
+/// after `stale_after_ms`, like one that went silent (it never was live):
+/// subscribers are told, and the first push makes it live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_that_never_sent_turns_stale_then_live_on_its_first_push() {
+    let gw = start_ingest(|f| f.stale_after_ms = 300).await;
+    let (mut c, _) = Client::connect_welcomed(gw.local_addr).await;
+    c.subscribe(1, &["AAPL"]).await;
+    let st = c.recv_type("status").await;
+    assert_eq!(
+        (st["symbol"].as_str(), st["state"].as_str()),
+        (Some("AAPL"), Some("stale"))
+    );
+    let line = r#"{"symbol":"AAPL","bid":"189.1200","ask":"189.1300"}"#;
+    let (code, r) = post(&gw, &bearer(KEY), line).await;
+    assert_eq!(code, 200, "{r}");
+    let (live, _) = c
+        .recv_until(|m| m["type"] == "status" && m["state"] == "live")
+        .await;
+    assert_eq!(live["symbol"], "AAPL");
+    let q = c.recv_type("quote").await;
+    assert_eq!(q["bid"], "189.1200");
+}

@@ -26,6 +26,12 @@ pub struct FeedState {
     /// heartbeats, exactly like a silent upstream.
     paused: AtomicBool,
     revive: std::sync::OnceLock<Revive>,
+    /// When the feed was created, ns: one that has sent nothing for
+    /// `stale_after` since is stale too, although it never was live.
+    created_ns: i64,
+    /// Its symbols were marked stale for a silence since the start, or it
+    /// has been live (so a later silence is the watchdog's usual case).
+    never_marked: AtomicBool,
 }
 
 struct Revive {
@@ -45,6 +51,8 @@ impl FeedState {
             stale_after_ns: stale_after.map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
             paused: AtomicBool::new(false),
             revive: std::sync::OnceLock::new(),
+            created_ns: now_ns(),
+            never_marked: AtomicBool::new(false),
         }
     }
 
@@ -56,6 +64,7 @@ impl FeedState {
         if !self.up.load(Ordering::Acquire) {
             if let Some(r) = self.revive.get() {
                 if !self.up.swap(true, Ordering::AcqRel) {
+                    self.never_marked.store(true, Ordering::Release);
                     tracing::info!(feed = %self.name, "feed is live");
                     for s in &self.symbols {
                         r.slots.set_status(*s, Status::Live);
@@ -127,6 +136,22 @@ impl Feeds {
         let mut changed = 0;
         for f in &self.feeds {
             let last = f.last_alive_ns.load(Ordering::Relaxed);
+            // Never alive since the start, for longer than `stale_after`:
+            // its symbols are stale (they were never live; without this a
+            // feed that never connects would look live to subscribers).
+            if let Some(after) = f.stale_after_ns {
+                if last == 0
+                    && !f.is_up()
+                    && now - f.created_ns > after
+                    && !f.never_marked.swap(true, Ordering::AcqRel)
+                {
+                    tracing::warn!(feed = %f.name, "feed has sent nothing yet: its symbols are stale");
+                    for s in &f.symbols {
+                        slots.set_status(*s, Status::Stale);
+                    }
+                    changed += 1;
+                }
+            }
             let fresh = f
                 .stale_after_ns
                 .is_none_or(|after| last > 0 && now - last <= after);
@@ -134,6 +159,9 @@ impl Feeds {
                 if f.up.swap(fresh, Ordering::AcqRel) == fresh {
                     // alive() got there first.
                     continue;
+                }
+                if fresh {
+                    f.never_marked.store(true, Ordering::Release);
                 }
                 let st = if fresh { Status::Live } else { Status::Stale };
                 if fresh {
