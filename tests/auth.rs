@@ -209,30 +209,50 @@ async fn forbidden_by_name_subscribes_only_the_entitled() {
     still_healthy(&gw, &mut h).await;
 }
 
+/// A pattern in subscribe stands for the symbols the key may see, and
+/// only those: `*` on a key entitled to `BTC-*` and `AAPL` holds exactly
+/// those, and nothing else ever arrives (values, snapshots, statuses).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn patterns_in_subscribe_are_not_symbols() {
+async fn patterns_in_subscribe_match_only_entitled_symbols() {
     let gw = gw().await;
     let mut h = healthy(&gw).await;
-    // Even a key entitled to BTC-* and to everything cannot subscribe by
-    // pattern: v1 has no wildcard subscriptions.
-    for token in ["desk-key", "healthy-key"] {
-        let mut c = connect_token(&gw, token).await;
-        c.recv_type("welcome").await;
-        c.subscribe(1, &["AAPL"]).await;
-        for (id, pat) in [(2, "BTC-*"), (3, "*"), (4, "BTC-USD*")] {
-            c.send(json!({"op":"subscribe","id":id,"symbols":[pat]}))
-                .await;
-            let (e, _) = c.recv_until(|m| m["type"] == "error").await;
-            assert_eq!(e["code"], "unknown_symbol", "{token} {pat}: {e}");
-            assert_eq!(e["id"], id);
+    for sym in ["BTC-USD", "MSFT", "ETH-USD", "AAPL"] {
+        publish(&gw, sym, quote("1.00", "1", "1.01", "1"));
+    }
+    let mut c = connect_token(&gw, "desk-key").await;
+    c.recv_type("welcome").await;
+    c.send(json!({"op":"subscribe","id":2,"symbols":["*"]}))
+        .await;
+    let sub = c.recv_type("subscribed").await;
+    let held: Vec<String> = serde_json::from_value(sub["symbols"].clone()).unwrap();
+    assert!(held.contains(&"AAPL".to_string()) && held.contains(&"BTC-USD".to_string()));
+    assert!(
+        held.iter().all(|s| s == "AAPL" || s.starts_with("BTC-")),
+        "only entitled matches: {held:?}"
+    );
+    // A pattern matching nothing the key may see is refused like an
+    // unknown symbol (it does not tell that ETH-USD exists).
+    c.send(json!({"op":"subscribe","id":3,"symbols":["ETH-*"]}))
+        .await;
+    let (e, _) = c.recv_until(|m| m["type"] == "error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["id"].as_i64()),
+        (Some("unknown_symbol"), Some(3))
+    );
+    assert_eq!(e["symbol"], "ETH-*");
+    publish(&gw, "MSFT", quote("2.00", "1", "2.01", "1"));
+    publish(&gw, "ETH-USD", quote("3.00", "1", "3.01", "1"));
+    publish(&gw, "BTC-USD", quote("97000.01", "1", "97000.02", "1"));
+    // The entitled symbol's update arrives; the rest up to a marker
+    // written after all three carries nothing un-entitled.
+    let (_, mut seen) = c
+        .recv_until(|m| m["symbol"] == "BTC-USD" && m["bid"] == "97000.01")
+        .await;
+    seen.extend(drain_to_marker(&gw, &mut c, "AAPL").await);
+    for m in &seen {
+        if let Some(sym) = m["symbol"].as_str() {
+            assert!(sym == "AAPL" || sym.starts_with("BTC-"), "leaked: {m}");
         }
-        publish(&gw, "BTC-USD", quote("97000.01", "1", "97000.02", "1"));
-        let seen = drain_to_marker(&gw, &mut c, "AAPL").await;
-        assert!(
-            seen.iter()
-                .all(|m| m["type"] != "subscribed" && m["symbol"] != "BTC-USD"),
-            "{token}: {seen:?}"
-        );
     }
     still_healthy(&gw, &mut h).await;
 }

@@ -499,3 +499,62 @@ async fn normal_close_is_answered_with_1000() {
     })
     .await;
 }
+
+/// Wildcard subscriptions: `BTC-*` holds every matching symbol, with a
+/// snapshot for each that has a value; `unsubscribe` takes the same
+/// pattern; a pattern counts as its matches against `max_symbols`, and the
+/// refusal says how many it matched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcard_subscribe_and_unsubscribe() {
+    let gw = start(|c| c.session.max_symbols = 20).await;
+    let (_, body) = http_get(gw.local_addr, "/v1/symbols").await;
+    let all: Vec<String> = serde_json::from_str(&body).unwrap();
+    let btc: Vec<String> = all
+        .iter()
+        .filter(|s| s.starts_with("BTC-"))
+        .cloned()
+        .collect();
+    assert!(btc.len() >= 2, "{btc:?}");
+    for s in &btc {
+        publish(&gw, s, quote("97000.01", "1", "97000.02", "1"));
+    }
+    let (mut c, _) = Client::connect_welcomed(gw.local_addr).await;
+    c.send(json!({"op":"subscribe","id":1,"symbols":["BTC-*"]}))
+        .await;
+    let sub = c.recv_type("subscribed").await;
+    let mut held: Vec<String> = serde_json::from_value(sub["symbols"].clone()).unwrap();
+    held.sort();
+    let mut want = btc.clone();
+    want.sort();
+    assert_eq!(held, want, "every match, and only matches");
+    let mut snaps = std::collections::BTreeSet::new();
+    while snaps.len() < btc.len() {
+        let q = c.recv_type("quote").await;
+        assert_eq!(q["snapshot"], true, "{q}");
+        snaps.insert(q["symbol"].as_str().unwrap().to_string());
+    }
+    // `*` matches more than max_symbols: refused whole, with the count.
+    c.send(json!({"op":"subscribe","id":2,"symbols":["*"]}))
+        .await;
+    let (e, _) = c.recv_until(|m| m["type"] == "error").await;
+    assert_eq!(e["code"], "too_many_symbols");
+    let msg = e["message"].as_str().unwrap();
+    assert!(msg.contains(&format!("* matches {}", all.len())), "{msg}");
+    // Unsubscribe by the same pattern.
+    c.send(json!({"op":"unsubscribe","id":3,"symbols":["BTC-*"]}))
+        .await;
+    let un = c.recv_type("unsubscribed").await;
+    assert_eq!(un["symbols"].as_array().unwrap().len(), btc.len());
+    publish(&gw, &btc[0], quote("1.00", "1", "1.01", "1"));
+    c.send(json!({"op":"ping","id":"after"})).await;
+    let (_, before) = c.recv_until(|m| m["type"] == "pong").await;
+    assert!(before.iter().all(|m| m["type"] != "quote"), "{before:?}");
+    // A pattern that matches nothing is unknown.
+    c.send(json!({"op":"subscribe","id":4,"symbols":["NOPE-*"]}))
+        .await;
+    let (e, _) = c.recv_until(|m| m["type"] == "error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["symbol"].as_str()),
+        (Some("unknown_symbol"), Some("NOPE-*"))
+    );
+}

@@ -392,9 +392,10 @@ async fn a_live_session_speaks_exactly_the_schemas() {
     // Subscribe: errors per refused name, then the rest subscribed (max_hz
     // clamped), then the snapshot.
     // ETH-USD exists but is not the key's; BTC-NOPE is the key's (BTC-*)
-    // but does not exist; BTC-* is not a symbol name (no wildcards in v1).
+    // but does not exist; the pattern ETH-* matches no symbol the key may
+    // see.
     m.send(json!({"op":"subscribe","id":4,
-        "symbols":["AAPL","MSFT","ETH-USD","BTC-NOPE","BTC-*"],"max_hz":5000}))
+        "symbols":["AAPL","MSFT","ETH-USD","BTC-NOPE","ETH-*"],"max_hz":5000}))
         .await;
     let (sub, before) = m
         .until("subscribed 4", |x| {
@@ -413,7 +414,7 @@ async fn a_live_session_speaks_exactly_the_schemas() {
         [
             ("forbidden_symbol", "ETH-USD"),
             ("unknown_symbol", "BTC-NOPE"),
-            ("unknown_symbol", "BTC-*")
+            ("unknown_symbol", "ETH-*")
         ]
     );
     let (snap, _) = m

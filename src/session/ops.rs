@@ -251,13 +251,47 @@ impl Session {
     /// Resolves names; unknown ones get an `unknown_symbol` error each,
     /// valid names the key may not see a `forbidden_symbol` each. The
     /// entitlement is checked before existence, so the errors do not tell
-    /// which un-entitled symbols exist; a pattern such as `BTC-*` is not a
-    /// valid name, so it is `unknown_symbol` (v1 has no wildcards).
-    fn resolve(&mut self, id: &Option<OpId>, names: &[String]) -> Vec<SymbolId> {
+    /// which un-entitled symbols exist. A pattern (`BTC-*`, or `*`: the
+    /// syntax of auth's entitlements) stands for every symbol it matches
+    /// that the key may see, silently leaving out the others; one matching
+    /// none of those is `unknown_symbol`. Also returns each pattern with
+    /// the number of symbols it matched.
+    fn resolve(
+        &mut self,
+        id: &Option<OpId>,
+        names: &[String],
+    ) -> (Vec<SymbolId>, Vec<(String, usize)>) {
         let symbols = self.ctx.symbols.clone();
         let ent = self.entitlement.clone();
         let mut out: Vec<SymbolId> = Vec::with_capacity(names.len());
+        let mut seen = std::collections::HashSet::new();
+        let mut patterns = Vec::new();
         for n in names {
+            if n.ends_with('*') {
+                let matched = match crate::auth::Pattern::parse(n) {
+                    Some(p) => {
+                        let mut k = 0;
+                        for (sym, name) in symbols.iter() {
+                            if p.matches(name) && crate::auth::allowed(ent.as_deref(), name) {
+                                k += 1;
+                                if seen.insert(sym) {
+                                    out.push(sym);
+                                }
+                            }
+                        }
+                        k
+                    }
+                    None => 0,
+                };
+                if matched == 0 {
+                    let shown: String = n.chars().take(64).collect();
+                    let msg = format!("no symbol matches {shown}");
+                    self.error(id.clone(), ErrorCode::UnknownSymbol, &msg, Some(&shown));
+                } else {
+                    patterns.push((n.clone(), matched));
+                }
+                continue;
+            }
             if let Some(ent) = &ent {
                 if crate::model::valid_symbol(n) && !ent.allows(n) {
                     self.ctx.metrics.auth_failure("forbidden_symbol");
@@ -268,7 +302,7 @@ impl Session {
             }
             match symbols.get(n) {
                 Some(s) => {
-                    if !out.contains(&s) {
+                    if seen.insert(s) {
                         out.push(s)
                     }
                 }
@@ -279,7 +313,7 @@ impl Session {
                 }
             }
         }
-        out
+        (out, patterns)
     }
 
     fn find(&self, sym: SymbolId) -> Result<usize, usize> {
@@ -293,16 +327,25 @@ impl Session {
         max_hz: Option<f64>,
         snapshot: bool,
     ) {
-        let syms = self.resolve(&id, &names);
+        let (syms, patterns) = self.resolve(&id, &names);
         if syms.is_empty() {
             return;
         }
         let max = self.max_symbols as usize;
         let new = syms.iter().filter(|s| self.find(**s).is_err()).count();
         if self.subs.len() + new > max {
+            let matched: Vec<String> = patterns
+                .iter()
+                .map(|(p, k)| format!("{p} matches {k}"))
+                .collect();
             let msg = format!(
-                "subscribing {new} more symbols would hold {}; the limit is {max}",
-                self.subs.len() + new
+                "subscribing {new} more symbols would hold {}; the limit is {max}{}",
+                self.subs.len() + new,
+                if matched.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", matched.join(", "))
+                }
             );
             self.error(id, ErrorCode::TooManySymbols, &msg, None);
             return;
@@ -366,7 +409,7 @@ impl Session {
     }
 
     fn unsubscribe(&mut self, id: Option<OpId>, names: Vec<String>) {
-        let syms = self.resolve(&id, &names);
+        let (syms, _) = self.resolve(&id, &names);
         if syms.is_empty() {
             return;
         }
