@@ -254,3 +254,40 @@ export function recordErrors(client) {
   client.on("error", (/** @type {any} */ e) => errors.push(e));
   return errors;
 }
+
+/**
+ * One gateway for a whole test file: started before the file's tests and
+ * stopped after them, with every client pushed on `clients` closed first.
+ * `gw` stands for the started Gateway (a proxy, so it can be named before
+ * the `before` hook has run).
+ * @param {string} toml
+ * @param {{before: (fn: () => Promise<void>) => void, after: (fn: () => Promise<void>) => void}} hooks node:test's
+ * @param {(gw: Gateway) => Promise<void>} [onStart] runs in the same hook, once it is up
+ * @returns {{gw: Gateway, clients: any[]}}
+ */
+export function fileGateway(toml, { before, after }, onStart) {
+  /** @type {Gateway|null} */
+  let started = null;
+  /** @type {any[]} */
+  const clients = [];
+  before(async () => {
+    started = await Gateway.start(toml);
+    if (onStart) await onStart(started);
+  });
+  after(async () => {
+    for (const c of clients) c.close();
+    await started?.dispose();
+  });
+  const gw = /** @type {Gateway} */ (
+    new Proxy(/** @type {any} */ ({}), {
+      get(_, key) {
+        // Not a thenable, and inspectable before the start.
+        if (key === "then" || typeof key === "symbol") return started ? /** @type {any} */ (started)[key] : undefined;
+        if (!started) throw new Error(`the file's gateway is not started yet (gw.${String(key)} outside a test or hook)`);
+        const v = /** @type {any} */ (started)[key];
+        return typeof v === "function" ? v.bind(started) : v;
+      },
+    })
+  );
+  return { gw, clients };
+}

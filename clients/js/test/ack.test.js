@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { connect } from "../src/index.js";
-import { Gateway, sleep, waitFor } from "../test-support/gateway.js";
+import { sleep, waitFor, fileGateway } from "../test-support/gateway.js";
 
 // 20 symbols, ~100 updates/s each: there is always new data waiting.
 const CONFIG = `
@@ -25,22 +25,11 @@ rate = 2000.0
 zipf = 0.0
 `;
 
-/** @type {Gateway} */
-let gw;
 /** @type {string[]} */
-let symbols;
-/** @type {any[]} */
-const clients = [];
-
-before(async () => {
-  gw = await Gateway.start(CONFIG);
-  symbols = await (await fetch(`${gw.http}/v1/symbols`)).json();
+let symbols = [];
+const { gw, clients } = fileGateway(CONFIG, { before, after }, async (g) => {
+  symbols = await (await fetch(`${g.http}/v1/symbols`)).json();
   assert.equal(symbols.length, 20);
-});
-
-after(async () => {
-  for (const c of clients) c.close();
-  await gw?.dispose();
 });
 
 /**

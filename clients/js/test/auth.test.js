@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { connect } from "../src/index.js";
-import { Gateway, recordErrors, recordStates, sha256, sleep, waitFor } from "../test-support/gateway.js";
+import { recordErrors, recordStates, sha256, sleep, waitFor, fileGateway } from "../test-support/gateway.js";
 
 const GOOD = "good-token-for-the-js-client";
 
@@ -28,19 +28,7 @@ rate = 100.0
 zipf = 0.0
 `;
 
-/** @type {Gateway} */
-let gw;
-/** @type {any[]} */
-const clients = [];
-
-before(async () => {
-  gw = await Gateway.start(CONFIG);
-});
-
-after(async () => {
-  for (const c of clients) c.close();
-  await gw?.dispose();
-});
+const { gw, clients } = fileGateway(CONFIG, { before, after });
 
 /** @param {any} opts */
 function client(opts) {

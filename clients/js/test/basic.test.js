@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { connect } from "../src/index.js";
-import { Gateway, recordErrors, recordStates, sleep, waitFor } from "../test-support/gateway.js";
+import { recordErrors, recordStates, sleep, waitFor, fileGateway } from "../test-support/gateway.js";
 
 // 5 symbols (AAPL, BTC-USD, MSFT, NVDA, AMZN), ~40 updates/s each.
 const CONFIG = `
@@ -25,19 +25,7 @@ zipf = 0.0
 
 const DECIMAL = /^-?\d+(\.\d+)?$/;
 
-/** @type {Gateway} */
-let gw;
-/** @type {any[]} */
-const clients = [];
-
-before(async () => {
-  gw = await Gateway.start(CONFIG);
-});
-
-after(async () => {
-  for (const c of clients) c.close();
-  await gw?.dispose();
-});
+const { gw, clients } = fileGateway(CONFIG, { before, after });
 
 /** @param {any} opts */
 function client(opts) {

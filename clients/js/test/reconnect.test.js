@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { connect } from "../src/index.js";
-import { Gateway, freePort, recordStates, requireBinary, sleep, waitFor } from "../test-support/gateway.js";
+import { Gateway, freePort, recordStates, requireBinary, sleep, waitFor, fileGateway } from "../test-support/gateway.js";
 
 // 3 symbols (AAPL, BTC-USD, MSFT), ~RATE/3 updates/s each.
 const config = (/** @type {number} */ rate) => `
@@ -32,19 +32,7 @@ const SLOW = config(900);
 const SYMBOLS = ["AAPL", "BTC-USD", "MSFT"];
 const nowNs = () => Date.now() * 1e6;
 
-/** @type {Gateway} */
-let gw;
-/** @type {any[]} */
-const clients = [];
-
-before(async () => {
-  gw = await Gateway.start(FAST);
-});
-
-after(async () => {
-  for (const c of clients) c.close();
-  await gw?.dispose();
-});
+const { gw, clients } = fileGateway(FAST, { before, after });
 
 /**
  * Every applied quote's (epoch, seq) must be above the last applied for its

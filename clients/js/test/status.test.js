@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { connect } from "../src/index.js";
-import { Gateway, recordErrors, sha256, waitFor } from "../test-support/gateway.js";
+import { recordErrors, sha256, waitFor, fileGateway } from "../test-support/gateway.js";
 
 const KEY = "ingest-key-for-the-js-client";
 
@@ -25,19 +25,7 @@ symbols = ["ES.Z26", "AAPL"]
 stale_after_ms = 400
 `;
 
-/** @type {Gateway} */
-let gw;
-/** @type {any[]} */
-const clients = [];
-
-before(async () => {
-  gw = await Gateway.start(CONFIG);
-});
-
-after(async () => {
-  for (const c of clients) c.close();
-  await gw?.dispose();
-});
+const { gw, clients } = fileGateway(CONFIG, { before, after });
 
 /** One NDJSON line; ts in ns as a JSON integer. @param {Record<string, string>} fields */
 function line(symbol, fields) {
