@@ -141,6 +141,12 @@ impl Entitlement {
     }
 }
 
+/// The most symbols a session (or a request) of `ent` may hold: the key's
+/// `max_symbols` under the gateway's `cap` (`None`: auth off, the cap).
+pub fn symbol_cap(ent: Option<&Entitlement>, cap: usize) -> usize {
+    ent.and_then(|e| e.max_symbols).map_or(cap, |m| m.min(cap))
+}
+
 /// Whether `ent` (if any: `None` means auth is off) allows `symbol`.
 pub fn allowed(ent: Option<&Entitlement>, symbol: &str) -> bool {
     ent.is_none_or(|e| e.allows(symbol))

@@ -167,7 +167,7 @@ fn feeds(ctx: &Context) -> Resp {
 }
 
 /// The caller's entitlement (`None` with auth off), or the 401 to send.
-fn rest_auth(
+pub(super) fn rest_auth(
     req: &Request<Incoming>,
     ctx: &Context,
 ) -> Result<Option<Arc<crate::auth::Entitlement>>, Box<Resp>> {
@@ -193,49 +193,74 @@ fn rest_auth(
     }
 }
 
-fn quotes(req: &Request<Incoming>, ctx: &Context, ent: Option<&crate::auth::Entitlement>) -> Resp {
+/// The symbols of the query's `symbols=A,B` (percent-decoded, names
+/// trimmed, empty ones skipped), checked alike for every endpoint that
+/// takes such a list: at most the key's `max_symbols`; each name entitled
+/// (checked before existence, as on the WebSocket, so a forbidden name is
+/// 403 whether or not it exists) and known (`unknown_status` otherwise).
+/// One bad name refuses the whole request: nothing of an un-entitled
+/// symbol leaks.
+pub(super) fn query_symbols(
+    req: &Request<Incoming>,
+    ctx: &Context,
+    ent: Option<&crate::auth::Entitlement>,
+    unknown_status: StatusCode,
+) -> Result<Vec<crate::model::SymbolId>, Box<Resp>> {
     let Some(list) = query_param(req, "symbols") else {
-        return error(
+        return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             ErrorCode::BadRequest,
-            "missing query parameter `symbols` (comma-separated)",
-        );
+            "missing query parameter `symbols` (comma-separated, e.g. symbols=AAPL,MSFT)",
+        )));
     };
     let list = percent_decode(list);
-    let names: Vec<&str> = list.split(',').filter(|s| !s.is_empty()).collect();
-    let cap = ctx.session.config.max_symbols;
-    let max = ent.and_then(|e| e.max_symbols).map_or(cap, |m| m.min(cap));
+    let names: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let max = crate::auth::symbol_cap(ent, ctx.session.config.max_symbols);
     if names.len() > max {
-        return error(
+        return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             ErrorCode::TooManySymbols,
-            &format!("{} symbols; the limit is {max}", names.len()),
-        );
+            &format!("{} symbols asked for; the limit is {max}", names.len()),
+        )));
     }
-    let mut out = String::from("[");
+    let mut syms = Vec::with_capacity(names.len());
     for name in names {
-        // Entitlement before existence (as on the WebSocket), and the whole
-        // request fails: nothing of an un-entitled symbol leaks.
         if crate::model::valid_symbol(name) && !crate::auth::allowed(ent, name) {
             ctx.metrics.auth_failure("forbidden_symbol");
             let message = format!("not entitled to symbol: {name}");
-            return symbol_error(
+            return Err(Box::new(symbol_error(
                 StatusCode::FORBIDDEN,
                 ErrorCode::ForbiddenSymbol,
                 &message,
                 name,
-            );
+            )));
         }
         let Some(sym) = ctx.session.symbols.get(name) else {
             let shown: String = name.chars().take(64).collect();
             let message = format!("no such symbol: {shown}");
-            return symbol_error(
-                StatusCode::NOT_FOUND,
+            return Err(Box::new(symbol_error(
+                unknown_status,
                 ErrorCode::UnknownSymbol,
                 &message,
                 &shown,
-            );
+            )));
         };
+        syms.push(sym);
+    }
+    Ok(syms)
+}
+
+fn quotes(req: &Request<Incoming>, ctx: &Context, ent: Option<&crate::auth::Entitlement>) -> Resp {
+    let syms = match query_symbols(req, ctx, ent, StatusCode::NOT_FOUND) {
+        Ok(syms) => syms,
+        Err(r) => return *r,
+    };
+    let mut out = String::from("[");
+    for sym in syms {
         if let Some((q, seq)) = ctx.session.slots.read(sym) {
             if out.len() > 1 {
                 out.push(',');

@@ -3,8 +3,8 @@
 //! a [`session::sse`](crate::session::sse) session streaming into the
 //! response body. A bad request gets a JSON error naming the problem.
 
-use super::response::{error, symbol_error, Body, Resp};
-use super::rest::{percent_decode, query_param, request_token};
+use super::response::{error, Body, Resp};
+use super::rest::{query_param, query_symbols, rest_auth};
 use super::upgrade::{admit, origin_allowed};
 use super::Context;
 use crate::protocol::{Disconnect, ErrorCode};
@@ -53,52 +53,12 @@ fn start(req: &Request<Incoming>, ctx: &Context, peer: SocketAddr) -> Result<Sse
         )));
     }
     let s = &ctx.session;
-    let entitlement = if s.auth.enabled() {
-        let Some(token) = request_token(req) else {
-            return Err(Box::new(error(
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::Unauthorized,
-                "a token is required: ?token= or Authorization: Bearer",
-            )));
-        };
-        match s.auth.authenticate(&token) {
-            Ok(ent) => Some(ent),
-            Err(e) => {
-                ctx.metrics.auth_failure(e.metric_reason());
-                return Err(Box::new(error(
-                    StatusCode::UNAUTHORIZED,
-                    ErrorCode::Unauthorized,
-                    e.disconnect().reason,
-                )));
-            }
-        }
-    } else {
-        None
-    };
-    let names: Vec<String> = query_param(req, "symbols")
-        .map(percent_decode)
-        .unwrap_or_default()
-        .split(',')
-        .map(|n| n.trim().to_string())
-        .filter(|n| !n.is_empty())
-        .collect();
-    if names.is_empty() {
+    let entitlement = rest_auth(req, ctx)?;
+    let syms = query_symbols(req, ctx, entitlement.as_deref(), StatusCode::BAD_REQUEST)?;
+    if syms.is_empty() {
         return Err(bad(
             ErrorCode::BadRequest,
-            "symbols is required: /v1/sse?symbols=A,B",
-        ));
-    }
-    let max_symbols = entitlement
-        .as_ref()
-        .and_then(|e| e.max_symbols)
-        .map_or(s.config.max_symbols, |k| k.min(s.config.max_symbols));
-    if names.len() > max_symbols {
-        return Err(bad(
-            ErrorCode::TooManySymbols,
-            &format!(
-                "{} symbols asked for; the limit is {max_symbols}",
-                names.len()
-            ),
+            "symbols names no symbol: /v1/sse?symbols=A,B",
         ));
     }
     let max_hz = match query_param(req, "max_hz") {
@@ -114,32 +74,6 @@ fn start(req: &Request<Incoming>, ctx: &Context, peer: SocketAddr) -> Result<Sse
             }
         },
     };
-    let mut syms = Vec::with_capacity(names.len());
-    for n in &names {
-        if let Some(ent) = &entitlement {
-            if crate::model::valid_symbol(n) && !ent.allows(n) {
-                ctx.metrics.auth_failure("forbidden_symbol");
-                return Err(Box::new(symbol_error(
-                    StatusCode::FORBIDDEN,
-                    ErrorCode::ForbiddenSymbol,
-                    &format!("not entitled to symbol: {n}"),
-                    n,
-                )));
-            }
-        }
-        match s.symbols.get(n) {
-            Some(id) => syms.push(id),
-            None => {
-                let shown: String = n.chars().take(64).collect();
-                return Err(Box::new(symbol_error(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::UnknownSymbol,
-                    &format!("no such symbol: {shown}"),
-                    &shown,
-                )));
-            }
-        }
-    }
     let held = admit(ctx, peer).map_err(|d| {
         ctx.metrics.connections_rejected.inc();
         if *d == Disconnect::ADDRESS_FULL {

@@ -97,6 +97,18 @@ impl Context {
         }
     }
 
+    /// The limits announced in `welcome` (and `authenticated`), for a
+    /// session that may hold `max_symbols`.
+    fn limits(&self, max_symbols: usize) -> Limits {
+        let cfg = &self.config;
+        Limits {
+            max_symbols,
+            max_msgs_per_sec: cfg.max_msgs_per_sec,
+            max_message_bytes: cfg.max_message_bytes,
+            max_flow_window: MAX_FLOW_WINDOW,
+        }
+    }
+
     /// Milliseconds since the gateway started, wrapping at 2^32.
     fn uptime_ms(&self) -> u32 {
         self.started.elapsed().as_millis() as u32
@@ -380,13 +392,7 @@ impl Session {
 
     /// The limits announced in `welcome` and `authenticated`.
     fn limits(&self) -> Limits {
-        let cfg = &self.ctx.config;
-        Limits {
-            max_symbols: self.max_symbols as usize,
-            max_msgs_per_sec: cfg.max_msgs_per_sec,
-            max_message_bytes: cfg.max_message_bytes,
-            max_flow_window: MAX_FLOW_WINDOW,
-        }
+        self.ctx.limits(self.max_symbols as usize)
     }
 
     fn drop_subs(&mut self) {

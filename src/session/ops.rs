@@ -55,7 +55,7 @@ impl Session {
             }
         }
         let cap = self.ctx.config.max_symbols;
-        self.max_symbols = clamp_u32(ent.max_symbols.map_or(cap, |m| m.min(cap)));
+        self.max_symbols = clamp_u32(crate::auth::symbol_cap(Some(&ent), cap));
         self.entitlement = Some(ent);
         self.authed = true;
         Ok(())

@@ -19,7 +19,7 @@ use crate::auth::{Entitlement, KeyConnGuard};
 use crate::fanout::SessionHandle;
 use crate::model::{Status, SymbolId};
 use crate::outbox::{append_data, Sub};
-use crate::protocol::{Control, Disconnect, Limits, MAX_FLOW_WINDOW, PROTOCOL_VERSION};
+use crate::protocol::{Control, Disconnect, PROTOCOL_VERSION};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::task::Poll;
@@ -90,10 +90,7 @@ pub(crate) async fn run(ctx: Arc<Context>, start: SseStart, tx: mpsc::Sender<Byt
     m.subscriptions.add(syms.len() as i64);
     m.sse_sessions.inc();
     m.connections_opened.inc();
-    let max_symbols = entitlement
-        .as_ref()
-        .and_then(|e| e.max_symbols)
-        .map_or(cfg.max_symbols, |k| k.min(cfg.max_symbols));
+    let max_symbols = crate::auth::symbol_cap(entitlement.as_deref(), cfg.max_symbols);
     let session = format!("{id:016x}");
     let names: Vec<&str> = syms.iter().map(|s| ctx.symbols.name(*s)).collect();
     let mut head = Control::Welcome {
@@ -101,12 +98,7 @@ pub(crate) async fn run(ctx: Arc<Context>, start: SseStart, tx: mpsc::Sender<Byt
         session: &session,
         epoch: ctx.epoch(),
         heartbeat_ms: cfg.heartbeat_ms,
-        limits: Limits {
-            max_symbols,
-            max_msgs_per_sec: cfg.max_msgs_per_sec,
-            max_message_bytes: cfg.max_message_bytes,
-            max_flow_window: MAX_FLOW_WINDOW,
-        },
+        limits: ctx.limits(max_symbols),
         auth_required: false,
     }
     .to_json();
@@ -126,7 +118,7 @@ pub(crate) async fn run(ctx: Arc<Context>, start: SseStart, tx: mpsc::Sender<Byt
     let mut scan_from = 0u32;
     let mut last_sent = Instant::now();
     let send = |text: String| {
-        let tx = tx.clone();
+        let tx = &tx;
         async move {
             let n = text.len();
             match tokio::time::timeout(slow, tx.send(Bytes::from(text))).await {

@@ -11,6 +11,20 @@ use std::time::Duration;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The workspace root: the gateway crate, two levels above this one.
+/// A TCP connection to `gw` from the loopback source address `src` (the
+/// tools spread their clients over several, past one address's ports),
+/// without Nagle.
+pub async fn tcp_from(
+    src: std::net::Ipv4Addr,
+    gw: SocketAddr,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let sock = tokio::net::TcpSocket::new_v4()?;
+    sock.bind(SocketAddr::V4(std::net::SocketAddrV4::new(src, 0)))?;
+    let tcp = sock.connect(gw).await?;
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
 pub fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest

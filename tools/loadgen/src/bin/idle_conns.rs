@@ -82,13 +82,12 @@
 
 use futures_util::future::{select, Either};
 use futures_util::{SinkExt, StreamExt};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpSocket;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -565,10 +564,7 @@ async fn client(
         .map(|j| symbols[(i * k + j) % symbols.len()].as_str())
         .collect();
     let ws = async {
-        let sock = TcpSocket::new_v4()?;
-        sock.bind(SocketAddr::V4(SocketAddrV4::new(src, 0)))?;
-        let tcp = sock.connect(gw).await?;
-        tcp.set_nodelay(true)?;
+        let tcp = tickergate_loadgen::tcp_from(src, gw).await?;
         let cfg = WebSocketConfig::default()
             .read_buffer_size(4096)
             .write_buffer_size(0);

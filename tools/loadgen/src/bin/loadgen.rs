@@ -898,10 +898,7 @@ async fn client(
 ) {
     let permit = sem.acquire().await;
     let setup = async {
-        let sock = TcpSocket::new_v4()?;
-        sock.bind(SocketAddr::V4(SocketAddrV4::new(src, 0)))?;
-        let tcp = sock.connect(gw).await?;
-        tcp.set_nodelay(true)?;
+        let tcp = tickergate_loadgen::tcp_from(src, gw).await?;
         let mut ws = RawWs::connect(tcp, gw).await?;
         connected.set(connected.get() + 1);
         if !subs.is_empty() {
@@ -1103,10 +1100,7 @@ async fn slow_client(
     use tokio_tungstenite::tungstenite::Message;
     let permit = sem.acquire().await;
     let setup = async {
-        let sock = TcpSocket::new_v4()?;
-        sock.bind(SocketAddr::V4(SocketAddrV4::new(src, 0)))?;
-        let tcp = sock.connect(gw).await?;
-        tcp.set_nodelay(true)?;
+        let tcp = tickergate_loadgen::tcp_from(src, gw).await?;
         let url = format!("ws://{gw}/v1/ws");
         let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), tcp).await?;
         connected.set(connected.get() + 1);
