@@ -271,10 +271,18 @@ impl Drop for TempDir {
 /// the terminal turns it into SIGINT for watch, as a user's Ctrl-C.
 pub fn under_a_terminal(watch_args: &str) -> Watch {
     let mut cmd = Command::new("script");
-    cmd.args(["-qfec", &format!("{BIN} watch {watch_args}"), "/dev/null"])
-        .env("TERM", "xterm")
-        .env_remove("NO_COLOR")
-        // Its own process group: nothing reaches the test's.
-        .process_group(0);
+    // `exec`, and a known shell: script runs `$SHELL -c`, and a shell that
+    // stayed as the parent would get the ^C too and die of it (exit 130)
+    // whatever the watch does.
+    cmd.args([
+        "-qfec",
+        &format!("exec {BIN} watch {watch_args}"),
+        "/dev/null",
+    ])
+    .env("SHELL", "/bin/sh")
+    .env("TERM", "xterm")
+    .env_remove("NO_COLOR")
+    // Its own process group: nothing reaches the test's.
+    .process_group(0);
     Watch::spawn_cmd(cmd)
 }
