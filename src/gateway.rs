@@ -219,7 +219,11 @@ impl Parts {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
-        let slots = Arc::new(SlotTable::new(symbols.len(), nshards));
+        let slots = Arc::new(SlotTable::with_trades(
+            symbols.len(),
+            nshards,
+            config.session.max_pending_trades,
+        ));
         let cache = Arc::new(EncodeCache::new(slots.clone(), symbols.clone()));
         let fanout = Arc::new(Fanout::new(
             cache,

@@ -30,7 +30,7 @@
 //!   down.
 //!
 //! Layers, lowest first; a module imports only from layers below it
-//! (docs/architecture.md has the whole graph): `model`, `sync`,
+//! (docs/architecture.md has the whole graph): `model`, `trades`, `sync`,
 //! `invalid`, `shutdown` → `protocol`, `metrics` → `slots` → `normalize` →
 //! `feed` → `flow`, `encode`, `outbox` → `fanout` → `auth` → `session` →
 //! `edge` → `config` → `gateway`, `record` → `cli`; `watch` (a client:
@@ -57,6 +57,7 @@ pub(crate) mod session;
 pub mod shutdown;
 pub mod slots;
 pub(crate) mod sync;
+pub mod trades;
 pub mod watch;
 
 pub use config::Config;

@@ -45,6 +45,14 @@ pub struct Metrics {
     pub sse_sessions: IntGauge,
     pub bytes_out: IntCounter,
     pub conflated: IntCounter,
+    /// Trades accepted from each feed.
+    pub trades_in: IntCounterVec,
+    /// Trade messages sent to clients.
+    pub trades_out: IntCounter,
+    /// Trades a client was owed and lost (it fell more than
+    /// `session.max_pending_trades` behind); each loss is announced to it
+    /// in a `trades_dropped` message.
+    pub trades_dropped: IntCounter,
     pub latency: Histogram,
     /// Per frame: the age of its oldest live quote when the socket has
     /// taken the whole frame.
@@ -225,6 +233,19 @@ impl Metrics {
             conflated: counter(
                 "updates_conflated_total",
                 "Updates a subscriber never saw because a newer value replaced them (seq gaps)",
+            ),
+            trades_in: counter_vec(
+                "trades_in_total",
+                "Trades accepted from a feed (each also updates its symbol's last/last_size)",
+                &["feed"],
+            ),
+            trades_out: counter(
+                "trades_out_total",
+                "Trade messages sent to clients that subscribed with trades (part of messages_out_total)",
+            ),
+            trades_dropped: counter(
+                "trades_dropped_total",
+                "Trades a client was owed and never got because it fell more than session.max_pending_trades behind; each client is told in a trades_dropped message",
             ),
             latency,
             write_age,

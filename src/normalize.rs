@@ -7,6 +7,7 @@ use crate::invalid::Invalid;
 use crate::metrics::Metrics;
 use crate::model::{field, now_ns, Quote, SymbolId};
 use crate::slots::SlotTable;
+use crate::trades::{Trade, TradeInfo};
 use prometheus::IntCounter;
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -145,6 +146,7 @@ pub struct Normalizer {
     slots: Arc<SlotTable>,
     feed: Arc<str>,
     updates: IntCounter,
+    trades: IntCounter,
     rejects: [IntCounter; 6],
     flagged_crossed: IntCounter,
     metrics: Arc<Metrics>,
@@ -156,6 +158,7 @@ impl Normalizer {
             slots,
             feed: Arc::from(feed),
             updates: metrics.updates_in.with_label_values(&[feed]),
+            trades: metrics.trades_in.with_label_values(&[feed]),
             rejects: Reject::ALL
                 .map(|r| metrics.feed_rejects.with_label_values(&[feed, r.as_str()])),
             flagged_crossed: metrics.feed_flagged.with_label_values(&[feed, "crossed"]),
@@ -180,7 +183,19 @@ impl Normalizer {
     }
 
     /// Validates and publishes; returns the symbol's new seq.
-    pub fn apply(&self, sym: SymbolId, mut q: Quote) -> Result<u64, Reject> {
+    pub fn apply(&self, sym: SymbolId, q: Quote) -> Result<u64, Reject> {
+        self.apply_with(sym, q, None)
+    }
+
+    /// [`Normalizer::apply`] for a quote whose `last`/`last_size` is a
+    /// trade: the trade goes to the symbol's trades too (see
+    /// [`Normalizer::publish`]).
+    pub fn apply_with(
+        &self,
+        sym: SymbolId,
+        mut q: Quote,
+        trade: Option<TradeInfo>,
+    ) -> Result<u64, Reject> {
         if let Err(r) = validate(&q) {
             self.count(r);
             return Err(r);
@@ -188,10 +203,41 @@ impl Normalizer {
         if q.gw_ts == 0 {
             q.gw_ts = now_ns();
         }
-        let seq = self.slots.publish(sym, &q);
-        self.updates.inc();
-        Ok(seq)
+        Ok(self.publish(sym, &q, trade))
     }
+
+    /// Writes a validated quote (and the trade it carries, if any) and
+    /// counts it. The trade is stored first: the quote's write wakes the
+    /// symbol's subscribers, and they must find the trade then.
+    fn publish(&self, sym: SymbolId, q: &Quote, trade: Option<TradeInfo>) -> u64 {
+        self.record_trade(sym, q, trade);
+        let seq = self.slots.publish(sym, q);
+        self.updates.inc();
+        seq
+    }
+}
+
+impl Normalizer {
+    /// Stores the trade `q` carries (with `info`), if it carries one.
+    fn record_trade(&self, sym: SymbolId, q: &Quote, info: Option<TradeInfo>) {
+        if let Some(t) = info.and_then(|info| trade_of(q, info)) {
+            self.slots.trades().push(sym, &t);
+            self.trades.inc();
+        }
+    }
+}
+
+/// The trade a quote carries: its `last` and `last_size` (both needed; a
+/// venue that gives only a last price gave no trade).
+fn trade_of(q: &Quote, info: TradeInfo) -> Option<Trade> {
+    (q.has(field::LAST) && q.has(field::LAST_SIZE)).then_some(Trade {
+        price: q.last,
+        size: q.last_size,
+        side: info.side,
+        trade_id: info.trade_id,
+        ts: if q.has(field::TS) { q.ts } else { q.gw_ts },
+        gw_ts: q.gw_ts,
+    })
 }
 
 /// Logs at most `burst` lines per `window` and counts the rest, so a feed
@@ -328,6 +374,14 @@ impl FeedNormalizer {
     /// Validates the update (only its present fields changed), merges it
     /// into the symbol's last value and publishes it. Returns the new seq.
     pub fn apply(&mut self, u: Update) -> Result<u64, Reject> {
+        self.apply_with(u, None)
+    }
+
+    /// [`FeedNormalizer::apply`] for an update that is a trade: its
+    /// `last`/`last_size` (and `ts`) are the trade's, and the trade goes to
+    /// the symbol's trades as well, in the order the venue numbered them
+    /// (an out-of-order or repeated trade is refused like any update).
+    pub fn apply_with(&mut self, u: Update, trade: Option<TradeInfo>) -> Result<u64, Reject> {
         let Update {
             sym,
             quote: partial,
@@ -363,6 +417,13 @@ impl FeedNormalizer {
             Err(r) => return self.reject(sym, r),
         }
         q.gw_ts = now_ns();
+        // The trade's time is the update's own, not an older one merged in.
+        let trade = trade.filter(|_| partial.has(field::LAST) && partial.has(field::LAST_SIZE));
+        let mut tq = q;
+        if !partial.has(field::TS) {
+            tq.present &= !field::TS;
+        }
+        self.norm.record_trade(sym, &tq, trade);
         let out = self.norm.slots.publish(sym, &q);
         self.last_pub[i] = Some((out, q));
         self.norm.updates.inc();

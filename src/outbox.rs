@@ -13,9 +13,9 @@ use crate::encode::{EncodeCache, Memo};
 use crate::flow::{AckWindow, Gate, ReadWindow};
 use crate::metrics::Metrics;
 use crate::model::{now_ns, Status, SymbolId};
-use crate::protocol::encode_quote;
-use crate::protocol::encode_status;
+use crate::protocol::{encode_quote, encode_status, encode_trade, encode_trades_dropped};
 use crate::sync::Mutex;
+use crate::trades::{Cursor, Read};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -37,6 +37,8 @@ pub(crate) struct Sub {
     pub(crate) snapshot: bool,
     /// Last status the client was told.
     pub(crate) status: Status,
+    /// Trades asked for (`"trades":true`): the last one given.
+    pub(crate) trades: Cursor,
 }
 
 // A session holds one `Sub` per symbol for its life.
@@ -71,6 +73,16 @@ pub(crate) fn frame_header(buf: &mut [u8]) -> usize {
 }
 
 impl Data {
+    /// Adds the frame's trades to the metrics (nothing without any).
+    pub(crate) fn count_trades(&self, m: &Metrics) {
+        if self.trades > 0 {
+            m.trades_out.inc_by(self.trades);
+        }
+        if self.trades_dropped > 0 {
+            m.trades_dropped.inc_by(self.trades_dropped);
+        }
+    }
+
     /// Age of the frame's oldest live quote when it was built, in seconds
     /// (`None` without one).
     pub(crate) fn age_secs(&self) -> Option<f64> {
@@ -93,6 +105,10 @@ pub(crate) struct Data {
     pub(crate) more: bool,
     /// Wall clock when the frame was built, ns.
     pub(crate) now_wall: i64,
+    /// Trades in the frame, and trades dropped for the client (each
+    /// drop is announced in the frame).
+    pub(crate) trades: u64,
+    pub(crate) trades_dropped: u64,
 }
 
 impl Default for Data {
@@ -105,6 +121,8 @@ impl Default for Data {
             due: None,
             more: false,
             now_wall: 0,
+            trades: 0,
+            trades_dropped: 0,
         }
     }
 }
@@ -158,6 +176,13 @@ pub(crate) fn append_data(
             sub.status = st;
             comma = true;
             d.n += 1;
+        }
+        if sub.trades != Cursor::OFF && !append_trades(cache, sub, out, &mut comma, max, &mut d) {
+            // Full in the middle of this symbol's trades: the rest (and
+            // its quote) lead the next frame.
+            d.more = true;
+            *scan_from = i as u32;
+            break;
         }
         let seq = cache.slots().seq(sub.sym);
         if seq <= sub.last_seq && !(sub.snapshot && seq > 0) {
@@ -219,6 +244,76 @@ pub(crate) fn append_data(
     d
 }
 
+/// Appends the trades of `sub`'s symbol the client has not had, oldest
+/// first, each after a `trades_dropped` where it fell more than the
+/// table's `keep` behind (or the ring moved past a trade meanwhile).
+/// Returns false when the frame filled up before the last of them.
+fn append_trades(
+    cache: &EncodeCache,
+    sub: &mut Sub,
+    out: &mut String,
+    comma: &mut bool,
+    max: usize,
+    d: &mut Data,
+) -> bool {
+    let table = cache.slots().trades();
+    let Some(mut last) = sub.trades.get() else {
+        return true;
+    };
+    let head = table.head(sub.sym);
+    if head <= last {
+        return true;
+    }
+    let name = cache.symbols().name(sub.sym);
+    let mut dropped = (head - last).saturating_sub(table.keep());
+    last += dropped;
+    let mut complete = true;
+    while last < head {
+        if out.len() >= max {
+            complete = false;
+            break;
+        }
+        match table.read(sub.sym, last + 1) {
+            Read::Gone => {
+                dropped += 1;
+                last += 1;
+            }
+            // Its writer has not finished; it wakes us when it has.
+            Read::NotYet => break,
+            Read::Trade(t) => {
+                if dropped > 0 {
+                    comma_then(out, comma);
+                    encode_trades_dropped(out, name, dropped);
+                    d.trades_dropped += dropped;
+                    d.n += 1;
+                    dropped = 0;
+                }
+                comma_then(out, comma);
+                encode_trade(out, name, last + 1, &t);
+                d.trades += 1;
+                d.n += 1;
+                last += 1;
+            }
+        }
+    }
+    if dropped > 0 {
+        // Dropped, and nothing after them yet: say so now all the same.
+        comma_then(out, comma);
+        encode_trades_dropped(out, name, dropped);
+        d.trades_dropped += dropped;
+        d.n += 1;
+    }
+    sub.trades = Cursor::at(last);
+    complete
+}
+
+fn comma_then(out: &mut String, comma: &mut bool) {
+    if *comma {
+        out.push(',');
+    }
+    *comma = true;
+}
+
 /// Seconds since `gw_ts` (ns since the epoch), `None` for `i64::MAX`.
 pub(crate) fn age_secs(gw_ts: i64) -> Option<f64> {
     (gw_ts != i64::MAX).then(|| now_ns().saturating_sub(gw_ts).max(0) as f64 / 1e9)
@@ -232,6 +327,8 @@ pub(crate) struct Tally {
     bytes: u64,
     messages: u64,
     conflated: u64,
+    trades: u64,
+    trades_dropped: u64,
     /// Sessions found holding for their read window (see `flow.rs`).
     pub(crate) holds: u64,
     /// Data frames that wait for their time (spaced, see `flow.rs`).
@@ -249,6 +346,8 @@ impl Tally {
             bytes: 0,
             messages: 0,
             conflated: 0,
+            trades: 0,
+            trades_dropped: 0,
             holds: 0,
             paced: 0,
             ack_holds: 0,
@@ -262,6 +361,8 @@ impl Tally {
         self.bytes += (out.len() - HEADER_ROOM.len()) as u64;
         self.messages += d.n;
         self.conflated += d.conflated;
+        self.trades += d.trades;
+        self.trades_dropped += d.trades_dropped;
         if let Some(age) = d.age_secs() {
             self.latency.observe(age);
         }
@@ -283,6 +384,10 @@ impl Tally {
             m.bytes_out.inc_by(self.bytes);
             m.messages_out.inc_by(self.messages);
             m.conflated.inc_by(self.conflated);
+            if self.trades + self.trades_dropped > 0 {
+                m.trades_out.inc_by(self.trades);
+                m.trades_dropped.inc_by(self.trades_dropped);
+            }
             self.latency.flush();
             self.write_age.flush();
         }
@@ -299,6 +404,7 @@ impl Tally {
             self.ack_holds = 0;
         }
         (self.frames, self.bytes, self.messages, self.conflated) = (0, 0, 0, 0);
+        (self.trades, self.trades_dropped) = (0, 0);
     }
 }
 

@@ -10,6 +10,7 @@
 //! that dirty bit is where coalescing starts.
 
 use crate::model::{Quote, Status, SymbolId};
+use crate::trades::TradeTable;
 use rust_decimal::Decimal;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, Ordering};
 use tokio::sync::Notify;
@@ -204,17 +205,34 @@ pub struct SlotTable {
     /// Per symbol: bit `s` set when shard `s` has at least one subscriber.
     interest: Box<[AtomicU64]>,
     shards: Box<[ShardSignal]>,
+    /// Each symbol's recent trades (see `trades.rs`).
+    trades: TradeTable,
 }
+
+/// `session.max_pending_trades`' default.
+pub const DEFAULT_PENDING_TRADES: usize = 1024;
 
 impl SlotTable {
     pub fn new(nsymbols: usize, nshards: usize) -> Self {
+        Self::with_trades(nsymbols, nshards, DEFAULT_PENDING_TRADES)
+    }
+
+    /// Slots whose subscribers may each be owed up to `pending_trades`
+    /// trades per symbol.
+    pub fn with_trades(nsymbols: usize, nshards: usize, pending_trades: usize) -> Self {
         let nshards = nshards.clamp(1, MAX_SHARDS);
         SlotTable {
             slots: (0..nsymbols).map(|_| Slot::default()).collect(),
             status: (0..nsymbols).map(|_| AtomicU8::new(0)).collect(),
             interest: (0..nsymbols).map(|_| AtomicU64::new(0)).collect(),
             shards: (0..nshards).map(|_| ShardSignal::new(nsymbols)).collect(),
+            trades: TradeTable::new(nsymbols, pending_trades),
         }
+    }
+
+    /// Each symbol's recent trades.
+    pub fn trades(&self) -> &TradeTable {
+        &self.trades
     }
 
     pub fn len(&self) -> usize {

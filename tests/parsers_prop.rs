@@ -944,12 +944,14 @@ fn op_strategy() -> impl Strategy<Value = (Option<OpId>, Op)> {
                 prop_oneof![(1u32..1000).prop_map(f64::from), any::<f64>()]
                     .prop_filter("positive", |f| f.is_finite() && *f > 0.0)
             ),
+            any::<bool>(),
             any::<bool>()
         )
-            .prop_map(|(symbols, max_hz, snapshot)| Op::Subscribe {
+            .prop_map(|(symbols, max_hz, snapshot, trades)| Op::Subscribe {
                 symbols,
                 max_hz,
-                snapshot
+                snapshot,
+                trades
             }),
         symbols.prop_map(|symbols| Op::Unsubscribe { symbols }),
         Just(Op::Ping),
@@ -966,6 +968,7 @@ fn op_json(id: &Option<OpId>, op: &Op, omit_defaults: bool) -> J {
             symbols,
             max_hz,
             snapshot,
+            trades,
         } => {
             let mut o = serde_json::json!({"op": "subscribe", "symbols": symbols});
             if let Some(hz) = max_hz {
@@ -973,6 +976,9 @@ fn op_json(id: &Option<OpId>, op: &Op, omit_defaults: bool) -> J {
             }
             if !(omit_defaults && *snapshot) {
                 o["snapshot"] = J::Bool(*snapshot);
+            }
+            if !(omit_defaults && !*trades) {
+                o["trades"] = J::Bool(*trades);
             }
             o
         }

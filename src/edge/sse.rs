@@ -74,6 +74,17 @@ fn start(req: &Request<Incoming>, ctx: &Context, peer: SocketAddr) -> Result<Sse
             }
         },
     };
+    let trades = match query_param(req, "trades") {
+        None | Some("false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(v) => {
+            let shown: String = v.chars().take(32).collect();
+            return Err(bad(
+                ErrorCode::BadRequest,
+                &format!("trades must be true or false, not {shown:?}"),
+            ));
+        }
+    };
     let held = admit(ctx, peer).map_err(|d| {
         ctx.metrics.connections_rejected.inc();
         if *d == Disconnect::ADDRESS_FULL {
@@ -99,6 +110,7 @@ fn start(req: &Request<Incoming>, ctx: &Context, peer: SocketAddr) -> Result<Sse
     Ok(SseStart {
         syms,
         max_hz,
+        trades,
         key_conn,
         entitlement,
         held,

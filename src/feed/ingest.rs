@@ -40,6 +40,7 @@ use crate::model::{field, Quote, SymbolId};
 use crate::normalize::{FeedNormalizer, NormalizeConfig, Normalizer, Update};
 use crate::protocol::ErrorCode;
 use crate::sync::{Mutex, MutexGuard};
+use crate::trades::{Side, TradeInfo};
 use serde::Deserialize;
 use simd_json::value::borrowed::{Object, Value};
 use simd_json::StaticNode;
@@ -168,12 +169,13 @@ impl IngestFeed {
                 l => l,
             };
             match self.parse_line(line, &mut buffers) {
-                Ok((sym, quote)) => {
-                    let applied = self.normalizer().apply(Update {
+                Ok((sym, quote, trade)) => {
+                    let u = Update {
                         sym,
                         quote,
                         seq: None,
-                    });
+                    };
+                    let applied = self.normalizer().apply_with(u, trade);
                     match applied {
                         Ok(_) => report.accepted += 1,
                         Err(r) => report.reject(
@@ -208,7 +210,7 @@ impl IngestFeed {
         &self,
         line: &mut [u8],
         buffers: &mut simd_json::Buffers,
-    ) -> Result<(SymbolId, Quote), LineError> {
+    ) -> Result<Line, LineError> {
         if line.trim_ascii().is_empty() {
             return Err(LineError::Bad(ParseError::Json("empty line".into())));
         }
@@ -219,9 +221,22 @@ impl IngestFeed {
                 "each line must be a JSON object".into(),
             )));
         };
-        parse_quote(o, &self.symbols)
+        match o.get("type") {
+            None => parse_quote(o, &self.symbols).map(|(sym, q)| (sym, q, None)),
+            Some(Value::String(t)) if t == "quote" => {
+                parse_quote(o, &self.symbols).map(|(sym, q)| (sym, q, None))
+            }
+            Some(Value::String(t)) if t == "trade" => parse_trade(o, &self.symbols),
+            Some(_) => Err(LineError::Bad(ParseError::field(
+                "type",
+                "must be \"quote\" (the default) or \"trade\"",
+            ))),
+        }
     }
 }
+
+/// A line's symbol, its quote and, for a trade, what else it said.
+type Line = (SymbolId, Quote, Option<TradeInfo>);
 
 enum LineError {
     Bad(ParseError),
@@ -246,6 +261,9 @@ fn parse_quote(
     let mut symbol = None;
     for (k, v) in o.iter() {
         let k: &str = k;
+        if k == "type" {
+            continue;
+        }
         if k == "symbol" {
             match v {
                 Value::String(s) => symbol = Some(&**s),
@@ -254,42 +272,17 @@ fn parse_quote(
             continue;
         }
         if k == "ts" {
-            let ts = match v {
-                Value::Static(StaticNode::I64(t)) if *t >= 0 => *t,
-                Value::Static(StaticNode::U64(t)) => {
-                    i64::try_from(*t).map_err(|_| bad("ts", "out of range"))?
-                }
-                _ => {
-                    return Err(bad(
-                        "ts",
-                        "must be a non-negative integer: ns since the Unix epoch",
-                    ))
-                }
-            };
-            q.ts = ts;
+            q.ts = timestamp(v)?;
             q.present |= field::TS;
             continue;
         }
         let Some(&(name, bit)) = PRICE_FIELDS.iter().find(|(n, _)| *n == k) else {
             let shown: String = k.chars().take(40).collect();
             return Err(LineError::Bad(ParseError::Unexpected(format!(
-                "unknown field {shown:?} (symbol, bid, bid_size, ask, ask_size, last, last_size, ts)"
+                "unknown field {shown:?} (type, symbol, bid, bid_size, ask, ask_size, last, last_size, ts)"
             ))));
         };
-        let text = match v {
-            Value::String(s) => &**s,
-            Value::Static(StaticNode::Null) | Value::Static(StaticNode::Bool(_)) => {
-                return Err(bad(name, "must be a decimal string (omit the field if unknown)"))
-            }
-            Value::Static(_) => {
-                return Err(bad(
-                    name,
-                    "prices and sizes must be decimal strings (e.g. \"189.12\"), not JSON numbers: a number's exact text is not kept",
-                ))
-            }
-            _ => return Err(bad(name, "must be a decimal string")),
-        };
-        let d = super::wire::parse_decimal(text, name).map_err(LineError::Bad)?;
+        let d = decimal(name, v)?;
         match bit {
             field::BID => q.bid = d,
             field::BID_SIZE => q.bid_size = d,
@@ -312,6 +305,85 @@ fn parse_quote(
         )));
     }
     Ok((sym, q))
+}
+
+/// A price or size: a decimal string, parsed exactly.
+fn decimal(name: &'static str, v: &Value) -> Result<rust_decimal::Decimal, LineError> {
+    let bad = |why: &str| LineError::Bad(ParseError::field(name, why));
+    let text = match v {
+        Value::String(s) => &**s,
+        Value::Static(StaticNode::Null) | Value::Static(StaticNode::Bool(_)) => {
+            return Err(bad("must be a decimal string (omit the field if unknown)"))
+        }
+        Value::Static(_) => {
+            return Err(bad(
+                "prices and sizes must be decimal strings (e.g. \"189.12\"), not JSON numbers: a number's exact text is not kept",
+            ))
+        }
+        _ => return Err(bad("must be a decimal string")),
+    };
+    super::wire::parse_decimal(text, name).map_err(LineError::Bad)
+}
+
+/// `ts`: ns since the Unix epoch.
+fn timestamp(v: &Value) -> Result<i64, LineError> {
+    let bad = |why: &str| LineError::Bad(ParseError::field("ts", why));
+    match v {
+        Value::Static(StaticNode::I64(t)) if *t >= 0 => Ok(*t),
+        Value::Static(StaticNode::U64(t)) => i64::try_from(*t).map_err(|_| bad("out of range")),
+        _ => Err(bad(
+            "must be a non-negative integer: ns since the Unix epoch",
+        )),
+    }
+}
+
+/// A `"type":"trade"` line: `symbol`, `price`, `size` (required), `side`
+/// (`buy`/`sell`), `trade_id` (integer), `ts`. Its price and size become
+/// the quote's `last`/`last_size`.
+fn parse_trade(o: &Object, symbols: &HashMap<String, SymbolId>) -> Result<Line, LineError> {
+    let bad = |field: &'static str, why: &str| LineError::Bad(ParseError::field(field, why));
+    let (mut price, mut size, mut symbol) = (None, None, None);
+    let mut q = Quote::default();
+    let mut info = TradeInfo::default();
+    for (k, v) in o.iter() {
+        match &**k {
+            "type" => {}
+            "symbol" => match v {
+                Value::String(s) => symbol = Some(&**s),
+                _ => return Err(bad("symbol", "must be a string")),
+            },
+            "price" => price = Some(decimal("price", v)?),
+            "size" => size = Some(decimal("size", v)?),
+            "ts" => q = q.with_ts(timestamp(v)?),
+            "side" => match v {
+                Value::String(s) if matches!(&**s, "buy" | "sell") => info.side = Side::parse(s),
+                _ => {
+                    return Err(bad(
+                        "side",
+                        "must be \"buy\" or \"sell\" (omit it if unknown)",
+                    ))
+                }
+            },
+            "trade_id" => match v {
+                Value::Static(StaticNode::U64(n)) => info.trade_id = Some(*n),
+                Value::Static(StaticNode::I64(n)) if *n >= 0 => info.trade_id = Some(*n as u64),
+                _ => return Err(bad("trade_id", "must be a non-negative integer")),
+            },
+            other => {
+                let shown: String = other.chars().take(40).collect();
+                return Err(LineError::Bad(ParseError::Unexpected(format!(
+                    "unknown field {shown:?} in a trade (type, symbol, price, size, side, trade_id, ts)"
+                ))));
+            }
+        }
+    }
+    let name = symbol.ok_or_else(|| bad("symbol", "missing"))?;
+    let price = price.ok_or_else(|| bad("price", "missing: a trade needs price and size"))?;
+    let size = size.ok_or_else(|| bad("size", "missing: a trade needs price and size"))?;
+    let Some(&sym) = symbols.get(name) else {
+        return Err(LineError::UnknownSymbol(name.chars().take(40).collect()));
+    };
+    Ok((sym, q.with_last(price, size), Some(info)))
 }
 
 /// What became of one request's lines.

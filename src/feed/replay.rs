@@ -230,12 +230,24 @@ impl Player {
             return;
         }
         for ev in self.events.drain(..) {
-            match ev {
-                Event::Quote(Update {
+            let (u, trade) = match ev {
+                Event::Quote(u) => (u, None),
+                Event::Trade(u, info) => (u, Some(info)),
+                Event::Heartbeat | Event::Ignored | Event::Subscribed => {
+                    state.alive();
+                    continue;
+                }
+                Event::Rejected(why) | Event::PairRefused(why) => {
+                    tracing::warn!(feed = %state.name, "recorded frame: the venue refused a subscription: {why}");
+                    continue;
+                }
+            };
+            match u {
+                Update {
                     sym,
                     mut quote,
                     seq,
-                }) => {
+                } => {
                     if self.pass == 0 {
                         if let Some((_, s)) = seq {
                             widen(&mut self.seq_range, s);
@@ -249,12 +261,9 @@ impl Player {
                         quote.ts = quote.ts.saturating_add(self.ts_shift);
                     }
                     // Rejects are counted and logged inside.
-                    applied.push((sym, self.norm.apply(Update { sym, quote, seq })));
+                    let u = Update { sym, quote, seq };
+                    applied.push((sym, self.norm.apply_with(u, trade)));
                     state.alive();
-                }
-                Event::Heartbeat | Event::Ignored | Event::Subscribed => state.alive(),
-                Event::Rejected(why) | Event::PairRefused(why) => {
-                    tracing::warn!(feed = %state.name, "recorded frame: the venue refused a subscription: {why}");
                 }
             }
         }

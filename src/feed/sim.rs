@@ -8,9 +8,10 @@
 
 use crate::feed::FeedState;
 use crate::invalid::{at_least_one, Invalid};
-use crate::model::{now_ns, Quote, SymbolId};
+use crate::model::{field, now_ns, Quote, SymbolId};
 use crate::normalize::Normalizer;
 use crate::shutdown::Shutdown;
+use crate::trades::{Side, TradeInfo};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -304,6 +305,22 @@ impl Sim {
     }
 }
 
+/// A simulated quote with a last trade is a trade: at the bid a seller
+/// hit it, at the ask a buyer lifted it. Numbered from 1 per feed.
+fn trade_info(q: &Quote, next_id: &mut u64) -> Option<TradeInfo> {
+    q.has(field::LAST).then(|| {
+        *next_id += 1;
+        TradeInfo {
+            side: Some(if q.last == q.bid {
+                Side::Sell
+            } else {
+                Side::Buy
+            }),
+            trade_id: Some(*next_id),
+        }
+    })
+}
+
 /// Runs the simulator until shutdown: `cfg.rate` updates/s, or with
 /// `cfg.burst_hz` set, every symbol `burst_hz` times a second.
 pub async fn run(
@@ -333,6 +350,8 @@ pub async fn run(
     // At most one second's worth per tick: a stalled process does not
     // answer with an unbounded burst.
     let cap = rate.max(1.0);
+    // The feed's trade numbers, as a venue numbers its trades.
+    let mut trade_ids = 0u64;
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
@@ -351,14 +370,14 @@ pub async fn run(
             if burst {
                 for i in 0..sim.len() {
                     let (sym, q) = sim.step_symbol(i);
-                    let _ = norm.apply(sym, q);
+                    let _ = norm.apply_with(sym, q, trade_info(&q, &mut trade_ids));
                 }
             } else {
                 let (sym, q) = sim.step();
                 // The simulator only produces valid quotes; a reject would
                 // be a bug and is counted in feed_rejects_total like any
                 // other.
-                let _ = norm.apply(sym, q);
+                let _ = norm.apply_with(sym, q, trade_info(&q, &mut trade_ids));
             }
         }
         emitted = emitted.max(target - cap) + due as f64;

@@ -173,6 +173,11 @@ impl<V: Venue> Reader<V> {
                     self.got_data = true;
                     self.state.alive();
                 }
+                Event::Trade(u, info) => {
+                    let _ = self.norm.apply_with(u, Some(info));
+                    self.got_data = true;
+                    self.state.alive();
+                }
                 Event::Heartbeat | Event::Ignored => self.state.alive(),
                 Event::Subscribed => {
                     tracing::info!(feed = %feed, "subscription acknowledged");

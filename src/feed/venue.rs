@@ -10,6 +10,7 @@ use super::{binance, coinbase, kraken};
 use crate::invalid::{at_least_one, Invalid};
 use crate::model::{InvalidSymbol, SymbolId, Symbols};
 use crate::normalize::{NormalizeConfig, Update};
+use crate::trades::TradeInfo;
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -172,6 +173,10 @@ pub fn validate_symbol_map(
 pub enum Event {
     /// New values for a mapped symbol, as the normalizer takes them.
     Quote(Update),
+    /// A trade: the update's `last`/`last_size` (and `ts`) are the trade's.
+    /// It updates the quote like any update and also goes, in order, to
+    /// the subscribers that asked for trades.
+    Trade(Update, TradeInfo),
     /// The upstream is alive (heartbeat, pong, status).
     Heartbeat,
     /// The venue acknowledged our subscription.

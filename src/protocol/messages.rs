@@ -5,6 +5,7 @@
 
 use super::{ErrorCode, OpId};
 use crate::model::{field, Quote, Status};
+use crate::trades::Trade;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
@@ -29,6 +30,9 @@ pub enum Control<'a> {
         symbols: Vec<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         max_hz: Option<f64>,
+        /// Trades asked for (absent: not).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        trades: bool,
     },
     Unsubscribed {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -181,10 +185,74 @@ pub fn encode_quote(out: &mut String, symbol: &str, seq: u64, q: &Quote, snapsho
     out.push('}');
 }
 
+/// Appends one trade object (`seq` is the trade's number in its symbol's
+/// trades, see `trades.rs`).
+pub fn encode_trade(out: &mut String, symbol: &str, seq: u64, t: &Trade) {
+    out.push_str(r#"{"type":"trade","symbol":""#);
+    out.push_str(symbol);
+    out.push_str(r#"","seq":"#);
+    out.push_str(itoa::Buffer::new().format(seq));
+    dec(out, "price", &t.price);
+    dec(out, "size", &t.size);
+    if let Some(side) = t.side {
+        out.push_str(r#","side":""#);
+        out.push_str(side.as_str());
+        out.push('"');
+    }
+    if let Some(id) = t.trade_id {
+        out.push_str(r#","trade_id":"#);
+        out.push_str(itoa::Buffer::new().format(id));
+    }
+    out.push_str(r#","ts":"#);
+    out.push_str(itoa::Buffer::new().format(t.ts));
+    out.push_str(r#","gw_ts":"#);
+    out.push_str(itoa::Buffer::new().format(t.gw_ts));
+    out.push('}');
+}
+
+/// Appends a `trades_dropped` message: `count` trades of `symbol` were
+/// dropped for this client (it fell too far behind).
+pub fn encode_trades_dropped(out: &mut String, symbol: &str, count: u64) {
+    out.push_str(r#"{"type":"trades_dropped","symbol":""#);
+    out.push_str(symbol);
+    out.push_str(r#"","count":"#);
+    out.push_str(itoa::Buffer::new().format(count));
+    out.push('}');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::str::FromStr;
+
+    #[test]
+    fn trade_encoding_is_exact_and_omits_what_the_venue_did_not_say() {
+        let d = |s| Decimal::from_str(s).unwrap();
+        let mut t = Trade {
+            price: d("97000.02000000"),
+            size: d("0.00100000"),
+            side: Some(crate::trades::Side::Sell),
+            trade_id: Some(12345),
+            ts: 1,
+            gw_ts: 2,
+        };
+        let mut s = String::new();
+        encode_trade(&mut s, "BTC-USD", 9, &t);
+        assert_eq!(
+            s,
+            r#"{"type":"trade","symbol":"BTC-USD","seq":9,"price":"97000.02000000","size":"0.00100000","side":"sell","trade_id":12345,"ts":1,"gw_ts":2}"#
+        );
+        (t.side, t.trade_id) = (None, None);
+        s.clear();
+        encode_trade(&mut s, "X", 1, &t);
+        assert_eq!(
+            s,
+            r#"{"type":"trade","symbol":"X","seq":1,"price":"97000.02000000","size":"0.00100000","ts":1,"gw_ts":2}"#
+        );
+        s.clear();
+        encode_trades_dropped(&mut s, "X", 17);
+        assert_eq!(s, r#"{"type":"trades_dropped","symbol":"X","count":17}"#);
+    }
 
     #[test]
     fn quote_encoding_is_exact_and_omits_missing_fields() {

@@ -7,7 +7,10 @@ pub mod messages;
 pub mod ops;
 
 pub use disconnect::Disconnect;
-pub use messages::{encode_quote, encode_status, frame_of, write_decimal, Control, Limits};
+pub use messages::{
+    encode_quote, encode_status, encode_trade, encode_trades_dropped, frame_of, write_decimal,
+    Control, Limits,
+};
 pub use ops::{parse_op, Op, OpError, OpId, MAX_FLOW_WINDOW};
 
 use serde::Serialize;

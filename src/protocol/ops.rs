@@ -24,6 +24,8 @@ pub enum Op {
         symbols: Vec<String>,
         max_hz: Option<f64>,
         snapshot: bool,
+        /// Every trade of the symbols too, in order (`"trades":true`).
+        trades: bool,
     },
     Unsubscribe {
         symbols: Vec<String>,
@@ -177,6 +179,23 @@ fn not_json(original: &[u8]) -> String {
 
 /// Parses one client text message. `buf` is parsed in place (simd-json).
 /// `max_symbols_per_op` bounds the `symbols` array.
+/// An optional boolean field (`null` or absent: `default`).
+fn bool_field(
+    id: &Option<OpId>,
+    obj: &simd_json::borrowed::Object,
+    name: &str,
+    default: bool,
+) -> Result<bool, OpError> {
+    match obj.get(name) {
+        None | Some(Value::Static(StaticNode::Null)) => Ok(default),
+        Some(Value::Static(StaticNode::Bool(b))) => Ok(*b),
+        Some(other) => Err(bad(
+            id,
+            format!("field `{name}` must be a boolean, got {}", type_name(other)),
+        )),
+    }
+}
+
 pub fn parse_op(buf: &mut [u8], max_symbols_per_op: usize) -> Result<(Option<OpId>, Op), OpError> {
     // Ops are small (at most `max_message_bytes`) and rate-limited: a copy
     // for the error message costs little, and simd-json's in-place parse
@@ -243,23 +262,11 @@ pub fn parse_op(buf: &mut [u8], max_symbols_per_op: usize) -> Result<(Option<OpI
                     return Err(bad(&id, "field `max_hz` must be a positive number"));
                 }
             }
-            let snapshot = match obj.get("snapshot") {
-                None | Some(Value::Static(StaticNode::Null)) => true,
-                Some(Value::Static(StaticNode::Bool(b))) => *b,
-                Some(other) => {
-                    return Err(bad(
-                        &id,
-                        format!(
-                            "field `snapshot` must be a boolean, got {}",
-                            type_name(other)
-                        ),
-                    ))
-                }
-            };
             Op::Subscribe {
                 symbols,
                 max_hz,
-                snapshot,
+                snapshot: bool_field(&id, obj, "snapshot", true)?,
+                trades: bool_field(&id, obj, "trades", false)?,
             }
         }
         "unsubscribe" => Op::Unsubscribe {
@@ -327,7 +334,8 @@ mod tests {
                 Op::Subscribe {
                     symbols: vec!["AAPL".into(), "BTC-USD".into()],
                     max_hz: Some(2.5),
-                    snapshot: false
+                    snapshot: false,
+                    trades: false
                 }
             ))
         );

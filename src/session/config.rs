@@ -68,6 +68,12 @@ pub struct SessionConfig {
     /// Largest read window, in bytes (a fast client on a long link needs
     /// its bandwidth times its round trip). Default 4194304.
     pub read_window_max_bytes: u32,
+    /// Trades one subscription (`"trades":true`) may be owed: a client that
+    /// falls further behind a symbol's trades loses the oldest and is told
+    /// how many in a `trades_dropped` message. Each symbol that trades keeps
+    /// this many recent trades (rounded up to a power of two, 72 bytes
+    /// each) however many sessions read them. 1 to 65536. Default 1024.
+    pub max_pending_trades: usize,
 }
 
 impl Default for SessionConfig {
@@ -92,6 +98,7 @@ impl Default for SessionConfig {
             read_lag_ms: 50,
             read_window_min_bytes: 8 * 1024,
             read_window_max_bytes: 4 * 1024 * 1024,
+            max_pending_trades: crate::slots::DEFAULT_PENDING_TRADES,
         }
     }
 }
@@ -121,6 +128,12 @@ impl SessionConfig {
         }
         if self.read_buffer_bytes < 64 {
             return Err(Invalid::new("read_buffer_bytes", "must be at least 64"));
+        }
+        if !(1..=crate::trades::MAX_KEEP).contains(&self.max_pending_trades) {
+            return Err(Invalid::new(
+                "max_pending_trades",
+                format!("must be 1 to {}", crate::trades::MAX_KEEP),
+            ));
         }
         at_least_one("heartbeat_ms", self.heartbeat_ms)?;
         at_least_one("slow_consumer_ms", self.slow_consumer_ms)?;

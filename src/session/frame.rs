@@ -190,6 +190,7 @@ impl Session {
 
 /// Counts a finished frame (`out` holds `HEADER_ROOM` and the payload).
 fn count_frame(m: &Metrics, out: &str, n_ctrl: u64, d: &Data) {
+    d.count_trades(m);
     if d.conflated > 0 {
         m.conflated.inc_by(d.conflated);
     }

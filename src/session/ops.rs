@@ -9,6 +9,7 @@ use crate::flow::Acked;
 use crate::model::{now_ns, Status, SymbolId};
 use crate::outbox::Sub;
 use crate::protocol::{parse_op, Control, Disconnect, ErrorCode, Op, OpError, OpId};
+use crate::trades::Cursor;
 use std::sync::Arc;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
@@ -203,7 +204,8 @@ impl Session {
                 symbols,
                 max_hz,
                 snapshot,
-            } => self.subscribe(id, symbols, max_hz, snapshot),
+                trades,
+            } => self.subscribe(id, symbols, max_hz, snapshot, trades),
             Op::Unsubscribe { symbols } => self.unsubscribe(id, symbols),
             Op::Flow { window } => self.flow(id, window),
             // An ack that did not move the count on (refused above when it
@@ -326,6 +328,7 @@ impl Session {
         names: Vec<String>,
         max_hz: Option<f64>,
         snapshot: bool,
+        trades: bool,
     ) {
         let (syms, patterns) = self.resolve(&id, &names);
         if syms.is_empty() {
@@ -370,6 +373,7 @@ impl Session {
                             next_at: None,
                             snapshot: false,
                             status: Status::Live,
+                            trades: Cursor::OFF,
                         },
                     );
                     added.push(sym);
@@ -379,6 +383,13 @@ impl Session {
             let sub = &mut self.subs[pos];
             sub.interval_us = interval;
             sub.next_at = None;
+            // Trades from the next one on; a symbol that had them keeps
+            // its place (nothing owed is lost by subscribing again).
+            sub.trades = match (trades, sub.trades.get()) {
+                (false, _) => Cursor::OFF,
+                (true, Some(_)) => sub.trades,
+                (true, None) => Cursor::at(slots.trades().head(sym)),
+            };
             let seq = slots.seq(sym);
             if snapshot && seq > 0 {
                 // A symbol with no value yet gets no snapshot: its first
@@ -402,6 +413,7 @@ impl Session {
             id,
             symbols: names,
             max_hz: hz,
+            trades,
         }
         .to_json();
         self.control.push_back(msg);

@@ -20,6 +20,7 @@ use crate::fanout::SessionHandle;
 use crate::model::{Status, SymbolId};
 use crate::outbox::{append_data, Sub};
 use crate::protocol::{Control, Disconnect, PROTOCOL_VERSION};
+use crate::trades::Cursor;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::task::Poll;
@@ -35,6 +36,8 @@ pub(crate) const RETRY_MS: u64 = 2000;
 pub(crate) struct SseStart {
     pub syms: Vec<SymbolId>,
     pub max_hz: Option<f64>,
+    /// Every trade of the symbols too (`trades=true`).
+    pub trades: bool,
     /// The key's connection, held for the session's life (auth on).
     pub key_conn: Option<KeyConnGuard>,
     pub entitlement: Option<Arc<Entitlement>>,
@@ -60,6 +63,7 @@ pub(crate) async fn run(ctx: Arc<Context>, start: SseStart, tx: mpsc::Sender<Byt
     let SseStart {
         syms: asked,
         max_hz,
+        trades,
         key_conn: _key_conn,
         entitlement,
         held: _held,
@@ -83,6 +87,12 @@ pub(crate) async fn run(ctx: Arc<Context>, start: SseStart, tx: mpsc::Sender<Byt
             // its first value as an ordinary update.
             snapshot: ctx.slots.seq(sym) > 0,
             status: Status::Live,
+            // From the next trade on.
+            trades: if trades {
+                Cursor::at(ctx.slots.trades().head(sym))
+            } else {
+                Cursor::OFF
+            },
         })
         .collect();
     ctx.fanout.subscribe(&handle, &syms);
@@ -108,6 +118,7 @@ pub(crate) async fn run(ctx: Arc<Context>, start: SseStart, tx: mpsc::Sender<Byt
             id: None,
             symbols: names,
             max_hz: hz,
+            trades,
         }
         .to_json(),
     );
@@ -162,6 +173,7 @@ pub(crate) async fn run(ctx: Arc<Context>, start: SseStart, tx: mpsc::Sender<Byt
                         m.messages_out.inc_by(d.n as u64 + u64::from(comma));
                         m.bytes_out.inc_by(n as u64);
                         m.conflated.inc_by(d.conflated);
+                        d.count_trades(m);
                         last_sent = Instant::now();
                     }
                     Err(e) => break 'serve e,
