@@ -977,7 +977,7 @@ fn op_json(id: &Option<OpId>, op: &Op, omit_defaults: bool) -> J {
             if !(omit_defaults && *snapshot) {
                 o["snapshot"] = J::Bool(*snapshot);
             }
-            if !(omit_defaults && !*trades) {
+            if !omit_defaults || *trades {
                 o["trades"] = J::Bool(*trades);
             }
             o

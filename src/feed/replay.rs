@@ -242,30 +242,27 @@ impl Player {
                     continue;
                 }
             };
-            match u {
-                Update {
-                    sym,
-                    mut quote,
-                    seq,
-                } => {
-                    if self.pass == 0 {
-                        if let Some((_, s)) = seq {
-                            widen(&mut self.seq_range, s);
-                        }
-                        if quote.has(field::TS) {
-                            widen(&mut self.ts_range, quote.ts);
-                        }
-                    }
-                    let seq = seq.map(|(st, s)| (st, s.saturating_add(self.seq_shift)));
-                    if quote.has(field::TS) {
-                        quote.ts = quote.ts.saturating_add(self.ts_shift);
-                    }
-                    // Rejects are counted and logged inside.
-                    let u = Update { sym, quote, seq };
-                    applied.push((sym, self.norm.apply_with(u, trade)));
-                    state.alive();
+            let Update {
+                sym,
+                mut quote,
+                seq,
+            } = u;
+            if self.pass == 0 {
+                if let Some((_, s)) = seq {
+                    widen(&mut self.seq_range, s);
+                }
+                if quote.has(field::TS) {
+                    widen(&mut self.ts_range, quote.ts);
                 }
             }
+            let seq = seq.map(|(st, s)| (st, s.saturating_add(self.seq_shift)));
+            if quote.has(field::TS) {
+                quote.ts = quote.ts.saturating_add(self.ts_shift);
+            }
+            // Rejects are counted and logged inside.
+            let u = Update { sym, quote, seq };
+            applied.push((sym, self.norm.apply_with(u, trade)));
+            state.alive();
         }
     }
 
