@@ -19,6 +19,7 @@ use crate::normalize::{FeedNormalizer, Normalizer, Reject};
 use crate::session;
 use crate::shutdown::{self, Shutdown, Trigger};
 use crate::slots::SlotTable;
+use crate::trades::TradeInfo;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -411,6 +412,28 @@ impl Gateway {
     /// Writes a quote through a feed's normalizer, as if that feed had sent
     /// it. For embedding and tests; feeds use their own normalizer.
     pub fn publish(&self, feed: &str, symbol: &str, q: Quote) -> Result<u64, PublishError> {
+        self.publish_with(feed, symbol, q, None)
+    }
+
+    /// [`Gateway::publish`] of a trade: `q`'s `last`/`last_size` (and
+    /// `ts`) are the trade's, `info` the rest of it.
+    pub fn publish_trade(
+        &self,
+        feed: &str,
+        symbol: &str,
+        q: Quote,
+        info: TradeInfo,
+    ) -> Result<u64, PublishError> {
+        self.publish_with(feed, symbol, q, Some(info))
+    }
+
+    fn publish_with(
+        &self,
+        feed: &str,
+        symbol: &str,
+        q: Quote,
+        trade: Option<TradeInfo>,
+    ) -> Result<u64, PublishError> {
         let sym = self
             .session
             .symbols
@@ -422,7 +445,8 @@ impl Gateway {
             .find(|(n, _)| n == feed)
             .map(|(_, n)| n)
             .ok_or_else(|| PublishError::UnknownFeed(feed.to_string()))?;
-        norm.apply(sym, q).map_err(PublishError::Rejected)
+        norm.apply_with(sym, q, trade)
+            .map_err(PublishError::Rejected)
     }
 
     /// A feed's health state (pause it to simulate a silent upstream).

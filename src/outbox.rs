@@ -177,68 +177,73 @@ pub(crate) fn append_data(
             comma = true;
             d.n += 1;
         }
+        'quote: {
+            let seq = cache.slots().seq(sub.sym);
+            if seq <= sub.last_seq && !(sub.snapshot && seq > 0) {
+                break 'quote;
+            }
+            if !sub.snapshot {
+                if let Some(at) = sub.next_at {
+                    if at > now {
+                        d.due = Some(d.due.map_or(at, |x: Instant| x.min(at)));
+                        break 'quote;
+                    }
+                }
+            }
+            if comma {
+                out.push(',');
+            }
+            let was_snapshot = sub.snapshot;
+            let sent = if sub.snapshot {
+                cache.slots().read(sub.sym).map(|(q, seq)| {
+                    encode_quote(out, cache.symbols().name(sub.sym), seq, &q, true);
+                    (seq, q.gw_ts)
+                })
+            } else {
+                let r = match memo.as_deref_mut() {
+                    Some(m) => cache.append_latest_memo(sub.sym, out, m),
+                    None => cache.append_latest(sub.sym, out),
+                };
+                if let Some((seq, _)) = r {
+                    if sub.last_seq > 0 && seq > sub.last_seq + 1 {
+                        d.conflated += seq - sub.last_seq - 1;
+                    }
+                }
+                r
+            };
+            match sent {
+                Some((seq, gw_ts)) => {
+                    sub.last_seq = seq;
+                    sub.snapshot = false;
+                    if sub.interval_us > 0 {
+                        sub.next_at = Some(now + Duration::from_micros(u64::from(sub.interval_us)));
+                    }
+                    if !was_snapshot {
+                        // A snapshot's age is how quiet the symbol is, not how
+                        // fast the gateway is.
+                        d.oldest = d.oldest.min(gw_ts);
+                    }
+                    comma = true;
+                    d.n += 1;
+                }
+                None => {
+                    // Value vanished between seq and read: cannot happen (slots
+                    // never empty), but never emit a dangling comma.
+                    if comma && out.ends_with(',') {
+                        out.pop();
+                    }
+                }
+            }
+        }
+        // Then the trades the client is owed, read after the quote: every
+        // trade the quote's last reflects is in this frame too (a trade is
+        // stored before the quote write it belongs to).
         if sub.trades != Cursor::OFF && !append_trades(cache, sub, out, &mut comma, max, &mut d) {
-            // Full in the middle of this symbol's trades: the rest (and
-            // its quote) lead the next frame.
+            // Full in the middle of this symbol's trades: the rest lead
+            // the next frame.
             d.more = true;
             *scan_from = i as u32;
             break;
-        }
-        let seq = cache.slots().seq(sub.sym);
-        if seq <= sub.last_seq && !(sub.snapshot && seq > 0) {
-            continue;
-        }
-        if !sub.snapshot {
-            if let Some(at) = sub.next_at {
-                if at > now {
-                    d.due = Some(d.due.map_or(at, |x: Instant| x.min(at)));
-                    continue;
-                }
-            }
-        }
-        if comma {
-            out.push(',');
-        }
-        let was_snapshot = sub.snapshot;
-        let sent = if sub.snapshot {
-            cache.slots().read(sub.sym).map(|(q, seq)| {
-                encode_quote(out, cache.symbols().name(sub.sym), seq, &q, true);
-                (seq, q.gw_ts)
-            })
-        } else {
-            let r = match memo.as_deref_mut() {
-                Some(m) => cache.append_latest_memo(sub.sym, out, m),
-                None => cache.append_latest(sub.sym, out),
-            };
-            if let Some((seq, _)) = r {
-                if sub.last_seq > 0 && seq > sub.last_seq + 1 {
-                    d.conflated += seq - sub.last_seq - 1;
-                }
-            }
-            r
-        };
-        match sent {
-            Some((seq, gw_ts)) => {
-                sub.last_seq = seq;
-                sub.snapshot = false;
-                if sub.interval_us > 0 {
-                    sub.next_at = Some(now + Duration::from_micros(u64::from(sub.interval_us)));
-                }
-                if !was_snapshot {
-                    // A snapshot's age is how quiet the symbol is, not how
-                    // fast the gateway is.
-                    d.oldest = d.oldest.min(gw_ts);
-                }
-                comma = true;
-                d.n += 1;
-            }
-            None => {
-                // Value vanished between seq and read: cannot happen (slots
-                // never empty), but never emit a dangling comma.
-                if comma && out.ends_with(',') {
-                    out.pop();
-                }
-            }
         }
     }
     d

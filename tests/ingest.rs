@@ -29,16 +29,8 @@ async fn start_ingest(tweak: impl FnOnce(&mut IngestConfig)) -> Gateway {
     start(|c| c.feeds = vec![FeedConfig::Http(feed)]).await
 }
 
-/// A raw `POST /v1/ingest` with `headers` (each ending in \r\n) and a body
-/// sent with a Content-Length.
 async fn post(gw: &Gateway, headers: &str, body: &str) -> (u16, Value) {
-    let raw = format!(
-        "POST /v1/ingest HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-ndjson\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let (st, body) = http_request(gw.local_addr, &raw).await;
-    let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{st}: {body:?}: {e}"));
-    (st, v)
+    ingest_request(gw.local_addr, headers, body).await
 }
 
 fn bearer(key: &str) -> String {

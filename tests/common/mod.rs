@@ -286,6 +286,24 @@ impl Client {
     }
 }
 
+/// A raw `POST /v1/ingest` with `headers` (each ending in \r\n) and an
+/// NDJSON body sent with a Content-Length; the JSON report.
+pub async fn ingest_request(addr: SocketAddr, headers: &str, body: &str) -> (u16, Value) {
+    let raw = format!(
+        "POST /v1/ingest HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-ndjson\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (st, body) = http_request(addr, &raw).await;
+    let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{st}: {body:?}: {e}"));
+    (st, v)
+}
+
+/// [`ingest_request`] with the ingest key as a bearer token.
+#[allow(dead_code)]
+pub async fn ingest_post(addr: SocketAddr, key: &str, body: &str) -> (u16, Value) {
+    ingest_request(addr, &format!("Authorization: Bearer {key}\r\n"), body).await
+}
+
 /// Minimal HTTP/1.1 GET; returns (status, body).
 pub async fn http_get(addr: SocketAddr, path_and_query: &str) -> (u16, String) {
     http_request(
