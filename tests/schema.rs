@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use tickergate::auth::token_hash_hex;
 use tickergate::config::KeyConfig;
 use tickergate::protocol::{ErrorCode, MAX_FLOW_WINDOW, PROTOCOL_VERSION};
+use tickergate::trades::{Side, TradeInfo};
 use tokio_tungstenite::tungstenite::Message;
 
 /// Every schema's `$id` is this plus its path under docs/schema, so a
@@ -30,7 +31,7 @@ const BASE: &str = "https://tickergate.example/schema/v1/";
 const DRAFT: &str = "https://json-schema.org/draft/2020-12/schema";
 
 const OPS: [&str; 6] = ["subscribe", "unsubscribe", "ping", "auth", "flow", "ack"];
-const MESSAGES: [&str; 10] = [
+const MESSAGES: [&str; 12] = [
     "welcome",
     "subscribed",
     "unsubscribed",
@@ -41,6 +42,8 @@ const MESSAGES: [&str; 10] = [
     "authenticated",
     "error",
     "flow",
+    "trade",
+    "trades_dropped",
 ];
 
 fn repo_file(rel: &str) -> PathBuf {
@@ -355,6 +358,7 @@ async fn a_live_session_speaks_exactly_the_schemas() {
         c.session.msgs_burst = 100;
         c.session.max_rate_violations = 1_000_000;
         c.session.max_pending_control = 4096;
+        c.session.max_pending_trades = 4;
         // Not stale before the pause, even on a loaded machine.
         sim_cfg(c).stale_after_ms = 1000;
         c.auth.keys = vec![
@@ -600,8 +604,41 @@ async fn a_live_session_speaks_exactly_the_schemas() {
     }
     assert!(limited > 0, "{pongs} pongs, none limited");
 
+    // Trades, and a client in ack mode that falls behind them: a drop.
+    let mut t = Checked::connect(&s, &format!("{url}?token=wide-key")).await;
+    t.next_msg().await;
+    t.send(json!({"op":"subscribe","id":1,"symbols":["MSFT"],"trades":true,"snapshot":false}))
+        .await;
+    assert_eq!(t.reply("subscribed", json!(1)).await["trades"], true);
+    t.send(json!({"op":"flow","id":2,"window":1})).await;
+    t.reply("flow", json!(2)).await;
+    let reply_frame = t.frames;
+    let trade = |n: i64| {
+        let q = quote("410.10", "5", "410.20", "7")
+            .with_last(d(&format!("410.1{n}")), d("0.5"))
+            .with_ts(1_763_900_000_000_000_000 + n);
+        let info = TradeInfo {
+            side: Some(Side::Buy),
+            trade_id: Some(n as u64),
+        };
+        gw.publish_trade("sim", "MSFT", q, info).expect("trade");
+    };
+    trade(1);
+    t.until("the first trade", |x| x["type"] == "trade").await;
+    for n in 2..=9 {
+        trade(n);
+    }
+    t.send(json!({"op":"ack","n":t.frames - reply_frame})).await;
+    let (drop, _) = t
+        .until("the drop", |x| x["type"] == "trades_dropped")
+        .await;
+    assert_eq!(drop["count"], 4, "{drop}");
+    t.until("the newest trade", |x| x["type"] == "trade" && x["seq"] == 9)
+        .await;
+
     // Everything was exercised.
     let mut seen = m.seen.clone();
+    seen.extend(t.seen.iter().cloned());
     seen.extend(refused_token.seen.iter().cloned());
     seen.extend(flood.seen.iter().cloned());
     let mut expected: BTreeSet<String> = MESSAGES

@@ -1,5 +1,5 @@
-//! HTTP ingest (`kind = "http"`): custom upstreams push quotes to
-//! `POST /v1/ingest` as NDJSON, one quote per line.
+//! HTTP ingest (`kind = "http"`): custom upstreams push quotes and trades
+//! to `POST /v1/ingest` as NDJSON, one quote (or `"type":"trade"`) per line.
 //!
 //! ```text
 //! POST /v1/ingest
@@ -7,6 +7,7 @@
 //!
 //! {"symbol":"AAPL","bid":"189.12","bid_size":"300","ask":"189.14","ask_size":"200","last":"189.13","last_size":"100","ts":1763900000123456789}
 //! {"symbol":"MSFT","last":"410.15"}
+//! {"type":"trade","symbol":"MSFT","price":"410.15","size":"25","side":"buy","trade_id":42}
 //! ```
 //!
 //! * **Key.** The bearer key selects the feed (the endpoint, at the edge,
