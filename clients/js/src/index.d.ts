@@ -86,6 +86,36 @@ export interface QuoteMessage {
   [key: string]: unknown;
 }
 
+/** A trade message (with `trades: true`). Price and size are decimal strings. */
+export interface TradeMessage {
+  type: "trade";
+  symbol: string;
+  /** The symbol's trade number: 1, 2, 3, ... (a `trades_dropped` accounts for any gap). */
+  seq: number;
+  price: string;
+  size: string;
+  /** The aggressor, when the venue says. */
+  side?: "buy" | "sell";
+  trade_id?: number;
+  /** Venue time of the trade (the gateway's when the venue gave none), ns since the epoch. */
+  ts: number;
+  gw_ts: number;
+  [key: string]: unknown;
+}
+
+export interface TradeEvent {
+  symbol: string;
+  trade: TradeMessage;
+  entry: SymbolState;
+}
+
+export interface TradesDroppedEvent {
+  symbol: string;
+  /** Trades the gateway dropped for this client because it fell behind. */
+  count: number;
+  entry: SymbolState;
+}
+
 /** The client's view of one symbol. Updated in place. */
 export declare class SymbolState {
   readonly symbol: string;
@@ -111,6 +141,10 @@ export declare class SymbolState {
   updates: number;
   /** Client clock (ms) when the last quote was applied. */
   receivedAt?: number;
+  /** seq of the last trade passed on; 0 before the first. */
+  tradeSeq: number;
+  /** Trades the gateway dropped for this client (sum of `trades_dropped` counts). */
+  tradesDropped: number;
   /** ms since the gateway stamped the value (now - gw_ts); Infinity before any value. */
   age(now?: number): number;
   /** Same as `age()`. */
@@ -223,6 +257,10 @@ type Listener<T> = (event: T) => void | Promise<unknown>;
 
 export interface EventMap {
   quote: QuoteEvent;
+  /** Every trade of a symbol subscribed with `trades: true`, in order. */
+  trade: TradeEvent;
+  /** The gateway dropped trades for this client (it fell behind); before the next trade. */
+  trades_dropped: TradesDroppedEvent;
   status: StatusEvent;
   state: StateEvent;
   error: ErrorEvent;
@@ -246,6 +284,7 @@ export interface ClientStats {
   skipped: number;
   regressed: number;
   ignored: number;
+  trades: number;
   conflated: number;
   acked: number;
   maxUnackedData: number;
@@ -270,7 +309,7 @@ export declare class TickergateClient {
   /** The symbols asked for, with their maxHz. */
   readonly subscriptions: Map<string, number | undefined>;
 
-  subscribe(symbols: string | string[], opts?: { maxHz?: number; snapshot?: boolean }): void;
+  subscribe(symbols: string | string[], opts?: { maxHz?: number; snapshot?: boolean; trades?: boolean }): void;
   unsubscribe(symbols: string | string[]): void;
   get(symbol: string): SymbolState | undefined;
   /** Forget the last applied seq (all symbols when omitted) and ask for fresh snapshots. */

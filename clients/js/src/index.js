@@ -196,6 +196,10 @@ export class SymbolState {
     this.updates = 0;
     /** Client clock (ms) when the last quote was applied. @type {number|undefined} */
     this.receivedAt = undefined;
+    /** seq of the last trade passed on (with `trades: true`); 0: none yet. */
+    this.tradeSeq = 0;
+    /** Trades the gateway dropped for this client (it fell behind): the sum of `trades_dropped` counts. */
+    this.tradesDropped = 0;
     Object.defineProperty(this, "_now", { value: now, enumerable: false });
   }
 
@@ -371,6 +375,8 @@ export class TickergateClient extends Emitter {
     this._desired = new Map();
     /** Subscribes to send: symbol -> {hz, snapshot}. @type {Map<string, {hz: number|undefined, snapshot: boolean}>} */
     this._pendingSub = new Map();
+    /** Symbols whose trades were asked for (`trades: true`). @type {Set<string>} */
+    this._trades = new Set();
     /** Unsubscribes to send. @type {Set<string>} */
     this._pendingUnsub = new Set();
     /** Symbols whose next applied quote starts a new run (its seq jump is not conflation). @type {Set<string>} */
@@ -408,8 +414,10 @@ export class TickergateClient extends Emitter {
       skipped: 0,
       /** Quotes whose seq was below the last applied (the gateway's seq restarted). */
       regressed: 0,
-      /** Quotes for symbols no longer subscribed (in flight when unsubscribed). */
+      /** Quotes (and trades) for symbols no longer subscribed (in flight when unsubscribed). */
       ignored: 0,
+      /** Trade messages passed on (`trade` events). */
+      trades: 0,
       /** Sum of every entry's conflated count. */
       conflated: 0,
       /** Ack mode: frames acknowledged on the current connection (the last `n` sent). */
@@ -449,9 +457,11 @@ export class TickergateClient extends Emitter {
    * second per symbol (default: the `maxHz` option). Calling it again for a
    * held symbol changes its maxHz. Sent at once when connected, otherwise
    * when the session opens; every held symbol is subscribed again after a
-   * reconnect.
+   * reconnect. With `trades: true` every trade of the symbols comes too, in
+   * order, as `trade` events (a gateway that has no trades ignores it);
+   * subscribing again without it turns them off.
    * @param {string|string[]} symbols
-   * @param {{maxHz?: number, snapshot?: boolean}} [opts]
+   * @param {{maxHz?: number, snapshot?: boolean, trades?: boolean}} [opts]
    */
   subscribe(symbols, opts = {}) {
     const list = symbolList(symbols);
@@ -459,6 +469,8 @@ export class TickergateClient extends Emitter {
     for (const s of list) {
       const held = this._desired.has(s);
       this._desired.set(s, hz);
+      if (opts.trades) this._trades.add(s);
+      else this._trades.delete(s);
       let e = this._entries.get(s);
       if (!e) this._entries.set(s, (e = new SymbolState(s, this._now)));
       if (!held) this._noJump.add(s);
@@ -467,7 +479,7 @@ export class TickergateClient extends Emitter {
       // A held symbol whose server side is confirmed only changes maxHz: no
       // snapshot unless asked for.
       const confirmed = held && !!this._conn?.confirmed.has(s);
-      this._pendingSub.set(s, { hz, snapshot: opts.snapshot ?? !confirmed });
+      this._pendingSub.set(s, this._want(s, opts.snapshot ?? !confirmed));
     }
     this._scheduleFlush();
   }
@@ -481,6 +493,7 @@ export class TickergateClient extends Emitter {
   unsubscribe(symbols) {
     for (const s of symbolList(symbols)) {
       this._desired.delete(s);
+      this._trades.delete(s);
       this.store.delete(s);
       this._noJump.delete(s);
       this._pendingSub.delete(s);
@@ -522,7 +535,7 @@ export class TickergateClient extends Emitter {
         e.seq = 0;
         this._noJump.add(s);
       }
-      if (this._desired.has(s)) this._pendingSub.set(s, { hz: this._desired.get(s), snapshot: true });
+      if (this._desired.has(s)) this._pendingSub.set(s, this._want(s, true));
     }
     this._scheduleFlush();
   }
@@ -781,7 +794,7 @@ export class TickergateClient extends Emitter {
     let data_ = false;
     for (const m of msgs) {
       if (m === null || typeof m !== "object") continue;
-      if (m.type === "quote" || m.type === "status") data_ = true;
+      if (m.type === "quote" || m.type === "status" || m.type === "trade" || m.type === "trades_dropped") data_ = true;
       if (conn.flowId !== null && m.id === conn.flowId) {
         if (m.type === "flow" && !conn.counting && m.window > 0) {
           // Counting starts after this frame.
@@ -876,6 +889,10 @@ export class TickergateClient extends Emitter {
         break;
       case "status":
         this._onStatus(m, waits);
+        break;
+      case "trade":
+      case "trades_dropped":
+        this._onTrade(m, waits);
         break;
       case "heartbeat":
       case "pong":
@@ -974,12 +991,46 @@ export class TickergateClient extends Emitter {
     }
   }
 
+  /**
+   * What a subscribe of `s` asks for: its maxHz and trades, and whether a
+   * snapshot.
+   * @param {string} s @param {boolean} snapshot
+   */
+  _want(s, snapshot) {
+    return { hz: this._desired.get(s), snapshot, trades: this._trades.has(s) };
+  }
+
   /** Everything asked for goes again, with its maxHz and a snapshot. @param {Connection} conn */
   _resubscribeAll(conn) {
     this._pendingUnsub.clear();
     this._pendingSub.clear();
-    for (const [s, hz] of this._desired) this._pendingSub.set(s, { hz, snapshot: true });
+    for (const s of this._desired.keys()) this._pendingSub.set(s, this._want(s, true));
     this._flush();
+  }
+
+  /**
+   * A trade (or a drop of trades) of a symbol whose trades are asked for:
+   * passed on as it came, in order. Within an epoch a trade's seq only
+   * grows by one; a `trades_dropped` accounts for any gap, and
+   * `entry.tradesDropped` counts them.
+   * @param {Record<string, any>} m @param {Promise<unknown>[]} waits
+   */
+  _onTrade(m, waits) {
+    const sym = m.symbol;
+    const e = typeof sym === "string" && this._trades.has(sym) ? this._entries.get(sym) : undefined;
+    if (!e) {
+      this.stats.ignored++;
+      return;
+    }
+    if (m.type === "trades_dropped") {
+      const n = Number(m.count);
+      if (Number.isFinite(n)) e.tradesDropped += n;
+      this._emit("trades_dropped", { symbol: sym, count: n, entry: e }, waits);
+      return;
+    }
+    this.stats.trades++;
+    if (typeof m.seq === "number") e.tradeSeq = m.seq;
+    this._emit("trade", { symbol: sym, trade: m, entry: e }, waits);
   }
 
   /** @param {Record<string, any>} m @param {Promise<unknown>[]} waits */
@@ -1111,8 +1162,8 @@ export class TickergateClient extends Emitter {
     conn.resyncTimer = setTimeout(() => {
       conn.resyncTimer = null;
       if (conn !== this._conn) return;
-      for (const [s, hz] of this._desired) {
-        if (!conn.confirmed.has(s) && !this._pendingSub.has(s)) this._pendingSub.set(s, { hz, snapshot: true });
+      for (const s of this._desired.keys()) {
+        if (!conn.confirmed.has(s) && !this._pendingSub.has(s)) this._pendingSub.set(s, this._want(s, true));
       }
       for (const s of conn.confirmed) if (!this._desired.has(s)) this._pendingUnsub.add(s);
       this._flush();
@@ -1180,12 +1231,12 @@ export class TickergateClient extends Emitter {
         this._send(conn, { op: "unsubscribe", id, symbols });
         continue;
       }
-      const first = /** @type {[string, {hz: number|undefined, snapshot: boolean}]} */ (
+      const first = /** @type {[string, {hz: number|undefined, snapshot: boolean, trades: boolean}]} */ (
         this._pendingSub.entries().next().value
       );
-      const { hz, snapshot } = first[1];
+      const { hz, snapshot, trades } = first[1];
       for (const [s, p] of this._pendingSub) {
-        if (p.hz !== hz || p.snapshot !== snapshot) continue;
+        if (p.hz !== hz || p.snapshot !== snapshot || p.trades !== trades) continue;
         symbols.push(s);
         this._pendingSub.delete(s);
         if (symbols.length >= MAX_SYMBOLS_PER_OP) break;
@@ -1194,6 +1245,7 @@ export class TickergateClient extends Emitter {
       const op = { op: "subscribe", id, symbols };
       if (hz !== undefined) op.max_hz = hz;
       if (!snapshot) op.snapshot = false;
+      if (trades) op.trades = true;
       this._track(conn, id, "subscribe", symbols);
       this._send(conn, op);
     }
