@@ -21,7 +21,7 @@ use crate::sync::Mutex;
 use futures_util::task::AtomicWaker;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use tokio::time::Instant;
 
 /// The part of a session that shards can see: a wake-up flag and the
@@ -48,6 +48,9 @@ pub struct SessionHandle {
     /// Whether the session is on its shard's pace list (at most once);
     /// a pass leaves it to the list meanwhile. Only its shard touches it.
     paced: AtomicBool,
+    /// Symbols were added to the gateway since the session last looked
+    /// (it watches patterns: see [`Fanout::symbols_added`]).
+    grown: AtomicBool,
 }
 
 const NO_MEMBER: u32 = u32::MAX;
@@ -62,6 +65,7 @@ impl SessionHandle {
             direct: Mutex::new(Direct::default()),
             parked: AtomicBool::new(false),
             paced: AtomicBool::new(false),
+            grown: AtomicBool::new(false),
         }
     }
 
@@ -72,6 +76,12 @@ impl SessionHandle {
         if !self.pending.load(Ordering::Acquire) && !self.pending.swap(true, Ordering::AcqRel) {
             self.waker.wake();
         }
+    }
+
+    /// Whether symbols were added since the last call (see
+    /// [`Fanout::symbols_added`]).
+    pub fn take_grown(&self) -> bool {
+        self.grown.load(Ordering::Acquire) && self.grown.swap(false, Ordering::AcqRel)
     }
 
     /// Called by the session right before it scans its symbols, so a write
@@ -212,6 +222,10 @@ pub struct Fanout {
     metrics: Arc<Metrics>,
     /// `session.max_frame_bytes`, for frames a shard writes itself.
     max_frame_bytes: usize,
+    /// Sessions holding a pattern, told when symbols are added. Pruned of
+    /// ended sessions at every registration and every addition, so it is
+    /// bounded by the sessions alive (plus those ended since).
+    watchers: Mutex<Vec<Weak<SessionHandle>>>,
 }
 
 impl Fanout {
@@ -224,7 +238,30 @@ impl Fanout {
             cache,
             metrics,
             max_frame_bytes,
+            watchers: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Tells `h` about symbols added from now on (once per session).
+    pub fn watch_symbols(&self, h: &Arc<SessionHandle>) {
+        let mut w = self.watchers.lock();
+        w.retain(|x| x.strong_count() > 0);
+        w.push(Arc::downgrade(h));
+    }
+
+    /// Symbols were added to the gateway: every session that holds a
+    /// pattern looks at them (each is woken once; it matches them against
+    /// its patterns and entitlement itself).
+    pub fn symbols_added(&self) {
+        let mut w = self.watchers.lock();
+        w.retain(|x| match x.upgrade() {
+            Some(h) => {
+                h.grown.store(true, Ordering::Release);
+                h.wake();
+                true
+            }
+            None => false,
+        });
     }
 
     /// The slots, names and encoded quotes the frames are built from.

@@ -9,7 +9,7 @@ use crate::edge::{self, tls, Ingest};
 pub use crate::edge::tls::TlsError;
 use crate::encode::EncodeCache;
 use crate::fanout::Fanout;
-use crate::feed::ingest::IngestFeed;
+use crate::feed::ingest::{Growth, IngestFeed};
 use crate::feed::replay::{Replay, ReplayError};
 use crate::feed::supervisor::{self, SupervisorConfig};
 use crate::feed::{sim, FeedConfig, FeedState, Feeds, SymbolMap, VenueConfig, VenueKind};
@@ -81,7 +81,8 @@ impl FeedSymbols {
                 let names = sim::symbol_names(s.symbols);
                 listed(&mut names.iter().map(String::as_str), symbols)
             }
-            FeedConfig::Http(h) => listed(&mut h.symbols.iter().map(String::as_str), symbols),
+            // Patterns add their symbols while running.
+            FeedConfig::Http(h) => listed(&mut h.names(), symbols),
             FeedConfig::Venue(_, v) => SymbolMap::build(&v.symbols, symbols).map(Self::Mapped),
             FeedConfig::Replay(r) => SymbolMap::build(&r.symbols, symbols).map(Self::Mapped),
         }
@@ -132,6 +133,7 @@ fn build_feeds(
     plans: Vec<FeedSymbols>,
     slots: &Arc<SlotTable>,
     metrics: &Arc<Metrics>,
+    growth: &dyn Fn() -> Growth,
 ) -> Result<BuiltFeeds, StartError> {
     let mut out = BuiltFeeds::default();
     for (f, plan) in config.feeds.iter().zip(plans) {
@@ -176,7 +178,7 @@ fn build_feeds(
                 })
             }
             (FeedConfig::Http(h), _) => {
-                let feed = IngestFeed::new(h, &ids, norm, state);
+                let feed = IngestFeed::new(h, &ids, norm, state).with_growth(h, growth());
                 out.ingest.push((h.key_sha256.clone(), feed));
                 continue;
             }
@@ -215,13 +217,25 @@ impl Parts {
             })?;
             plans.push(plan);
         }
+        // Room for the symbols feeds add while running: every per-symbol
+        // table is sized for it now.
+        symbols.reserve(
+            config
+                .feeds
+                .iter()
+                .map(|f| match f {
+                    FeedConfig::Http(h) => h.room(),
+                    _ => 0,
+                })
+                .sum(),
+        );
         let symbols = Arc::new(symbols);
         let nshards = match config.server.shards {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
         let slots = Arc::new(SlotTable::with_trades(
-            symbols.len(),
+            symbols.capacity(),
             nshards,
             config.session.max_pending_trades,
         ));
@@ -231,7 +245,15 @@ impl Parts {
             metrics.clone(),
             config.session.max_frame_bytes,
         ));
-        let feeds = build_feeds(config, plans, &slots, &metrics)?;
+        let growth = || Growth {
+            symbols: symbols.clone(),
+            slots: slots.clone(),
+            on_new: {
+                let f = fanout.clone();
+                Arc::new(move || f.symbols_added())
+            },
+        };
+        let feeds = build_feeds(config, plans, &slots, &metrics, &growth)?;
         let tls = match &config.server.tls {
             Some(t) => {
                 let (acceptor, store) = tls::acceptor(t)?;

@@ -1,9 +1,11 @@
 //! The normalized data model: interned symbols and the `Copy` quote that
 //! travels from a feed through a slot to the wire.
 
+use crate::sync::{Mutex, RwLock};
 use rust_decimal::Decimal;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// Dense id of an interned symbol. The hot path indexes arrays with it and
 /// never hashes a string.
@@ -16,12 +18,31 @@ impl SymbolId {
     }
 }
 
-/// The symbol universe, fixed at start-up (the union of every feed's
-/// symbols). Names are validated so they never need JSON escaping.
-#[derive(Debug, Default)]
+/// The symbol universe: every feed's symbols, interned at start-up, then
+/// room for symbols a feed adds while running (an HTTP ingest feed whose
+/// `symbols` hold a pattern). Ids are dense and never reused, and every
+/// per-symbol table (slots, fan-out, encode cache) is sized for the
+/// capacity at start, so adding a symbol allocates nothing there. Names
+/// are validated so they never need JSON escaping.
+#[derive(Debug)]
 pub struct Symbols {
-    names: Vec<Arc<str>>,
-    ids: HashMap<Arc<str>, SymbolId>,
+    /// By id; `len` of them set, the rest reserved.
+    names: Vec<OnceLock<Arc<str>>>,
+    len: AtomicUsize,
+    ids: RwLock<HashMap<Arc<str>, SymbolId>>,
+    /// Serializes [`Symbols::add`].
+    adding: Mutex<()>,
+}
+
+impl Default for Symbols {
+    fn default() -> Self {
+        Symbols {
+            names: Vec::new(),
+            len: AtomicUsize::new(0),
+            ids: RwLock::new(HashMap::new()),
+            adding: Mutex::new(()),
+        }
+    }
 }
 
 /// Longest symbol name accepted anywhere.
@@ -41,47 +62,140 @@ pub fn valid_symbol(name: &str) -> bool {
 #[error("invalid symbol {0:?}: 1..={max} characters of A-Z a-z 0-9 . - _ / :", max = MAX_SYMBOL_LEN)]
 pub struct InvalidSymbol(pub String);
 
+/// Why [`Symbols::add`] refused a name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidSymbol),
+    #[error("the gateway holds its most symbols ({0}); no room for more until it restarts")]
+    Full(usize),
+}
+
 impl Symbols {
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Interns `name`, returning its id (existing or new).
+    /// Interns `name` at start-up, returning its id (existing or new).
     pub fn intern(&mut self, name: &str) -> Result<SymbolId, InvalidSymbol> {
-        if let Some(id) = self.ids.get(name) {
-            return Ok(*id);
+        if let Some(id) = self.get(name) {
+            return Ok(id);
         }
         if !valid_symbol(name) {
             return Err(InvalidSymbol(name.to_string()));
         }
-        let id = SymbolId(self.names.len() as u32);
+        let n = *self.len.get_mut();
         let name: Arc<str> = Arc::from(name);
-        self.names.push(name.clone());
-        self.ids.insert(name, id);
+        if n == self.names.len() {
+            self.names.push(OnceLock::new());
+        }
+        let _ = self.names[n].set(name.clone());
+        let id = SymbolId(n as u32);
+        self.ids.write().insert(name, id);
+        *self.len.get_mut() = n + 1;
+        Ok(id)
+    }
+
+    /// Makes room for `extra` symbols added while running ([`Symbols::add`]).
+    pub fn reserve(&mut self, extra: usize) {
+        self.names.extend((0..extra).map(|_| OnceLock::new()));
+    }
+
+    /// Adds `name` while running (or finds it), within the capacity
+    /// reserved at start.
+    pub fn add(&self, name: &str) -> Result<SymbolId, AddError> {
+        if let Some(id) = self.get(name) {
+            return Ok(id);
+        }
+        if !valid_symbol(name) {
+            return Err(InvalidSymbol(name.to_string()).into());
+        }
+        let _one = self.adding.lock();
+        if let Some(id) = self.get(name) {
+            return Ok(id);
+        }
+        let n = self.len.load(Ordering::Acquire);
+        let Some(cell) = self.names.get(n) else {
+            return Err(AddError::Full(self.names.len()));
+        };
+        let name: Arc<str> = Arc::from(name);
+        let _ = cell.set(name.clone());
+        let id = SymbolId(n as u32);
+        self.ids.write().insert(name, id);
+        // Published last: whoever sees the new length finds the name.
+        self.len.store(n + 1, Ordering::Release);
         Ok(id)
     }
 
     pub fn get(&self, name: &str) -> Option<SymbolId> {
-        self.ids.get(name).copied()
+        self.ids.read().get(name).copied()
     }
 
+    /// The name of `id` (empty for an id never handed out).
     pub fn name(&self, id: SymbolId) -> &str {
-        &self.names[id.index()]
+        self.names
+            .get(id.index())
+            .and_then(|n| n.get())
+            .map_or("", |n| n)
     }
 
+    /// Symbols so far.
     pub fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire)
+    }
+
+    /// The most symbols there can be: every per-symbol table's size.
+    pub fn capacity(&self) -> usize {
         self.names.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.len() == 0
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (SymbolId, &str)> {
-        self.names
+        self.names[..self.len()]
             .iter()
             .enumerate()
-            .map(|(i, n)| (SymbolId(i as u32), &**n))
+            .filter_map(|(i, n)| n.get().map(|n| (SymbolId(i as u32), &**n)))
+    }
+}
+
+/// One symbol pattern: an exact name, a trailing-`*` prefix, or `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pattern {
+    All,
+    Prefix(String),
+    Exact(String),
+}
+
+impl Pattern {
+    /// Parses `*`, `BTC-*` or `AAPL`; `None` for anything else (a `*`
+    /// elsewhere than at the end, characters no symbol can have).
+    pub fn parse(s: &str) -> Option<Pattern> {
+        if s == "*" {
+            return Some(Pattern::All);
+        }
+        let ok = |p: &str| {
+            !p.is_empty()
+                && p.len() <= 32
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-_/:".contains(&b))
+        };
+        match s.strip_suffix('*') {
+            Some(prefix) if ok(prefix) => Some(Pattern::Prefix(prefix.to_string())),
+            Some(_) => None,
+            None if ok(s) => Some(Pattern::Exact(s.to_string())),
+            None => None,
+        }
+    }
+
+    pub fn matches(&self, symbol: &str) -> bool {
+        match self {
+            Pattern::All => true,
+            Pattern::Prefix(p) => symbol.starts_with(p.as_str()),
+            Pattern::Exact(e) => symbol == e,
+        }
     }
 }
 
@@ -195,6 +309,24 @@ mod tests {
         assert!(!valid_symbol("A\"B"));
         assert!(!valid_symbol("A B"));
         assert!(!valid_symbol(&"X".repeat(33)));
+    }
+
+    #[test]
+    fn symbols_added_while_running_stay_within_the_room_reserved() {
+        let mut s = Symbols::new();
+        let a = s.intern("AAPL").unwrap();
+        s.reserve(2);
+        assert_eq!((s.len(), s.capacity()), (1, 3));
+        let b = s.add("NEW-B").unwrap();
+        assert_eq!(s.add("NEW-B"), Ok(b), "adding twice finds it");
+        assert_eq!(s.add("AAPL"), Ok(a));
+        assert!(matches!(s.add("bad name"), Err(AddError::Invalid(_))));
+        let c = s.add("NEW-C").unwrap();
+        assert_eq!(s.add("NEW-D"), Err(AddError::Full(3)));
+        assert_eq!((s.name(b), s.name(c), s.get("NEW-C")), ("NEW-B", "NEW-C", Some(c)));
+        let names: Vec<&str> = s.iter().map(|(_, n)| n).collect();
+        assert_eq!(names, ["AAPL", "NEW-B", "NEW-C"]);
+        assert_eq!(s.name(SymbolId(7)), "", "an id never handed out");
     }
 
     #[test]

@@ -44,6 +44,22 @@ pub(crate) struct Sub {
 // A session holds one `Sub` per symbol for its life.
 const _: () = assert!(std::mem::size_of::<Sub>() <= 40);
 
+/// The patterns a session subscribed with, watched for symbols added to
+/// the gateway later (boxed: most sessions hold none).
+pub(crate) struct Watch {
+    /// Symbols looked at so far: ids below it were matched already.
+    pub(crate) seen: usize,
+    pub(crate) patterns: Vec<Watched>,
+}
+
+/// One watched pattern and the options its subscribe gave.
+pub(crate) struct Watched {
+    pub(crate) text: Box<str>,
+    pub(crate) pattern: crate::model::Pattern,
+    pub(crate) max_hz: Option<f64>,
+    pub(crate) trades: bool,
+}
+
 /// Placeholder in front of every data frame for its WebSocket header (at
 /// most 10 bytes from server to client: no mask).
 pub(crate) const HEADER_ROOM: &str = "          ";
@@ -435,6 +451,9 @@ pub(crate) struct Direct {
     pub(crate) frame_hint: u32,
     /// Frames the fan-out wrote directly (for the session's close log).
     pub(crate) frames: u32,
+    /// The session's watched patterns (here, in the heap, rather than in
+    /// the task, where every byte is paid per connection).
+    pub(crate) watch: Option<Box<Watch>>,
     /// How much the client has left unread (see [`crate::flow`]): here rather
     /// than in the task, which both use (under this lock) and where every
     /// byte is paid per connection.

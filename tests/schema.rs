@@ -629,12 +629,12 @@ async fn a_live_session_speaks_exactly_the_schemas() {
         trade(n);
     }
     t.send(json!({"op":"ack","n":t.frames - reply_frame})).await;
-    let (drop, _) = t
-        .until("the drop", |x| x["type"] == "trades_dropped")
-        .await;
+    let (drop, _) = t.until("the drop", |x| x["type"] == "trades_dropped").await;
     assert_eq!(drop["count"], 4, "{drop}");
-    t.until("the newest trade", |x| x["type"] == "trade" && x["seq"] == 9)
-        .await;
+    t.until("the newest trade", |x| {
+        x["type"] == "trade" && x["seq"] == 9
+    })
+    .await;
 
     // Everything was exercised.
     let mut seen = m.seen.clone();

@@ -76,43 +76,7 @@ impl AuthError {
     }
 }
 
-/// One symbol pattern: an exact name, a trailing-`*` prefix, or `*`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pattern {
-    All,
-    Prefix(String),
-    Exact(String),
-}
-
-impl Pattern {
-    /// Parses `*`, `BTC-*` or `AAPL`; `None` for anything else (a `*`
-    /// elsewhere than at the end, characters no symbol can have).
-    pub fn parse(s: &str) -> Option<Pattern> {
-        if s == "*" {
-            return Some(Pattern::All);
-        }
-        let ok = |p: &str| {
-            !p.is_empty()
-                && p.len() <= 32
-                && p.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b".-_/:".contains(&b))
-        };
-        match s.strip_suffix('*') {
-            Some(prefix) if ok(prefix) => Some(Pattern::Prefix(prefix.to_string())),
-            Some(_) => None,
-            None if ok(s) => Some(Pattern::Exact(s.to_string())),
-            None => None,
-        }
-    }
-
-    pub fn matches(&self, symbol: &str) -> bool {
-        match self {
-            Pattern::All => true,
-            Pattern::Prefix(p) => symbol.starts_with(p.as_str()),
-            Pattern::Exact(e) => symbol == e,
-        }
-    }
-}
+pub use crate::model::Pattern;
 
 /// What one credential may do.
 #[derive(Debug, Clone)]

@@ -158,7 +158,7 @@ fn feeds(ctx: &Context) -> Resp {
             serde_json::json!({
                 "name": f.name,
                 "state": if f.is_up() { "live" } else { "stale" },
-                "symbols": f.symbols.len(),
+                "symbols": f.symbol_count(),
                 "silent_ms": f.silent_ms(),
             })
         })

@@ -10,13 +10,16 @@ use crate::metrics::Metrics;
 use crate::model::{now_ns, Status, SymbolId};
 use crate::shutdown::Shutdown;
 use crate::slots::SlotTable;
+use crate::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub struct FeedState {
     pub name: String,
-    pub symbols: Vec<SymbolId>,
+    /// The symbols it provides (an HTTP ingest feed with a pattern adds
+    /// to them while running).
+    symbols: RwLock<Vec<SymbolId>>,
     last_alive_ns: AtomicI64,
     up: AtomicBool,
     /// Silence after which the feed is stale, ns; `None`: never (a push
@@ -45,7 +48,7 @@ impl FeedState {
     pub fn new(name: &str, symbols: Vec<SymbolId>, stale_after: Option<Duration>) -> Self {
         FeedState {
             name: name.to_string(),
-            symbols,
+            symbols: RwLock::new(symbols),
             last_alive_ns: AtomicI64::new(0),
             up: AtomicBool::new(false),
             stale_after_ns: stale_after.map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
@@ -66,7 +69,7 @@ impl FeedState {
                 if !self.up.swap(true, Ordering::AcqRel) {
                     self.never_marked.store(true, Ordering::Release);
                     tracing::info!(feed = %self.name, "feed is live");
-                    for s in &self.symbols {
+                    for s in self.symbols.read().iter() {
                         r.slots.set_status(*s, Status::Live);
                     }
                     r.up_gauge.set(1);
@@ -79,6 +82,23 @@ impl FeedState {
     /// the watchdog does (within its 100 ms tick).
     pub fn attach(&self, slots: Arc<SlotTable>, up_gauge: prometheus::IntGauge) {
         let _ = self.revive.set(Revive { slots, up_gauge });
+    }
+
+    /// How many symbols it provides.
+    pub fn symbol_count(&self) -> usize {
+        self.symbols.read().len()
+    }
+
+    /// A symbol the feed added while running: it follows the feed's state
+    /// from now on, and starts in it (a stale feed's new symbol is stale).
+    pub fn add_symbol(&self, sym: SymbolId, slots: &SlotTable) {
+        let mut list = self.symbols.write();
+        if !list.contains(&sym) {
+            list.push(sym);
+            if !self.is_up() {
+                slots.set_status(sym, Status::Stale);
+            }
+        }
     }
 
     /// The upstream connection is gone: its symbols go stale at the
@@ -146,7 +166,7 @@ impl Feeds {
                     && !f.never_marked.swap(true, Ordering::AcqRel)
                 {
                     tracing::warn!(feed = %f.name, "feed has sent nothing yet: its symbols are stale");
-                    for s in &f.symbols {
+                    for s in f.symbols.read().iter() {
                         slots.set_status(*s, Status::Stale);
                     }
                     changed += 1;
@@ -169,7 +189,7 @@ impl Feeds {
                 } else {
                     tracing::warn!(feed = %f.name, "feed is silent: its symbols are stale");
                 }
-                for s in &f.symbols {
+                for s in f.symbols.read().iter() {
                     slots.set_status(*s, st);
                 }
                 metrics

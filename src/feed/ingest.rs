@@ -37,16 +37,20 @@
 
 use super::{FeedState, ParseError};
 use crate::invalid::Invalid;
-use crate::model::{field, Quote, SymbolId};
+use crate::model::{field, AddError, Pattern, Quote, SymbolId, Symbols};
 use crate::normalize::{FeedNormalizer, NormalizeConfig, Normalizer, Update};
 use crate::protocol::ErrorCode;
-use crate::sync::{Mutex, MutexGuard};
+use crate::slots::SlotTable;
+use crate::sync::{Mutex, MutexGuard, RwLock};
 use crate::trades::{Side, TradeInfo};
 use serde::Deserialize;
 use simd_json::value::borrowed::{Object, Value};
 use simd_json::StaticNode;
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// Largest `max_new_symbols` (room is reserved in every per-symbol table).
+pub const MAX_NEW_SYMBOLS: usize = 100_000;
 
 /// Per-line errors listed in a response; the rest are only counted.
 pub const MAX_REPORTED_ERRORS: usize = 100;
@@ -60,8 +64,14 @@ pub struct IngestConfig {
     /// SHA-256 (hex) of the ingest key, sent as `Authorization: Bearer KEY`.
     /// Required.
     pub key_sha256: String,
-    /// Gateway symbols this feed may write. Required, at least one.
+    /// Gateway symbols this feed may write. Required, at least one. An
+    /// entry ending in `*` (`NEW-*`, or `*`) is a pattern: a symbol it
+    /// matches that the gateway does not have yet is added at the feed's
+    /// first line for it (see `max_new_symbols`).
     pub symbols: Vec<String>,
+    /// Most symbols this feed's patterns may add while the gateway runs
+    /// (room for them is reserved at start). Default 1000.
+    pub max_new_symbols: usize,
     /// Silence after which its symbols are `stale`, in milliseconds; 0
     /// never marks them stale (pushers may be quiet). Default 0.
     pub stale_after_ms: u64,
@@ -77,6 +87,7 @@ impl Default for IngestConfig {
             name: String::new(),
             key_sha256: String::new(),
             symbols: Vec::new(),
+            max_new_symbols: 1000,
             stale_after_ms: 0,
             max_body_bytes: 1 << 20,
             normalize: NormalizeConfig::default(),
@@ -85,6 +96,31 @@ impl Default for IngestConfig {
 }
 
 impl IngestConfig {
+    /// The patterns among `symbols`.
+    pub fn patterns(&self) -> impl Iterator<Item = &str> {
+        self.symbols
+            .iter()
+            .map(String::as_str)
+            .filter(|s| s.ends_with('*'))
+    }
+
+    /// The plain names among `symbols`.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.symbols
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !s.ends_with('*'))
+    }
+
+    /// The room this feed needs for symbols it adds while running.
+    pub fn room(&self) -> usize {
+        if self.patterns().next().is_some() {
+            self.max_new_symbols
+        } else {
+            0
+        }
+    }
+
     /// Checks the fields; names them relative to the feed's table.
     pub fn validate(&self) -> Result<(), Invalid> {
         if self.key_sha256.len() != 64 || !self.key_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -97,12 +133,19 @@ impl IngestConfig {
             return Err(Invalid::new("symbols", "at least one symbol is required"));
         }
         for (j, s) in self.symbols.iter().enumerate() {
-            if !crate::model::valid_symbol(s) {
+            let pattern = s.ends_with('*') && Pattern::parse(s).is_some();
+            if !pattern && !crate::model::valid_symbol(s) {
                 return Err(Invalid::new(
                     format!("symbols[{j}]"),
-                    format!("invalid symbol {s:?}"),
+                    format!("invalid symbol {s:?} (a name, or a pattern such as NEW-* or *)"),
                 ));
             }
+        }
+        if self.max_new_symbols > MAX_NEW_SYMBOLS {
+            return Err(Invalid::new(
+                "max_new_symbols",
+                format!("at most {MAX_NEW_SYMBOLS}"),
+            ));
         }
         if self.max_body_bytes < 1024 {
             return Err(Invalid::new("max_body_bytes", "must be at least 1024"));
@@ -111,10 +154,30 @@ impl IngestConfig {
     }
 }
 
+/// What an ingest feed with patterns needs to add symbols while running:
+/// the symbol table, the slots (for the new symbol's status), and who to
+/// tell (the fan-out, for the sessions that watch patterns).
+pub struct Growth {
+    pub symbols: Arc<Symbols>,
+    pub slots: Arc<SlotTable>,
+    pub on_new: Arc<dyn Fn() + Send + Sync>,
+}
+
+/// Symbols an ingest feed's patterns add while running.
+struct Adding {
+    growth: Growth,
+    patterns: Vec<Pattern>,
+    max: usize,
+    added: usize,
+}
+
 /// One `http` feed: what it may write, and its normalizer.
 pub struct IngestFeed {
     pub name: String,
-    symbols: HashMap<String, SymbolId>,
+    /// Its symbols by name (those its patterns added too).
+    symbols: RwLock<HashMap<String, SymbolId>>,
+    /// With patterns and room: how it adds symbols.
+    adding: Option<Mutex<Adding>>,
     /// Shared by every request to this feed. A std mutex, not an async one:
     /// it is taken for one line's `apply` or reject count at a time (briefly,
     /// no `.await` while held), so requests to one feed interleave line by
@@ -125,26 +188,81 @@ pub struct IngestFeed {
 }
 
 impl IngestFeed {
-    /// `ids[i]` is the interned id of `cfg.symbols[i]`.
+    /// `ids[i]` is the interned id of the `i`th plain name of
+    /// `cfg.symbols` ([`IngestConfig::names`]).
     pub fn new(
         cfg: &IngestConfig,
         ids: &[SymbolId],
         norm: Normalizer,
         state: Arc<FeedState>,
     ) -> IngestFeed {
-        debug_assert_eq!(ids.len(), cfg.symbols.len());
         IngestFeed {
             name: cfg.name.clone(),
-            symbols: cfg
-                .symbols
-                .iter()
-                .cloned()
-                .zip(ids.iter().copied())
-                .collect(),
+            symbols: RwLock::new(
+                cfg.names()
+                    .map(str::to_string)
+                    .zip(ids.iter().copied())
+                    .collect(),
+            ),
+            adding: None,
             norm: Mutex::new(FeedNormalizer::new(norm, cfg.normalize.clone())),
             state,
             max_body_bytes: cfg.max_body_bytes,
         }
+    }
+
+    /// Lets the feed's patterns add symbols (without it, a name its
+    /// patterns match but the gateway lacks is `unknown_symbol`).
+    pub fn with_growth(mut self, cfg: &IngestConfig, growth: Growth) -> IngestFeed {
+        let patterns: Vec<Pattern> = cfg.patterns().filter_map(Pattern::parse).collect();
+        if !patterns.is_empty() && cfg.max_new_symbols > 0 {
+            self.adding = Some(Mutex::new(Adding {
+                growth,
+                patterns,
+                max: cfg.max_new_symbols,
+                added: 0,
+            }));
+        }
+        self
+    }
+
+    /// The id of `name` if this feed may write it: one of its symbols, or
+    /// one its patterns match, added to the gateway now if it is new.
+    fn lookup(&self, name: &str) -> Result<SymbolId, LineError> {
+        if let Some(id) = self.symbols.read().get(name) {
+            return Ok(*id);
+        }
+        let unknown = || LineError::UnknownSymbol(name.chars().take(40).collect());
+        let Some(adding) = &self.adding else {
+            return Err(unknown());
+        };
+        let mut a = adding.lock();
+        if !a.patterns.iter().any(|p| p.matches(name)) {
+            return Err(unknown());
+        }
+        if let Some(id) = self.symbols.read().get(name) {
+            return Ok(*id);
+        }
+        if a.added >= a.max {
+            return Err(LineError::NoRoom(format!(
+                "{:?} matches this feed's symbols but the feed has added its max_new_symbols ({})",
+                name.chars().take(40).collect::<String>(),
+                a.max
+            )));
+        }
+        let id = match a.growth.symbols.add(name) {
+            Ok(id) => id,
+            Err(AddError::Invalid(e)) => {
+                return Err(LineError::Bad(ParseError::field("symbol", e.to_string())))
+            }
+            Err(e @ AddError::Full(_)) => return Err(LineError::NoRoom(e.to_string())),
+        };
+        a.added += 1;
+        self.symbols.write().insert(name.to_string(), id);
+        self.state.add_symbol(id, &a.growth.slots);
+        tracing::info!(feed = %self.name, symbol = name, "symbol added");
+        (a.growth.on_new)();
+        Ok(id)
     }
 
     fn normalizer(&self) -> MutexGuard<'_, FeedNormalizer> {
@@ -190,6 +308,11 @@ impl IngestFeed {
                     self.normalizer().upstream_error(e.reason(), &e);
                     report.reject(line_no, ErrorCode::BadRequest.as_str(), e.to_string());
                 }
+                Err(LineError::NoRoom(message)) => {
+                    let e = ParseError::Unmapped(message.clone());
+                    self.normalizer().upstream_error(e.reason(), &e);
+                    report.reject(line_no, ErrorCode::UnknownSymbol.as_str(), message);
+                }
                 Err(LineError::UnknownSymbol(name)) => {
                     let e = ParseError::Unmapped(name.clone());
                     self.normalizer().upstream_error(e.reason(), &e);
@@ -223,11 +346,11 @@ impl IngestFeed {
             )));
         };
         match o.get("type") {
-            None => parse_quote(o, &self.symbols).map(|(sym, q)| (sym, q, None)),
+            None => parse_quote(o, &|n| self.lookup(n)).map(|(sym, q)| (sym, q, None)),
             Some(Value::String(t)) if t == "quote" => {
-                parse_quote(o, &self.symbols).map(|(sym, q)| (sym, q, None))
+                parse_quote(o, &|n| self.lookup(n)).map(|(sym, q)| (sym, q, None))
             }
-            Some(Value::String(t)) if t == "trade" => parse_trade(o, &self.symbols),
+            Some(Value::String(t)) if t == "trade" => parse_trade(o, &|n| self.lookup(n)),
             Some(_) => Err(LineError::Bad(ParseError::field(
                 "type",
                 "must be \"quote\" (the default) or \"trade\"",
@@ -236,12 +359,17 @@ impl IngestFeed {
     }
 }
 
+/// A symbol's id by name, or why the feed may not write it.
+type Lookup<'a> = &'a dyn Fn(&str) -> Result<SymbolId, LineError>;
+
 /// A line's symbol, its quote and, for a trade, what else it said.
 type Line = (SymbolId, Quote, Option<TradeInfo>);
 
 enum LineError {
     Bad(ParseError),
     UnknownSymbol(String),
+    /// A name the feed's patterns match, with no room left to add it.
+    NoRoom(String),
 }
 
 const PRICE_FIELDS: [(&str, u8); 6] = [
@@ -253,10 +381,7 @@ const PRICE_FIELDS: [(&str, u8); 6] = [
     ("last_size", field::LAST_SIZE),
 ];
 
-fn parse_quote(
-    o: &Object,
-    symbols: &HashMap<String, SymbolId>,
-) -> Result<(SymbolId, Quote), LineError> {
+fn parse_quote(o: &Object, lookup: Lookup) -> Result<(SymbolId, Quote), LineError> {
     let bad = |field: &'static str, why: &str| LineError::Bad(ParseError::field(field, why));
     let mut q = Quote::default();
     let mut symbol = None;
@@ -297,14 +422,13 @@ fn parse_quote(
     let Some(name) = symbol else {
         return Err(bad("symbol", "missing"));
     };
-    let Some(&sym) = symbols.get(name) else {
-        return Err(LineError::UnknownSymbol(name.chars().take(40).collect()));
-    };
     if q.present & (field::BID | field::ASK | field::LAST) == 0 {
         return Err(LineError::Bad(ParseError::Unexpected(
             "a quote needs at least one of bid, ask, last".into(),
         )));
     }
+    // Last: a line that is no use adds no symbol.
+    let sym = lookup(name)?;
     Ok((sym, q))
 }
 
@@ -341,7 +465,7 @@ fn timestamp(v: &Value) -> Result<i64, LineError> {
 /// A `"type":"trade"` line: `symbol`, `price`, `size` (required), `side`
 /// (`buy`/`sell`), `trade_id` (integer), `ts`. Its price and size become
 /// the quote's `last`/`last_size`.
-fn parse_trade(o: &Object, symbols: &HashMap<String, SymbolId>) -> Result<Line, LineError> {
+fn parse_trade(o: &Object, lookup: Lookup) -> Result<Line, LineError> {
     let bad = |field: &'static str, why: &str| LineError::Bad(ParseError::field(field, why));
     let (mut price, mut size, mut symbol) = (None, None, None);
     let mut q = Quote::default();
@@ -381,9 +505,7 @@ fn parse_trade(o: &Object, symbols: &HashMap<String, SymbolId>) -> Result<Line, 
     let name = symbol.ok_or_else(|| bad("symbol", "missing"))?;
     let price = price.ok_or_else(|| bad("price", "missing: a trade needs price and size"))?;
     let size = size.ok_or_else(|| bad("size", "missing: a trade needs price and size"))?;
-    let Some(&sym) = symbols.get(name) else {
-        return Err(LineError::UnknownSymbol(name.chars().take(40).collect()));
-    };
+    let sym = lookup(name)?;
     Ok((sym, q.with_last(price, size), Some(info)))
 }
 

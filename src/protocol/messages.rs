@@ -33,6 +33,10 @@ pub enum Control<'a> {
         /// Trades asked for (absent: not).
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         trades: bool,
+        /// A symbol added to the gateway after the subscribe that this
+        /// pattern of the session matches (no `id`: no op asked for it).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pattern: Option<&'a str>,
     },
     Unsubscribed {
         #[serde(skip_serializing_if = "Option::is_none")]

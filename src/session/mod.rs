@@ -20,6 +20,7 @@
 mod config;
 mod frame;
 mod ops;
+mod patterns;
 mod rate;
 mod serve;
 mod socket;

@@ -318,7 +318,7 @@ impl Session {
         (out, patterns)
     }
 
-    fn find(&self, sym: SymbolId) -> Result<usize, usize> {
+    pub(super) fn find(&self, sym: SymbolId) -> Result<usize, usize> {
         self.subs.binary_search_by_key(&sym, |s| s.sym)
     }
 
@@ -355,53 +355,13 @@ impl Session {
         }
         let hz = max_hz.map(|h| h.min(self.ctx.config.max_hz_limit));
         let interval = interval_us(hz);
-        let slots = self.ctx.slots.clone();
         // Exactly what is held, not the next power of two: the list stays
         // at this size for the session's life.
         self.subs.reserve_exact(new);
         let mut added = Vec::with_capacity(new);
         for &sym in &syms {
-            let pos = match self.find(sym) {
-                Ok(p) => p,
-                Err(p) => {
-                    self.subs.insert(
-                        p,
-                        Sub {
-                            sym,
-                            interval_us: interval,
-                            last_seq: 0,
-                            next_at: None,
-                            snapshot: false,
-                            status: Status::Live,
-                            trades: Cursor::OFF,
-                        },
-                    );
-                    added.push(sym);
-                    p
-                }
-            };
-            let sub = &mut self.subs[pos];
-            sub.interval_us = interval;
-            sub.next_at = None;
-            // Trades from the next one on; a symbol that had them keeps
-            // its place (nothing owed is lost by subscribing again).
-            sub.trades = match (trades, sub.trades.get()) {
-                (false, _) => Cursor::OFF,
-                (true, Some(_)) => sub.trades,
-                (true, None) => Cursor::at(slots.trades().head(sym)),
-            };
-            let seq = slots.seq(sym);
-            if snapshot && seq > 0 {
-                // A symbol with no value yet gets no snapshot: its first
-                // value arrives as a live update.
-                sub.snapshot = true;
-                sub.last_seq = 0;
-            } else if snapshot {
-                sub.snapshot = false;
-                sub.last_seq = 0;
-            } else {
-                sub.snapshot = false;
-                sub.last_seq = sub.last_seq.max(seq);
+            if self.hold(sym, interval, snapshot, trades) {
+                added.push(sym);
             }
         }
         // Register before the first scan: a write either sees our interest
@@ -414,13 +374,78 @@ impl Session {
             symbols: names,
             max_hz: hz,
             trades,
+            pattern: None,
         }
         .to_json();
         self.control.push_back(msg);
         self.dirty = true;
+        // Patterns that matched stay watched: symbols added later that they
+        // match are subscribed too, with the same options.
+        for (p, _) in &patterns {
+            self.watch_pattern(p, hz, trades);
+        }
+    }
+
+    /// Holds `sym` (a new subscription, or new options for a held one)
+    /// with `interval` (`max_hz`), a snapshot owed if asked for and it has a
+    /// value, and trades from the next one on if asked for. Returns whether
+    /// it is new.
+    pub(super) fn hold(
+        &mut self,
+        sym: SymbolId,
+        interval: u32,
+        snapshot: bool,
+        trades: bool,
+    ) -> bool {
+        let slots = self.ctx.slots.clone();
+        let (pos, new) = match self.find(sym) {
+            Ok(p) => (p, false),
+            Err(p) => {
+                self.subs.insert(
+                    p,
+                    Sub {
+                        sym,
+                        interval_us: interval,
+                        last_seq: 0,
+                        next_at: None,
+                        snapshot: false,
+                        status: Status::Live,
+                        trades: Cursor::OFF,
+                    },
+                );
+                (p, true)
+            }
+        };
+        let sub = &mut self.subs[pos];
+        sub.interval_us = interval;
+        sub.next_at = None;
+        // Trades from the next one on; a symbol that had them keeps its
+        // place (nothing owed is lost by subscribing again).
+        sub.trades = match (trades, sub.trades.get()) {
+            (false, _) => Cursor::OFF,
+            (true, Some(_)) => sub.trades,
+            (true, None) => Cursor::at(slots.trades().head(sym)),
+        };
+        let seq = slots.seq(sym);
+        if snapshot && seq > 0 {
+            // A symbol with no value yet gets no snapshot: its first value
+            // arrives as a live update.
+            sub.snapshot = true;
+            sub.last_seq = 0;
+        } else if snapshot {
+            sub.snapshot = false;
+            sub.last_seq = 0;
+        } else {
+            sub.snapshot = false;
+            sub.last_seq = sub.last_seq.max(seq);
+        }
+        new
     }
 
     fn unsubscribe(&mut self, id: Option<OpId>, names: Vec<String>) {
+        for n in names.iter().filter(|n| n.ends_with('*')) {
+            self.unwatch_pattern(n);
+        }
         let (syms, _) = self.resolve(&id, &names);
         if syms.is_empty() {
             return;

@@ -246,6 +246,9 @@ impl Session {
                 poll_fn(|cx| s.poll_io(cx, ws, shutdown.as_mut(), sleep.as_mut(), want)).await;
             if woke {
                 self.dirty = true;
+                if self.handle.take_grown() {
+                    self.adopt_new_symbols();
+                }
             }
             let done = match io {
                 Io::Direct => self.on_direct(&mut c),

@@ -119,6 +119,7 @@ pub(crate) async fn run(ctx: Arc<Context>, start: SseStart, tx: mpsc::Sender<Byt
             symbols: names,
             max_hz: hz,
             trades,
+            pattern: None,
         }
         .to_json(),
     );
