@@ -66,6 +66,32 @@
 //! baseline; its extra chart is `slow-reader-age.png` (age by percentile,
 //! fast clients at receipt and slow clients at take, log scale).
 //!
+//! Trades (`--trades on|paired`, and the `trades` workload): the clients
+//! subscribe with `"trades": true` (checking that `subscribed` says so)
+//! and read `trade` and `trades_dropped` messages beside their quotes
+//! (src/trades.rs of this crate). They count trades apart from quotes,
+//! check per symbol that trade seqs are gapless: the first trade sets the
+//! baseline (no history), every later one must be the last + 1 + the
+//! counts of the `trades_dropped` since; anything else is a gap or a
+//! disorder, counted over the whole connection (warm-up included),
+//! printed as `!!!! ERROR`, stored in the JSON, and makes the tool exit
+//! non-zero after writing it. Every frame is checked for trades even with
+//! `--scan-every`, whose sampling then applies to the ages only. A
+//! trade's age (receipt minus its `gw_ts`) goes into its own histogram.
+//! The gateway's CPU per delivered message counts quotes, trades and
+//! `trades_dropped`; per trade, all its CPU over the trades alone. The
+//! sim feed's `trade_ratio` is written into the gateway's config (the
+//! sim's own default, 0.3, unless the workload or `--trade-ratio` sets
+//! it). With `paired` every run is done twice on fresh gateways, same
+//! feed, same subscriptions: mode "quotes" (no `"trades"`: conflated
+//! quotes only) and mode "trades", the order alternating run by run; then
+//! a side-by-side table (medians: delivered msgs/s, quotes/s, trades/s,
+//! gateway CPU per message, per quote, per trade, quote and trade age p50
+//! and p99, RSS, drops, seq errors, and the extra gateway CPU per trade
+//! of a run with trades over its quotes-only pair, which means little
+//! when the quotes-only run already fills the core). No raw baseline for
+//! trade runs; slow clients never ask for trades.
+//!
 //! Everything is bounded: at most 19,000 clients (`ulimit -n` is 20,000),
 //! every phase has a deadline, and the gateway child is killed when a run
 //! ends, also on error (a Drop guard).
@@ -73,13 +99,19 @@
 //! Output: a table on stdout, `results/loadgen/<workload>.json` in the
 //! workspace root (every run, and the median, min and max of each figure),
 //! and PNG charts in the same folder: `<workload>-latency.png` (latency by
-//! percentile, one line per run), `<workload>-timeline.png` (delivered
+//! percentile, one line per run; runs with trades add their trades' age
+//! dashed), `<workload>-timeline.png` (delivered
 //! updates/s and gateway RSS per second), and for `sweep`
-//! `sweep-delivered.png` (delivered against offered updates/s). Charts need a TTF font (DejaVu Sans from Debian's
+//! `sweep-delivered.png` (delivered against offered updates/s); for a
+//! paired workload these are the runs with trades, and
+//! `<workload>-quotes-latency.png` the quotes-only ones. The JSON of a
+//! paired workload has one `results` entry per mode (`"mode"`) and a
+//! `comparison` (the side-by-side figures). Charts need a TTF font (DejaVu Sans from Debian's
 //! fonts-dejavu-core, or `--font PATH`); without one the JSON is still
 //! written.
 //!
-//! Workloads (`--workload`, comma-separated, or `all`):
+//! Workloads (`--workload`, comma-separated, or `all`: every one below,
+//! `trades` included):
 //!   board-burst   2,000 clients x 10 of 1,000 symbols, every symbol ticking together twice a second
 //!   board-smooth  5,000 clients x 10 of 1,000 symbols, 2,000 updates/s spread evenly
 //!   hot           2,000 clients x all of 50 symbols, each symbol updated 1,000 times a second
@@ -88,6 +120,14 @@
 //!   slow-reader   100 clients x all of 50 symbols, each symbol updated 1,000 times a second, plus
 //!                 3 slow clients (all 50 symbols) taking one message every 20 ms from a 16-message
 //!                 queue: the age of what a slow reader sees (see above)
+//!   trades        issue 19: 1,000 clients x 1 of 100 symbols, every symbol ticking 1,000 times a
+//!                 second and every update a trade (trade_ratio 1: 100k trades/s in), clients
+//!                 with trades (1,000 trades/s each, 1M trades/s out) paired with the same run
+//!                 quotes only (see Trades above). K = 1 is the fewest symbols a client can have:
+//!                 1M trade messages/s is more than one core is likely to write, so expect the
+//!                 figures to show CPU per trade at saturation and any drops; fewer per client
+//!                 means fewer clients (--clients) or a slower feed (--burst-hz), and --symbols
+//!                 raises K
 //!
 //! Options (override the workload's defaults):
 //!   --runs R            runs per workload, each on a fresh gateway [3]
@@ -125,6 +165,12 @@
 //!   --slow-every-ms M   slow-reader: its application takes one message every M ms [20]
 //!   --slow-ack W        slow-reader: ack mode with a window of W frames (1..=64);
 //!                       0 = off [0]
+//!   --trades MODE       off: quotes only; on: every (fast) client subscribes with
+//!                       "trades": true; paired: each run twice, quotes only and with
+//!                       trades [off; the trades workload: paired]
+//!   --trade-ratio R     the sim feed's trade_ratio, 0..=1 [0.3, the sim's default;
+//!                       the trades workload: 1]
+//!                       (a smaller trade buffer: --session max_pending_trades=N)
 
 use tickergate_loadgen as common;
 
