@@ -3,8 +3,10 @@
 
     python3 benches/loadgen_table.py [results/loadgen]
 
-One row per workload (and per feed rate for `sweep`): median of the runs
-with min-max, as written into BENCHMARKS.md.
+One row per workload (and per feed rate for `sweep`, per mode for a paired
+trades workload): median of the runs with min-max, as written into
+BENCHMARKS.md. A paired workload (`trades`) also gets its side-by-side
+table: quotes only against with trades, medians, and their ratio.
 """
 import json
 import pathlib
@@ -41,7 +43,25 @@ ROWS = [
     ("floor_p50_ms", "one-core floor: p50 ms", "{:.2f}"),
     ("floor_p99_ms", "one-core floor: p99 ms", "{:.2f}"),
     ("p99_vs_floor", "gateway p99 ÷ floor p99", "{:.2f}"),
+    ("msgs_per_sec", "delivered msgs/s (quotes + trades + drops)", "{:,.0f}"),
+    ("gw_cpu_us_per_msg", "gateway µs CPU/delivered msg", "{:.3f}"),
+    ("gw_rss_kib_max", "gateway RSS max (KiB)", "{:,.0f}"),
+    ("trades_offered_per_sec", "trades offered/s", "{:,.0f}"),
+    ("trades_per_sec", "trades delivered/s", "{:,.0f}"),
+    ("trade_delivered_share", "trades delivered/offered", "{:.3f}"),
+    ("gw_cpu_us_per_trade", "gateway µs CPU/trade (all CPU ÷ trades)", "{:.3f}"),
+    ("trade_age_p50_ms", "trade age p50 ms", "{:.2f}"),
+    ("trade_age_p99_ms", "trade age p99 ms", "{:.2f}"),
+    ("trade_age_p999_ms", "trade age p99.9 ms", "{:.2f}"),
+    ("trades_dropped_per_sec", "trades dropped/s", "{:,.0f}"),
+    ("trade_seq_gaps", "trade seq gaps (must be 0)", "{:.0f}"),
+    ("trade_disorder", "trade seq disorder (must be 0)", "{:.0f}"),
+    ("gw_trades_in_per_sec", "gateway: trades in/s", "{:,.0f}"),
+    ("gw_trades_out_per_sec", "gateway: trades out/s", "{:,.0f}"),
 ]
+
+# Shown even when zero: a zero is the finding.
+ALWAYS = {"trades_dropped_per_sec", "trade_seq_gaps", "trade_disorder"}
 
 
 def cell(stat, fmt):
@@ -49,6 +69,16 @@ def cell(stat, fmt):
         return "–"
     med, lo, hi = stat["median"], stat["min"], stat["max"]
     return f"{fmt.format(med)} ({fmt.format(lo)}–{fmt.format(hi)})"
+
+
+def num(v):
+    if v is None:
+        return "–"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.3f}"
 
 
 def main():
@@ -59,13 +89,24 @@ def main():
         for res in w["results"]:
             s = res["summary"]
             runs = len(res["runs"])
-            print(f"\n#### {w['workload']}: {w['clients']:,} clients × {w['symbols_per_client']} symbols, {res['feed']} ({runs} runs, {doc['date']})\n")
+            mode = f", mode {res['mode']}" if res.get("mode") else ""
+            print(f"\n#### {w['workload']}{mode}: {w['clients']:,} clients × {w['symbols_per_client']} symbols, {res['feed']} ({runs} runs, {doc['date']})\n")
             print("| figure | median (min–max) |")
             print("| --- | ---: |")
             for key, label, fmt in ROWS:
                 st = s.get(key)
-                if st and (st["max"] != 0 or st["min"] != 0):
+                if st and (st["max"] != 0 or st["min"] != 0 or key in ALWAYS):
                     print(f"| {label} | {cell(s[key], fmt)} |")
+        for comp in w.get("comparison", []):
+            print(f"\n#### {w['workload']}: quotes only vs with trades, {comp['feed']} (medians, {doc['date']})\n")
+            print("| figure | quotes only | with trades | ratio |")
+            print("| --- | ---: | ---: | ---: |")
+            for row in comp["figures"]:
+                q, t = row["quotes"], row["trades"]
+                ratio = f"{t / q:.2f}×" if q and t is not None else ""
+                print(f"| {row['label']} | {num(q)} | {num(t)} | {ratio} |")
+        if w.get("trade_seq_errors"):
+            print(f"\n**ERROR: {w['trade_seq_errors']} trade seq gaps/disorder in {w['workload']}**")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Duration;
 
+pub mod trades;
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The workspace root: the gateway crate, two levels above this one.
@@ -398,4 +400,88 @@ pub fn arg_value(
 pub fn arg_num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
     v.parse()
         .map_err(|_| format!("{flag}: not a valid number: {v:?}"))
+}
+
+/// The leading digits of `b` (1 to 19) as a number, and how many there
+/// were: 8 at a time while a whole word is digits (a `gw_ts` is 19 digits,
+/// read for every quote), then one by one.
+pub fn parse_u64(b: &[u8]) -> Option<(u64, usize)> {
+    const ZEROS: u64 = u64::from_le_bytes([b'0'; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0xf0; 8]);
+    const SIXES: u64 = u64::from_le_bytes([0x06; 8]);
+    let mut v = 0u64;
+    let mut n = 0;
+    while let Some(chunk) = b.get(n..n + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(w);
+        // Every byte is 0x30..=0x39 (fast_float's test).
+        if x & HIGH != ZEROS || (x.wrapping_add(SIXES) & HIGH) != ZEROS || n + 8 > 19 {
+            break;
+        }
+        v = v.wrapping_mul(100_000_000).wrapping_add(eight_digits(x));
+        n += 8;
+    }
+    while let Some(&c) = b.get(n) {
+        if !c.is_ascii_digit() {
+            break;
+        }
+        v = v.wrapping_mul(10).wrapping_add((c - b'0') as u64);
+        n += 1;
+    }
+    if n == 0 || n > 19 {
+        return None;
+    }
+    Some((v, n))
+}
+
+/// Eight ASCII digits (the first in the lowest byte) as a number: pairs,
+/// then fours, then eight, in three multiplications.
+fn eight_digits(x: u64) -> u64 {
+    const MASK: u64 = 0x0000_00FF_0000_00FF;
+    const MUL1: u64 = 100 + (1_000_000 << 32);
+    const MUL2: u64 = 1 + (10_000 << 32);
+    let mut v = x.wrapping_sub(u64::from_le_bytes([b'0'; 8]));
+    v = v.wrapping_mul(10).wrapping_add(v >> 8);
+    (v & MASK)
+        .wrapping_mul(MUL1)
+        .wrapping_add(((v >> 16) & MASK).wrapping_mul(MUL2))
+        >> 32
+}
+
+/// Percentiles of an age histogram (µs), in ms.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct LatencyMs {
+    pub count: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+pub fn latency_of(h: &hdrhistogram::Histogram<u64>) -> LatencyMs {
+    let ms = |us: u64| us as f64 / 1000.0;
+    LatencyMs {
+        count: h.len(),
+        p50: ms(h.value_at_quantile(0.5)),
+        p90: ms(h.value_at_quantile(0.9)),
+        p99: ms(h.value_at_quantile(0.99)),
+        p999: ms(h.value_at_quantile(0.999)),
+        max: ms(h.max()),
+    }
+}
+
+pub fn latency_curve(h: &hdrhistogram::Histogram<u64>) -> Vec<(f64, f64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    curve_quantiles()
+        .map(|q| (q * 100.0, h.value_at_quantile(q) as f64 / 1000.0))
+        .collect()
+}
+
+/// 0..99.999th percentile, denser towards the tail.
+pub fn curve_quantiles() -> impl Iterator<Item = f64> {
+    (0..=50).map(|i| 1.0 - 10f64.powf(-(i as f64 / 10.0)))
 }

@@ -66,6 +66,32 @@
 //! baseline; its extra chart is `slow-reader-age.png` (age by percentile,
 //! fast clients at receipt and slow clients at take, log scale).
 //!
+//! Trades (`--trades on|paired`, and the `trades` workload): the clients
+//! subscribe with `"trades": true` (checking that `subscribed` says so)
+//! and read `trade` and `trades_dropped` messages beside their quotes
+//! (src/trades.rs of this crate). They count trades apart from quotes,
+//! check per symbol that trade seqs are gapless: the first trade sets the
+//! baseline (no history), every later one must be the last + 1 + the
+//! counts of the `trades_dropped` since; anything else is a gap or a
+//! disorder, counted over the whole connection (warm-up included),
+//! printed as `!!!! ERROR`, stored in the JSON, and makes the tool exit
+//! non-zero after writing it. Every frame is checked for trades even with
+//! `--scan-every`, whose sampling then applies to the ages only. A
+//! trade's age (receipt minus its `gw_ts`) goes into its own histogram.
+//! The gateway's CPU per delivered message counts quotes, trades and
+//! `trades_dropped`; per trade, all its CPU over the trades alone. The
+//! sim feed's `trade_ratio` is written into the gateway's config (the
+//! sim's own default, 0.3, unless the workload or `--trade-ratio` sets
+//! it). With `paired` every run is done twice on fresh gateways, same
+//! feed, same subscriptions: mode "quotes" (no `"trades"`: conflated
+//! quotes only) and mode "trades", the order alternating run by run; then
+//! a side-by-side table (medians: delivered msgs/s, quotes/s, trades/s,
+//! gateway CPU per message, per quote, per trade, quote and trade age p50
+//! and p99, RSS, drops, seq errors, and the extra gateway CPU per trade
+//! of a run with trades over its quotes-only pair, which means little
+//! when the quotes-only run already fills the core). No raw baseline for
+//! trade runs; slow clients never ask for trades.
+//!
 //! Everything is bounded: at most 19,000 clients (`ulimit -n` is 20,000),
 //! every phase has a deadline, and the gateway child is killed when a run
 //! ends, also on error (a Drop guard).
@@ -73,13 +99,19 @@
 //! Output: a table on stdout, `results/loadgen/<workload>.json` in the
 //! workspace root (every run, and the median, min and max of each figure),
 //! and PNG charts in the same folder: `<workload>-latency.png` (latency by
-//! percentile, one line per run), `<workload>-timeline.png` (delivered
+//! percentile, one line per run; runs with trades add their trades' age
+//! dashed), `<workload>-timeline.png` (delivered
 //! updates/s and gateway RSS per second), and for `sweep`
-//! `sweep-delivered.png` (delivered against offered updates/s). Charts need a TTF font (DejaVu Sans from Debian's
+//! `sweep-delivered.png` (delivered against offered updates/s); for a
+//! paired workload these are the runs with trades, and
+//! `<workload>-quotes-latency.png` the quotes-only ones. The JSON of a
+//! paired workload has one `results` entry per mode (`"mode"`) and a
+//! `comparison` (the side-by-side figures). Charts need a TTF font (DejaVu Sans from Debian's
 //! fonts-dejavu-core, or `--font PATH`); without one the JSON is still
 //! written.
 //!
-//! Workloads (`--workload`, comma-separated, or `all`):
+//! Workloads (`--workload`, comma-separated, or `all`: every one below,
+//! `trades` included):
 //!   board-burst   2,000 clients x 10 of 1,000 symbols, every symbol ticking together twice a second
 //!   board-smooth  5,000 clients x 10 of 1,000 symbols, 2,000 updates/s spread evenly
 //!   hot           2,000 clients x all of 50 symbols, each symbol updated 1,000 times a second
@@ -88,6 +120,14 @@
 //!   slow-reader   100 clients x all of 50 symbols, each symbol updated 1,000 times a second, plus
 //!                 3 slow clients (all 50 symbols) taking one message every 20 ms from a 16-message
 //!                 queue: the age of what a slow reader sees (see above)
+//!   trades        issue 19: 1,000 clients x 1 of 100 symbols, every symbol ticking 1,000 times a
+//!                 second and every update a trade (trade_ratio 1: 100k trades/s in), clients
+//!                 with trades (1,000 trades/s each, 1M trades/s out) paired with the same run
+//!                 quotes only (see Trades above). K = 1 is the fewest symbols a client can have:
+//!                 1M trade messages/s is more than one core is likely to write, so expect the
+//!                 figures to show CPU per trade at saturation and any drops; fewer per client
+//!                 means fewer clients (--clients) or a slower feed (--burst-hz), and --symbols
+//!                 raises K
 //!
 //! Options (override the workload's defaults):
 //!   --runs R            runs per workload, each on a fresh gateway [3]
@@ -125,10 +165,20 @@
 //!   --slow-every-ms M   slow-reader: its application takes one message every M ms [20]
 //!   --slow-ack W        slow-reader: ack mode with a window of W frames (1..=64);
 //!                       0 = off [0]
+//!   --trades MODE       off: quotes only; on: every (fast) client subscribes with
+//!                       "trades": true; paired: each run twice, quotes only and with
+//!                       trades [off; the trades workload: paired]
+//!   --trade-ratio R     the sim feed's trade_ratio, 0..=1 [0.3, the sim's default;
+//!                       the trades workload: 1]
+//!                       (a smaller trade buffer: --session max_pending_trades=N)
 
 use tickergate_loadgen as common;
 
-use common::{cpu_secs, cpu_split, rss_kib, BoxError, GatewayProc};
+use common::trades::{GwTrades, TradeStats, TradeTrack};
+use common::{
+    cpu_secs, cpu_split, curve_quantiles, latency_curve, latency_of, parse_u64, rss_kib, BoxError,
+    GatewayProc, LatencyMs,
+};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
@@ -189,6 +239,47 @@ struct Workload {
     sweep: Vec<f64>,
     /// Slow clients (slow-reader), on top of `clients`.
     slow: usize,
+    /// The sim feed's `trade_ratio` (fraction of updates that are also a
+    /// trade); `None`: the sim's default.
+    trade_ratio: Option<f64>,
+    /// Whether the (fast) clients subscribe with `"trades": true`.
+    trades: TradeMode,
+}
+
+/// How a workload's clients ask for trades.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TradeMode {
+    /// Quotes only (no `"trades"` in the subscribe).
+    Off,
+    /// Every client subscribes with `"trades": true`.
+    On,
+    /// Each run twice on fresh gateways, the same feed and subscriptions:
+    /// once quotes only (mode "quotes"), once with trades (mode "trades"),
+    /// the order alternating run by run; reported side by side.
+    Paired,
+}
+
+impl TradeMode {
+    fn parse(v: &str) -> Result<TradeMode, String> {
+        match v {
+            "off" => Ok(TradeMode::Off),
+            "on" => Ok(TradeMode::On),
+            "paired" => Ok(TradeMode::Paired),
+            _ => Err(format!("--trades wants off, on or paired, got {v:?}")),
+        }
+    }
+}
+
+/// The sim feed's `trade_ratio` when the workload does not set it.
+fn sim_trade_ratio() -> f64 {
+    tickergate::feed::sim::SimConfig::default().trade_ratio
+}
+
+impl Workload {
+    /// The `trade_ratio` written into the gateway's config.
+    fn trade_ratio(&self) -> f64 {
+        self.trade_ratio.unwrap_or_else(sim_trade_ratio)
+    }
 }
 
 fn preset(name: &str) -> Option<Workload> {
@@ -200,6 +291,8 @@ fn preset(name: &str) -> Option<Workload> {
         feed,
         sweep: Vec::new(),
         slow: 0,
+        trade_ratio: None,
+        trades: TradeMode::Off,
     };
     Some(match name {
         "board-burst" => w(2000, 10, 1000, Feed::Burst { hz: 2.0 }),
@@ -214,6 +307,14 @@ fn preset(name: &str) -> Option<Workload> {
             slow: 3,
             ..w(100, 50, 50, Feed::Burst { hz: 1000.0 })
         },
+        // Issue 19: 100k trades/s in (100 symbols x 1,000 Hz, every update
+        // a trade) to 1,000 subscribers of one symbol each (1,000 trades/s
+        // per client, 1M trades/s out), against the same run without trades.
+        "trades" => Workload {
+            trade_ratio: Some(1.0),
+            trades: TradeMode::Paired,
+            ..w(1000, 1, 100, Feed::Burst { hz: 1000.0 })
+        },
         _ => return None,
     })
 }
@@ -225,6 +326,7 @@ const ALL: &[&str] = &[
     "connect",
     "sweep",
     "slow-reader",
+    "trades",
 ];
 
 /// How the slow clients of `slow-reader` read.
@@ -272,8 +374,8 @@ fn usage() -> &'static str {
      [--warmup SECS] [--raw-secs SECS] [--no-raw] [--concurrency C] [--src-ips N] [--seed S] \
      [--bin PATH] [--gw-arg ARG].. [--session K=V].. [--label TEXT] [--out-dir DIR] [--font PATH] [--no-pin] \
      [--no-progress] [--scan-every N] [--slow-clients S] [--slow-queue Q] [--slow-every-ms M] \
-     [--slow-ack W]\n\
-     workloads: board-burst, board-smooth, hot, connect, sweep, slow-reader \
+     [--slow-ack W] [--trades off|on|paired] [--trade-ratio R]\n\
+     workloads: board-burst, board-smooth, hot, connect, sweep, slow-reader, trades \
      (see tools/loadgen/src/bin/loadgen.rs)\n\
      run it with: cargo run --release -p tickergate-loadgen --bin loadgen -- OPTIONS"
 }
@@ -283,6 +385,8 @@ fn parse_opts() -> Result<Opts, String> {
     let (mut clients, mut symbols, mut universe) = (None, None, None);
     let mut feed: Option<Feed> = None;
     let mut slow_clients: Option<usize> = None;
+    let mut trades: Option<TradeMode> = None;
+    let mut trade_ratio: Option<f64> = None;
     let mut o = Opts {
         workloads: Vec::new(),
         runs: 3,
@@ -353,6 +457,14 @@ fn parse_opts() -> Result<Opts, String> {
                 o.slow.every = Duration::from_secs_f64(ms / 1000.0);
             }
             "--slow-ack" => o.slow.ack = num(&a, &val(&a, &mut it)?)?,
+            "--trades" => trades = Some(TradeMode::parse(&val(&a, &mut it)?)?),
+            "--trade-ratio" => {
+                let r: f64 = num(&a, &val(&a, &mut it)?)?;
+                if !(0.0..=1.0).contains(&r) {
+                    return Err("--trade-ratio must be in 0..=1".into());
+                }
+                trade_ratio = Some(r);
+            }
             "--concurrency" => o.concurrency = num(&a, &val(&a, &mut it)?)?,
             "--src-ips" => o.src_ips = num(&a, &val(&a, &mut it)?)?,
             "--seed" => o.seed = num(&a, &val(&a, &mut it)?)?,
@@ -397,6 +509,15 @@ fn parse_opts() -> Result<Opts, String> {
         }
         if let (Some(s), "slow-reader") = (slow_clients, n.as_str()) {
             w.slow = s;
+        }
+        if let Some(t) = trades {
+            w.trades = t;
+        }
+        if let Some(r) = trade_ratio {
+            w.trade_ratio = Some(r);
+        }
+        if w.trades != TradeMode::Off && w.symbols == 0 {
+            return Err(format!("{n}: --trades needs subscriptions (symbols > 0)"));
         }
         if w.slow > 1000 {
             return Err("--slow-clients must be in 0..=1000".into());
@@ -512,6 +633,8 @@ struct Stats {
     /// Quotes whose seq went backwards or repeated: must stay 0.
     disorder: Cell<u64>,
     latency_us: RefCell<Histogram<u64>>,
+    /// Clients that subscribed with `"trades": true`: their trades.
+    trades: TradeStats,
     first_error: RefCell<Option<String>>,
 }
 
@@ -529,6 +652,7 @@ impl Stats {
             disorder: Cell::new(0),
             // 1 µs .. 100 s, 3 significant digits.
             latency_us: RefCell::new(Histogram::new_with_bounds(1, 100_000_000, 3)?),
+            trades: TradeStats::new()?,
             first_error: RefCell::new(None),
         })
     }
@@ -540,6 +664,7 @@ impl Stats {
         self.gaps.set(0);
         self.disorder.set(0);
         self.latency_us.borrow_mut().reset();
+        self.trades.reset_window();
     }
 
     fn error(&self, e: impl std::fmt::Display) {
@@ -566,53 +691,6 @@ fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64)
-}
-
-/// The leading digits of `b` (1 to 19) as a number, and how many there
-/// were: 8 at a time while a whole word is digits (a `gw_ts` is 19 digits,
-/// read for every quote), then one by one.
-fn parse_u64(b: &[u8]) -> Option<(u64, usize)> {
-    const ZEROS: u64 = u64::from_le_bytes([b'0'; 8]);
-    const HIGH: u64 = u64::from_le_bytes([0xf0; 8]);
-    const SIXES: u64 = u64::from_le_bytes([0x06; 8]);
-    let mut v = 0u64;
-    let mut n = 0;
-    while let Some(chunk) = b.get(n..n + 8) {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(w);
-        // Every byte is 0x30..=0x39 (fast_float's test).
-        if x & HIGH != ZEROS || (x.wrapping_add(SIXES) & HIGH) != ZEROS || n + 8 > 19 {
-            break;
-        }
-        v = v.wrapping_mul(100_000_000).wrapping_add(eight_digits(x));
-        n += 8;
-    }
-    while let Some(&c) = b.get(n) {
-        if !c.is_ascii_digit() {
-            break;
-        }
-        v = v.wrapping_mul(10).wrapping_add((c - b'0') as u64);
-        n += 1;
-    }
-    if n == 0 || n > 19 {
-        return None;
-    }
-    Some((v, n))
-}
-
-/// Eight ASCII digits (the first in the lowest byte) as a number: pairs,
-/// then fours, then eight, in three multiplications.
-fn eight_digits(x: u64) -> u64 {
-    const MASK: u64 = 0x0000_00FF_0000_00FF;
-    const MUL1: u64 = 100 + (1_000_000 << 32);
-    const MUL2: u64 = 1 + (10_000 << 32);
-    let mut v = x.wrapping_sub(u64::from_le_bytes([b'0'; 8]));
-    v = v.wrapping_mul(10).wrapping_add(v >> 8);
-    (v & MASK)
-        .wrapping_mul(MUL1)
-        .wrapping_add(((v >> 16) & MASK).wrapping_mul(MUL2))
-        >> 32
 }
 
 /// One client's subscriptions as the scanner tracks them.
@@ -895,6 +973,7 @@ async fn client(
     sem: Rc<tokio::sync::Semaphore>,
     connected: Rc<Cell<usize>>,
     scan_every: u64,
+    trades: bool,
 ) {
     let permit = sem.acquire().await;
     let setup = async {
@@ -902,13 +981,22 @@ async fn client(
         let mut ws = RawWs::connect(tcp, gw).await?;
         connected.set(connected.get() + 1);
         if !subs.is_empty() {
-            let op = json!({"op": "subscribe", "id": i, "symbols": subs}).to_string();
-            ws.send(0x1, op.as_bytes()).await?;
+            let mut op = json!({"op": "subscribe", "id": i, "symbols": subs});
+            if trades {
+                op["trades"] = json!(true);
+            }
+            ws.send(0x1, op.to_string().as_bytes()).await?;
             loop {
                 match ws.next().await? {
                     Some((0x1, r)) => {
                         let t = &ws.buf[r];
                         if memchr::memmem::find(t, br#""type":"subscribed""#).is_some() {
+                            // The reply says `"trades":true` when the
+                            // gateway took the option.
+                            if trades && memchr::memmem::find(t, br#""trades":true"#).is_none() {
+                                let t = String::from_utf8_lossy(t).into_owned();
+                                return Err(format!("subscribed without trades: {t}").into());
+                            }
                             break;
                         }
                         if memchr::memmem::find(t, br#""type":"error""#).is_some() {
@@ -938,6 +1026,8 @@ async fn client(
     drop(permit);
     stats.ready.set(stats.ready.get() + 1);
     let mut tracked = Subs::new(subs.iter().map(|s| s.as_bytes()).collect());
+    let mut trade_track =
+        trades.then(|| TradeTrack::new(subs.iter().map(|s| s.as_bytes()).collect()));
     // Frames read since the last scanned one (`--scan-every`).
     let mut unscanned = 0u64;
     loop {
@@ -945,11 +1035,26 @@ async fn client(
             Ok(Some((0x1, r))) => {
                 let b = &ws.buf[r];
                 unscanned += 1;
-                let read = if unscanned >= scan_every {
+                let scanned = unscanned >= scan_every;
+                let now = now_ns();
+                let read = if scanned {
                     unscanned = 0;
-                    scan_frame(b, &mut tracked, &stats, now_ns())
+                    scan_frame(b, &mut tracked, &stats, now)
                 } else {
                     Ok(count_quotes(b))
+                };
+                // Trades: every frame is checked (gapless seqs); the ages
+                // of the scanned ones are recorded.
+                let read = match (read, &mut trade_track) {
+                    (Ok(q), Some(t)) => common::trades::scan(
+                        b,
+                        t,
+                        &stats.trades,
+                        scanned.then_some(now),
+                        stats.measuring.get(),
+                    )
+                    .map(|_| q),
+                    (read, _) => read,
                 };
                 match read {
                     Ok(q) if stats.measuring.get() => {
@@ -1241,6 +1346,10 @@ async fn slow_client(
 #[derive(Debug, Clone, Default, serde::Serialize)]
 struct RunResult {
     run: usize,
+    /// Paired workloads (`--trades paired`): "quotes" or "trades".
+    mode: Option<&'static str>,
+    /// The sim feed's `trade_ratio` in the gateway's config.
+    trade_ratio: f64,
     clients: usize,
     ready: usize,
     failed: usize,
@@ -1266,6 +1375,16 @@ struct RunResult {
     gw_cpu_share: f64,
     gw_cpu_us_per_update: f64,
     gw_cpu_us_per_frame: f64,
+    /// Messages delivered per second: quotes, trades and `trades_dropped`
+    /// (the same as updates_per_sec without trades).
+    msgs_per_sec: f64,
+    /// Gateway CPU per delivered message (quote, trade or trades_dropped).
+    gw_cpu_us_per_msg: f64,
+    /// The gateway's trade counters over the window, per second (trades
+    /// in from the feed, trade messages out, trades dropped for clients).
+    gw_trades_in_per_sec: Option<f64>,
+    gw_trades_out_per_sec: Option<f64>,
+    gw_trades_dropped_per_sec: Option<f64>,
     /// The same split into user space and kernel (utime and stime).
     gw_user_us_per_frame: f64,
     gw_kernel_us_per_frame: f64,
@@ -1277,6 +1396,8 @@ struct RunResult {
     timeline_updates: Vec<f64>,
     /// Per second of the window: gateway RSS, KiB.
     timeline_rss_kib: Vec<u64>,
+    /// Per second of the window: delivered trades/s (clients with trades).
+    timeline_trades: Vec<f64>,
     /// (percentile, ms) points of the latency distribution, for charts.
     latency_curve: Vec<(f64, f64)>,
     raw: Option<RawResult>,
@@ -1293,6 +1414,41 @@ struct RunResult {
     /// clients' (the ordinary ones), except the gateway CPU per update and
     /// per frame, which count what every client was delivered.
     slow: Option<SlowResult>,
+    /// Clients that subscribed with trades: their trades.
+    trades: Option<TradeResult>,
+    first_error: Option<String>,
+}
+
+/// The trades of the clients that subscribed with `"trades": true`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct TradeResult {
+    /// Every update of a subscribed symbol that carries a trade:
+    /// clients x symbols x per-symbol rate x trade_ratio.
+    offered_per_sec: f64,
+    /// Trade messages received per second.
+    per_sec: f64,
+    per_sec_per_client: f64,
+    /// Share of offered trades received (the rest dropped, or not yet
+    /// sent when the window closed).
+    delivered_share: f64,
+    /// Sum of the `trades_dropped` counts in the window, and per second.
+    dropped: u64,
+    dropped_per_sec: f64,
+    dropped_msgs: u64,
+    /// Trades missing with no `trades_dropped` to explain them, and
+    /// repeated or backward seqs, over the connections' whole life: must
+    /// be 0; anything else is a gateway bug, reported loudly.
+    seq_gaps: u64,
+    seq_gap_events: u64,
+    disorder: u64,
+    /// Age of each trade at receipt (minus its `gw_ts`).
+    age_ms: LatencyMs,
+    age_curve: Vec<(f64, f64)>,
+    /// Gateway CPU per trade delivered: all of its CPU in the window over
+    /// the trades alone (the quotes it sent are in it too; the paired
+    /// comparison gives the extra CPU the trades cost).
+    gw_cpu_us_per_trade: f64,
+    /// The first gap or disorder, described.
     first_error: Option<String>,
 }
 
@@ -1336,42 +1492,6 @@ struct SlowResult {
     first_error: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-struct LatencyMs {
-    count: u64,
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    p999: f64,
-    max: f64,
-}
-
-fn latency_of(h: &Histogram<u64>) -> LatencyMs {
-    let ms = |us: u64| us as f64 / 1000.0;
-    LatencyMs {
-        count: h.len(),
-        p50: ms(h.value_at_quantile(0.5)),
-        p90: ms(h.value_at_quantile(0.9)),
-        p99: ms(h.value_at_quantile(0.99)),
-        p999: ms(h.value_at_quantile(0.999)),
-        max: ms(h.max()),
-    }
-}
-
-fn latency_curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
-    if h.is_empty() {
-        return Vec::new();
-    }
-    curve_quantiles()
-        .map(|q| (q * 100.0, h.value_at_quantile(q) as f64 / 1000.0))
-        .collect()
-}
-
-/// 0..99.999th percentile, denser towards the tail.
-fn curve_quantiles() -> impl Iterator<Item = f64> {
-    (0..=50).map(|i| 1.0 - 10f64.powf(-(i as f64 / 10.0)))
-}
-
 /// The gateway config of a workload: one simulated feed, limits lifted for
 /// a load test from a few loopback addresses.
 fn gateway_config(w: &Workload, feed: &Feed, session: &[String]) -> String {
@@ -1391,11 +1511,13 @@ fn gateway_config(w: &Workload, feed: &Feed, session: &[String]) -> String {
          rate = {rate:.1}\n\
          burst_hz = {burst:.3}\n\
          zipf = 0.0\n\
+         trade_ratio = {ratio:?}\n\
          \n\
          [session]\n\
          {session}\n",
         max = w.clients + w.slow + 100,
         u = w.universe,
+        ratio = w.trade_ratio(),
         session = session.join("\n"),
     )
 }
@@ -1431,7 +1553,16 @@ impl Progress {
     }
 }
 
-async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunResult, BoxError> {
+/// One run on a fresh gateway. `mode` is the half of a paired run
+/// (`TradeMode::Paired`): "quotes" or "trades".
+async fn one_run(
+    o: &Opts,
+    w: &Workload,
+    feed: &Feed,
+    run: usize,
+    mode: Option<&'static str>,
+) -> Result<RunResult, BoxError> {
+    let trades_on = w.trades == TradeMode::On || mode == Some("trades");
     let gw = GatewayProc::spawn(
         &o.bin,
         o.pin,
@@ -1470,6 +1601,7 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
             sem.clone(),
             connected.clone(),
             o.scan_every,
+            trades_on,
         )));
     }
     // Slow clients: every symbol of the feed.
@@ -1510,6 +1642,8 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
     }
     let mut r = RunResult {
         run,
+        mode,
+        trade_ratio: w.trade_ratio(),
         clients: w.clients,
         connect_secs,
         connects_per_sec: connected.get() as f64 / connect_secs,
@@ -1524,13 +1658,14 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
         stats.measuring.set(true);
         slow.stats.measuring.set(true);
         let built0 = built_ages(gw.addr);
+        let gwt0 = GwTrades::read(gw.addr);
         let (user0, sys0) = cpu_split(pid)?;
         let self0 = cpu_secs(std::process::id())?;
         r.gw_rss_kib_start = rss_kib(pid);
         let start = Instant::now();
         let secs = o.duration.as_secs_f64().ceil() as u64;
         let pb = Progress::new(o.progress, secs, "measuring");
-        let mut last_q = 0u64;
+        let (mut last_q, mut last_t) = (0u64, 0u64);
         for s in 1..=secs {
             let until = start + Duration::from_secs_f64((s as f64).min(o.duration.as_secs_f64()));
             tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
@@ -1540,6 +1675,11 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
             r.timeline_rss_kib.push(rss);
             r.gw_rss_kib_max = r.gw_rss_kib_max.max(rss);
             last_q = q;
+            if trades_on {
+                let t = stats.trades.trades.get();
+                r.timeline_trades.push((t - last_t) as f64);
+                last_t = t;
+            }
             pb.set(
                 s,
                 format!(
@@ -1557,6 +1697,11 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
         let (user1, sys1) = cpu_split(pid)?;
         if let (Some(a), Some(b)) = (built0, built_ages(gw.addr)) {
             r.built_ms = built_quantiles(&a, &b);
+        }
+        if let (Some(a), Some(b)) = (gwt0, GwTrades::read(gw.addr)) {
+            r.gw_trades_in_per_sec = Some((b.trades_in - a.trades_in) / window);
+            r.gw_trades_out_per_sec = Some((b.trades_out - a.trades_out) / window);
+            r.gw_trades_dropped_per_sec = Some((b.dropped - a.dropped) / window);
         }
         let (user, sys) = (user1 - user0, sys1 - sys0);
         let cpu = user + sys;
@@ -1588,6 +1733,13 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
             q + slow.recv_quotes.get() as f64,
             f + slow.recv_frames.get() as f64,
         );
+        let ts = &stats.trades;
+        let msgs = q + (ts.trades.get() + ts.dropped_msgs.get()) as f64;
+        r.msgs_per_sec = msgs / window;
+        r.gw_cpu_us_per_msg = if msgs > 0.0 { cpu * 1e6 / msgs } else { 0.0 };
+        if trades_on {
+            r.trades = Some(trade_result(ts, w, feed, ready, window, cpu));
+        }
         r.gw_cpu_secs = cpu;
         r.gw_cpu_share = cpu / window;
         r.gw_cpu_us_per_update = if q > 0.0 { cpu * 1e6 / q } else { 0.0 };
@@ -1609,7 +1761,9 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
     drop(gw);
     // slow-reader asks how fresh a slow reader's values are, not how fast:
     // no raw baseline.
-    if o.raw && w.symbols > 0 && w.slow == 0 && w.clients > 0 {
+    // Trades: the figure is CPU per message against the same run without
+    // trades, not against raw writes: no raw baseline either.
+    if o.raw && w.symbols > 0 && w.slow == 0 && w.clients > 0 && w.trades == TradeMode::Off {
         let batch = r.updates_per_frame.round().max(1.0) as usize;
         let one = raw_baseline(o, ready, 1, 0.0).await?;
         let many = if batch > 1 {
@@ -1628,6 +1782,42 @@ async fn one_run(o: &Opts, w: &Workload, feed: &Feed, run: usize) -> Result<RunR
         r.raw = Some(RawResult::new(&r, one, many, paced));
     }
     Ok(r)
+}
+
+/// The trade-reading clients' figures over a window of `window` seconds,
+/// with the gateway's CPU `cpu` (seconds) in it.
+fn trade_result(
+    s: &TradeStats,
+    w: &Workload,
+    feed: &Feed,
+    ready: usize,
+    window: f64,
+    cpu: f64,
+) -> TradeResult {
+    let offered =
+        w.clients as f64 * w.symbols as f64 * feed.per_symbol(w.universe) * w.trade_ratio();
+    let n = s.trades.get() as f64;
+    let h = s.age_us.borrow();
+    TradeResult {
+        offered_per_sec: offered,
+        per_sec: n / window,
+        per_sec_per_client: n / window / ready.max(1) as f64,
+        delivered_share: if offered > 0.0 {
+            n / window / offered
+        } else {
+            0.0
+        },
+        dropped: s.dropped.get(),
+        dropped_per_sec: s.dropped.get() as f64 / window,
+        dropped_msgs: s.dropped_msgs.get(),
+        seq_gaps: s.gaps.get(),
+        seq_gap_events: s.gap_events.get(),
+        disorder: s.disorder.get(),
+        age_ms: latency_of(&h),
+        age_curve: latency_curve(&h),
+        gw_cpu_us_per_trade: if n > 0.0 { cpu * 1e6 / n } else { 0.0 },
+        first_error: s.first_error.borrow().clone(),
+    }
 }
 
 /// The slow clients' figures over a window of `window` seconds.
@@ -2175,7 +2365,37 @@ fn summarize(runs: &[RunResult]) -> Value {
         "floor_p99_ms": f(&|r| r.floor.as_ref().map_or(f64::NAN, |x| x.p99_ms)),
         "floor_cost_us": f(&|r| r.floor.as_ref().map_or(f64::NAN, |x| x.cost_us)),
         "p99_vs_floor": f(&|r| r.floor.as_ref().map_or(f64::NAN, |x| r.latency_ms.p99 / x.p99_ms)),
+        "msgs_per_sec": f(&|r| r.msgs_per_sec),
+        "gw_cpu_us_per_msg": f(&|r| r.gw_cpu_us_per_msg),
+        "gw_rss_kib_max": f(&|r| r.gw_rss_kib_max as f64),
+        "gw_trades_in_per_sec": f(&|r| r.gw_trades_in_per_sec.unwrap_or(f64::NAN)),
+        "gw_trades_out_per_sec": f(&|r| r.gw_trades_out_per_sec.unwrap_or(f64::NAN)),
+        "gw_trades_dropped_per_sec": f(&|r| r.gw_trades_dropped_per_sec.unwrap_or(f64::NAN)),
     });
+    if runs.iter().any(|r| r.trades.is_some()) {
+        let t = |g: &dyn Fn(&TradeResult) -> f64| {
+            f(&|r: &RunResult| r.trades.as_ref().map_or(f64::NAN, g))
+        };
+        let trades = json!({
+            "trades_offered_per_sec": t(&|x| x.offered_per_sec),
+            "trades_per_sec": t(&|x| x.per_sec),
+            "trades_per_sec_per_client": t(&|x| x.per_sec_per_client),
+            "trade_delivered_share": t(&|x| x.delivered_share),
+            "trades_dropped_per_sec": t(&|x| x.dropped_per_sec),
+            "trades_dropped": t(&|x| x.dropped as f64),
+            "trade_seq_gaps": t(&|x| x.seq_gaps as f64),
+            "trade_disorder": t(&|x| x.disorder as f64),
+            "trade_age_p50_ms": t(&|x| x.age_ms.p50),
+            "trade_age_p90_ms": t(&|x| x.age_ms.p90),
+            "trade_age_p99_ms": t(&|x| x.age_ms.p99),
+            "trade_age_p999_ms": t(&|x| x.age_ms.p999),
+            "trade_age_max_ms": t(&|x| x.age_ms.max),
+            "gw_cpu_us_per_trade": t(&|x| x.gw_cpu_us_per_trade),
+        });
+        if let (Some(a), Value::Object(b)) = (out.as_object_mut(), trades) {
+            a.extend(b);
+        }
+    }
     if runs.iter().any(|r| r.slow.is_some()) {
         let s = |g: &dyn Fn(&SlowResult) -> f64| {
             f(&|r: &RunResult| r.slow.as_ref().map_or(f64::NAN, g))
@@ -2241,10 +2461,14 @@ fn print_run(w: &Workload, r: &RunResult) {
     if let Some(x) = &r.slow {
         print_slow(r, x);
     }
+    if let Some(x) = &r.trades {
+        print_trades(r, x);
+    }
     println!(
-        "    gateway CPU {:.0}% = {:.3} µs/update, {:.2} µs/frame ({:.2} user + {:.2} kernel); RSS {} -> {} KiB (max {}); loadgen CPU {:.0}%",
+        "    gateway CPU {:.0}% = {:.3} µs/update, {:.3} µs/msg, {:.2} µs/frame ({:.2} user + {:.2} kernel); RSS {} -> {} KiB (max {}); loadgen CPU {:.0}%",
         r.gw_cpu_share * 100.0,
         r.gw_cpu_us_per_update,
+        r.gw_cpu_us_per_msg,
         r.gw_cpu_us_per_frame,
         r.gw_user_us_per_frame,
         r.gw_kernel_us_per_frame,
@@ -2293,6 +2517,42 @@ fn print_run(w: &Workload, r: &RunResult) {
     }
     if let Some(e) = &r.first_error {
         println!("    first client error: {e}");
+    }
+}
+
+/// The trade lines of a run whose clients subscribed with trades; seq
+/// gaps and disorder loudly.
+fn print_trades(r: &RunResult, x: &TradeResult) {
+    let a = x.age_ms;
+    println!(
+        "    trades: {:.0}/s of {:.0} offered ({:.1}%), {:.0}/s per client; {} dropped ({:.0}/s) in {} trades_dropped",
+        x.per_sec,
+        x.offered_per_sec,
+        x.delivered_share * 100.0,
+        x.per_sec_per_client,
+        x.dropped,
+        x.dropped_per_sec,
+        x.dropped_msgs
+    );
+    println!(
+        "    trade age at receipt ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  ({} trades; seq gaps {}, disorder {}); gateway {:.3} µs CPU/trade delivered",
+        a.p50, a.p90, a.p99, a.p999, a.max, a.count, x.seq_gaps, x.disorder, x.gw_cpu_us_per_trade
+    );
+    if let (Some(i), Some(o), Some(d)) = (
+        r.gw_trades_in_per_sec,
+        r.gw_trades_out_per_sec,
+        r.gw_trades_dropped_per_sec,
+    ) {
+        println!("    gateway's trade counters: in {i:.0}/s, out {o:.0}/s, dropped {d:.0}/s");
+    }
+    if x.seq_gaps > 0 || x.disorder > 0 {
+        println!(
+            "    !!!! ERROR: trade seqs broken: {} trades missing in {} gaps no trades_dropped explains, {} out of order; first: {}",
+            x.seq_gaps,
+            x.seq_gap_events,
+            x.disorder,
+            x.first_error.as_deref().unwrap_or("?")
+        );
     }
 }
 
@@ -2417,7 +2677,10 @@ fn chart_latency(path: &Path, title: &str, runs: &[RunResult]) -> ChartResult {
     use plotters::prelude::*;
     let ymax = runs
         .iter()
-        .flat_map(|r| r.latency_curve.iter().map(|p| p.1))
+        .flat_map(|r| {
+            let t = r.trades.as_ref().map_or(&[][..], |t| &t.age_curve[..]);
+            r.latency_curve.iter().chain(t).map(|p| p.1)
+        })
         .fold(0.1f64, f64::max)
         * 1.1;
     let x_of = |pct: f64| -(1.0 - pct / 100.0).max(1e-5).log10();
@@ -2445,6 +2708,21 @@ fn chart_latency(path: &Path, title: &str, runs: &[RunResult]) -> ChartResult {
     for (i, r) in runs.iter().enumerate() {
         let pts = r.latency_curve.iter().map(|&(pct, ms)| (x_of(pct), ms));
         run_line(&mut ch, i, r.run, pts)?;
+        // Runs with trades: the trades' age at receipt, dashed.
+        if let Some(t) = r.trades.as_ref().filter(|t| !t.age_curve.is_empty()) {
+            let style = run_color(i).stroke_width(2);
+            let pts = t.age_curve.iter().map(|&(pct, ms)| (x_of(pct), ms));
+            ch.draw_series(DashedLineSeries::new(pts, 8, 5, style))?
+                .label(format!("run {}: trades", r.run))
+                .legend(move |(x, y)| {
+                    plotters::element::DashedPathElement::new(
+                        vec![(x, y), (x + 20, y)],
+                        5,
+                        3,
+                        style,
+                    )
+                });
+        }
     }
     // The one-core floor of the first run that has one (the runs' floors
     // differ only by their raw write cost).
@@ -2674,29 +2952,67 @@ async fn run_workload(o: &Opts, w: &Workload, charts: bool) -> Result<Value, Box
     } else {
         String::new()
     };
+    // A paired workload runs each run twice: quotes only, then with trades
+    // (the order alternating run by run, so a drift of the machine falls on
+    // both), each on a fresh gateway with the same feed and subscriptions.
+    let paired = w.trades == TradeMode::Paired;
+    let modes: &[Option<&'static str>] = if paired {
+        &[Some("quotes"), Some("trades")]
+    } else {
+        &[None]
+    };
+    let trades = match w.trades {
+        TradeMode::Off => String::new(),
+        TradeMode::On => format!(", with trades (trade_ratio {})", w.trade_ratio()),
+        TradeMode::Paired => format!(
+            ", paired: quotes only vs with trades (trade_ratio {})",
+            w.trade_ratio()
+        ),
+    };
+    let mut comparison = Vec::new();
     for feed in &feeds {
         println!(
-            "\n== {}: {} clients x {} symbols{slow}; feed: {}; {} run(s)",
+            "\n== {}: {} clients x {} symbols{slow}; feed: {}{trades}; {} run(s)",
             w.name,
             w.clients,
             w.symbols,
             feed.describe(w.universe),
             o.runs
         );
-        let mut runs = Vec::new();
+        let mut by_mode: Vec<Vec<RunResult>> = vec![Vec::new(); modes.len()];
         for run in 1..=o.runs {
-            let r = one_run(o, w, feed, run).await?;
-            print_run(w, &r);
-            sweep_points.push((r.offered_per_sec, r.updates_per_sec));
-            runs.push(r);
+            let mut order: Vec<usize> = (0..modes.len()).collect();
+            if run % 2 == 0 {
+                order.reverse();
+            }
+            for k in order {
+                let r = one_run(o, w, feed, run, modes[k]).await?;
+                if let Some(m) = modes[k] {
+                    println!("  -- mode {m}");
+                }
+                print_run(w, &r);
+                sweep_points.push((r.offered_per_sec, r.updates_per_sec));
+                by_mode[k].push(r);
+            }
         }
-        out.push(json!({
-            "feed": feed.describe(w.universe),
-            "upstream_per_sec": feed.upstream_rate(w.universe),
-            "summary": summarize(&runs),
-            "runs": runs,
-        }));
-        all_runs.push(runs);
+        if let [q, t] = &by_mode[..] {
+            let c = compare_modes(q, t);
+            print_comparison(&c, q.len());
+            comparison.push(json!({"feed": feed.describe(w.universe), "figures": c}));
+        }
+        for (k, runs) in by_mode.into_iter().enumerate() {
+            let mut entry = json!({
+                "feed": feed.describe(w.universe),
+                "upstream_per_sec": feed.upstream_rate(w.universe),
+                "summary": summarize(&runs),
+                "runs": runs,
+            });
+            if let Some(m) = modes[k] {
+                entry["mode"] = json!(m);
+            }
+            out.push(entry);
+            all_runs.push(runs);
+        }
     }
     if charts && w.symbols > 0 {
         std::fs::create_dir_all(&o.out_dir)?;
@@ -2723,6 +3039,13 @@ async fn run_workload(o: &Opts, w: &Workload, charts: bool) -> Result<Value, Box
             chart_sweep(&p, &sweep_points).map_err(|e| e.to_string())?;
             made.push(p);
         }
+        if paired && all_runs.len() >= 2 {
+            // The quotes-only half (the charts above are the trades half).
+            let q = &all_runs[all_runs.len() - 2];
+            let p = o.out_dir.join(format!("{}-quotes-latency.png", w.name));
+            chart_latency(&p, &format!("{title} (quotes only)"), q).map_err(|e| e.to_string())?;
+            made.push(p);
+        }
         if w.slow > 0 {
             let p = o.out_dir.join(format!("{}-age.png", w.name));
             chart_slow_age(&p, &format!("{}{slow}", w.name), runs).map_err(|e| e.to_string())?;
@@ -2739,6 +3062,24 @@ async fn run_workload(o: &Opts, w: &Workload, charts: bool) -> Result<Value, Box
         "universe": w.universe,
         "results": out,
     });
+    doc["trade_ratio"] = json!(w.trade_ratio());
+    doc["trades"] = json!(match w.trades {
+        TradeMode::Off => "off",
+        TradeMode::On => "on",
+        TradeMode::Paired => "paired",
+    });
+    if paired {
+        doc["comparison"] = json!(comparison);
+    }
+    let broken: u64 = all_runs
+        .iter()
+        .flatten()
+        .filter_map(|r| r.trades.as_ref())
+        .map(|x| x.seq_gaps + x.disorder)
+        .sum();
+    if w.trades != TradeMode::Off {
+        doc["trade_seq_errors"] = json!(broken);
+    }
     if w.slow > 0 {
         doc["slow_clients"] = json!(w.slow);
         doc["slow_queue"] = json!(o.slow.queue);
@@ -2761,6 +3102,7 @@ async fn main_async(o: Opts) -> Result<(), BoxError> {
             "not pinned"
         }
     );
+    let mut broken = Vec::new();
     for w in &o.workloads {
         let doc = run_workload(&o, w, charts).await?;
         let doc = json!({
@@ -2776,8 +3118,187 @@ async fn main_async(o: Opts) -> Result<(), BoxError> {
             "workload": doc,
         });
         common::write_json(&o.out_dir.join(format!("{}.json", w.name)), &doc)?;
+        if let Some(n) = doc["workload"]["trade_seq_errors"]
+            .as_u64()
+            .filter(|&n| n > 0)
+        {
+            broken.push(format!("{}: {n}", w.name));
+        }
+    }
+    if !broken.is_empty() {
+        return Err(format!(
+            "trade seqs broken (gaps no trades_dropped explains, or out of order): {}",
+            broken.join(", ")
+        )
+        .into());
     }
     Ok(())
+}
+
+/// One figure of a paired workload, both modes: medians over the runs.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Compared {
+    key: &'static str,
+    label: &'static str,
+    quotes: Option<f64>,
+    trades: Option<f64>,
+}
+
+/// Median of the finite values, `None` if there are none.
+fn median(v: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut s: Vec<f64> = v.filter(|x| x.is_finite()).collect();
+    if s.is_empty() {
+        return None;
+    }
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    Some(if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    })
+}
+
+/// The paired workload's figures side by side: the quotes-only runs `q`
+/// and the runs with trades `t` (paired by run number).
+fn compare_modes(q: &[RunResult], t: &[RunResult]) -> Vec<Compared> {
+    type Get = dyn Fn(&RunResult) -> Option<f64>;
+    let row = |key, label, g: &Get| Compared {
+        key,
+        label,
+        quotes: median(q.iter().filter_map(g)),
+        trades: median(t.iter().filter_map(g)),
+    };
+    let tr = |g: fn(&TradeResult) -> f64| move |r: &RunResult| r.trades.as_ref().map(g);
+    let mut rows = vec![
+        row(
+            "msgs_per_sec",
+            "delivered msgs/s (quotes + trades + drops)",
+            &|r| Some(r.msgs_per_sec),
+        ),
+        row("quotes_per_sec", "… quotes/s", &|r| {
+            Some(r.updates_per_sec)
+        }),
+        row("trades_per_sec", "… trades/s", &|r| {
+            Some(r.trades.as_ref().map_or(0.0, |x| x.per_sec))
+        }),
+        row("frames_per_sec", "frames/s", &|r| Some(r.frames_per_sec)),
+        row("gw_cpu_share", "gateway CPU (cores)", &|r| {
+            Some(r.gw_cpu_share)
+        }),
+        row(
+            "gw_cpu_us_per_msg",
+            "gateway µs CPU per delivered msg",
+            &|r| Some(r.gw_cpu_us_per_msg),
+        ),
+        row(
+            "gw_cpu_us_per_quote",
+            "gateway µs CPU per quote (all CPU / quotes)",
+            &|r| Some(r.gw_cpu_us_per_update),
+        ),
+        row(
+            "gw_cpu_us_per_trade",
+            "gateway µs CPU per trade (all CPU / trades)",
+            &tr(|x| x.gw_cpu_us_per_trade),
+        ),
+        row("gw_cpu_us_per_frame", "gateway µs CPU per frame", &|r| {
+            Some(r.gw_cpu_us_per_frame)
+        }),
+        row("quote_age_p50_ms", "quote age p50 ms", &|r| {
+            Some(r.latency_ms.p50)
+        }),
+        row("quote_age_p99_ms", "quote age p99 ms", &|r| {
+            Some(r.latency_ms.p99)
+        }),
+        row(
+            "trade_age_p50_ms",
+            "trade age p50 ms",
+            &tr(|x| x.age_ms.p50),
+        ),
+        row(
+            "trade_age_p99_ms",
+            "trade age p99 ms",
+            &tr(|x| x.age_ms.p99),
+        ),
+        row("gw_rss_mib_max", "gateway RSS max MiB", &|r| {
+            Some(r.gw_rss_kib_max as f64 / 1024.0)
+        }),
+        row(
+            "trade_delivered_share",
+            "trades delivered / offered",
+            &tr(|x| x.delivered_share),
+        ),
+        row(
+            "trades_dropped_per_sec",
+            "trades dropped/s (trades_dropped counts)",
+            &tr(|x| x.dropped_per_sec),
+        ),
+        // Every run's, not the median.
+        Compared {
+            key: "trade_seq_errors",
+            label: "trade seq gaps + disorder, all runs (must be 0)",
+            quotes: None,
+            trades: t
+                .iter()
+                .filter_map(|r| r.trades.as_ref())
+                .map(|x| (x.seq_gaps + x.disorder) as f64)
+                .reduce(|a, b| a + b),
+        },
+        row(
+            "gw_trades_in_per_sec",
+            "gateway trades in/s (its counter)",
+            &|r| r.gw_trades_in_per_sec,
+        ),
+    ];
+    // What the trades add: the extra gateway CPU of a run with trades over
+    // its quotes-only pair, per trade delivered. Meaningless when the
+    // quotes-only run already used the whole core (then the trades take
+    // CPU from the quotes, which conflate more).
+    let extra = median(t.iter().filter_map(|rt| {
+        let rq = q.iter().find(|x| x.run == rt.run)?;
+        let n = rt.trades.as_ref()?.per_sec;
+        (n > 0.0).then(|| (rt.gw_cpu_share - rq.gw_cpu_share) * 1e6 / n)
+    }));
+    rows.push(Compared {
+        key: "gw_extra_cpu_us_per_trade",
+        label: "extra gateway µs CPU per trade (vs the quotes-only pair)",
+        quotes: None,
+        trades: extra,
+    });
+    rows
+}
+
+fn print_comparison(rows: &[Compared], runs: usize) {
+    let cell = |v: Option<f64>| match v {
+        None => "–".to_string(),
+        Some(x) if x.abs() >= 1000.0 => format!("{x:.0}"),
+        Some(x) if x.abs() >= 10.0 => format!("{x:.1}"),
+        Some(x) => format!("{x:.3}"),
+    };
+    println!("\n  quotes only vs with trades, median of {runs} run(s) each:");
+    println!(
+        "  {:<58} {:>14} {:>14} {:>10}",
+        "", "quotes only", "with trades", "ratio"
+    );
+    for r in rows {
+        let ratio = match (r.quotes, r.trades) {
+            (Some(a), Some(b)) if a != 0.0 => format!("{:.2}x", b / a),
+            _ => String::new(),
+        };
+        println!(
+            "  {:<58} {:>14} {:>14} {:>10}",
+            r.label,
+            cell(r.quotes),
+            cell(r.trades),
+            ratio
+        );
+    }
+    if rows
+        .iter()
+        .any(|r| r.key == "trade_seq_errors" && r.trades.is_some_and(|x| x > 0.0))
+    {
+        println!("  !!!! ERROR: trade seqs broken in a run with trades (see the runs above)");
+    }
 }
 
 /// Today's date (UTC) as YYYY-MM-DD, from the system clock.
