@@ -48,7 +48,9 @@ fn ring(c: &mut Criterion) {
     let table = TradeTable::new(1, 1024);
     let sym = SymbolId(0);
     let t = trade(1);
-    g.bench_function("push", |b| b.iter(|| black_box(table.push(sym, black_box(&t)))));
+    g.bench_function("push", |b| {
+        b.iter(|| black_box(table.push(sym, black_box(&t))))
+    });
     // A full ring to read from.
     for n in 0..1024 {
         table.push(sym, &trade(n));

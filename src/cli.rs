@@ -143,6 +143,9 @@ pub struct WatchArgs {
     /// One JSON line per server message, also on a terminal
     #[arg(long)]
     pub json: bool,
+    /// Every trade of the symbols too (shown as JSON lines; the table's LAST follows them)
+    #[arg(long)]
+    pub trades: bool,
     /// PEM file of CA certificates trusted for wss:// (default: $SSL_CERT_FILE, else the system's)
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
@@ -277,6 +280,7 @@ fn watch_main(args: WatchArgs) -> ExitCode {
         ca: args.ca,
         token,
         max_hz: args.max_hz,
+        trades: args.trades,
         json: args.json || !std::io::stdout().is_terminal(),
         retries: args.retries,
         symbols: args.symbols,

@@ -323,7 +323,10 @@ mod tests {
         assert!(matches!(s.add("bad name"), Err(AddError::Invalid(_))));
         let c = s.add("NEW-C").unwrap();
         assert_eq!(s.add("NEW-D"), Err(AddError::Full(3)));
-        assert_eq!((s.name(b), s.name(c), s.get("NEW-C")), ("NEW-B", "NEW-C", Some(c)));
+        assert_eq!(
+            (s.name(b), s.name(c), s.get("NEW-C")),
+            ("NEW-B", "NEW-C", Some(c))
+        );
         let names: Vec<&str> = s.iter().map(|(_, n)| n).collect();
         assert_eq!(names, ["AAPL", "NEW-B", "NEW-C"]);
         assert_eq!(s.name(SymbolId(7)), "", "an id never handed out");

@@ -65,6 +65,8 @@ pub struct Options {
     pub ca: Option<PathBuf>,
     pub token: Option<String>,
     pub max_hz: Option<f64>,
+    /// Subscribe with `"trades": true`.
+    pub trades: bool,
     /// JSON lines rather than the table.
     pub json: bool,
     /// Failed attempts in a row retried before giving up; `None`: forever.

@@ -260,6 +260,9 @@ impl Session<'_> {
         }
         let mut sub =
             serde_json::json!({"op": "subscribe", "id": 2, "symbols": self.book.symbols()});
+        if self.opts.trades {
+            sub["trades"] = true.into();
+        }
         if let Some(hz) = self.opts.max_hz {
             sub["max_hz"] = hz.into();
         }

@@ -18,6 +18,36 @@ use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// `--trades`: the trades of the symbols come as JSON lines, in order.
+#[test]
+fn trades_as_json_lines() {
+    let (_gw, addr) = gateway(&["--sim-rate", "1000"]);
+    let url = format!("ws://{addr}/v1/ws");
+    let mut w = Watch::spawn(&["--url", &url, "--trades", "AAPL", "BTC-USD"]);
+    let lines = w.wait_lines("ten trades of each", |l| {
+        ["AAPL", "BTC-USD"].iter().all(|s| {
+            l.iter()
+                .filter(|v| kind(v) == "trade" && v["symbol"] == *s)
+                .count()
+                >= 10
+        })
+    });
+    assert_eq!(lines[1]["trades"], true, "{:?}", lines[1]);
+    for sym in ["AAPL", "BTC-USD"] {
+        let seqs: Vec<u64> = lines
+            .iter()
+            .filter(|v| kind(v) == "trade" && v["symbol"] == sym)
+            .map(|t| {
+                assert!(t["price"].is_string() && t["size"].is_string(), "{t}");
+                t["seq"].as_u64().expect("a seq")
+            })
+            .collect();
+        assert!(seqs.windows(2).all(|p| p[1] == p[0] + 1), "{sym}: {seqs:?}");
+    }
+    w.signal(libc::SIGINT);
+    assert!(w.wait_exit().success(), "{}", w.err.text());
+}
+
 #[test]
 fn json_lines_for_the_symbols_asked_then_sigint_exits_0() {
     let (_gw, addr) = gateway(&["--sim-rate", "1000"]);
