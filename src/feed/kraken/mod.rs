@@ -1,23 +1,30 @@
 //! Kraken Spot WebSocket v2: the `ticker` channel (best bid/ask with sizes,
-//! last trade price) for every mapped pair, over one connection.
+//! last trade price) and the `trade` channel (every trade, see [`trade`])
+//! for every mapped pair, over one connection.
 //!
-//! After connecting the adapter sends one `subscribe` with a `req_id` that
-//! grows per connection attempt; Kraken answers with one ack per pair, sends
-//! a `snapshot` per pair and then `update`s, and a `heartbeat` about once a
-//! second, so a silent connection really is dead. Kraken's ticker has no
-//! sequence number (`seq` is `None`) and no last trade size (`last_size`
-//! stays absent); an entry's `timestamp`, when present, becomes the quote's
-//! `ts`, so the normalizer refuses a timestamp going backwards. Kraken acks
-//! or refuses each pair on its own: a refused pair is an
-//! [`Event::PairRefused`] (logged and counted; the other pairs stream on),
-//! and only when every configured pair is refused, or a refusal names no
-//! pair, is it an [`Event::Rejected`], so the supervisor waits its longest
-//! backoff before trying again (a pair name Kraken does not know is a
-//! config error).
+//! After connecting the adapter sends two `subscribe`s (Kraken takes one
+//! channel per request), the ticker's and the trades', each with a
+//! `req_id` that grows per request; Kraken answers with one ack per pair
+//! and channel, sends a ticker `snapshot` per pair and then `update`s, and
+//! a `heartbeat` about once a second, so a silent connection really is
+//! dead. Kraken's ticker has no sequence number (`seq` is `None`) and no
+//! last trade size (`last_size` comes from the trades); an entry's
+//! `timestamp`, when present, becomes the quote's `ts`, so the normalizer
+//! refuses a timestamp going backwards. Trades are numbered (`trade_id`, the
+//! [`TRADE`] sequence stream) and keep their own time (see
+//! [`crate::normalize::FeedNormalizer`]). Kraken acks or refuses each pair
+//! on its own: a refused pair is an [`Event::PairRefused`] (logged and
+//! counted; the other pairs stream on), and only when every configured
+//! pair's ticker is refused, or a refusal names no pair, is it an
+//! [`Event::Rejected`], so the supervisor waits its longest backoff before
+//! trying again (a pair name Kraken does not know is a config error). A
+//! pair whose trades alone are refused (the refusal carries the trade
+//! request's `req_id`) keeps its quotes.
 //!
 //! Subscribe, ack (one per pair) and refusal, as documented:
 //! ```json
 //! {"method":"subscribe","params":{"channel":"ticker","symbol":["BTC/USD","ETH/USD"],"event_trigger":"bbo"},"req_id":1}
+//! {"method":"subscribe","params":{"channel":"trade","symbol":["BTC/USD","ETH/USD"],"snapshot":false},"req_id":2}
 //! {"method":"subscribe","result":{"channel":"ticker","snapshot":true,"symbol":"BTC/USD"},"success":true,"time_in":"2023-09-25T09:04:31.742599Z","time_out":"2023-09-25T09:04:31.742648Z","req_id":1}
 //! {"error":"Currency pair not supported XYZ/USD","method":"subscribe","success":false,"symbol":"XYZ/USD","time_in":"2023-09-25T09:04:31.742599Z","time_out":"2023-09-25T09:04:31.742648Z","req_id":1}
 //! ```
@@ -71,7 +78,9 @@ use rust_decimal::Decimal;
 use simd_json::StaticNode;
 
 mod quoter;
+mod trade;
 pub use quoter::NumberQuoter;
+pub use trade::TRADE;
 
 pub const DEFAULT_URL: &str = "wss://ws.kraken.com/v2";
 
@@ -85,8 +94,12 @@ pub struct Kraken {
     map: SymbolMap,
     next_req_id: u64,
     quoter: NumberQuoter,
-    /// Configured pairs refused on this connection (reset on connect).
+    /// Configured pairs whose ticker was refused on this connection (reset
+    /// on connect).
     refused: Vec<String>,
+    /// The `req_id` of this connection's trade subscription: a refusal
+    /// carrying it is the trade channel's.
+    trade_req_id: Option<u64>,
 }
 
 impl Kraken {
@@ -98,22 +111,38 @@ impl Kraken {
             next_req_id: 1,
             quoter: NumberQuoter::default(),
             refused: Vec::new(),
+            trade_req_id: None,
         }
     }
 
-    /// The `subscribe` request for the ticker of every mapped pair.
-    pub fn subscribe_request(&mut self) -> String {
+    /// The `subscribe` requests for every mapped pair: the ticker, then
+    /// the trades (Kraken takes one channel per request), each with its own
+    /// `req_id`.
+    pub fn subscribe_requests(&mut self) -> Vec<String> {
         self.refused.clear();
-        let id = self.next_req_id;
-        self.next_req_id += 1;
-        serde_json::json!({
-            "method": "subscribe",
-            // `bbo`: an update on every best-bid/offer change, not only on
-            // trades (Kraken's default), which is what a quote gateway needs.
-            "params": {"channel": "ticker", "symbol": self.map.venue_symbols, "event_trigger": "bbo"},
-            "req_id": id,
-        })
-        .to_string()
+        let ticker = self.next_req_id;
+        let trade = ticker + 1;
+        self.next_req_id += 2;
+        self.trade_req_id = Some(trade);
+        vec![
+            serde_json::json!({
+                "method": "subscribe",
+                // `bbo`: an update on every best-bid/offer change, not only
+                // on trades (Kraken's default), which is what a quote
+                // gateway needs.
+                "params": {"channel": "ticker", "symbol": self.map.venue_symbols, "event_trigger": "bbo"},
+                "req_id": ticker,
+            })
+            .to_string(),
+            serde_json::json!({
+                "method": "subscribe",
+                // No snapshot: the trades before we subscribed are history,
+                // not news (a snapshot that comes anyway is ignored).
+                "params": {"channel": "trade", "symbol": self.map.venue_symbols, "snapshot": false},
+                "req_id": trade,
+            })
+            .to_string(),
+        ]
     }
 
     fn parse_frame(&mut self, frame: &[u8], out: &mut Vec<Event>) -> Result<(), ParseError> {
@@ -127,7 +156,8 @@ impl Kraken {
             };
             match &**method {
                 "subscribe" => {
-                    let ev = subscribe_reply(&self.map, &mut self.refused, o)?;
+                    let trades = self.trade_req_id.is_some() && req_id(o) == self.trade_req_id;
+                    let ev = subscribe_reply(&self.map, &mut self.refused, trades, o)?;
                     out.push(ev);
                 }
                 "pong" => out.push(Event::Heartbeat),
@@ -161,7 +191,8 @@ impl Kraken {
                     out.push(ticker_entry(&self.map, e)?);
                 }
             }
-            // Channels we never subscribe to (book, trade, ...).
+            "trade" => trade::message(&self.map, o, out)?,
+            // Channels we never subscribe to (book, ohlc, ...).
             _ => out.push(Event::Ignored),
         }
         Ok(())
@@ -178,7 +209,7 @@ impl Venue for Kraken {
     }
 
     fn on_connect(&mut self) -> Vec<String> {
-        vec![self.subscribe_request()]
+        self.subscribe_requests()
     }
 
     /// The fast path first ([`Kraken::parse_fast`], ticker data only); any
@@ -206,7 +237,11 @@ impl Kraken {
     /// refuse; otherwise the very events the general path gives.
     pub fn parse_fast(&self, frame: &[u8], out: &mut Vec<Event>) -> Option<()> {
         let before = out.len();
-        let r = self.fast_frame(frame, out);
+        let r = if frame.starts_with(br#"{"channel":"trade","#) {
+            trade::fast_frame(&self.map, frame, out)
+        } else {
+            self.fast_frame(frame, out)
+        };
         if r.is_none() {
             out.truncate(before);
         }
@@ -332,13 +367,21 @@ impl Kraken {
     }
 }
 
+/// A reply's `req_id` (a string after the number rewrite), if it has one.
+fn req_id(o: &Object) -> Option<u64> {
+    json::opt_str(o, "req_id")?.parse().ok()
+}
+
 /// An ack (`success: true`) or a refusal. A refusal naming a pair refuses
 /// that pair only (noted in `refused`, this connection's), unless it was
 /// the last of the configured pairs still standing; one naming none
-/// refuses the subscription.
+/// refuses the subscription. A refusal of the trade subscription (`trades`:
+/// it carries that request's `req_id`) refuses the pair's trades only: its
+/// quotes still stream, so it never refuses the whole subscription.
 fn subscribe_reply(
     map: &SymbolMap,
     refused: &mut Vec<String>,
+    trades: bool,
     o: &Object,
 ) -> Result<Event, ParseError> {
     match o.get("success") {
@@ -349,6 +392,10 @@ fn subscribe_reply(
             let Some(pair) = json::opt_str(o, "symbol") else {
                 return Ok(Event::Rejected(why));
             };
+            if trades {
+                let shown: String = pair.chars().take(40).collect();
+                return Ok(Event::PairRefused(format!("{shown} (trades): {why}")));
+            }
             let ours = map.venue_symbols.iter().any(|s| s == pair);
             if ours && !refused.iter().any(|s| s == pair) {
                 refused.push(pair.to_string());
@@ -481,9 +528,12 @@ mod tests {
     }
 
     #[test]
-    fn subscribe_names_the_ticker_of_every_pair_with_increasing_req_ids() {
+    fn subscribe_names_the_ticker_and_trades_of_every_pair_with_increasing_req_ids() {
         let mut v = venue();
-        let s: serde_json::Value = serde_json::from_str(&v.on_connect()[0]).unwrap();
+        let json = |m: &String| serde_json::from_str::<serde_json::Value>(m).unwrap();
+        let msgs = v.on_connect();
+        assert_eq!(msgs.len(), 2, "one request per channel");
+        let (s, t) = (json(&msgs[0]), json(&msgs[1]));
         assert_eq!(s["method"], "subscribe");
         assert_eq!(s["params"]["channel"], "ticker");
         assert_eq!(s["params"]["event_trigger"], "bbo");
@@ -492,8 +542,18 @@ mod tests {
             serde_json::json!(["BTC/USD", "ETH/USD"])
         );
         assert_eq!(s["req_id"], 1);
-        let s: serde_json::Value = serde_json::from_str(&v.on_connect()[0]).unwrap();
-        assert_eq!(s["req_id"], 2);
+        assert_eq!(
+            t,
+            serde_json::json!({"method":"subscribe","params":{"channel":"trade","symbol":["BTC/USD","ETH/USD"],"snapshot":false},"req_id":2})
+        );
+        let msgs = v.on_connect();
+        assert_eq!(
+            (
+                json(&msgs[0])["req_id"].clone(),
+                json(&msgs[1])["req_id"].clone()
+            ),
+            (3.into(), 4.into())
+        );
         assert_eq!(v.url(), DEFAULT_URL);
     }
 
@@ -545,7 +605,7 @@ mod tests {
     #[test]
     fn a_refused_pair_is_one_pair_until_all_are() {
         let mut v = venue();
-        v.subscribe_request();
+        v.subscribe_requests();
         let refuse = |pair: &str| {
             format!(
                 r#"{{"error":"Currency pair not supported {pair}","method":"subscribe","success":false,"symbol":"{pair}","req_id":1}}"#
@@ -564,7 +624,17 @@ mod tests {
             "not ours"
         );
         assert!(all(&parse(&mut v, &refuse("ETH/USD")).unwrap()));
-        v.subscribe_request();
+        v.subscribe_requests();
+        // The trade request's refusals (its req_id, 4 now) refuse trades
+        // only: never the whole subscription.
+        let refuse_trades = |pair: &str| refuse(pair).replace(r#""req_id":1"#, r#""req_id":4"#);
+        for p in ["BTC/USD", "ETH/USD", "BTC/USD"] {
+            let ev = parse(&mut v, &refuse_trades(p)).unwrap();
+            assert!(
+                matches!(&ev[..], [Event::PairRefused(w)] if w.starts_with(&format!("{p} (trades): "))),
+                "{ev:?}"
+            );
+        }
         assert!(
             pair(&parse(&mut v, &refuse("ETH/USD")).unwrap()),
             "a new connection"
@@ -577,6 +647,10 @@ mod tests {
         let cases: &[(&str, Event)] = &[
             (
                 r#"{"method":"subscribe","result":{"channel":"ticker","snapshot":true,"symbol":"BTC/USD"},"success":true,"time_in":"2023-09-25T09:04:31.742599Z","time_out":"2023-09-25T09:04:31.742648Z","req_id":1}"#,
+                Event::Subscribed,
+            ),
+            (
+                r#"{"method":"subscribe","result":{"channel":"trade","snapshot":false,"symbol":"BTC/USD"},"success":true,"time_in":"2023-09-25T09:04:31.742599Z","time_out":"2023-09-25T09:04:31.742648Z","req_id":2}"#,
                 Event::Subscribed,
             ),
             (
