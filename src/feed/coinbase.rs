@@ -810,7 +810,7 @@ mod tests {
             let bits = |q: &Quote| {
                 [q.bid, q.bid_size, q.ask, q.ask_size, q.last, q.last_size].map(|d| d.serialize())
             };
-            assert_eq!(bits(&q), bits(g), "{f}");
+            assert_eq!(bits(q), bits(g), "{f}");
         }
         let Some(Event::Trade(Update { quote, .. }, info)) = v.parse_fast(documented.as_bytes())
         else {
