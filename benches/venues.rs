@@ -70,7 +70,13 @@ fn bump_seq(events: &mut [Event], n: u64) {
     for e in events {
         if let Event::Quote(Update {
             seq: Some((_, s)), ..
-        }) = e
+        })
+        | Event::Trade(
+            Update {
+                seq: Some((_, s)), ..
+            },
+            _,
+        ) = e
         {
             *s += n;
         }
@@ -79,8 +85,15 @@ fn bump_seq(events: &mut [Event], n: u64) {
 
 fn apply_all(norm: &mut FeedNormalizer, events: &mut Vec<Event>) {
     for e in events.drain(..) {
-        if let Event::Quote(Update { sym, quote, seq }) = e {
-            let _ = black_box(norm.apply(Update { sym, quote, seq }));
+        match e {
+            Event::Quote(u) => {
+                let _ = black_box(norm.apply(u));
+            }
+            // A Coinbase ticker with a trade: the trade is stored too.
+            Event::Trade(u, info) => {
+                let _ = black_box(norm.apply_with(u, Some(info)));
+            }
+            _ => {}
         }
     }
 }

@@ -291,8 +291,11 @@ pub struct FeedNormalizer {
     cfg: NormalizeConfig,
     /// Per symbol, per venue sequence stream: the last accepted sequence.
     last_seq: Vec<[u64; SEQ_STREAMS]>,
-    /// Per symbol: the last accepted venue timestamp.
-    last_ts: Vec<i64>,
+    /// Per symbol, per stream: the last accepted venue timestamp. An
+    /// update without a venue sequence counts in stream 0. Streams keep
+    /// their own time: a venue's channels (Kraken's ticker and trades)
+    /// need not reach us in time order across channels, only within one.
+    last_ts: Vec<[i64; SEQ_STREAMS]>,
     /// Per symbol: the quote this normalizer last published and the seq
     /// its write returned. While the slot's version still says that seq, the
     /// slot holds exactly this quote and the merge needs no slot read.
@@ -324,7 +327,7 @@ impl FeedNormalizer {
             norm,
             cfg,
             last_seq: vec![[0; SEQ_STREAMS]; n],
-            last_ts: vec![i64::MIN; n],
+            last_ts: vec![[i64::MIN; SEQ_STREAMS]; n],
             last_pub: vec![None; n],
             log: LogLimiter::new(10, std::time::Duration::from_secs(10)),
         }
@@ -342,7 +345,7 @@ impl FeedNormalizer {
             *s = [0; SEQ_STREAMS];
         }
         for t in &mut self.last_ts {
-            *t = i64::MIN;
+            *t = [i64::MIN; SEQ_STREAMS];
         }
     }
 
@@ -395,7 +398,9 @@ impl FeedNormalizer {
                 return self.reject(sym, Reject::OutOfOrder);
             }
         }
-        if partial.has(field::TS) && partial.ts < self.last_ts[i] {
+        // Timestamps are ordered within the update's stream (see `last_ts`).
+        let ts_stream = stream.unwrap_or(0);
+        if partial.has(field::TS) && partial.ts < self.last_ts[i][ts_stream] {
             return self.reject(sym, Reject::OutOfOrder);
         }
         if max_scale_of(&partial) > self.cfg.max_scale {
@@ -431,7 +436,7 @@ impl FeedNormalizer {
             self.last_seq[i][st] = s;
         }
         if partial.has(field::TS) {
-            self.last_ts[i] = partial.ts;
+            self.last_ts[i][ts_stream] = partial.ts;
         }
         Ok(out)
     }
@@ -637,6 +642,35 @@ mod feed_tests {
             "{text}"
         );
         assert!(text.contains(r#"tickergate_feed_rejects_total{feed="v",reason="scale"} 1"#));
+    }
+
+    /// Timestamps are ordered per stream: a trade (stream 1) older than the
+    /// latest ticker (no seq: stream 0) is the trade channel's business,
+    /// not out of order; within a stream, time still only moves forward.
+    #[test]
+    fn timestamps_are_ordered_within_their_stream() {
+        let (_, _, mut f) = setup(CrossedPolicy::Reject);
+        let s = SymbolId(0);
+        let book = Quote::default()
+            .with_bid(d("1.00"), d("1"))
+            .with_ask(d("1.01"), d("1"));
+        let trade = |id: u64, ts: i64| Update {
+            sym: s,
+            quote: Quote::default().with_last(d("1.01"), d("0.5")).with_ts(ts),
+            seq: Some((1, id)),
+        };
+        let ticker = |ts: i64| Update {
+            sym: s,
+            quote: book.with_ts(ts),
+            seq: None,
+        };
+        assert!(f.apply(ticker(200)).is_ok());
+        assert!(f.apply(trade(7, 150)).is_ok(), "older than the ticker");
+        assert!(f.apply(ticker(210)).is_ok());
+        assert_eq!(f.apply(trade(8, 149)), Err(Reject::OutOfOrder));
+        assert_eq!(f.apply(ticker(205)), Err(Reject::OutOfOrder));
+        assert!(f.apply(trade(8, 150)).is_ok(), "same time, next id");
+        assert_eq!(f.apply(trade(8, 151)), Err(Reject::OutOfOrder), "same id");
     }
 
     /// The cached merge base is used only while the slot still holds this

@@ -383,15 +383,21 @@ fn exact(r: &Result<Vec<Event>, ParseError>) -> String {
         Err(e) => format!("Err({e:?})"),
         Ok(evs) => evs
             .iter()
-            .map(|e| match e {
-                Event::Quote(Update { sym, quote: q, seq }) => format!(
-                    "Quote({sym:?},{seq:?},{},{},{},{:?})",
-                    q.present,
-                    q.ts,
-                    q.gw_ts,
-                    [q.bid, q.bid_size, q.ask, q.ask_size, q.last, q.last_size].map(dec_bits)
-                ),
-                other => format!("{other:?}"),
+            .map(|e| {
+                let update = |Update { sym, quote: q, seq }: &Update| {
+                    format!(
+                        "{sym:?},{seq:?},{},{},{},{:?}",
+                        q.present,
+                        q.ts,
+                        q.gw_ts,
+                        [q.bid, q.bid_size, q.ask, q.ask_size, q.last, q.last_size].map(dec_bits)
+                    )
+                };
+                match e {
+                    Event::Quote(u) => format!("Quote({})", update(u)),
+                    Event::Trade(u, info) => format!("Trade({},{info:?})", update(u)),
+                    other => format!("{other:?}"),
+                }
             })
             .collect::<Vec<_>>()
             .join(";"),
@@ -738,14 +744,22 @@ fn coinbase_fast_path_matches_general() {
             ),
             prop::collection::vec(opt_member("x"), 5),
             time,
-            any::<bool>(),
+            (
+                any::<bool>(),
+                prop_oneof![
+                    6 => (0u64..1u64 << 40).prop_map(|n| n.to_string()),
+                    1 => (0u64..u64::MAX).prop_map(|n| n.to_string()),
+                    1 => prop::sample::select(&["null", "-1", "1.5", "\"7\"", "01"][..])
+                        .prop_map(str::to_string),
+                ],
+            ),
         ),
-        |((seq, product, price), opt, time, buy)| {
+        |((seq, product, price), opt, time, (buy, trade_id))| {
             // `opt` are the optional members, renamed in canonical order.
             let member = |i: usize, key: &str| opt[i].replacen(r#""x""#, &format!(r#""{key}""#), 1);
             let side = if buy { "buy" } else { "sell" };
             let f = format!(
-                r#"{{"type":"ticker","sequence":{seq},"product_id":"{product}","price":"{price}","open_24h":"96210.55","volume_24h":"8123.41937210","low_24h":"95801.10","high_24h":"97480.00","volume_30d":"301127.88345112"{}{}{}{},"side":"{side}"{time},"trade_id":884521001{}}}"#,
+                r#"{{"type":"ticker","sequence":{seq},"product_id":"{product}","price":"{price}","open_24h":"96210.55","volume_24h":"8123.41937210","low_24h":"95801.10","high_24h":"97480.00","volume_30d":"301127.88345112"{}{}{}{},"side":"{side}"{time},"trade_id":{trade_id}{}}}"#,
                 member(0, "best_bid"),
                 member(1, "best_bid_size"),
                 member(2, "best_ask"),
@@ -820,6 +834,69 @@ fn kraken_fast_path_matches_general() {
     assert!(
         taken.get() > 400,
         "the fast path takes a fair share of generated frames: {}",
+        taken.get()
+    );
+    // Trade frames: the recorded ones, then generated ones (numbers as
+    // JSON numbers, sometimes broken; trade ids, sides and timestamps of
+    // every kind; one to three entries).
+    for f in frames("feeds/kraken/trades.jsonl") {
+        kraken_same(f.as_bytes()).unwrap();
+    }
+    let value = prop_oneof![
+        24 => "(0|[1-9][0-9]{0,11})(\\.[0-9]{1,10})?",
+        1 => "-?[0-9]{1,22}(\\.[0-9]{0,22})?",
+        1 => "[-+.0-9eE]{0,6}",
+        1 => decimal_text().prop_map(|d| format!("\"{d}\"")),
+        1 => prop::sample::select(&["null", "true", "-0", "1e5", "\"\""][..]).prop_map(str::to_string),
+    ];
+    let trade_id = prop_oneof![
+        8 => (0u64..1u64 << 50).prop_map(|n| n.to_string()),
+        1 => (0u64..u64::MAX).prop_map(|n| n.to_string()),
+        1 => prop::sample::select(&["-1", "1.0", "01", "\"5\"", "null", "1e3"][..]).prop_map(str::to_string),
+    ];
+    let entry = (
+        prop_oneof![
+            4 => prop::sample::select(&["BTC/USD", "ETH/USD"][..]),
+            1 => prop::sample::select(&["XRP/USD", "", "btc/usd"][..]),
+        ],
+        prop::sample::select(&[r#""buy""#, r#""sell""#, r#""x""#, "null", "1"][..]),
+        prop::collection::vec(value, 2),
+        trade_id,
+        prop_oneof![
+            4 => time_text().prop_map(|t| format!(r#","timestamp":"{t}""#)),
+            1 => Just(String::new()),
+            1 => Just(r#","timestamp":1695632671"#.to_string()),
+        ],
+    )
+        .prop_map(|(sym, side, v, id, ts)| {
+            format!(
+                r#"{{"symbol":"{sym}","side":{side},"price":{},"qty":{},"ord_type":"market","trade_id":{id}{ts}}}"#,
+                v[0], v[1]
+            )
+        });
+    let taken = std::cell::Cell::new(0u32);
+    check(
+        "kraken: canonical trade frames",
+        3000,
+        (
+            prop_oneof![
+                6 => Just("update"),
+                1 => Just("snapshot"),
+            ],
+            prop::collection::vec(entry, 1..4),
+        ),
+        |(ty, entries)| {
+            let f = format!(
+                r#"{{"channel":"trade","type":"{ty}","data":[{}]}}"#,
+                entries.join(",")
+            );
+            taken.set(taken.get() + kraken_same(f.as_bytes())? as u32);
+            Ok(())
+        },
+    );
+    assert!(
+        taken.get() > 150,
+        "the fast path takes a fair share of generated trade frames: {}",
         taken.get()
     );
 }
@@ -922,6 +999,31 @@ fn kraken_number_quoter() {
             ]
             .map(|d| d.to_string());
             prop_assert_eq!(got.to_vec(), n);
+            Ok(())
+        },
+    );
+    check(
+        "kraken trade: price and size keep the exact text sent",
+        1000,
+        (
+            prop::collection::vec("(0|[1-9][0-9]{0,12})(\\.[0-9]{1,14})?", 2),
+            0u64..1u64 << 60,
+        ),
+        |(n, id)| {
+            let frame = format!(
+                r#"{{"channel":"trade","type":"update","data":[{{"symbol":"ETH/USD","side":"sell","price":{},"qty":{},"ord_type":"limit","trade_id":{id},"timestamp":"2025-11-23T12:13:20.001000Z"}}]}}"#,
+                n[0], n[1]
+            );
+            let mut out = Vec::new();
+            kraken()
+                .parse(&mut frame.into_bytes(), &mut out)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let [Event::Trade(Update { quote, seq, .. }, info)] = &out[..] else {
+                return Err(TestCaseError::fail(format!("{out:?}")));
+            };
+            prop_assert_eq!(vec![quote.last.to_string(), quote.last_size.to_string()], n);
+            prop_assert_eq!(info.trade_id, Some(id));
+            prop_assert_eq!(*seq, Some((tickergate::feed::kraken::TRADE, id)));
             Ok(())
         },
     );

@@ -354,3 +354,43 @@ async fn missing_file_or_venue_fails_at_start() {
         .to_string();
     assert!(e.contains("directory"), "{e}");
 }
+
+/// A recorded Kraken trade frame replays as a trade: a `"trades":true`
+/// subscriber gets it as a trade message with the number's exact text.
+/// The file loops at the recorded pace, so the subscriber meets a trade
+/// whenever it arrives (no race with the replay's start).
+#[tokio::test]
+async fn recorded_trades_replay_as_trades_with_exact_text() {
+    let trade = r#"{"channel":"trade","type":"update","data":[{"symbol":"BTC/USD","side":"buy","price":97000.10,"qty":0.00100000,"ord_type":"market","trade_id":4665906,"timestamp":"2025-11-23T12:13:20.001000Z"}]}"#;
+    let text = String::from("# a Kraken trade, then a heartbeat 100 ms later\n")
+        + &json!({"recv_ns": 1_000_000_000i64, "frame": trade}).to_string()
+        + "\n"
+        + &frame_line(1_100_000_000, &json!({"channel": "heartbeat"}));
+    let f = TempFile::new("trades", &text);
+    let mut feed = replay_feed(&f.0, ReplayPace::Recorded, true);
+    feed.venue = "kraken".into();
+    feed.symbols = [("BTC/USD".to_string(), "BTC-USD".to_string())].into();
+    let gw = start_replay(feed).await;
+    let (mut c, _) = Client::connect_welcomed(gw.local_addr).await;
+    c.send(json!({"op": "subscribe", "id": 1, "symbols": ["BTC-USD"], "trades": true}))
+        .await;
+    c.recv_until(|m| m["type"] == "subscribed").await;
+    let (m, _) = c.recv_until(|m| m["type"] == "trade").await;
+    assert_eq!(m["symbol"], "BTC-USD");
+    assert_eq!(m["price"], "97000.10", "the recorded number's text: {m}");
+    assert_eq!(m["size"], "0.00100000", "{m}");
+    assert_eq!(m["side"], "buy");
+    assert_eq!(m["trade_id"], 4665906, "the venue's id, as recorded");
+    // The next pass's trade: the symbol's next trade seq (how many passes
+    // played before the subscriber came depends on the machine).
+    let (m2, _) = c.recv_until(|m| m["type"] == "trade").await;
+    let seq = m["seq"].as_u64().expect("a seq");
+    assert_eq!(
+        (&m2["seq"], &m2["price"]),
+        (&json!(seq + 1), &json!("97000.10"))
+    );
+    assert!(
+        m2["ts"].as_i64() > m["ts"].as_i64(),
+        "a later pass is later: {m} {m2}"
+    );
+}

@@ -216,3 +216,116 @@ async fn a_refused_subscription_is_logged_not_a_reconnect_storm() {
     );
     assert_eq!(http_get(gw.local_addr, "/readyz").await.0, 503);
 }
+
+/// Subscribes `c` to `symbols`, with trades when `trades`.
+async fn subscribe_with(c: &mut Client, id: i64, symbols: &[&str], trades: bool) {
+    c.send(json!({"op": "subscribe", "id": id, "symbols": symbols, "trades": trades}))
+        .await;
+    c.recv_until(|m| m["type"] == "subscribed" && m["id"] == id)
+        .await;
+}
+
+/// A BTCUSDT (or another symbol's) trade frame as Binance sends it.
+fn trade_frame(sym: &str, t: u64, p: &str, q: &str, ms: u64, buyer_is_maker: bool) -> String {
+    json!({"stream": format!("{}@trade", sym.to_lowercase()),
+           "data": {"e": "trade", "E": ms, "s": sym, "t": t, "p": p, "q": q, "T": ms,
+                    "m": buyer_is_maker, "M": true}})
+    .to_string()
+}
+
+/// Every upstream trade reaches a `"trades":true` subscriber as a trade
+/// message, in order, with the exact text, the taker's side and the trade
+/// id; a repeated trade id is refused; a subscriber without trades gets
+/// none but its quotes' last trade still moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trades_reach_trade_subscribers_in_order_with_exact_text() {
+    let mut up = Upstream::start().await;
+    let gw = gateway(&up, |_| {}).await;
+    let (mut t, _) = Client::connect_welcomed(gw.local_addr).await;
+    subscribe_with(&mut t, 1, &["BTC-USDT", "ETH-USDT"], true).await;
+    let (mut q, _) = Client::connect_welcomed(gw.local_addr).await;
+    subscribe_with(&mut q, 1, &["BTC-USDT", "ETH-USDT"], false).await;
+    let mut conn = handshake(&mut up).await;
+    let ms = 1_763_900_000_001;
+    for f in [
+        trade_frame("BTCUSDT", 5123456, "97000.10000000", "0.00100000", ms, true),
+        trade_frame("ETHUSDT", 880001, "3450.13000000", "0.25000000", ms, false),
+        trade_frame("BTCUSDT", 5123457, "97000.00", "1.50000000", ms + 1, false),
+        // Binance repeating itself: refused as out of order.
+        trade_frame("BTCUSDT", 5123457, "1.00", "1", ms + 2, false),
+        trade_frame("BTCUSDT", 5123458, "97000.2", "0.075", ms + 3, true),
+    ] {
+        conn.send(&f).await;
+    }
+    // (symbol, seq, price, size, side, trade_id, ts)
+    let want = [
+        (
+            "BTC-USDT",
+            1,
+            "97000.10000000",
+            "0.00100000",
+            "sell",
+            5123456,
+            ms,
+        ),
+        (
+            "ETH-USDT",
+            1,
+            "3450.13000000",
+            "0.25000000",
+            "buy",
+            880001,
+            ms,
+        ),
+        (
+            "BTC-USDT",
+            2,
+            "97000.00",
+            "1.50000000",
+            "buy",
+            5123457,
+            ms + 1,
+        ),
+        ("BTC-USDT", 3, "97000.2", "0.075", "sell", 5123458, ms + 3),
+    ];
+    // In order per symbol (symbols interleave as the fan-out goes).
+    let mut got = Vec::new();
+    for _ in 0..want.len() {
+        got.push(t.recv_until(|m| m["type"] == "trade").await.0);
+    }
+    for sym in ["BTC-USDT", "ETH-USDT"] {
+        let (w, g): (Vec<_>, Vec<_>) = (
+            want.iter().filter(|w| w.0 == sym).collect(),
+            got.iter().filter(|m| m["symbol"] == sym).collect(),
+        );
+        assert_eq!(w.len(), g.len(), "{sym}: {got:?}");
+    }
+    got.sort_by_key(|m| m["symbol"] != "BTC-USDT");
+    let mut want = want.to_vec();
+    want.sort_by_key(|w| w.0 != "BTC-USDT");
+    for ((sym, seq, price, size, side, id, ms), m) in want.into_iter().zip(got) {
+        assert_eq!(m["symbol"], sym, "{m}");
+        assert_eq!(m["seq"], seq, "{m}");
+        assert_eq!(m["price"], price, "the venue's text: {m}");
+        assert_eq!(m["size"], size, "{m}");
+        assert_eq!(m["side"], side, "m=true: the seller took; {m}");
+        assert_eq!(m["trade_id"], id, "{m}");
+        assert_eq!(m["ts"], ms as i64 * 1_000_000, "the trade time T: {m}");
+        assert!(m["gw_ts"].as_i64().unwrap() > 0);
+    }
+    // The quotes-only subscriber: the last trade in its quote, no trades.
+    let (last, skipped) = q
+        .recv_until(|m| m["symbol"] == "BTC-USDT" && m["last"] == "97000.2")
+        .await;
+    assert_eq!(last["last_size"], "0.075");
+    assert!(
+        skipped.iter().all(|m| m["type"] != "trade"),
+        "no trades unasked: {skipped:?}"
+    );
+    assert_eq!(feed_rejects(&gw, "binance")("out_of_order"), 1.0);
+    let text = metrics_text(&gw);
+    assert_eq!(
+        metric(&text, r#"tickergate_trades_in_total{feed="binance"}"#),
+        4.0
+    );
+}

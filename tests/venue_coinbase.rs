@@ -330,3 +330,113 @@ async fn a_refused_subscription_is_logged_not_a_reconnect_storm() {
     assert_eq!(connects(&gw), 1.0);
     assert_eq!(http_get(gw.local_addr, "/readyz").await.0, 503);
 }
+
+/// Subscribes `c` to `symbols`, with trades when `trades`.
+async fn subscribe_with(c: &mut Client, id: i64, symbols: &[&str], trades: bool) {
+    c.send(json!({"op": "subscribe", "id": id, "symbols": symbols, "trades": trades}))
+        .await;
+    c.recv_until(|m| m["type"] == "subscribed" && m["id"] == id)
+        .await;
+}
+
+/// Every ticker that carries a trade reaches a `"trades":true` subscriber
+/// as a trade message (in order per symbol, exact text, the taker's side,
+/// the trade id, the ticker's time); the first ticker after subscribing
+/// (no trade details) is no trade; a subscriber without trades gets none,
+/// and its quotes carry the book and the last trade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickers_with_trades_reach_trade_subscribers() {
+    let mut up = Upstream::start().await;
+    let gw = gateway(&up, |_| {}).await;
+    let (mut t, _) = Client::connect_welcomed(gw.local_addr).await;
+    subscribe_with(&mut t, 1, &["BTC-USD", "ETH-USD"], true).await;
+    let (mut q, _) = Client::connect_welcomed(gw.local_addr).await;
+    subscribe_with(&mut q, 1, &["BTC-USD", "ETH-USD"], false).await;
+    let mut conn = handshake(&mut up).await;
+    // The first ticker after subscribing: no trade_id, last_size, side, time.
+    conn.send(r#"{"type":"ticker","sequence":112345678901,"product_id":"BTC-USD","price":"96999.99","open_24h":"96210.55","volume_24h":"8123.41937210","low_24h":"95801.10","high_24h":"97480.00","volume_30d":"301127.88345112","best_bid":"96999.98","best_bid_size":"0.10000000","best_ask":"96999.99","best_ask_size":"0.20000000"}"#)
+        .await;
+    for f in sample_frames("coinbase/session.jsonl").iter().skip(1) {
+        conn.send(f).await;
+    }
+    // (symbol, seq, price, size, side, trade_id, ts) from the session.
+    let want = [
+        (
+            "BTC-USD",
+            1,
+            "97000.02",
+            "0.00100000",
+            "buy",
+            884521001u64,
+            1_763_900_000_001_250_000i64,
+        ),
+        (
+            "BTC-USD",
+            2,
+            "97000.01",
+            "0.04512300",
+            "sell",
+            884521002,
+            1_763_900_000_004_750_000,
+        ),
+        (
+            "BTC-USD",
+            3,
+            "97000.05",
+            "0.00210000",
+            "buy",
+            884521003,
+            1_763_900_000_009_001_000,
+        ),
+        (
+            "ETH-USD",
+            1,
+            "3450.13",
+            "0.25000000",
+            "buy",
+            612300001,
+            1_763_900_000_002_500_000,
+        ),
+        (
+            "ETH-USD",
+            2,
+            "3450.12",
+            "0.50000000",
+            "sell",
+            612300002,
+            1_763_900_000_006_090_000,
+        ),
+    ];
+    let mut got = Vec::new();
+    for _ in 0..want.len() {
+        got.push(t.recv_until(|m| m["type"] == "trade").await.0);
+    }
+    // In order per symbol (symbols interleave as the fan-out goes).
+    got.sort_by_key(|m| m["symbol"] != "BTC-USD");
+    for ((sym, seq, price, size, side, id, ts), m) in want.into_iter().zip(&got) {
+        assert_eq!(m["symbol"], sym, "{got:?}");
+        assert_eq!(m["seq"], seq, "{m}");
+        assert_eq!(m["price"], price, "{m}");
+        assert_eq!(m["size"], size, "{m}");
+        assert_eq!(m["side"], side, "the ticker's side is the taker's: {m}");
+        assert_eq!(m["trade_id"], id, "{m}");
+        assert_eq!(m["ts"], ts, "{m}");
+    }
+    let (last, skipped) = q
+        .recv_until(|m| m["symbol"] == "BTC-USD" && m["bid"] == "97000.04")
+        .await;
+    assert_eq!(
+        (&last["last"], &last["last_size"], &last["ask"]),
+        (&json!("97000.05"), &json!("0.00210000"), &json!("97000.05"))
+    );
+    assert_eq!(last["seq"], 4, "the first ticker and three with trades");
+    assert!(
+        skipped.iter().all(|m| m["type"] != "trade"),
+        "no trades unasked: {skipped:?}"
+    );
+    let text = metrics_text(&gw);
+    assert_eq!(
+        metric(&text, r#"tickergate_trades_in_total{feed="coinbase"}"#),
+        5.0
+    );
+}

@@ -29,8 +29,9 @@ async fn gateway(up: &Upstream, tweak: impl FnOnce(&mut VenueConfig)) -> tickerg
     start(|c| c.feeds = vec![FeedConfig::Venue(VenueKind::Kraken, v)]).await
 }
 
-/// Accepts the adapter, checks its `subscribe` and acknowledges each pair
-/// as Kraken does (one ack per pair). Returns the connection and `req_id`.
+/// Accepts the adapter, checks its two `subscribe`s (ticker, then trades)
+/// and acknowledges each pair of each as Kraken does (one ack per pair and
+/// channel). Returns the connection and the ticker's `req_id`.
 async fn handshake(up: &mut Upstream) -> (common::upstream::UpConn, u64) {
     let mut conn = up.accept().await;
     assert_eq!(conn.path, "/v2", "the v2 endpoint");
@@ -48,16 +49,34 @@ async fn handshake(up: &mut Upstream) -> (common::upstream::UpConn, u64) {
     let req_id = sub["req_id"]
         .as_u64()
         .expect("subscribe carries an integer req_id");
-    for s in &symbols {
-        let ack = json!({
-            "method": "subscribe",
-            "result": {"channel": "ticker", "snapshot": true, "symbol": s},
-            "success": true,
-            "time_in": "2025-11-23T12:13:19.998512Z",
-            "time_out": "2025-11-23T12:13:19.998570Z",
-            "req_id": req_id,
-        });
-        conn.send(&ack.to_string()).await;
+    let trades = conn.recv_json().await;
+    assert_eq!(trades["method"], "subscribe");
+    assert_eq!(
+        trades["params"]["channel"], "trade",
+        "the trade channel too"
+    );
+    assert_eq!(
+        trades["params"]["snapshot"], false,
+        "no history of trades before ours"
+    );
+    let mut pairs: Vec<String> = serde_json::from_value(trades["params"]["symbol"].clone())
+        .expect("symbol is a list of pairs");
+    pairs.sort();
+    assert_eq!(pairs, symbols, "every pair's trades");
+    let trade_req_id = trades["req_id"].as_u64().expect("an integer req_id");
+    assert_ne!(trade_req_id, req_id, "a req_id per request");
+    for (channel, id) in [("ticker", req_id), ("trade", trade_req_id)] {
+        for s in &symbols {
+            let ack = json!({
+                "method": "subscribe",
+                "result": {"channel": channel, "snapshot": channel == "ticker", "symbol": s},
+                "success": true,
+                "time_in": "2025-11-23T12:13:19.998512Z",
+                "time_out": "2025-11-23T12:13:19.998570Z",
+                "req_id": id,
+            });
+            conn.send(&ack.to_string()).await;
+        }
     }
     (conn, req_id)
 }
@@ -125,12 +144,13 @@ async fn subscribes_and_delivers_the_exact_number_text_kraken_sent() {
     wait_for("feed up", || feed.is_up()).await;
     assert_eq!(http_get(gw.local_addr, "/readyz").await.0, 200);
     // The last frames (a heartbeat) come after the ETH quote: counted by
-    // the feed's task, maybe after the quote reached us.
-    wait_for("all 10 frames counted", || {
+    // the feed's task, maybe after the quote reached us. Four acks and the
+    // session's eight frames.
+    wait_for("all 12 frames counted", || {
         metric(
             &metrics_text(&gw),
             r#"tickergate_feed_frames_total{feed="kraken"}"#,
-        ) == 10.0
+        ) == 12.0
     })
     .await;
     for reason in [
@@ -378,4 +398,143 @@ async fn every_pair_refused_is_logged_not_a_reconnect_storm() {
         "after a refusal the adapter waits reconnect_max before trying again"
     );
     assert_eq!(http_get(gw.local_addr, "/readyz").await.0, 503);
+}
+
+/// Subscribes `c` to `symbols`, with trades when `trades`.
+async fn subscribe_with(c: &mut Client, id: i64, symbols: &[&str], trades: bool) {
+    c.send(json!({"op": "subscribe", "id": id, "symbols": symbols, "trades": trades}))
+        .await;
+    c.recv_until(|m| m["type"] == "subscribed" && m["id"] == id)
+        .await;
+}
+
+/// The trade channel's recorded frames without their acks.
+fn trade_frames() -> Vec<String> {
+    sample_frames("kraken/trades.jsonl")
+        .into_iter()
+        .filter(|f| !f.contains(r#""method":"subscribe""#))
+        .collect()
+}
+
+/// A BTC/USD trade update with these JSON number texts.
+fn btc_trade(id: u64, price: &str, qty: &str) -> String {
+    format!(
+        r#"{{"channel":"trade","type":"update","data":[{{"symbol":"BTC/USD","side":"buy","price":{price},"qty":{qty},"ord_type":"market","trade_id":{id},"timestamp":"2025-11-23T12:13:21.000000Z"}}]}}"#
+    )
+}
+
+/// Kraken's trades reach a `"trades":true` subscriber in order per pair
+/// with the numbers' exact text (`97000.10`, not `97000.1`), the taker's
+/// side, the trade id and the trade's time; the snapshot's trades (history)
+/// are not delivered; a repeated trade id is refused; a subscriber without
+/// trades gets none, and its quotes carry the last trade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trades_reach_trade_subscribers_with_the_exact_number_text() {
+    let mut up = Upstream::start().await;
+    let gw = gateway(&up, |_| {}).await;
+    let (mut t, _) = Client::connect_welcomed(gw.local_addr).await;
+    subscribe_with(&mut t, 1, &["BTC-USD", "ETH-USD"], true).await;
+    let (mut q, _) = Client::connect_welcomed(gw.local_addr).await;
+    subscribe_with(&mut q, 1, &["BTC-USD", "ETH-USD"], false).await;
+    let (mut conn, _) = handshake(&mut up).await;
+    for f in session().into_iter().chain(trade_frames()) {
+        conn.send(&f).await;
+    }
+    // A repeat of an id already taken, then the next trade.
+    conn.send(&btc_trade(4665907, "1.0", "1.0")).await;
+    conn.send(&btc_trade(4665909, "97000.30", "0.00200000"))
+        .await;
+    // (symbol, seq, price, size, side, trade_id, ts)
+    let want = [
+        (
+            "BTC-USD",
+            1,
+            "97000.10",
+            "0.00100000",
+            "buy",
+            4665906u64,
+            1_763_900_000_001_000_000i64,
+        ),
+        (
+            "BTC-USD",
+            2,
+            "97000.0",
+            "0.50000000",
+            "sell",
+            4665907,
+            1_763_900_000_001_000_000,
+        ),
+        (
+            "BTC-USD",
+            3,
+            "97000.2",
+            "0.07500000",
+            "sell",
+            4665908,
+            1_763_900_000_004_400_000,
+        ),
+        (
+            "BTC-USD",
+            4,
+            "97000.30",
+            "0.00200000",
+            "buy",
+            4665909,
+            1_763_900_001_000_000_000,
+        ),
+        (
+            "ETH-USD",
+            1,
+            "3450.21",
+            "1.20000000",
+            "buy",
+            1830001,
+            1_763_900_000_002_900_000,
+        ),
+    ];
+    let mut got = Vec::new();
+    for _ in 0..want.len() {
+        got.push(t.recv_until(|m| m["type"] == "trade").await.0);
+    }
+    // In order per symbol (symbols interleave as the fan-out goes).
+    got.sort_by_key(|m| m["symbol"] != "BTC-USD");
+    for ((sym, seq, price, size, side, id, ts), m) in want.into_iter().zip(&got) {
+        assert_eq!(m["symbol"], sym, "{got:?}");
+        assert_eq!(m["seq"], seq, "{m}");
+        assert_eq!(m["price"], price, "the number's text, not an f64: {m}");
+        assert_eq!(m["size"], size, "{m}");
+        assert_eq!(m["side"], side, "{m}");
+        assert_eq!(
+            m["trade_id"], id,
+            "not a snapshot trade, not the repeat: {m}"
+        );
+        assert_eq!(m["ts"], ts, "{m}");
+    }
+    let (last, skipped) = q
+        .recv_until(|m| m["symbol"] == "BTC-USD" && m["last_size"] == "0.00200000")
+        .await;
+    assert_eq!(last["last"], "97000.30");
+    assert_eq!(last["bid"], "97000.1", "the book stays the ticker's");
+    assert!(
+        skipped.iter().all(|m| m["type"] != "trade"),
+        "no trades unasked: {skipped:?}"
+    );
+    assert_eq!(
+        feed_rejects(&gw, "kraken")("out_of_order"),
+        1.0,
+        "the repeat"
+    );
+    let text = metrics_text(&gw);
+    assert_eq!(
+        metric(&text, r#"tickergate_trades_in_total{feed="kraken"}"#),
+        5.0,
+        "the snapshot's two trades are not counted"
+    );
+    // Nothing more came for the trade subscriber: the next message after a
+    // fresh quote is that quote, not a late snapshot trade.
+    conn.send(&btc_update("97000.3", "97000.4")).await;
+    let (_, skipped) = t
+        .recv_until(|m| m["symbol"] == "BTC-USD" && m["bid"] == "97000.3")
+        .await;
+    assert!(skipped.iter().all(|m| m["type"] != "trade"), "{skipped:?}");
 }

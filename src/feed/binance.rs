@@ -13,12 +13,19 @@
 //! ```
 //! Errors: `{"error":{"code":2,"msg":"Invalid request: invalid stream"},"id":1}`
 //! (older servers: `{"code":2,"msg":"...","id":1}`).
+//!
+//! A book ticker is an [`Event::Quote`]; a trade is an [`Event::Trade`]:
+//! price `p` and quantity `q` (as the quote's `last`/`last_size` too), the
+//! trade time `T` (ms) as its `ts`, `t` as its trade id and venue sequence
+//! (the trade stream numbers apart from the book's `u`), and the aggressor
+//! side from `m` (see [`side_of`]).
 
 use super::wire::flat;
 use super::wire::json::{self, Value};
 use super::{Event, ParseError, SymbolMap, Venue, VenueConfig, VenueKind};
 use crate::model::Quote;
 use crate::normalize::Update;
+use crate::trades::{Side, TradeInfo};
 
 pub const DEFAULT_URL: &str = "wss://stream.binance.com:9443/stream";
 
@@ -83,6 +90,37 @@ impl Venue for Binance {
     }
 }
 
+/// The aggressor side from a trade's `m`. Binance documents `m` as "is
+/// the buyer the market maker?": when it is `true` the buyer's order was
+/// resting on the book, so the seller crossed the spread and took it, a
+/// sell by the taker ([`Side::Sell`]); `false` means the buyer took
+/// liquidity ([`Side::Buy`]). Anything but a boolean (or no `m`) says
+/// nothing about the side.
+fn side_of(buyer_is_maker: Option<bool>) -> Option<Side> {
+    buyer_is_maker.map(|m| if m { Side::Sell } else { Side::Buy })
+}
+
+/// A trade's event (shared by both paths, so they agree).
+fn trade_event(
+    sym: crate::model::SymbolId,
+    (price, qty): (rust_decimal::Decimal, rust_decimal::Decimal),
+    t: u64,
+    ts: i64,
+    buyer_is_maker: Option<bool>,
+) -> Event {
+    Event::Trade(
+        Update {
+            sym,
+            quote: Quote::default().with_last(price, qty).with_ts(ts),
+            seq: Some((TRADE, t)),
+        },
+        TradeInfo {
+            side: side_of(buyer_is_maker),
+            trade_id: Some(t),
+        },
+    )
+}
+
 /// Fields of a `bookTicker` payload, in the order Binance sends them.
 const BOOK_KEYS: [&str; 6] = ["u", "s", "b", "B", "a", "A"];
 /// Fields of a `trade` payload, in the order Binance sends them.
@@ -116,17 +154,18 @@ impl Binance {
         } else if stream.ends_with(b"@trade") {
             let mut f = [None; 9];
             flat::fields(&mut c, &TRADE_KEYS, &mut f)?;
-            let [_, _, s, t, p, q, tt, _, _] = f;
+            let [_, _, s, t, p, q, tt, m, _] = f;
             let sym = self.map.lookup(s?.as_str()?)?;
             let price = flat::decimal(p?.as_str()?, "p")?;
             let qty = flat::decimal(q?.as_str()?, "q")?;
             let t = t?.as_u64()?;
             let ts = i64::try_from(tt?.as_u64()?).ok()?.checked_mul(1_000_000)?;
-            Event::Quote(Update {
-                sym,
-                quote: Quote::default().with_last(price, qty).with_ts(ts),
-                seq: Some((TRADE, t)),
-            })
+            let m = match m {
+                Some(flat::Val::True) => Some(true),
+                Some(flat::Val::False) => Some(false),
+                _ => None,
+            };
+            trade_event(sym, (price, qty), t, ts, m)
         } else {
             return None;
         };
@@ -187,11 +226,11 @@ impl Binance {
                 .ok()
                 .and_then(|m| m.checked_mul(1_000_000))
                 .ok_or_else(|| ParseError::field("T", "out of range"))?;
-            out.push(Event::Quote(Update {
-                sym,
-                quote: Quote::default().with_last(price, qty).with_ts(ts),
-                seq: Some((TRADE, t)),
-            }));
+            let m = match data.get("m") {
+                Some(Value::Static(simd_json::StaticNode::Bool(b))) => Some(*b),
+                _ => None,
+            };
+            out.push(trade_event(sym, (price, qty), t, ts, m));
         } else {
             let u = json::u64_field(data, "u")?;
             let q = Quote::default()
@@ -253,12 +292,21 @@ mod tests {
         assert_eq!(quote.bid_size.to_string(), "0.51230000");
         assert_eq!(*seq, Some((BOOK, 400900217)));
         let ev = parse(&mut v, r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1672515782136,"s":"BTCUSDT","t":12345,"p":"97000.02000000","q":"0.00100000","T":1672515782136,"m":true,"M":true}}"#).unwrap();
-        let Event::Quote(Update { quote, seq, .. }) = &ev[0] else {
-            panic!()
+        let Event::Trade(Update { quote, seq, .. }, info) = &ev[0] else {
+            panic!("{ev:?}")
         };
         assert_eq!(quote.last.to_string(), "97000.02000000");
+        assert_eq!(quote.last_size.to_string(), "0.00100000");
         assert_eq!(quote.ts, 1_672_515_782_136_000_000);
         assert_eq!(*seq, Some((TRADE, 12345)));
+        assert_eq!(
+            *info,
+            TradeInfo {
+                side: Some(Side::Sell),
+                trade_id: Some(12345)
+            },
+            "the buyer was the maker: the seller took"
+        );
         // Raw payload on a /ws connection.
         let ev = parse(
             &mut v,
@@ -299,6 +347,76 @@ mod tests {
         ] {
             assert!(v.parse_fast(declined.as_bytes()).is_none(), "{declined}");
         }
+    }
+
+    /// `m` ("is the buyer the market maker") gives the taker's side; both
+    /// paths agree on every form of it, other key orders and a raw `/ws`
+    /// payload included.
+    #[test]
+    fn trade_side_and_id_on_both_paths() {
+        let mut v = venue();
+        let frame = |m: &str| {
+            format!(
+                r#"{{"stream":"btcusdt@trade","data":{{"e":"trade","E":1,"s":"BTCUSDT","t":77,"p":"97000.10","q":"0.00100000","T":1763900000001,"m":{m},"M":true}}}}"#
+            )
+        };
+        for (m, side) in [
+            ("true", Some(Side::Sell)),
+            ("false", Some(Side::Buy)),
+            ("null", None),
+            (r#""yes""#, None),
+        ] {
+            let f = frame(m);
+            let fast = v.parse_fast(f.as_bytes()).expect(&f);
+            assert_eq!(
+                vec![fast.clone()],
+                parse_general(&mut v, &f).unwrap(),
+                "{f}"
+            );
+            let Event::Trade(u, info) = fast else {
+                panic!("{fast:?}")
+            };
+            assert_eq!(
+                info,
+                TradeInfo {
+                    side,
+                    trade_id: Some(77)
+                },
+                "{f}"
+            );
+            assert_eq!(u.quote.last.to_string(), "97000.10");
+            assert_eq!(u.quote.last_size.to_string(), "0.00100000");
+            assert_eq!(u.quote.ts, 1_763_900_000_001_000_000);
+            assert_eq!(u.seq, Some((TRADE, 77)));
+        }
+        // No `m` at all, keys in another order: the any-order pass.
+        let f =
+            r#"{"stream":"btcusdt@trade","data":{"s":"BTCUSDT","p":"1.5","q":"2","t":3,"T":4}}"#;
+        let fast = v.parse_fast(f.as_bytes()).expect(f);
+        assert_eq!(vec![fast.clone()], parse_general(&mut v, f).unwrap());
+        assert!(matches!(
+            fast,
+            Event::Trade(
+                _,
+                TradeInfo {
+                    side: None,
+                    trade_id: Some(3)
+                }
+            )
+        ));
+        // A raw trade payload on a /ws connection (general path only).
+        let raw =
+            r#"{"e":"trade","E":1,"s":"BTCUSDT","t":9,"p":"1.5","q":"2","T":4,"m":false,"M":true}"#;
+        assert!(matches!(
+            &parse(&mut v, raw).unwrap()[..],
+            [Event::Trade(
+                _,
+                TradeInfo {
+                    side: Some(Side::Buy),
+                    trade_id: Some(9)
+                }
+            )]
+        ));
     }
 
     fn parse_general(v: &mut Binance, s: &str) -> Result<Vec<Event>, ParseError> {

@@ -28,12 +28,25 @@
 //! Coinbase adds message types over time and tells clients to ignore the
 //! ones they do not support; so does this adapter (`status`, `snapshot`,
 //! anything new).
+//!
+//! # Trades
+//!
+//! Coinbase sends one ticker per match (cascades batched), so a ticker that
+//! carries `trade_id` and `last_size` is an [`Event::Trade`]: its `price`
+//! and `last_size` are the trade's price and size, `time` its time,
+//! `trade_id` its id, and `side` its aggressor side (see [`side_of`]), and
+//! the same update still carries the ticker's best bid and ask for the
+//! book. The first ticker after subscribing has no trade details (no
+//! `trade_id`, `last_size`, `side` or `time`): that one stays a plain
+//! [`Event::Quote`]. Trades are ordered by the ticker's `sequence`, like the
+//! ticker itself.
 
 use super::wire::json::{self, Object, Value};
 use super::wire::{flat, parse_decimal, parse_rfc3339_ns};
 use super::{Event, ParseError, SymbolMap, Venue, VenueConfig, VenueKind};
 use crate::model::{field, Quote};
 use crate::normalize::Update;
+use crate::trades::{Side, TradeInfo};
 use rust_decimal::Decimal;
 
 pub const DEFAULT_URL: &str = "wss://ws-feed.exchange.coinbase.com";
@@ -82,11 +95,20 @@ impl Coinbase {
             Some(t) => Some(parse_rfc3339_ns(t, "time")?),
             None => None,
         };
-        out.push(Event::Quote(Update {
-            sym,
-            quote: ticker_quote(price, last_size, bid, ask, ts),
-            seq: Some((TICKER, sequence)),
-        }));
+        let trade_id = match o.get("trade_id") {
+            None | Some(Value::Static(simd_json::StaticNode::Null)) => None,
+            Some(_) => Some(json::u64_field(o, "trade_id")?),
+        };
+        let side = opt_text(o, "side")?.and_then(side_of);
+        out.push(ticker_event(
+            Update {
+                sym,
+                quote: ticker_quote(price, last_size, bid, ask, ts),
+                seq: Some((TICKER, sequence)),
+            },
+            trade_id,
+            side,
+        ));
         Ok(())
     }
 
@@ -101,7 +123,7 @@ impl Coinbase {
         let mut c = flat::Cursor::new(frame);
         c.lit(br#"{"type":"ticker""#)?;
         // `type` is read: a second one declines.
-        let mut f: [Option<flat::Val<'_>>; 10] = [None; 10];
+        let mut f: [Option<flat::Val<'_>>; 12] = [None; 12];
         f[9] = Some(flat::Val::Str(b"ticker"));
         // Decimals read during the scan (their text is in `f` as well).
         let mut dec: [Option<Decimal>; 9] = [None; 9];
@@ -149,9 +171,9 @@ impl Coinbase {
             decimal!('canonical, br#","best_bid_size":"#, 4);
             decimal!('canonical, br#","best_ask":"#, 5);
             decimal!('canonical, br#","best_ask_size":"#, 6);
-            member!('canonical, br#","side":"#, None::<usize>);
+            member!('canonical, br#","side":"#, Some(10));
             member!('canonical, br#","time":"#, Some(7));
-            member!('canonical, br#","trade_id":"#, None::<usize>);
+            member!('canonical, br#","trade_id":"#, Some(11));
             decimal!('canonical, br#","last_size":"#, 8);
         }
         while c.lit(b"}").is_none() {
@@ -170,6 +192,8 @@ impl Coinbase {
                 b"time" => 7,
                 b"last_size" => 8,
                 b"type" => 9,
+                b"side" => 10,
+                b"trade_id" => 11,
                 _ => continue,
             };
             if f[i].replace(v).is_some() {
@@ -179,7 +203,8 @@ impl Coinbase {
         if !c.at_end() {
             return None;
         }
-        let [sequence, product_id, price, bid, bid_size, ask, ask_size, time, last_size, _] = f;
+        let [sequence, product_id, price, bid, bid_size, ask, ask_size, time, last_size, _, side, trade_id] =
+            f;
         let sym = self.map.lookup(product_id?.as_str()?)?;
         let sequence = sequence?.as_u64()?;
         let price = match dec[2] {
@@ -199,11 +224,23 @@ impl Coinbase {
             Some(t) => Some(super::wire::time::rfc3339_ns(t)?),
             None => None,
         };
-        Some(Event::Quote(Update {
-            sym,
-            quote: ticker_quote(price, last_size, bid, ask, ts),
-            seq: Some((TICKER, sequence)),
-        }))
+        let trade_id = match trade_id {
+            None | Some(flat::Val::Null) => None,
+            Some(v) => Some(v.as_u64()?),
+        };
+        let side = match fast_opt_text(side)? {
+            Some(s) => side_of(std::str::from_utf8(s).ok()?),
+            None => None,
+        };
+        Some(ticker_event(
+            Update {
+                sym,
+                quote: ticker_quote(price, last_size, bid, ask, ts),
+                seq: Some((TICKER, sequence)),
+            },
+            trade_id,
+            side,
+        ))
     }
 
     /// The general path: simd-json DOM, every message type, every error.
@@ -237,6 +274,35 @@ impl Coinbase {
             _ => out.push(Event::Ignored),
         }
         Ok(())
+    }
+}
+
+/// The taker's side from a ticker's `side`. Coinbase's ticker documents
+/// `side` as the taker's side (its example reads `"side": "buy" // taker
+/// side`), unlike the `matches` channel, whose `side` is the maker's; so
+/// `buy` means a buyer took liquidity and is [`Side::Buy`]. Any other text
+/// says nothing.
+fn side_of(side: &str) -> Option<Side> {
+    match side {
+        "buy" => Some(Side::Buy),
+        "sell" => Some(Side::Sell),
+        _ => None,
+    }
+}
+
+/// A ticker's event (shared by both paths): a trade when it carries one
+/// (`trade_id` and `last_size`; the first ticker after subscribing has
+/// neither), else a quote.
+fn ticker_event(update: Update, trade_id: Option<u64>, side: Option<Side>) -> Event {
+    match trade_id {
+        Some(id) if update.quote.has(field::LAST_SIZE) => Event::Trade(
+            update,
+            TradeInfo {
+                side,
+                trade_id: Some(id),
+            },
+        ),
+        _ => Event::Quote(update),
     }
 }
 
@@ -417,10 +483,20 @@ mod tests {
         v.parse(&mut b, &mut out).map(|_| out)
     }
 
+    /// The one update of `ev`, a quote or a trade.
     fn quote(ev: &[Event]) -> (SymbolId, Quote, Option<(u8, u64)>) {
         match ev {
-            [Event::Quote(Update { sym, quote, seq })] => (*sym, *quote, *seq),
-            other => panic!("expected one quote, got {other:?}"),
+            [Event::Quote(Update { sym, quote, seq })]
+            | [Event::Trade(Update { sym, quote, seq }, _)] => (*sym, *quote, *seq),
+            other => panic!("expected one update, got {other:?}"),
+        }
+    }
+
+    /// The update of an event, a quote or a trade.
+    fn update_of(ev: &Event) -> Option<&Update> {
+        match ev {
+            Event::Quote(u) | Event::Trade(u, _) => Some(u),
+            _ => None,
         }
     }
 
@@ -495,6 +571,81 @@ mod tests {
                 | field::LAST_SIZE
                 | field::TS
         );
+    }
+
+    /// A ticker with a trade is a trade carrying the book as well; the
+    /// first ticker after subscribing (no trade details) is a quote.
+    #[test]
+    fn tickers_with_a_trade_are_trades() {
+        let mut v = venue();
+        let ev = parse(&mut v, &ticker(|_| {})).unwrap();
+        let [Event::Trade(u, info)] = &ev[..] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(
+            *info,
+            TradeInfo {
+                side: Some(Side::Buy),
+                trade_id: Some(884521100)
+            }
+        );
+        assert_eq!(
+            (u.quote.last.to_string(), u.quote.last_size.to_string()),
+            ("97000.03".into(), "0.00100000".into())
+        );
+        assert_eq!(
+            (u.quote.bid.to_string(), u.quote.ask.to_string()),
+            ("97000.02".into(), "97000.03".into()),
+            "the book rides along"
+        );
+        assert_eq!(u.quote.ts, 1_763_900_001_000_100_000);
+        assert_eq!(u.seq, Some((TICKER, 112345679000)));
+        let cases: Vec<(String, Option<TradeInfo>)> = vec![
+            (
+                ticker(with("side", serde_json::json!("sell"))),
+                Some(TradeInfo {
+                    side: Some(Side::Sell),
+                    trade_id: Some(884521100),
+                }),
+            ),
+            // A side that says nothing known, or none: the trade still counts.
+            (
+                ticker(with("side", serde_json::json!("cross"))),
+                Some(TradeInfo {
+                    side: None,
+                    trade_id: Some(884521100),
+                }),
+            ),
+            (
+                ticker(without("side")),
+                Some(TradeInfo {
+                    side: None,
+                    trade_id: Some(884521100),
+                }),
+            ),
+            // No trade id or no size: no trade, the ticker is a quote.
+            (ticker(without("trade_id")), None),
+            (ticker(with("trade_id", serde_json::Value::Null)), None),
+            (ticker(without("last_size")), None),
+            (
+                ticker(|t| {
+                    for k in ["time", "last_size", "trade_id", "side"] {
+                        without(k)(t);
+                    }
+                }),
+                None,
+            ),
+        ];
+        for (f, want) in cases {
+            let f = type_first(f);
+            let general = parse_general(&mut v, &f).unwrap();
+            assert_eq!(v.parse_fast(f.as_bytes()), Some(general[0].clone()), "{f}");
+            match (&general[..], want) {
+                ([Event::Trade(_, got)], Some(want)) => assert_eq!(*got, want, "{f}"),
+                ([Event::Quote(_)], None) => {}
+                (got, want) => panic!("{f}: got {got:?}, want {want:?}"),
+            }
+        }
     }
 
     #[test]
@@ -648,22 +799,30 @@ mod tests {
         for f in &taken {
             let fast = v.parse_fast(f.as_bytes()).expect(f);
             let general = parse_general(&mut v, f).unwrap();
-            assert_eq!(vec![fast], general, "{f}");
+            assert_eq!(vec![fast.clone()], general, "{f}");
             // Decimals to the bit: `==` ignores the scale.
-            let [Event::Quote(Update { quote: g, .. })] = &general[..] else {
+            let Some(Update { quote: g, .. }) = update_of(&general[0]) else {
                 panic!()
             };
-            let Some(Event::Quote(Update { quote: q, .. })) = v.parse_fast(f.as_bytes()) else {
+            let Some(Update { quote: q, .. }) = update_of(&fast) else {
                 panic!()
             };
             let bits = |q: &Quote| {
                 [q.bid, q.bid_size, q.ask, q.ask_size, q.last, q.last_size].map(|d| d.serialize())
             };
-            assert_eq!(bits(&q), bits(g), "{f}");
+            assert_eq!(bits(q), bits(g), "{f}");
         }
-        let Some(Event::Quote(Update { quote, .. })) = v.parse_fast(documented.as_bytes()) else {
+        let Some(Event::Trade(Update { quote, .. }, info)) = v.parse_fast(documented.as_bytes())
+        else {
             panic!()
         };
+        assert_eq!(
+            info,
+            TradeInfo {
+                side: Some(Side::Buy),
+                trade_id: Some(370843401)
+            }
+        );
         assert_eq!(quote.last_size.to_string(), "11.4396987");
         assert_eq!(quote.ts, 1_666_222_102_061_769_000);
         use serde_json::json;
@@ -699,6 +858,10 @@ mod tests {
             type_first(ticker(with("time", json!(1763900001)))),
             type_first(ticker(with("time", json!("9999-12-31T23:59:59Z")))),
             type_first(ticker(with("product_id", json!("DOGE-USD")))),
+            type_first(ticker(with("trade_id", json!("884521100")))),
+            type_first(ticker(with("trade_id", json!(-1)))),
+            type_first(ticker(with("trade_id", json!(1.5)))),
+            type_first(ticker(with("side", json!(1)))),
         ];
         for f in &declined {
             assert!(v.parse_fast(f.as_bytes()).is_none(), "{f}");
@@ -745,6 +908,9 @@ mod tests {
                 ticker(with("product_id", json!("DOGE-USD"))),
                 "unmapped_symbol",
             ),
+            (ticker(with("trade_id", json!("884521100"))), "bad_field"),
+            (ticker(with("trade_id", json!(-1))), "bad_field"),
+            (ticker(with("side", json!(1))), "bad_field"),
             (
                 r#"{"type":"subscriptions","channels":"ticker"}"#.into(),
                 "bad_field",
@@ -790,12 +956,16 @@ mod tests {
             }
             Ok(evs) => evs
                 .into_iter()
-                .map(|ev| match ev {
-                    Event::Quote(u) => match n.apply(u) {
+                .map(|ev| {
+                    let applied = match ev {
+                        Event::Quote(u) => n.apply(u),
+                        Event::Trade(u, info) => n.apply_with(u, Some(info)),
+                        other => return format!("{other:?}"),
+                    };
+                    match applied {
                         Ok(_) => "accepted".to_string(),
                         Err(r) => r.as_str().to_string(),
-                    },
-                    other => format!("{other:?}"),
+                    }
                 })
                 .collect::<Vec<_>>()
                 .join(","),

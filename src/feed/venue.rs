@@ -19,9 +19,10 @@ use std::collections::HashMap;
 pub enum VenueKind {
     /// Binance spot public streams (`bookTicker` + `trade`).
     Binance,
-    /// Coinbase Exchange public feed (`ticker` + `heartbeat` channels).
+    /// Coinbase Exchange public feed (`ticker` + `heartbeat` channels; a
+    /// ticker with a trade is a trade too).
     Coinbase,
-    /// Kraken WebSocket v2 (`ticker` channel).
+    /// Kraken WebSocket v2 (`ticker` + `trade` channels).
     Kraken,
 }
 
