@@ -411,6 +411,14 @@ impl FeedNormalizer {
             _ => self.norm.slots.read(sym).map(|(q, _)| q),
         };
         let mut q = match prev {
+            // The quote's time never steps back: a stream's update may be
+            // older than another stream's last (its own time is checked
+            // above, and a trade keeps its own `ts`).
+            Some(prev) if prev.has(field::TS) && prev.ts > partial.ts => {
+                let mut q = merge(prev, &partial);
+                q.ts = prev.ts;
+                q
+            }
             Some(prev) => merge(prev, &partial),
             None => partial,
         };
@@ -425,7 +433,9 @@ impl FeedNormalizer {
         // The trade's time is the update's own, not an older one merged in.
         let trade = trade.filter(|_| partial.has(field::LAST) && partial.has(field::LAST_SIZE));
         let mut tq = q;
-        if !partial.has(field::TS) {
+        if partial.has(field::TS) {
+            tq.ts = partial.ts;
+        } else {
             tq.present &= !field::TS;
         }
         self.norm.record_trade(sym, &tq, trade);
@@ -666,6 +676,12 @@ mod feed_tests {
         };
         assert!(f.apply(ticker(200)).is_ok());
         assert!(f.apply(trade(7, 150)).is_ok(), "older than the ticker");
+        let (q, _) = f.normalizer().slots.read(s).unwrap();
+        assert_eq!(
+            (q.ts, q.last),
+            (200, d("1.01")),
+            "the quote's time never steps back"
+        );
         assert!(f.apply(ticker(210)).is_ok());
         assert_eq!(f.apply(trade(8, 149)), Err(Reject::OutOfOrder));
         assert_eq!(f.apply(ticker(205)), Err(Reject::OutOfOrder));
