@@ -40,6 +40,7 @@ pub mod auth;
 pub mod cli;
 pub(crate) mod client_tls;
 pub mod config;
+pub mod consolidated;
 pub(crate) mod edge;
 pub mod encode;
 pub mod fanout;

@@ -12,6 +12,7 @@
 use crate::model::{Quote, Status, SymbolId};
 use rust_decimal::Decimal;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::OnceLock;
 use tokio::sync::Notify;
 
 const WORDS: usize = 15;
@@ -60,7 +61,12 @@ fn encode(q: &Quote) -> [u64; WORDS] {
         w[2 * i] = lo;
         w[2 * i + 1] = hi;
     }
-    w[12] = q.present as u64;
+    // Word 12: `present` in bits 0..8; a consolidated quote's venue
+    // indexes in bits 8..16 and 16..24, its crossed flag in bit 24.
+    w[12] = q.present as u64
+        | (q.bid_venue as u64) << 8
+        | (q.ask_venue as u64) << 16
+        | (q.crossed as u64) << 24;
     w[13] = q.ts as u64;
     w[14] = q.gw_ts as u64;
     w
@@ -77,6 +83,9 @@ fn decode(w: &[u64; WORDS]) -> Quote {
         present: w[12] as u8,
         ts: w[13] as i64,
         gw_ts: w[14] as i64,
+        bid_venue: (w[12] >> 8) as u8,
+        ask_venue: (w[12] >> 16) as u8,
+        crossed: (w[12] >> 24) & 1 == 1,
     }
 }
 
@@ -197,6 +206,14 @@ impl ShardSignal {
 /// Maximum number of fan-out shards (one bit each in a symbol's interest mask).
 pub const MAX_SHARDS: usize = 64;
 
+/// Symbols whose value is computed from other symbols' slots (the
+/// consolidated quotes of `crate::consolidated`). Told of every change, in
+/// the writer's own thread, right after it: no task of its own, no queue.
+pub trait Derive: Send + Sync {
+    /// `sym`'s slot was just written, or its status just changed.
+    fn changed(&self, slots: &SlotTable, sym: SymbolId);
+}
+
 /// All slots plus the per-shard dirty signals.
 pub struct SlotTable {
     slots: Box<[Slot]>,
@@ -204,6 +221,8 @@ pub struct SlotTable {
     /// Per symbol: bit `s` set when shard `s` has at least one subscriber.
     interest: Box<[AtomicU64]>,
     shards: Box<[ShardSignal]>,
+    /// Set once at start-up when some symbols are derived from others.
+    derive: OnceLock<Box<dyn Derive>>,
 }
 
 impl SlotTable {
@@ -214,7 +233,14 @@ impl SlotTable {
             status: (0..nsymbols).map(|_| AtomicU8::new(0)).collect(),
             interest: (0..nsymbols).map(|_| AtomicU64::new(0)).collect(),
             shards: (0..nshards).map(|_| ShardSignal::new(nsymbols)).collect(),
+            derive: OnceLock::new(),
         }
+    }
+
+    /// Installs what derives symbols from others (once; `false` if one was
+    /// already installed). Every later write and status change tells it.
+    pub fn set_derive(&self, d: Box<dyn Derive>) -> bool {
+        self.derive.set(d).is_ok()
     }
 
     pub fn len(&self) -> usize {
@@ -238,6 +264,9 @@ impl SlotTable {
     pub fn publish(&self, sym: SymbolId, q: &Quote) -> u64 {
         let seq = self.slots[sym.index()].write(q);
         self.notify(sym);
+        if let Some(d) = self.derive.get() {
+            d.changed(self, sym);
+        }
         seq
     }
 
@@ -277,6 +306,9 @@ impl SlotTable {
         let old = self.status[sym.index()].swap(st as u8, Ordering::AcqRel);
         if old != st as u8 {
             self.notify(sym);
+            if let Some(d) = self.derive.get() {
+                d.changed(self, sym);
+            }
             true
         } else {
             false
@@ -321,6 +353,15 @@ mod tests {
         assert_eq!(r.ask_size.to_string(), "0.00000001");
         assert_eq!(s.write(&q), 2);
         assert_eq!(s.seq(), 2);
+        // A consolidated quote's venues and crossed flag share `present`'s word.
+        let c = Quote {
+            bid_venue: 2,
+            ask_venue: 255,
+            crossed: true,
+            ..q
+        };
+        s.write(&c);
+        assert_eq!(s.read().unwrap().0, c);
     }
 
     /// A writer hammers one slot with quotes whose fields are all derived
@@ -375,6 +416,7 @@ mod tests {
                 present: 0x7f,
                 ts: n,
                 gw_ts: n,
+                ..Quote::default()
             };
             assert_eq!(slot.write(&q), n as u64);
         }
