@@ -170,18 +170,24 @@ fn encode(c: &mut Criterion) {
     let mut g = c.benchmark_group("encode_quote");
     g.throughput(Throughput::Elements(1));
     let mut out = String::with_capacity(512);
+    let mut names = Symbols::new();
+    let (aapl, btc) = (
+        names.intern("AAPL").expect("valid symbol"),
+        names.intern("BTC-USD").expect("valid symbol"),
+    );
     for (name, sym, q) in [
-        ("equity", "AAPL", equity_quote()),
-        ("crypto_8dp", "BTC-USD", crypto_quote()),
+        ("equity", aapl, equity_quote()),
+        ("crypto_8dp", btc, crypto_quote()),
     ] {
         out.clear();
-        encode_quote(&mut out, sym, 1042, &q, false);
+        encode_quote(&mut out, &names, sym, 1042, &q, false);
         eprintln!("encode_quote/{name}: {} bytes: {out}", out.len());
         g.bench_function(name, |b| {
             b.iter(|| {
                 out.clear();
                 encode_quote(
                     &mut out,
+                    &names,
                     black_box(sym),
                     black_box(1042),
                     black_box(&q),

@@ -4,6 +4,7 @@
 
 use crate::auth::{Auth, KeyFileError, SetupError};
 use crate::config::Config;
+use crate::consolidated::{self, Consolidation};
 use crate::edge::{self, tls, Ingest};
 
 pub use crate::edge::tls::TlsError;
@@ -37,6 +38,8 @@ pub enum StartError {
     Auth(#[from] SetupError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("invalid config: {0}")]
+    Consolidated(crate::invalid::Invalid),
 }
 
 /// Why a feed cannot start.
@@ -214,12 +217,20 @@ impl Parts {
             })?;
             plans.push(plan);
         }
+        // Then the consolidated symbols, before the slots are sized.
+        let consolidation = consolidated::resolve(&config.consolidated, &config.feed_symbols())
+            .and_then(|r| Consolidation::build(&r, &mut symbols))
+            .map_err(StartError::Consolidated)?;
+        symbols.set_venues(config.feeds.iter().map(|f| f.name()));
         let symbols = Arc::new(symbols);
         let nshards = match config.server.shards {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
         let slots = Arc::new(SlotTable::new(symbols.len(), nshards));
+        if let Some(c) = consolidation {
+            slots.set_derive(Box::new(c));
+        }
         let cache = Arc::new(EncodeCache::new(slots.clone(), symbols.clone()));
         let fanout = Arc::new(Fanout::new(
             cache,
