@@ -27,9 +27,11 @@
 use crate::invalid::Invalid;
 use crate::model::{field, valid_symbol, InvalidSymbol, Quote, Status, SymbolId, Symbols};
 use crate::slots::{Derive, SlotTable};
+use rust_decimal::Decimal;
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 /// `[[consolidated]]`: one virtual symbol and the symbols it consolidates.
 #[derive(Debug, Clone, Deserialize)]
@@ -170,73 +172,107 @@ struct Leg {
     venue: u8,
 }
 
-/// Someone is recomputing the entry.
-const BUSY: u8 = 1;
-/// A leg changed since the recompute in progress started reading legs.
-const AGAIN: u8 = 2;
+/// A leg's quote as the last recompute saw it, and the slot version it
+/// was seen at (0: the slot had no value): while the slot still has that
+/// version, it holds exactly this quote and the recompute needs no read.
+#[derive(Clone, Copy, Default)]
+struct Seen {
+    version: u64,
+    quote: Quote,
+}
 
 /// One consolidated symbol.
 ///
 /// Concurrency: two legs may be written by different feed tasks at once,
 /// and each writer then recomputes. Unguarded, the writer that read the
-/// legs first could write its (older) result last. So a recompute runs
-/// under a per-entry try-lock with a "recompute again" flag, in one atomic
-/// byte: a writer sets `AGAIN | BUSY`; if `BUSY` was already set, the
-/// writer in charge will see `AGAIN` and it returns at once (it never waits
-/// or spins). The writer in charge clears `AGAIN`, reads the legs,
-/// publishes, and releases `BUSY` only if nobody set `AGAIN` meanwhile;
-/// otherwise it goes round again. Every leg write is thus followed by a
-/// read of the legs that starts after it (the flag's read-modify-writes
-/// order them), and recomputes never overlap, so the consolidated slot's
-/// last write is never older than the legs. Chosen over a seqlock-version
-/// check and retry, which would still need the check and the write to be
-/// one step: here no writer ever blocks on another, and concurrent leg
-/// updates conflate into one recompute, as a slow subscriber's updates do.
+/// legs first could write its (older) result last. So recomputes are
+/// serialized by a try-lock that is also a "recompute again" count, one
+/// atomic word: every writer adds 1 after its leg write; the one that
+/// took it from 0 is in charge, the others return at once (a writer never
+/// waits or spins). The one in charge recomputes, then swaps the count it
+/// last saw back to 0; if writers added to it meanwhile, the swap fails,
+/// and it goes round again with the new count. Each leg write is thus
+/// followed by a read of the legs that starts after the write (the count's
+/// read-modify-writes order them), recomputes never overlap, and the
+/// consolidated slot's last write is never older than the legs. Chosen
+/// over a seqlock-version check and retry, which would still need the
+/// check and the consolidated write to be one step: here no writer blocks
+/// another, and leg updates that land together conflate into one
+/// recompute, as a slow subscriber's updates do.
 struct Entry {
     sym: SymbolId,
     legs: Box<[Leg]>,
-    state: AtomicU8,
+    /// Leg changes not yet recomputed; non-zero while one is in charge.
+    pending: AtomicU32,
+    /// What the last recompute read of each leg. Locked only by the one
+    /// in charge, so never contended.
+    seen: Mutex<Box<[Seen]>>,
 }
 
 impl Entry {
-    fn touch(&self, slots: &SlotTable) {
-        if self.state.fetch_or(AGAIN | BUSY, Ordering::AcqRel) & BUSY != 0 {
+    fn touch(&self, slots: &SlotTable, written: Option<(SymbolId, &Quote, u64)>) {
+        if self.pending.fetch_add(1, Ordering::AcqRel) != 0 {
             return;
         }
+        // Only the one in charge locks it: never contended, never waits.
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut count = 1;
         loop {
-            self.state.swap(BUSY, Ordering::AcqRel);
-            self.recompute(slots);
-            if self
-                .state
-                .compare_exchange(BUSY, 0, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
+            self.recompute(slots, written, &mut seen);
+            match self
+                .pending
+                .compare_exchange(count, 0, Ordering::AcqRel, Ordering::Acquire)
             {
-                return;
+                Ok(_) => return,
+                Err(now) => count = now,
             }
         }
     }
 
-    /// Reads the legs and writes the consolidated slot and status.
-    fn recompute(&self, slots: &SlotTable) {
+    /// Reads the legs and writes the consolidated slot and status. A leg's
+    /// quote is the one just written while its slot still holds it, what
+    /// `seen` has while its slot is unchanged since, or a slot read.
+    fn recompute(
+        &self,
+        slots: &SlotTable,
+        written: Option<(SymbolId, &Quote, u64)>,
+        seen: &mut [Seen],
+    ) {
         let mut out = Quote::default();
         let mut live = false;
         const BID: u8 = field::BID | field::BID_SIZE;
         const ASK: u8 = field::ASK | field::ASK_SIZE;
-        for leg in self.legs.iter() {
+        for (leg, c) in self.legs.iter().zip(seen.iter_mut()) {
             if slots.status(leg.sym) == Status::Stale {
                 continue;
             }
             live = true;
-            let Some((q, _)) = slots.read(leg.sym) else {
+            let version = slots.version(leg.sym);
+            match written {
+                Some((s, q, seq)) if s == leg.sym && version == 2 * seq => {
+                    c.version = version;
+                    c.quote = *q;
+                }
+                _ if c.version == version && version & 1 == 0 => {}
+                _ => match slots.read(leg.sym) {
+                    Some((q, seq)) => {
+                        c.version = 2 * seq;
+                        c.quote = q;
+                    }
+                    None => c.version = 0,
+                },
+            }
+            if c.version == 0 {
                 continue;
-            };
-            if q.has(field::BID) && (!out.has(field::BID) || q.bid > out.bid) {
+            }
+            let q = &c.quote;
+            if q.has(field::BID) && (!out.has(field::BID) || above(&q.bid, &out.bid)) {
                 out.bid = q.bid;
                 out.bid_size = q.bid_size;
                 out.present = (out.present & !BID) | (q.present & BID);
                 out.bid_venue = leg.venue;
             }
-            if q.has(field::ASK) && (!out.has(field::ASK) || q.ask < out.ask) {
+            if q.has(field::ASK) && (!out.has(field::ASK) || above(&out.ask, &q.ask)) {
                 out.ask = q.ask;
                 out.ask_size = q.ask_size;
                 out.present = (out.present & !ASK) | (q.present & ASK);
@@ -257,8 +293,19 @@ impl Entry {
         if !live || out.present & (field::BID | field::ASK) == 0 {
             return;
         }
-        out.crossed = out.has(field::BID) && out.has(field::ASK) && out.bid > out.ask;
+        out.crossed = out.has(field::BID) && out.has(field::ASK) && above(&out.bid, &out.ask);
         slots.publish(self.sym, &out);
+    }
+}
+
+/// `a > b`, exactly: prices of one instrument mostly share a scale, and
+/// then the mantissas compare without `Decimal`'s general rescaling path.
+#[inline]
+fn above(a: &Decimal, b: &Decimal) -> bool {
+    if a.scale() == b.scale() {
+        a.mantissa() > b.mantissa()
+    } else {
+        a > b
     }
 }
 
@@ -304,7 +351,8 @@ impl Consolidation {
                         .iter()
                         .map(|&(sym, venue)| Leg { sym, venue })
                         .collect(),
-                    state: AtomicU8::new(0),
+                    pending: AtomicU32::new(0),
+                    seen: Mutex::new(vec![Seen::default(); legs.len()].into()),
                 })
                 .collect(),
         }
@@ -353,14 +401,14 @@ impl Consolidation {
 }
 
 impl Derive for Consolidation {
-    fn changed(&self, slots: &SlotTable, sym: SymbolId) {
+    fn changed(&self, slots: &SlotTable, sym: SymbolId, written: Option<(&Quote, u64)>) {
         let Some(&(start, len)) = self.leg_of.get(sym.index()) else {
             return;
         };
         let (start, len) = (start as usize, len as usize);
         for &e in self.member.get(start..start + len).unwrap_or_default() {
             if let Some(entry) = self.entries.get(e as usize) {
-                entry.touch(slots);
+                entry.touch(slots, written.map(|(q, seq)| (sym, q, seq)));
             }
         }
     }
@@ -369,7 +417,6 @@ impl Derive for Consolidation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rust_decimal::Decimal;
     use std::str::FromStr;
     use std::sync::Arc;
 
@@ -558,6 +605,15 @@ mod tests {
             let (q, _) = get(&t, X);
             assert_eq!((q.bid, q.bid_venue), (Decimal::new(20_001, 2), 2));
         }
+    }
+
+    #[test]
+    fn above_is_exact_across_scales() {
+        assert!(above(&d("100.01"), &d("100.00")));
+        assert!(!above(&d("100.00"), &d("100.0")));
+        assert!(above(&d("100.001"), &d("100.00")));
+        assert!(!above(&d("99.9999"), &d("100")));
+        assert!(above(&d("-1"), &d("-1.5")));
     }
 
     fn feeds() -> Vec<(&'static str, Vec<String>)> {

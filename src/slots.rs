@@ -210,8 +210,9 @@ pub const MAX_SHARDS: usize = 64;
 /// consolidated quotes of `crate::consolidated`). Told of every change, in
 /// the writer's own thread, right after it: no task of its own, no queue.
 pub trait Derive: Send + Sync {
-    /// `sym`'s slot was just written, or its status just changed.
-    fn changed(&self, slots: &SlotTable, sym: SymbolId);
+    /// `sym`'s slot was just written (`written`: the quote and the seq its
+    /// write returned), or its status just changed (`written`: `None`).
+    fn changed(&self, slots: &SlotTable, sym: SymbolId, written: Option<(&Quote, u64)>);
 }
 
 /// All slots plus the per-shard dirty signals.
@@ -265,7 +266,7 @@ impl SlotTable {
         let seq = self.slots[sym.index()].write(q);
         self.notify(sym);
         if let Some(d) = self.derive.get() {
-            d.changed(self, sym);
+            d.changed(self, sym, Some((q, seq)));
         }
         seq
     }
@@ -307,7 +308,7 @@ impl SlotTable {
         if old != st as u8 {
             self.notify(sym);
             if let Some(d) = self.derive.get() {
-                d.changed(self, sym);
+                d.changed(self, sym, None);
             }
             true
         } else {
