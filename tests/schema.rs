@@ -1182,3 +1182,63 @@ fn every_protocol_md_example_is_valid() {
         println!("PROTOCOL.md:{line}: not a JSON example, not checked: {text}");
     }
 }
+
+/// A consolidated symbol's quotes (its snapshot, an update, a cross)
+/// from a live gateway: the legs are the sim feed's AAPL and an HTTP feed's
+/// X-AAPL, published through each feed's normalizer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consolidated_quotes_speak_the_schema() {
+    use tickergate::config::{ConsolidatedConfig, FeedConfig, IngestConfig};
+    let s = Schemas::load();
+    let gw = start(|c| {
+        c.feeds.push(FeedConfig::Http(IngestConfig {
+            name: "push".into(),
+            key_sha256: token_hash_hex("push-key"),
+            symbols: vec!["X-AAPL".into()],
+            ..IngestConfig::default()
+        }));
+        c.consolidated = vec![ConsolidatedConfig {
+            symbol: "AAPL-BBO".into(),
+            from: vec!["AAPL".into(), "X-AAPL".into()],
+        }];
+    })
+    .await;
+    publish(&gw, "AAPL", quote("189.1200", "300", "189.14", "200"));
+    gw.publish("push", "X-AAPL", quote("189.13", "100", "189.15", "50"))
+        .expect("publish");
+    let mut m = Checked::connect(&s, &ws_url(gw.local_addr)).await;
+    m.until("welcome", |m| m["type"] == "welcome").await;
+    m.c.send(json!({"op": "subscribe", "id": 1, "symbols": ["AAPL-BBO"]}))
+        .await;
+    let (snap, _) = m
+        .until("the snapshot", |m| {
+            m["type"] == "quote" && m["snapshot"] == true
+        })
+        .await;
+    assert_eq!(
+        (
+            &snap["bid"],
+            &snap["bid_venue"],
+            &snap["ask"],
+            &snap["ask_venue"]
+        ),
+        (
+            &json!("189.13"),
+            &json!("push"),
+            &json!("189.14"),
+            &json!("sim")
+        )
+    );
+    gw.publish("push", "X-AAPL", quote("189.16", "100", "189.17", "50"))
+        .expect("publish");
+    let (cross, _) = m
+        .until("the cross", |m| {
+            m["type"] == "quote" && m["crossed"] == true
+        })
+        .await;
+    assert_eq!(cross["bid"], "189.16");
+    assert_eq!(
+        (&cross["ask"], &cross["ask_venue"]),
+        (&json!("189.14"), &json!("sim"))
+    );
+}
