@@ -31,10 +31,10 @@
 //!
 //! Layers, lowest first; a module imports only from layers below it
 //! (docs/architecture.md has the whole graph): `model`, `sync`,
-//! `invalid`, `shutdown` → `protocol`, `metrics` → `slots` → `normalize` →
-//! `feed` → `flow`, `encode`, `outbox` → `fanout` → `auth` → `session` →
-//! `edge` → `config` → `gateway`, `record` → `cli`; `watch` (a client:
-//! `shutdown`, `model`) → `cli`.
+//! `invalid`, `shutdown` → `protocol`, `metrics` → `slots` →
+//! `consolidated` → `normalize` → `feed` → `flow`, `encode`, `outbox` →
+//! `fanout` → `auth` → `session` → `edge` → `config` → `gateway`, `record`
+//! → `cli`; `watch` (a client: `shutdown`, `model`) → `cli`.
 
 pub mod auth;
 pub mod cli;

@@ -207,7 +207,7 @@ impl ShardSignal {
 pub const MAX_SHARDS: usize = 64;
 
 /// Symbols whose value is computed from other symbols' slots (the
-/// consolidated quotes of `crate::consolidated`). Told of every change, in
+/// consolidated quotes, `consolidated.rs`). Told of every change, in
 /// the writer's own thread, right after it: no task of its own, no queue.
 pub trait Derive: Send + Sync {
     /// `sym`'s slot was just written (`written`: the quote and the seq its

@@ -907,6 +907,20 @@ fn invalid_examples_are_refused() {
         json!([{"type":"subscribed","id":18446744073709551615u64,"symbols":["BRK.B"],"max_hz":2.5}]),
         json!([{"type":"pong","id":-9223372036854775808i64,"ts":1}]),
         json!([{"type":"flow","window":0},{"type":"heartbeat","ts":2}]),
+        json!([with(&quote, "bid_venue", json!("kraken"))]),
+        json!([with(
+            &with(
+                &with(
+                    &with(&quote, "bid_venue", json!("kraken")),
+                    "ask",
+                    json!("189.11")
+                ),
+                "ask_venue",
+                json!("coinbase")
+            ),
+            "crossed",
+            json!(true)
+        )]),
     ];
     for f in &valid_frames {
         if let Err(e) = s.check_frame(f) {
@@ -934,6 +948,11 @@ fn invalid_examples_are_refused() {
         json!([without(&quote, "gw_ts")]),
         json!([without(&quote, "bid")]),
         json!([with(&quote, "extra", json!(1))]),
+        json!([with(&quote, "ask_venue", json!("coinbase"))]),
+        json!([with(&quote, "bid_venue", json!(""))]),
+        json!([with(&quote, "bid_venue", json!(1))]),
+        json!([with(&quote, "crossed", json!(false))]),
+        json!([with(&quote, "crossed", json!(true))]),
         json!([with(&welcome, "extra", json!(1))]),
         json!([with(&welcome, "epoch", json!("9F3C2A61D07BE415"))]),
         json!([with(&welcome, "epoch", json!("9f3c2a61d07be41"))]),
