@@ -189,16 +189,18 @@ struct Seen {
 /// serialized by a try-lock that is also a "recompute again" count, one
 /// atomic word: every writer adds 1 after its leg write; the one that
 /// took it from 0 is in charge, the others return at once (a writer never
-/// waits or spins). The one in charge recomputes, then swaps the count it
-/// last saw back to 0; if writers added to it meanwhile, the swap fails,
-/// and it goes round again with the new count. Each leg write is thus
+/// waits or spins). The one in charge recomputes, then compare-exchanges
+/// the count it last saw back to 0; if writers added to it meanwhile, that
+/// fails, and it goes round again with the new count. Each leg write is thus
 /// followed by a read of the legs that starts after the write (the count's
 /// read-modify-writes order them), recomputes never overlap, and the
 /// consolidated slot's last write is never older than the legs. Chosen
 /// over a seqlock-version check and retry, which would still need the
 /// check and the consolidated write to be one step: here no writer blocks
 /// another, and leg updates that land together conflate into one
-/// recompute, as a slow subscriber's updates do.
+/// recompute, as a slow subscriber's updates do. The one in charge also
+/// keeps what it saw of each leg (`seen`, allocated at start-up), so an
+/// update reads no slot that has not changed since.
 struct Entry {
     sym: SymbolId,
     legs: Box<[Leg]>,
