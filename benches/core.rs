@@ -47,6 +47,15 @@
 //!   two pairs, so 5 quotes per 4 frames). In every case each quote's
 //!   sequence and venue time are replaced by a counter, so every quote is
 //!   accepted (the bench asserts it): none takes the cheaper reject path.
+//! * `consolidated/<n>_legs`: one leg update of a consolidated symbol with
+//!   `n` = 2 or 4 legs (each leg on its own venue): the leg's slot write
+//!   and notify, then the recompute in the same thread (try-lock, read of
+//!   every leg's status and slot, best bid and ask, the consolidated slot's
+//!   write and notify). Legs take turns and their prices move, so each
+//!   update reads fresh values and the best side changes hands.
+//!   `consolidated/baseline` is the same leg write with no consolidated
+//!   symbol: the difference is the recompute. Subscribers on shard 0 for
+//!   every symbol, the shard's pass still pending.
 
 use criterion::measurement::WallTime;
 use criterion::{
@@ -61,6 +70,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tickergate::config::{NormalizeConfig, VenueConfig};
+use tickergate::consolidated::Consolidation;
 use tickergate::encode::EncodeCache;
 use tickergate::fanout::{Fanout, SessionHandle};
 use tickergate::feed::binance::Binance;
@@ -166,22 +176,86 @@ fn slots(c: &mut Criterion) {
     g.finish();
 }
 
+fn consolidated(c: &mut Criterion) {
+    let mut g = c.benchmark_group("consolidated");
+    g.throughput(Throughput::Elements(1));
+    // Each leg's quotes: a few books a tick apart, so the best side moves
+    // between legs as they take turns.
+    let books: Vec<Quote> = (0..8i64)
+        .map(|i| {
+            Quote {
+                gw_ts: 1_763_900_000_123_501_234 + i,
+                ..Quote::default()
+            }
+            .with_bid(Decimal::new(9_700_001 + i % 3, 2), d("0.12345678"))
+            .with_ask(Decimal::new(9_700_006 - i % 4, 2), d("1.50000000"))
+            .with_ts(1_763_900_000_123_456_789 + i)
+        })
+        .collect();
+    for legs in [0usize, 2, 4] {
+        let table = SlotTable::new(NSYMS, 2);
+        for s in 0..NSYMS {
+            table.set_interest(SymbolId(s as u32), 0, true);
+        }
+        let n = legs.max(2);
+        let leg_ids: Vec<SymbolId> = (0..n as u32).map(SymbolId).collect();
+        if legs > 0 {
+            let plan = [(
+                SymbolId(NSYMS as u32 - 1),
+                leg_ids
+                    .iter()
+                    .enumerate()
+                    .map(|(v, s)| (*s, v as u8 + 1))
+                    .collect(),
+            )];
+            table.set_derive(Box::new(Consolidation::new(&plan)));
+        }
+        for (i, s) in leg_ids.iter().enumerate() {
+            table.publish(*s, &books[i % books.len()]);
+        }
+        let name = if legs == 0 {
+            "baseline".to_string()
+        } else {
+            format!("{legs}_legs")
+        };
+        let mut k = 0usize;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                k = k.wrapping_add(1);
+                let leg = leg_ids[k % n];
+                black_box(table.publish(black_box(leg), &books[k % books.len()]))
+            })
+        });
+        if legs > 0 {
+            let (q, seq) = table.read(SymbolId(NSYMS as u32 - 1)).expect("published");
+            assert!(seq > 0 && q.bid_venue > 0 && q.ask_venue > 0);
+        }
+    }
+    g.finish();
+}
+
 fn encode(c: &mut Criterion) {
     let mut g = c.benchmark_group("encode_quote");
     g.throughput(Throughput::Elements(1));
     let mut out = String::with_capacity(512);
+    let mut names = Symbols::new();
+    let (aapl, btc) = (
+        names.intern("AAPL").expect("valid symbol"),
+        names.intern("BTC-USD").expect("valid symbol"),
+    );
     for (name, sym, q) in [
-        ("equity", "AAPL", equity_quote()),
-        ("crypto_8dp", "BTC-USD", crypto_quote()),
+        ("equity", aapl, equity_quote()),
+        ("crypto_8dp", btc, crypto_quote()),
     ] {
         out.clear();
-        encode_quote(&mut out, sym, 1042, &q, false);
+        encode_quote(&mut out, &names, sym, 1042, &q, false);
         eprintln!("encode_quote/{name}: {} bytes: {out}", out.len());
         g.bench_function(name, |b| {
             b.iter(|| {
                 out.clear();
                 encode_quote(
                     &mut out,
+                    &names,
                     black_box(sym),
                     black_box(1042),
                     black_box(&q),
@@ -481,6 +555,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = slots, encode, parse, normalize, fanout_flush, ingest_e2e
+    targets = slots, encode, parse, normalize, fanout_flush, ingest_e2e, consolidated
 }
 criterion_main!(benches);

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 pub use crate::auth::{AuthConfig, JwtConfig, KeyConfig, MIN_JWT_SECRET_BYTES};
+pub use crate::consolidated::ConsolidatedConfig;
 pub use crate::edge::{ServerConfig, TlsConfig};
 pub use crate::feed::ingest::IngestConfig;
 pub use crate::feed::replay::{ReplayConfig, ReplayPace};
@@ -43,6 +44,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Upstream feeds. Default: one simulated feed named `sim`.
     pub feeds: Vec<FeedConfig>,
+    /// Consolidated symbols: the best bid and ask across feeds' symbols.
+    pub consolidated: Vec<ConsolidatedConfig>,
 }
 
 impl Default for Config {
@@ -52,6 +55,7 @@ impl Default for Config {
             session: SessionConfig::default(),
             auth: AuthConfig::default(),
             feeds: vec![FeedConfig::Sim(SimConfig::default())],
+            consolidated: Vec::new(),
         }
     }
 }
@@ -118,7 +122,16 @@ impl Config {
             };
             named.map_err(|e| e.under(&at))?;
         }
+        crate::consolidated::resolve(&self.consolidated, &self.feed_symbols())?;
         Ok(())
+    }
+
+    /// Each feed's name and the gateway symbols it writes.
+    pub fn feed_symbols(&self) -> Vec<(&str, Vec<String>)> {
+        self.feeds
+            .iter()
+            .map(|f| (f.name(), f.symbol_names()))
+            .collect()
     }
 }
 

@@ -101,7 +101,7 @@ impl EncodeCache {
             let (q, seq) = self.slots.read(sym)?;
             let e = &mut *e;
             e.json.clear();
-            encode_quote(&mut e.json, self.symbols.name(sym), seq, &q, false);
+            encode_quote(&mut e.json, &self.symbols, sym, seq, &q, false);
             e.seq = seq;
             e.gw_ts = q.gw_ts;
         }

@@ -4,6 +4,7 @@
 
 use crate::auth::{Auth, KeyFileError, SetupError};
 use crate::config::Config;
+use crate::consolidated::{self, Consolidation};
 use crate::edge::{self, tls, Ingest};
 
 pub use crate::edge::tls::TlsError;
@@ -38,6 +39,8 @@ pub enum StartError {
     Auth(#[from] SetupError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("invalid config: {0}")]
+    Consolidated(crate::invalid::Invalid),
 }
 
 /// Why a feed cannot start.
@@ -217,6 +220,11 @@ impl Parts {
             })?;
             plans.push(plan);
         }
+        // Then the consolidated symbols, before the slots are sized.
+        let consolidation = consolidated::resolve(&config.consolidated, &config.feed_symbols())
+            .and_then(|r| Consolidation::build(&r, &mut symbols))
+            .map_err(StartError::Consolidated)?;
+        symbols.set_venues(config.feeds.iter().map(|f| f.name()));
         // Room for the symbols feeds add while running: every per-symbol
         // table is sized for it now.
         symbols.reserve(
@@ -239,6 +247,9 @@ impl Parts {
             nshards,
             config.session.max_pending_trades,
         ));
+        if let Some(c) = consolidation {
+            slots.set_derive(Box::new(c));
+        }
         let cache = Arc::new(EncodeCache::new(slots.clone(), symbols.clone()));
         let fanout = Arc::new(Fanout::new(
             cache,

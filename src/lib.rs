@@ -31,15 +31,16 @@
 //!
 //! Layers, lowest first; a module imports only from layers below it
 //! (docs/architecture.md has the whole graph): `model`, `trades`, `sync`,
-//! `invalid`, `shutdown` → `protocol`, `metrics` → `slots` → `normalize` →
-//! `feed` → `flow`, `encode`, `outbox` → `fanout` → `auth` → `session` →
-//! `edge` → `config` → `gateway`, `record` → `cli`; `watch` (a client:
-//! `shutdown`, `model`) → `cli`.
+//! `invalid`, `shutdown` → `protocol`, `metrics` → `slots` →
+//! `consolidated` → `normalize` → `feed` → `flow`, `encode`, `outbox` →
+//! `fanout` → `auth` → `session` → `edge` → `config` → `gateway`, `record`
+//! → `cli`; `watch` (a client: `shutdown`, `model`) → `cli`.
 
 pub mod auth;
 pub mod cli;
 pub(crate) mod client_tls;
 pub mod config;
+pub mod consolidated;
 pub(crate) mod edge;
 pub mod encode;
 pub mod fanout;

@@ -32,6 +32,9 @@ pub struct Symbols {
     ids: RwLock<HashMap<Arc<str>, SymbolId>>,
     /// Serializes [`Symbols::add`].
     adding: Mutex<()>,
+    /// The feeds a consolidated quote's `bid_venue`/`ask_venue` name, as
+    /// JSON strings: `venues[v - 1]` for venue index `v`.
+    venues: Vec<Box<str>>,
 }
 
 impl Default for Symbols {
@@ -41,6 +44,7 @@ impl Default for Symbols {
             len: AtomicUsize::new(0),
             ids: RwLock::new(HashMap::new()),
             adding: Mutex::new(()),
+            venues: Vec::new(),
         }
     }
 }
@@ -153,6 +157,27 @@ impl Symbols {
         self.len() == 0
     }
 
+    /// Sets the names a quote's venue indexes stand for (the feeds, in
+    /// `[[feeds]]` order: index `i + 1` is `names[i]`).
+    pub fn set_venues<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
+        self.venues = names
+            .into_iter()
+            .map(|n| {
+                serde_json::to_string(n)
+                    .unwrap_or_else(|_| "\"?\"".to_string())
+                    .into_boxed_str()
+            })
+            .collect();
+    }
+
+    /// The name of venue index `v` as a JSON string (quoted, escaped);
+    /// `None` for 0 (no venue) or an index with no name.
+    pub fn venue_json(&self, v: u8) -> Option<&str> {
+        self.venues
+            .get(usize::from(v).checked_sub(1)?)
+            .map(|n| &**n)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (SymbolId, &str)> {
         self.names[..self.len()]
             .iter()
@@ -213,7 +238,8 @@ pub mod field {
 
 /// One top-of-book (plus last trade) observation. `Copy`, 120 bytes, exact
 /// decimals: `Decimal` keeps the scale it was parsed with, so `"189.1200"`
-/// prints back as `"189.1200"`.
+/// prints back as `"189.1200"`. The consolidated quote's fields
+/// (`bid_venue`, `ask_venue`, `crossed`) live in what was padding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Quote {
     pub bid: Decimal,
@@ -228,6 +254,14 @@ pub struct Quote {
     pub ts: i64,
     /// When the gateway accepted it, ns since the Unix epoch.
     pub gw_ts: i64,
+    /// Consolidated quotes only: which feed the bid came from, as an index
+    /// into the venue names ([`Symbols::venue_json`]); 0 for none.
+    pub bid_venue: u8,
+    /// Consolidated quotes only: which feed the ask came from; 0 for none.
+    pub ask_venue: u8,
+    /// Consolidated quotes only: the best bid is above the best ask (the
+    /// venues cross each other).
+    pub crossed: bool,
 }
 
 impl Quote {
@@ -330,6 +364,21 @@ mod tests {
         let names: Vec<&str> = s.iter().map(|(_, n)| n).collect();
         assert_eq!(names, ["AAPL", "NEW-B", "NEW-C"]);
         assert_eq!(s.name(SymbolId(7)), "", "an id never handed out");
+    }
+
+    #[test]
+    fn quote_stays_120_bytes() {
+        assert_eq!(std::mem::size_of::<Quote>(), 120);
+    }
+
+    #[test]
+    fn venue_names_are_json_strings() {
+        let mut s = Symbols::new();
+        s.set_venues(["coinbase", "a\"b"]);
+        assert_eq!(s.venue_json(0), None);
+        assert_eq!(s.venue_json(1), Some("\"coinbase\""));
+        assert_eq!(s.venue_json(2), Some(r#""a\"b""#));
+        assert_eq!(s.venue_json(3), None);
     }
 
     #[test]

@@ -212,7 +212,7 @@ pub(crate) fn append_data(
             let was_snapshot = sub.snapshot;
             let sent = if sub.snapshot {
                 cache.slots().read(sub.sym).map(|(q, seq)| {
-                    encode_quote(out, cache.symbols().name(sub.sym), seq, &q, true);
+                    encode_quote(out, cache.symbols(), sub.sym, seq, &q, true);
                     (seq, q.gw_ts)
                 })
             } else {

@@ -13,6 +13,7 @@ use crate::model::{Quote, Status, SymbolId};
 use crate::trades::TradeTable;
 use rust_decimal::Decimal;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::OnceLock;
 use tokio::sync::Notify;
 
 const WORDS: usize = 15;
@@ -61,7 +62,12 @@ fn encode(q: &Quote) -> [u64; WORDS] {
         w[2 * i] = lo;
         w[2 * i + 1] = hi;
     }
-    w[12] = q.present as u64;
+    // Word 12: `present` in bits 0..8; a consolidated quote's venue
+    // indexes in bits 8..16 and 16..24, its crossed flag in bit 24.
+    w[12] = q.present as u64
+        | (q.bid_venue as u64) << 8
+        | (q.ask_venue as u64) << 16
+        | (q.crossed as u64) << 24;
     w[13] = q.ts as u64;
     w[14] = q.gw_ts as u64;
     w
@@ -78,6 +84,9 @@ fn decode(w: &[u64; WORDS]) -> Quote {
         present: w[12] as u8,
         ts: w[13] as i64,
         gw_ts: w[14] as i64,
+        bid_venue: (w[12] >> 8) as u8,
+        ask_venue: (w[12] >> 16) as u8,
+        crossed: (w[12] >> 24) & 1 == 1,
     }
 }
 
@@ -198,6 +207,15 @@ impl ShardSignal {
 /// Maximum number of fan-out shards (one bit each in a symbol's interest mask).
 pub const MAX_SHARDS: usize = 64;
 
+/// Symbols whose value is computed from other symbols' slots (the
+/// consolidated quotes, `consolidated.rs`). Told of every change, in
+/// the writer's own thread, right after it: no task of its own, no queue.
+pub trait Derive: Send + Sync {
+    /// `sym`'s slot was just written (`written`: the quote and the seq its
+    /// write returned), or its status just changed (`written`: `None`).
+    fn changed(&self, slots: &SlotTable, sym: SymbolId, written: Option<(&Quote, u64)>);
+}
+
 /// All slots plus the per-shard dirty signals.
 pub struct SlotTable {
     slots: Box<[Slot]>,
@@ -207,6 +225,8 @@ pub struct SlotTable {
     shards: Box<[ShardSignal]>,
     /// Each symbol's recent trades (see `trades.rs`).
     trades: TradeTable,
+    /// Set once at start-up when some symbols are derived from others.
+    derive: OnceLock<Box<dyn Derive>>,
 }
 
 /// `session.max_pending_trades`' default.
@@ -227,12 +247,19 @@ impl SlotTable {
             interest: (0..nsymbols).map(|_| AtomicU64::new(0)).collect(),
             shards: (0..nshards).map(|_| ShardSignal::new(nsymbols)).collect(),
             trades: TradeTable::new(nsymbols, pending_trades),
+            derive: OnceLock::new(),
         }
     }
 
     /// Each symbol's recent trades.
     pub fn trades(&self) -> &TradeTable {
         &self.trades
+    }
+
+    /// Installs what derives symbols from others (once; `false` if one was
+    /// already installed). Every later write and status change tells it.
+    pub fn set_derive(&self, d: Box<dyn Derive>) -> bool {
+        self.derive.set(d).is_ok()
     }
 
     pub fn len(&self) -> usize {
@@ -256,6 +283,9 @@ impl SlotTable {
     pub fn publish(&self, sym: SymbolId, q: &Quote) -> u64 {
         let seq = self.slots[sym.index()].write(q);
         self.notify(sym);
+        if let Some(d) = self.derive.get() {
+            d.changed(self, sym, Some((q, seq)));
+        }
         seq
     }
 
@@ -295,6 +325,9 @@ impl SlotTable {
         let old = self.status[sym.index()].swap(st as u8, Ordering::AcqRel);
         if old != st as u8 {
             self.notify(sym);
+            if let Some(d) = self.derive.get() {
+                d.changed(self, sym, None);
+            }
             true
         } else {
             false
@@ -339,6 +372,15 @@ mod tests {
         assert_eq!(r.ask_size.to_string(), "0.00000001");
         assert_eq!(s.write(&q), 2);
         assert_eq!(s.seq(), 2);
+        // A consolidated quote's venues and crossed flag share `present`'s word.
+        let c = Quote {
+            bid_venue: 2,
+            ask_venue: 255,
+            crossed: true,
+            ..q
+        };
+        s.write(&c);
+        assert_eq!(s.read().unwrap().0, c);
     }
 
     /// A writer hammers one slot with quotes whose fields are all derived
@@ -393,6 +435,7 @@ mod tests {
                 present: 0x7f,
                 ts: n,
                 gw_ts: n,
+                ..Quote::default()
             };
             assert_eq!(slot.write(&q), n as u64);
         }

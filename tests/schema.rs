@@ -944,6 +944,20 @@ fn invalid_examples_are_refused() {
         json!([{"type":"subscribed","id":18446744073709551615u64,"symbols":["BRK.B"],"max_hz":2.5}]),
         json!([{"type":"pong","id":-9223372036854775808i64,"ts":1}]),
         json!([{"type":"flow","window":0},{"type":"heartbeat","ts":2}]),
+        json!([with(&quote, "bid_venue", json!("kraken"))]),
+        json!([with(
+            &with(
+                &with(
+                    &with(&quote, "bid_venue", json!("kraken")),
+                    "ask",
+                    json!("189.11")
+                ),
+                "ask_venue",
+                json!("coinbase")
+            ),
+            "crossed",
+            json!(true)
+        )]),
     ];
     for f in &valid_frames {
         if let Err(e) = s.check_frame(f) {
@@ -971,6 +985,11 @@ fn invalid_examples_are_refused() {
         json!([without(&quote, "gw_ts")]),
         json!([without(&quote, "bid")]),
         json!([with(&quote, "extra", json!(1))]),
+        json!([with(&quote, "ask_venue", json!("coinbase"))]),
+        json!([with(&quote, "bid_venue", json!(""))]),
+        json!([with(&quote, "bid_venue", json!(1))]),
+        json!([with(&quote, "crossed", json!(false))]),
+        json!([with(&quote, "crossed", json!(true))]),
         json!([with(&welcome, "extra", json!(1))]),
         json!([with(&welcome, "epoch", json!("9F3C2A61D07BE415"))]),
         json!([with(&welcome, "epoch", json!("9f3c2a61d07be41"))]),
@@ -1218,4 +1237,64 @@ fn every_protocol_md_example_is_valid() {
     for (line, text) in &other {
         println!("PROTOCOL.md:{line}: not a JSON example, not checked: {text}");
     }
+}
+
+/// A consolidated symbol's quotes (its snapshot, an update, a cross)
+/// from a live gateway: the legs are the sim feed's AAPL and an HTTP feed's
+/// X-AAPL, published through each feed's normalizer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consolidated_quotes_speak_the_schema() {
+    use tickergate::config::{ConsolidatedConfig, FeedConfig, IngestConfig};
+    let s = Schemas::load();
+    let gw = start(|c| {
+        c.feeds.push(FeedConfig::Http(IngestConfig {
+            name: "push".into(),
+            key_sha256: token_hash_hex("push-key"),
+            symbols: vec!["X-AAPL".into()],
+            ..IngestConfig::default()
+        }));
+        c.consolidated = vec![ConsolidatedConfig {
+            symbol: "AAPL-BBO".into(),
+            from: vec!["AAPL".into(), "X-AAPL".into()],
+        }];
+    })
+    .await;
+    publish(&gw, "AAPL", quote("189.1200", "300", "189.14", "200"));
+    gw.publish("push", "X-AAPL", quote("189.13", "100", "189.15", "50"))
+        .expect("publish");
+    let mut m = Checked::connect(&s, &ws_url(gw.local_addr)).await;
+    m.until("welcome", |m| m["type"] == "welcome").await;
+    m.c.send(json!({"op": "subscribe", "id": 1, "symbols": ["AAPL-BBO"]}))
+        .await;
+    let (snap, _) = m
+        .until("the snapshot", |m| {
+            m["type"] == "quote" && m["snapshot"] == true
+        })
+        .await;
+    assert_eq!(
+        (
+            &snap["bid"],
+            &snap["bid_venue"],
+            &snap["ask"],
+            &snap["ask_venue"]
+        ),
+        (
+            &json!("189.13"),
+            &json!("push"),
+            &json!("189.14"),
+            &json!("sim")
+        )
+    );
+    gw.publish("push", "X-AAPL", quote("189.16", "100", "189.17", "50"))
+        .expect("publish");
+    let (cross, _) = m
+        .until("the cross", |m| {
+            m["type"] == "quote" && m["crossed"] == true
+        })
+        .await;
+    assert_eq!(cross["bid"], "189.16");
+    assert_eq!(
+        (&cross["ask"], &cross["ask_venue"]),
+        (&json!("189.14"), &json!("sim"))
+    );
 }

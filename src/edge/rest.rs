@@ -265,7 +265,7 @@ fn quotes(req: &Request<Incoming>, ctx: &Context, ent: Option<&crate::auth::Enti
             if out.len() > 1 {
                 out.push(',');
             }
-            encode_quote(&mut out, ctx.session.symbols.name(sym), seq, &q, false);
+            encode_quote(&mut out, &ctx.session.symbols, sym, seq, &q, false);
         }
     }
     out.push(']');

@@ -80,6 +80,16 @@ impl FeedConfig {
         }
     }
 
+    /// The gateway symbols the feed writes, as its configuration names them.
+    pub fn symbol_names(&self) -> Vec<String> {
+        match self {
+            FeedConfig::Sim(s) => sim::symbol_names(s.symbols),
+            FeedConfig::Venue(_, v) => v.symbols.values().cloned().collect(),
+            FeedConfig::Replay(r) => r.symbols.values().cloned().collect(),
+            FeedConfig::Http(h) => h.symbols.clone(),
+        }
+    }
+
     /// Checks the kind's own fields, named relative to the feed's table
     /// (the name's uniqueness is the whole configuration's to check).
     pub fn validate(&self) -> Result<(), Invalid> {

@@ -4,7 +4,7 @@
 //! rare and go through serde.
 
 use super::{ErrorCode, OpId};
-use crate::model::{field, Quote, Status};
+use crate::model::{field, Quote, Status, SymbolId, Symbols};
 use crate::trades::Trade;
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -152,11 +152,19 @@ pub fn write_decimal(out: &mut String, d: &Decimal) {
     }
 }
 
-/// Appends one quote object. `symbol` must be a valid symbol name (never
-/// needs escaping: see `model::valid_symbol`).
-pub fn encode_quote(out: &mut String, symbol: &str, seq: u64, q: &Quote, snapshot: bool) {
+/// Appends one quote object of `sym`; `symbols` names it and, for a
+/// consolidated quote, the feeds of its sides (symbol names never need
+/// escaping: see `model::valid_symbol`; feed names are kept as JSON).
+pub fn encode_quote(
+    out: &mut String,
+    symbols: &Symbols,
+    sym: SymbolId,
+    seq: u64,
+    q: &Quote,
+    snapshot: bool,
+) {
     out.push_str(r#"{"type":"quote","symbol":""#);
-    out.push_str(symbol);
+    out.push_str(symbols.name(sym));
     out.push_str(r#"","seq":"#);
     out.push_str(itoa::Buffer::new().format(seq));
     if q.has(field::BID) {
@@ -165,11 +173,16 @@ pub fn encode_quote(out: &mut String, symbol: &str, seq: u64, q: &Quote, snapsho
     if q.has(field::BID_SIZE) {
         dec(out, "bid_size", &q.bid_size);
     }
+    venue(out, "bid_venue", symbols, q.bid_venue);
     if q.has(field::ASK) {
         dec(out, "ask", &q.ask);
     }
     if q.has(field::ASK_SIZE) {
         dec(out, "ask_size", &q.ask_size);
+    }
+    venue(out, "ask_venue", symbols, q.ask_venue);
+    if q.crossed {
+        out.push_str(r#","crossed":true"#);
     }
     if q.has(field::LAST) {
         dec(out, "last", &q.last);
@@ -224,6 +237,17 @@ pub fn encode_trades_dropped(out: &mut String, symbol: &str, count: u64) {
     out.push('}');
 }
 
+/// A consolidated quote's `"bid_venue":"<feed>"` (or ask); nothing for
+/// venue 0 (any other quote).
+fn venue(out: &mut String, key: &str, symbols: &Symbols, v: u8) {
+    if let Some(name) = symbols.venue_json(v) {
+        out.push_str(",\"");
+        out.push_str(key);
+        out.push_str("\":");
+        out.push_str(name);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,8 +291,10 @@ mod tests {
         }
         .with_bid(d("189.1200"), d("300"))
         .with_ts(1);
+        let mut syms = Symbols::new();
+        let aapl = syms.intern("AAPL").unwrap();
         let mut s = String::new();
-        encode_quote(&mut s, "AAPL", 7, &q, true);
+        encode_quote(&mut s, &syms, aapl, 7, &q, true);
         assert_eq!(
             s,
             r#"{"type":"quote","symbol":"AAPL","seq":7,"bid":"189.1200","bid_size":"300","ts":1,"gw_ts":2,"snapshot":true}"#
@@ -276,6 +302,45 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&s).unwrap();
         assert_eq!(v["bid"], "189.1200");
         assert!(v.get("ask").is_none());
+    }
+
+    #[test]
+    fn consolidated_quotes_name_their_venues() {
+        let d = |s| Decimal::from_str(s).unwrap();
+        let mut syms = Symbols::new();
+        let btc = syms.intern("BTC-USD").unwrap();
+        syms.set_venues(["coinbase", "kraken"]);
+        let q = Quote {
+            gw_ts: 2,
+            bid_venue: 2,
+            ask_venue: 1,
+            crossed: true,
+            ..Quote::default()
+        }
+        .with_bid(d("97000.10"), d("0.5"))
+        .with_ask(d("97000.05"), d("1.25"));
+        let mut s = String::new();
+        encode_quote(&mut s, &syms, btc, 9, &q, false);
+        assert_eq!(
+            s,
+            r#"{"type":"quote","symbol":"BTC-USD","seq":9,"bid":"97000.10","bid_size":"0.5","bid_venue":"kraken","ask":"97000.05","ask_size":"1.25","ask_venue":"coinbase","crossed":true,"gw_ts":2}"#
+        );
+        // A quote with no venues (any feed's) carries none of the fields.
+        let mut s = String::new();
+        encode_quote(
+            &mut s,
+            &syms,
+            btc,
+            9,
+            &Quote {
+                bid_venue: 0,
+                ask_venue: 0,
+                crossed: false,
+                ..q
+            },
+            false,
+        );
+        assert!(!s.contains("venue") && !s.contains("crossed"), "{s}");
     }
 
     #[test]

@@ -78,6 +78,12 @@ export interface QuoteMessage {
   ask_size?: string;
   last?: string;
   last_size?: string;
+  /** Consolidated symbols only: the feed whose leg gave the bid. */
+  bid_venue?: string;
+  /** Consolidated symbols only: the feed whose leg gave the ask. */
+  ask_venue?: string;
+  /** Consolidated symbols only, when the best bid is above the best ask. */
+  crossed?: true;
   /** Feed timestamp, ns since the epoch (as a Number: about 0.25 µs precision). */
   ts?: number;
   /** Gateway timestamp, ns since the epoch (as a Number). */
