@@ -12,7 +12,9 @@
 //!   trade is copied from the ring, not queued per session).
 //! * `normalize_with_trade` vs `normalize_quote`: `Normalizer::apply` of a
 //!   quote that carries a trade (ring push, slot write, shard notify,
-//!   counters) next to the same quote without one.
+//!   counters) next to the same quote without one; `normalize_trade_unheard`
+//!   is the trade when no subscription takes the symbol's trades (not
+//!   stored).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rust_decimal::Decimal;
@@ -47,6 +49,7 @@ fn ring(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     let table = TradeTable::new(1, 1024);
     let sym = SymbolId(0);
+    table.listen(sym, true);
     let t = trade(1);
     g.bench_function("push", |b| {
         b.iter(|| black_box(table.push(sym, black_box(&t))))
@@ -79,6 +82,8 @@ fn normalize(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     let slots = Arc::new(SlotTable::new(1, 1));
     slots.set_interest(SymbolId(0), 0, true);
+    // A subscriber takes its trades (without one a trade is not stored:
+    // `normalize_trade_unheard`).
     let norm = Normalizer::new("bench", slots.clone(), &Arc::new(Metrics::new()));
     let q = Quote::default()
         .with_bid(d("97000.01"), d("0.5"))
@@ -92,6 +97,10 @@ fn normalize(c: &mut Criterion) {
     g.bench_function("normalize_quote", |b| {
         b.iter(|| black_box(norm.apply(SymbolId(0), black_box(q))))
     });
+    g.bench_function("normalize_trade_unheard", |b| {
+        b.iter(|| black_box(norm.apply_with(SymbolId(0), black_box(q), Some(info))))
+    });
+    slots.trades().listen(SymbolId(0), true);
     g.bench_function("normalize_with_trade", |b| {
         b.iter(|| black_box(norm.apply_with(SymbolId(0), black_box(q), Some(info))))
     });

@@ -19,7 +19,7 @@
 
 use crate::model::SymbolId;
 use rust_decimal::Decimal;
-use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// The aggressor side, when the venue says.
@@ -202,6 +202,10 @@ impl Ring {
 /// (a symbol that never trades costs one pointer).
 pub struct TradeTable {
     rings: Box<[OnceLock<Ring>]>,
+    /// Per symbol: subscriptions that take its trades. A trade nobody
+    /// takes is not stored (and a symbol nobody ever took trades of has
+    /// no ring): a feed's trades cost nothing until someone asks.
+    listeners: Box<[AtomicU32]>,
     /// Ring size: `keep` rounded up to a power of two.
     capacity: usize,
     /// How far behind the head a session may fall before its oldest
@@ -218,17 +222,40 @@ impl TradeTable {
         let keep = keep.clamp(1, MAX_KEEP);
         TradeTable {
             rings: (0..nsymbols).map(|_| OnceLock::new()).collect(),
+            listeners: (0..nsymbols).map(|_| AtomicU32::new(0)).collect(),
             capacity: keep.next_power_of_two().max(2),
             keep: keep as u64,
         }
     }
 
-    /// Appends a trade to `sym`'s ring and returns its seq. Call before the
-    /// write that wakes the symbol's subscribers, so they find it.
-    pub fn push(&self, sym: SymbolId, t: &Trade) -> u64 {
-        self.rings[sym.index()]
-            .get_or_init(|| Ring::new(self.capacity))
-            .push(t)
+    /// Appends a trade to `sym`'s ring and returns its seq; `None` (not
+    /// stored) while no subscription takes the symbol's trades. Call
+    /// before the write that wakes the symbol's subscribers, so they find
+    /// it.
+    pub fn push(&self, sym: SymbolId, t: &Trade) -> Option<u64> {
+        let i = sym.index();
+        if self.listeners.get(i)?.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        Some(
+            self.rings[i]
+                .get_or_init(|| Ring::new(self.capacity))
+                .push(t),
+        )
+    }
+
+    /// A subscription starts (`true`) or stops taking `sym`'s trades.
+    /// Start before reading the head it starts from: a trade that does not
+    /// see the listener was before the subscription.
+    pub fn listen(&self, sym: SymbolId, on: bool) {
+        if let Some(n) = self.listeners.get(sym.index()) {
+            if on {
+                n.fetch_add(1, Ordering::AcqRel);
+            } else {
+                // Never below zero, whatever a caller gets wrong.
+                let _ = n.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| v.checked_sub(1));
+            }
+        }
     }
 
     /// The newest trade's seq (0: none yet).
@@ -312,10 +339,12 @@ mod tests {
     fn trades_read_back_exactly_then_are_gone_once_overwritten() {
         let table = TradeTable::new(3, 5);
         let sym = SymbolId(1);
+        assert_eq!(table.push(sym, &t(1)), None, "nobody listens: not stored");
         assert_eq!(table.head(sym), 0);
+        table.listen(sym, true);
         assert_eq!(table.read(sym, 1), Read::NotYet);
         for n in 1..=8 {
-            assert_eq!(table.push(sym, &t(n)), n as u64);
+            assert_eq!(table.push(sym, &t(n)), Some(n as u64));
         }
         assert_eq!(table.head(sym), 8);
         assert_eq!(table.head(SymbolId(0)), 0, "other symbols untouched");
@@ -331,6 +360,11 @@ mod tests {
         table.push(sym, &t(9));
         assert_eq!(table.read(sym, 1), Read::Gone);
         assert_eq!(table.read(sym, 9), Read::Trade(t(9)));
+        table.listen(sym, false);
+        table.listen(sym, false);
+        assert_eq!(table.push(sym, &t(10)), None, "the last listener left");
+        table.listen(sym, true);
+        assert_eq!(table.push(sym, &t(10)), Some(10), "numbering goes on");
     }
 
     /// Two writers and a reader that follows the head: every trade the
@@ -340,6 +374,7 @@ mod tests {
     fn racing_writers_never_tear_a_trade() {
         let table = Arc::new(TradeTable::new(1, 1024));
         let sym = SymbolId(0);
+        table.listen(sym, true);
         let writers: Vec<_> = (0..2)
             .map(|w| {
                 let table = table.clone();

@@ -70,9 +70,10 @@ pub struct SessionConfig {
     pub read_window_max_bytes: u32,
     /// Trades one subscription (`"trades":true`) may be owed: a client that
     /// falls further behind a symbol's trades loses the oldest and is told
-    /// how many in a `trades_dropped` message. Each symbol that trades keeps
-    /// this many recent trades (rounded up to a power of two, 72 bytes
-    /// each) however many sessions read them. 1 to 65536. Default 1024.
+    /// how many in a `trades_dropped` message. Each symbol whose trades a
+    /// subscription has asked for keeps this many recent trades (rounded up
+    /// to a power of two, 72 bytes each) however many sessions read them.
+    /// 1 to 65536. Default 1024.
     pub max_pending_trades: usize,
 }
 

@@ -401,6 +401,7 @@ impl Session {
             return;
         }
         let syms: Vec<SymbolId> = self.subs.iter().map(|s| s.sym).collect();
+        ops::release_trades(&self.ctx.slots, &self.subs);
         self.ctx.fanout.unsubscribe(&self.handle, &syms);
         self.ctx.metrics.subscriptions.sub(syms.len() as i64);
         self.subs.clear();

@@ -422,9 +422,16 @@ impl Session {
         // Trades from the next one on; a symbol that had them keeps its
         // place (nothing owed is lost by subscribing again).
         sub.trades = match (trades, sub.trades.get()) {
-            (false, _) => Cursor::OFF,
+            (false, Some(_)) => {
+                slots.trades().listen(sym, false);
+                Cursor::OFF
+            }
+            (false, None) => Cursor::OFF,
             (true, Some(_)) => sub.trades,
-            (true, None) => Cursor::at(slots.trades().head(sym)),
+            (true, None) => {
+                slots.trades().listen(sym, true);
+                Cursor::at(slots.trades().head(sym))
+            }
         };
         let seq = slots.seq(sym);
         if snapshot && seq > 0 {
@@ -453,7 +460,8 @@ impl Session {
         let mut removed = Vec::new();
         for &sym in &syms {
             if let Ok(p) = self.find(sym) {
-                self.subs.remove(p);
+                let sub = self.subs.remove(p);
+                release_trades(&self.ctx.slots, std::slice::from_ref(&sub));
                 removed.push(sym);
             }
         }
@@ -465,6 +473,13 @@ impl Session {
         let names: Vec<&str> = syms.iter().map(|s| self.ctx.symbols.name(*s)).collect();
         let msg = Control::Unsubscribed { id, symbols: names }.to_json();
         self.control.push_back(msg);
+    }
+}
+
+/// The subscriptions in `subs` that took trades stop taking them.
+pub(super) fn release_trades(slots: &crate::slots::SlotTable, subs: &[Sub]) {
+    for s in subs.iter().filter(|s| s.trades != Cursor::OFF) {
+        slots.trades().listen(s.sym, false);
     }
 }
 

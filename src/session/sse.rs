@@ -89,6 +89,7 @@ pub(crate) async fn run(ctx: Arc<Context>, start: SseStart, tx: mpsc::Sender<Byt
             status: Status::Live,
             // From the next trade on.
             trades: if trades {
+                ctx.slots.trades().listen(sym, true);
                 Cursor::at(ctx.slots.trades().head(sym))
             } else {
                 Cursor::OFF
@@ -207,6 +208,7 @@ pub(crate) async fn run(ctx: Arc<Context>, start: SseStart, tx: mpsc::Sender<Byt
         m.closed(d);
         tracing::debug!(session = %session, reason = d.reason, "sse session ended");
     }
+    super::ops::release_trades(&ctx.slots, &subs);
     ctx.fanout.unsubscribe(&handle, &syms);
     m.subscriptions.sub(syms.len() as i64);
     m.sse_sessions.dec();

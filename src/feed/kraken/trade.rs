@@ -439,6 +439,10 @@ mod sample_tests {
         let map = SymbolMap::build(&table, &mut syms).unwrap();
         let mut v = Kraken::new(&VenueConfig::default(), map);
         let slots = Arc::new(SlotTable::new(2, 1));
+        // A subscription takes both symbols' trades (else none is stored).
+        for i in 0..2 {
+            slots.trades().listen(crate::model::SymbolId(i), true);
+        }
         let m = Arc::new(Metrics::new());
         let mut norm = FeedNormalizer::new(
             Normalizer::new("kraken", slots.clone(), &m),
