@@ -234,6 +234,8 @@ export interface SubscribedEvent {
   id?: number | string;
   symbols: string[];
   maxHz?: number;
+  /** A symbol the gateway added later that this subscribed pattern matches (no `id`). */
+  pattern?: string;
 }
 
 export interface UnsubscribedEvent {
@@ -315,6 +317,7 @@ export declare class TickergateClient {
   /** The symbols asked for, with their maxHz. */
   readonly subscriptions: Map<string, number | undefined>;
 
+  /** Names, or patterns (`BTC-*`, `*`) that stand for every symbol they match, also those added later. */
   subscribe(symbols: string | string[], opts?: { maxHz?: number; snapshot?: boolean; trades?: boolean }): void;
   unsubscribe(symbols: string | string[]): void;
   get(symbol: string): SymbolState | undefined;

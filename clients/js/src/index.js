@@ -267,6 +267,16 @@ function symbolList(symbols) {
   return list;
 }
 
+/** Whether `s` is a pattern (`BTC-*`, `*`): it stands for the symbols it matches. @param {string} s */
+function isPattern(s) {
+  return s.endsWith("*");
+}
+
+/** Whether pattern `p` matches symbol `s` (the gateway's rule: a prefix before `*`). @param {string} p @param {string} s */
+function patternMatches(p, s) {
+  return isPattern(p) && s.startsWith(p.slice(0, -1));
+}
+
 /** @param {number|undefined} hz */
 function checkHz(hz) {
   if (hz !== undefined && hz !== null && !(typeof hz === "number" && Number.isFinite(hz) && hz > 0)) {
@@ -375,6 +385,8 @@ export class TickergateClient extends Emitter {
     this._desired = new Map();
     /** Subscribes to send: symbol -> {hz, snapshot}. @type {Map<string, {hz: number|undefined, snapshot: boolean}>} */
     this._pendingSub = new Map();
+    /** Symbols held because a pattern asked for (`BTC-*`) matched them. @type {Set<string>} */
+    this._matched = new Set();
     /** Symbols whose trades were asked for (`trades: true`). @type {Set<string>} */
     this._trades = new Set();
     /** Unsubscribes to send. @type {Set<string>} */
@@ -471,6 +483,13 @@ export class TickergateClient extends Emitter {
       this._desired.set(s, hz);
       if (opts.trades) this._trades.add(s);
       else this._trades.delete(s);
+      if (isPattern(s)) {
+        // Its matches come in the gateway's replies (and later, as the
+        // gateway adds symbols): entries are made for them then.
+        this._pendingUnsub.delete(s);
+        this._pendingSub.set(s, this._want(s, opts.snapshot ?? true));
+        continue;
+      }
       let e = this._entries.get(s);
       if (!e) this._entries.set(s, (e = new SymbolState(s, this._now)));
       if (!held) this._noJump.add(s);
@@ -498,6 +517,16 @@ export class TickergateClient extends Emitter {
       this._noJump.delete(s);
       this._pendingSub.delete(s);
       this._pendingUnsub.add(s);
+      if (isPattern(s)) {
+        // The gateway drops what the pattern holds; so does the store,
+        // except what is still asked for by name or by another pattern.
+        for (const m of [...this._matched]) {
+          if (this._desired.has(m) || [...this._desired.keys()].some((p) => patternMatches(p, m))) continue;
+          this._matched.delete(m);
+          this.store.delete(m);
+          this._noJump.delete(m);
+        }
+      }
     }
     this._scheduleFlush();
   }
@@ -910,7 +939,7 @@ export class TickergateClient extends Emitter {
         break;
       case "unsubscribed":
         if (m.id !== undefined) conn.ops.delete(m.id);
-        for (const s of m.symbols ?? []) if (!this._desired.has(s)) conn.confirmed.delete(s);
+        for (const s of m.symbols ?? []) if (!this._wants(s)) conn.confirmed.delete(s);
         this._emit("unsubscribed", { id: m.id, symbols: m.symbols ?? [] }, waits);
         break;
       case "error":
@@ -1000,6 +1029,23 @@ export class TickergateClient extends Emitter {
     return { hz: this._desired.get(s), snapshot, trades: this._trades.has(s) };
   }
 
+  /**
+   * Whether quotes of `s` are wanted: asked for by name, or matched by a
+   * pattern asked for.
+   * @param {string} s
+   */
+  _wants(s) {
+    return (this._desired.has(s) && !isPattern(s)) || this._matched.has(s);
+  }
+
+  /** Whether trades of `s` are wanted (by name, or by a pattern with trades). @param {string} s */
+  _tradesOf(s) {
+    if (this._trades.has(s)) return true;
+    if (!this._matched.has(s)) return false;
+    for (const p of this._trades) if (patternMatches(p, s)) return true;
+    return false;
+  }
+
   /** Everything asked for goes again, with its maxHz and a snapshot. @param {Connection} conn */
   _resubscribeAll(conn) {
     this._pendingUnsub.clear();
@@ -1017,7 +1063,7 @@ export class TickergateClient extends Emitter {
    */
   _onTrade(m, waits) {
     const sym = m.symbol;
-    const e = typeof sym === "string" && this._trades.has(sym) ? this._entries.get(sym) : undefined;
+    const e = typeof sym === "string" && this._tradesOf(sym) ? this._entries.get(sym) : undefined;
     if (!e) {
       this.stats.ignored++;
       return;
@@ -1037,7 +1083,7 @@ export class TickergateClient extends Emitter {
   _onQuote(m, waits) {
     this.stats.quotes++;
     const sym = m.symbol;
-    if (typeof sym !== "string" || !this._desired.has(sym)) {
+    if (typeof sym !== "string" || !this._wants(sym)) {
       this.stats.ignored++;
       return;
     }
@@ -1083,7 +1129,7 @@ export class TickergateClient extends Emitter {
   /** @param {Record<string, any>} m @param {Promise<unknown>[]} waits */
   _onStatus(m, waits) {
     const sym = m.symbol;
-    if (typeof sym !== "string" || !this._desired.has(sym)) return;
+    if (typeof sym !== "string" || !this._wants(sym)) return;
     const e = /** @type {SymbolState} */ (this._entries.get(sym));
     e.stale = m.state === "stale";
     this._emit("status", { symbol: sym, state: m.state, stale: e.stale, ts: m.ts, entry: e, assumed: false }, waits);
@@ -1094,18 +1140,31 @@ export class TickergateClient extends Emitter {
     if (m.id !== undefined) conn.ops.delete(m.id);
     const symbols = Array.isArray(m.symbols) ? m.symbols : [];
     for (const s of symbols) {
+      if (typeof s !== "string") continue;
+      // A symbol a pattern of ours stands for (in the reply to it, or
+      // added to the gateway later: `pattern` says which) is held as if
+      // asked for by name, under the pattern's options.
+      if (!this._desired.has(s) && [...this._desired.keys()].some((p) => patternMatches(p, s))) {
+        if (!this._matched.has(s)) {
+          this._matched.add(s);
+          this._noJump.add(s);
+        }
+        let e = this._entries.get(s);
+        if (!e) this._entries.set(s, (e = new SymbolState(s, this._now)));
+        this.store.set(s, e);
+      }
       const fresh = !conn.confirmed.has(s);
       conn.confirmed.add(s);
       const e = this._entries.get(s);
       // A new subscription starts live on the gateway, which sends `stale`
       // right after this reply if the symbol is stale: so a symbol marked
       // stale on an earlier connection is live until told otherwise.
-      if (fresh && e && e.stale && this._desired.has(s)) {
+      if (fresh && e && e.stale && this._wants(s)) {
         e.stale = false;
         this._emit("status", { symbol: s, state: "live", stale: false, ts: undefined, entry: e, assumed: true }, waits);
       }
     }
-    this._emit("subscribed", { id: m.id, symbols, maxHz: m.max_hz }, waits);
+    this._emit("subscribed", { id: m.id, symbols, maxHz: m.max_hz, pattern: m.pattern }, waits);
   }
 
   /** @param {Connection} conn @param {Record<string, any>} m @param {Promise<unknown>[]} waits */
@@ -1165,7 +1224,7 @@ export class TickergateClient extends Emitter {
       for (const s of this._desired.keys()) {
         if (!conn.confirmed.has(s) && !this._pendingSub.has(s)) this._pendingSub.set(s, this._want(s, true));
       }
-      for (const s of conn.confirmed) if (!this._desired.has(s)) this._pendingUnsub.add(s);
+      for (const s of conn.confirmed) if (!this._wants(s)) this._pendingUnsub.add(s);
       this._flush();
     }, 1000);
   }
