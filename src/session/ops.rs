@@ -330,6 +330,9 @@ impl Session {
         snapshot: bool,
         trades: bool,
     ) {
+        // The symbols there are before the patterns are matched: any added
+        // meanwhile is looked at by the watch below.
+        let known = self.ctx.symbols.len();
         let (syms, patterns) = self.resolve(&id, &names);
         if syms.is_empty() {
             return;
@@ -382,7 +385,10 @@ impl Session {
         // Patterns that matched stay watched: symbols added later that they
         // match are subscribed too, with the same options.
         for (p, _) in &patterns {
-            self.watch_pattern(p, hz, trades);
+            self.watch_pattern(p, hz, trades, known);
+        }
+        if !patterns.is_empty() && self.ctx.symbols.len() > known {
+            self.adopt_new_symbols();
         }
     }
 

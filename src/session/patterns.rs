@@ -15,20 +15,27 @@ use crate::protocol::{Control, ErrorCode};
 impl Session {
     /// Watches `text` (a pattern that matched in a subscribe) for symbols
     /// added later, with that subscribe's options (a pattern subscribed
-    /// again takes the new ones).
-    pub(super) fn watch_pattern(&mut self, text: &str, max_hz: Option<f64>, trades: bool) {
+    /// again takes the new ones). `known`: the symbols there were when the
+    /// subscribe matched it; those added since are looked at too.
+    pub(super) fn watch_pattern(
+        &mut self,
+        text: &str,
+        max_hz: Option<f64>,
+        trades: bool,
+        known: usize,
+    ) {
         let Some(pattern) = Pattern::parse(text) else {
             return;
         };
-        let seen = self.ctx.symbols.len();
         let mut direct = self.handle.direct.lock();
         let first = direct.watch.is_none();
         let w = direct.watch.get_or_insert_with(|| {
             Box::new(Watch {
-                seen,
+                seen: known,
                 patterns: Vec::new(),
             })
         });
+        w.seen = w.seen.min(known);
         w.patterns.retain(|p| &*p.text != text);
         w.patterns.push(Watched {
             text: text.into(),
