@@ -30,7 +30,7 @@
 //!   down.
 //!
 //! Layers, lowest first; a module imports only from layers below it
-//! (docs/architecture.md has the whole graph): `model`, `trades`, `sync`,
+//! (docs/architecture.md has the whole graph): `model`, `trades`, `cluster`, `sync`,
 //! `invalid`, `shutdown` → `protocol`, `metrics` → `slots` →
 //! `consolidated` → `normalize` → `feed` → `flow`, `encode`, `outbox` →
 //! `fanout` → `auth` → `session` → `edge` → `config` → `gateway`, `record`
@@ -39,6 +39,7 @@
 pub mod auth;
 pub mod cli;
 pub(crate) mod client_tls;
+pub mod cluster;
 pub mod config;
 pub mod consolidated;
 pub(crate) mod edge;

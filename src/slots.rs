@@ -120,6 +120,40 @@ impl Slot {
         (cur + 2) / 2
     }
 
+    /// Stores `q` as the write numbered `seq` rather than the next one:
+    /// for a value numbered elsewhere (an edge node keeps its ingest's
+    /// seq, so a client sees the same seq on every node). Refused, with
+    /// the slot's seq, unless `seq` is above it: a seq never goes back.
+    pub fn write_at(&self, q: &Quote, seq: u64) -> Result<(), u64> {
+        let words = encode(q);
+        let mut cur = self.lock.load(Ordering::Relaxed);
+        loop {
+            if cur & 1 == 1 {
+                std::hint::spin_loop();
+                cur = self.lock.load(Ordering::Relaxed);
+                continue;
+            }
+            if seq <= cur / 2 || seq > u64::MAX / 2 {
+                return Err(cur / 2);
+            }
+            match self.lock.compare_exchange_weak(
+                cur,
+                cur + 1,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(v) => cur = v,
+            }
+        }
+        fence(Ordering::Release);
+        for (a, w) in self.data.iter().zip(words.iter()) {
+            a.store(*w, Ordering::Relaxed);
+        }
+        self.lock.store(2 * seq, Ordering::Release);
+        Ok(())
+    }
+
     /// The latest quote and its `seq`, or `None` before the first write.
     pub fn read(&self) -> Option<(Quote, u64)> {
         loop {
@@ -289,6 +323,18 @@ impl SlotTable {
         seq
     }
 
+    /// [`SlotTable::publish`] with the seq the value was given elsewhere
+    /// (see [`Slot::write_at`]); a seq not above the symbol's is refused
+    /// and changes nothing.
+    pub fn publish_at(&self, sym: SymbolId, q: &Quote, seq: u64) -> Result<(), u64> {
+        self.slots[sym.index()].write_at(q, seq)?;
+        self.notify(sym);
+        if let Some(d) = self.derive.get() {
+            d.changed(self, sym, Some((q, seq)));
+        }
+        Ok(())
+    }
+
     fn notify(&self, sym: SymbolId) {
         // Pairs with the fence in `set_interest`: either this load sees the
         // new subscriber's bit, or that subscriber's first scan sees this
@@ -443,6 +489,32 @@ mod tests {
         let total: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
         assert!(total > 0, "readers must have observed quotes");
         assert_eq!(slot.seq(), writes);
+    }
+
+    #[test]
+    fn write_at_keeps_a_seq_given_elsewhere_and_never_goes_back() {
+        let s = Slot::default();
+        let q = Quote::default().with_bid(d("1.5"), d("2"));
+        assert_eq!(s.write_at(&q, 41), Ok(()));
+        assert_eq!(s.read(), Some((q, 41)));
+        assert_eq!(s.write_at(&q, 41), Err(41), "the same seq again");
+        assert_eq!(s.write_at(&q, 7), Err(41), "an older one");
+        assert_eq!(s.write_at(&q, 100), Ok(()), "a jump (conflated upstream)");
+        assert_eq!(s.seq(), 100);
+        // A local write after it numbers on from there.
+        assert_eq!(s.write(&q), 101);
+        assert_eq!(
+            s.write_at(&q, u64::MAX),
+            Err(101),
+            "past what the lock word holds"
+        );
+        let t = SlotTable::new(2, 1);
+        t.set_interest(SymbolId(1), 0, true);
+        assert_eq!(t.publish_at(SymbolId(1), &q, 9), Ok(()));
+        let mut dirty = Vec::new();
+        t.shard(0).drain(|s| dirty.push(s));
+        assert_eq!(dirty, vec![SymbolId(1)], "subscribers are told");
+        assert_eq!(t.publish_at(SymbolId(1), &q, 9), Err(9));
     }
 
     #[test]
