@@ -22,7 +22,11 @@ fn trade(gw: &Gateway, sym: &str, n: u64) {
         .with_last(d(&format!("97000.{n:04}")), d("0.00100000"))
         .with_ts(1_700_000_000_000_000_000 + n as i64);
     let info = TradeInfo {
-        side: Some(if n % 2 == 0 { Side::Buy } else { Side::Sell }),
+        side: Some(if n.is_multiple_of(2) {
+            Side::Buy
+        } else {
+            Side::Sell
+        }),
         trade_id: Some(n),
     };
     gw.publish_trade("sim", sym, q, info)
@@ -77,7 +81,7 @@ async fn every_trade_in_order_beside_conflated_quotes() {
         assert_eq!(t["seq"], n, "in order: {t}");
         assert_eq!(t["price"], format!("97000.{n:04}"), "exact text: {t}");
         assert_eq!(t["size"], "0.00100000");
-        assert_eq!(t["side"], if n % 2 == 0 { "buy" } else { "sell" });
+        assert_eq!(t["side"], if n.is_multiple_of(2) { "buy" } else { "sell" });
         assert_eq!(t["trade_id"], n);
         assert_eq!(t["ts"], 1_700_000_000_000_000_000u64 + n);
         assert!(t["gw_ts"].as_i64().is_some_and(|g| g > 0), "{t}");

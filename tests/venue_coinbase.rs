@@ -157,7 +157,11 @@ async fn heartbeats_alone_keep_the_feed_live() {
     let started = std::time::Instant::now();
     let mut n = 0u64;
     while started.elapsed() <= 2 * STALE_AFTER {
-        let product = if n % 2 == 0 { "BTC-USD" } else { "ETH-USD" };
+        let product = if n.is_multiple_of(2) {
+            "BTC-USD"
+        } else {
+            "ETH-USD"
+        };
         conn.send(&heartbeat(112345679000 + n, product)).await;
         n += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;

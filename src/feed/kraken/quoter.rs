@@ -261,7 +261,7 @@ mod tests {
         let pick = rng.next() % if depth > 3 { 7 } else { 9 };
         match pick {
             0 => J::Null,
-            1 => J::Bool(rng.next() % 2 == 0),
+            1 => J::Bool(rng.next().is_multiple_of(2)),
             2 => J::from(rng.next() as i64 >> (rng.next() % 64)),
             3 => J::from(rng.next() >> (rng.next() % 64)),
             4 => {
