@@ -16,9 +16,21 @@ async fn welcome_announces_protocol_and_limits() {
         c.session.max_symbols = 7;
         c.session.max_msgs_per_sec = 9;
         c.session.heartbeat_ms = 1234;
+        c.session.max_symbols_per_op = 6;
+        c.session.msgs_burst = 11;
+        c.session.max_pending_trades = 77;
     })
     .await;
     let (_c, w) = Client::connect_welcomed(gw.local_addr).await;
+    assert_eq!(
+        (
+            &w["limits"]["max_symbols_per_op"],
+            &w["limits"]["msgs_burst"],
+            &w["limits"]["max_pending_trades"]
+        ),
+        (&json!(6), &json!(11), &json!(77)),
+        "{w}"
+    );
     assert_eq!(w["protocol"], 1);
     assert_eq!(w["heartbeat_ms"], 1234);
     assert_eq!(w["limits"]["max_symbols"], 7);

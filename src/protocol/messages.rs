@@ -84,6 +84,13 @@ pub struct Limits {
     /// The largest `flow` window: the gateway supports client-paced
     /// delivery (`flow` and `ack` ops).
     pub max_flow_window: u8,
+    /// Most names one `subscribe` or `unsubscribe` may carry.
+    pub max_symbols_per_op: usize,
+    /// Ops allowed in a burst above `max_msgs_per_sec`.
+    pub msgs_burst: u32,
+    /// Trades a subscription with `trades` may be owed before the oldest
+    /// are dropped (`trades_dropped`).
+    pub max_pending_trades: usize,
 }
 
 impl Control<'_> {

@@ -107,6 +107,9 @@ impl Context {
             max_msgs_per_sec: cfg.max_msgs_per_sec,
             max_message_bytes: cfg.max_message_bytes,
             max_flow_window: MAX_FLOW_WINDOW,
+            max_symbols_per_op: cfg.max_symbols_per_op,
+            msgs_burst: cfg.msgs_burst,
+            max_pending_trades: cfg.max_pending_trades,
         }
     }
 

@@ -1008,6 +1008,16 @@ export class TickergateClient extends Emitter {
     if (!m.auth_required) this._opened(conn);
   }
 
+  /**
+   * Names per op: MAX_SYMBOLS_PER_OP, or fewer when the gateway says it
+   * takes fewer (`limits.max_symbols_per_op`, since 2026-12-07).
+   * @param {Connection} conn
+   */
+  _perOp(conn) {
+    const n = Number(conn.limits.max_symbols_per_op);
+    return Number.isInteger(n) && n > 0 ? Math.min(MAX_SYMBOLS_PER_OP, n) : MAX_SYMBOLS_PER_OP;
+  }
+
   /** @param {Connection} conn @param {Record<string, any>} limits */
   _setLimits(conn, limits) {
     conn.limits = { ...conn.limits, ...limits };
@@ -1284,7 +1294,7 @@ export class TickergateClient extends Emitter {
         for (const s of this._pendingUnsub) {
           symbols.push(s);
           this._pendingUnsub.delete(s);
-          if (symbols.length >= MAX_SYMBOLS_PER_OP) break;
+          if (symbols.length >= this._perOp(conn)) break;
         }
         this._track(conn, id, "unsubscribe", symbols);
         this._send(conn, { op: "unsubscribe", id, symbols });
@@ -1298,7 +1308,7 @@ export class TickergateClient extends Emitter {
         if (p.hz !== hz || p.snapshot !== snapshot || p.trades !== trades) continue;
         symbols.push(s);
         this._pendingSub.delete(s);
-        if (symbols.length >= MAX_SYMBOLS_PER_OP) break;
+        if (symbols.length >= this._perOp(conn)) break;
       }
       /** @type {Record<string, any>} */
       const op = { op: "subscribe", id, symbols };

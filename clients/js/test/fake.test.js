@@ -174,6 +174,26 @@ test("a gateway without max_flow_window in its welcome gets no flow op", async (
   c.close();
 });
 
+test("a gateway that takes fewer names per op (limits.max_symbols_per_op) gets ops of at most that many", async () => {
+  const syms = ["A", "B", "C", "D", "E", "F", "G"];
+  const c = fakeClient({ symbols: syms, ack: false });
+  await tick();
+  const ws = FakeWS.all[0];
+  ws.welcome({ limits: { max_symbols: 500, max_msgs_per_sec: 1000, max_message_bytes: 16384, max_symbols_per_op: 3 } });
+  await waitOps(ws, syms.length);
+  const subs = ws.ops("subscribe");
+  assert.ok(subs.every((op) => op.symbols.length <= 3), JSON.stringify(subs));
+  assert.deepEqual(subs.flatMap((op) => op.symbols).sort(), syms);
+  c.close();
+});
+
+/** Waits (bounded) until the subscribe ops sent carry `n` names in all. @param {FakeWS} ws @param {number} n */
+async function waitOps(ws, n) {
+  for (let i = 0; i < 200 && ws.ops("subscribe").flatMap((op) => op.symbols).length < n; i++) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 test("seq: a quote not above the last applied is skipped and counted; jumps count as conflated", async () => {
   const c = fakeClient({ symbols: ["A"], ack: false });
   await tick();
