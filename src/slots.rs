@@ -95,28 +95,9 @@ impl Slot {
     /// writers may race; they serialize on the lock word.
     pub fn write(&self, q: &Quote) -> u64 {
         let words = encode(q);
-        let mut cur = self.lock.load(Ordering::Relaxed);
-        loop {
-            if cur & 1 == 1 {
-                std::hint::spin_loop();
-                cur = self.lock.load(Ordering::Relaxed);
-                continue;
-            }
-            match self.lock.compare_exchange_weak(
-                cur,
-                cur + 1,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(v) => cur = v,
-            }
-        }
-        fence(Ordering::Release);
-        for (a, w) in self.data.iter().zip(words.iter()) {
-            a.store(*w, Ordering::Relaxed);
-        }
-        self.lock.store(cur + 2, Ordering::Release);
+        // Never refused (`Err` cannot happen): the next seq is always new.
+        let cur = self.lock_for_write(|_| false).unwrap_or_else(|c| c);
+        self.finish_write(&words, cur + 2);
         (cur + 2) / 2
     }
 
@@ -126,6 +107,16 @@ impl Slot {
     /// the slot's seq, unless `seq` is above it: a seq never goes back.
     pub fn write_at(&self, q: &Quote, seq: u64) -> Result<(), u64> {
         let words = encode(q);
+        self.lock_for_write(|cur| seq <= cur / 2 || seq > u64::MAX / 2)
+            .map_err(|cur| cur / 2)?;
+        self.finish_write(&words, 2 * seq);
+        Ok(())
+    }
+
+    /// Takes the seqlock for a write (odd while it lasts), waiting out a
+    /// write in progress; returns the (even) word it found, or that word
+    /// as the error when `refuse` says no to it.
+    fn lock_for_write(&self, refuse: impl Fn(u64) -> bool) -> Result<u64, u64> {
         let mut cur = self.lock.load(Ordering::Relaxed);
         loop {
             if cur & 1 == 1 {
@@ -133,8 +124,8 @@ impl Slot {
                 cur = self.lock.load(Ordering::Relaxed);
                 continue;
             }
-            if seq <= cur / 2 || seq > u64::MAX / 2 {
-                return Err(cur / 2);
+            if refuse(cur) {
+                return Err(cur);
             }
             match self.lock.compare_exchange_weak(
                 cur,
@@ -142,16 +133,20 @@ impl Slot {
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => break,
+                Ok(_) => return Ok(cur),
                 Err(v) => cur = v,
             }
         }
+    }
+
+    /// Stores the words of a write begun by `lock_for_write` and releases
+    /// the lock at `end` (twice the write's seq).
+    fn finish_write(&self, words: &[u64; WORDS], end: u64) {
         fence(Ordering::Release);
         for (a, w) in self.data.iter().zip(words.iter()) {
             a.store(*w, Ordering::Relaxed);
         }
-        self.lock.store(2 * seq, Ordering::Release);
-        Ok(())
+        self.lock.store(end, Ordering::Release);
     }
 
     /// The latest quote and its `seq`, or `None` before the first write.

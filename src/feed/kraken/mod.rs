@@ -485,7 +485,9 @@ mod tests {
     use crate::normalize::FeedNormalizer;
     use std::collections::BTreeMap;
 
-    fn venue() -> Kraken {
+    /// A Kraken adapter mapping BTC/USD and ETH/USD (also for `trade.rs`'s
+    /// tests).
+    pub(super) fn venue() -> Kraken {
         let mut syms = Symbols::new();
         let table: BTreeMap<String, String> = [
             ("BTC/USD".to_string(), "BTC-USD".to_string()),
@@ -496,7 +498,7 @@ mod tests {
         Kraken::new(&VenueConfig::default(), map)
     }
 
-    fn parse(v: &mut Kraken, s: &str) -> Result<Vec<Event>, ParseError> {
+    pub(super) fn parse(v: &mut Kraken, s: &str) -> Result<Vec<Event>, ParseError> {
         let mut b = s.as_bytes().to_vec();
         let mut out = Vec::new();
         v.parse(&mut b, &mut out).map(|_| out)

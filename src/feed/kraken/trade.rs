@@ -179,28 +179,10 @@ pub(super) fn fast_frame(map: &SymbolMap, frame: &[u8], out: &mut Vec<Event>) ->
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{parse, venue};
     use super::*;
     use crate::feed::kraken::Kraken;
-    use crate::feed::{Venue, VenueConfig};
-    use crate::model::Symbols;
-    use std::collections::BTreeMap;
-
-    fn venue() -> Kraken {
-        let mut syms = Symbols::new();
-        let table: BTreeMap<String, String> = [
-            ("BTC/USD".to_string(), "BTC-USD".to_string()),
-            ("ETH/USD".to_string(), "ETH-USD".to_string()),
-        ]
-        .into();
-        let map = SymbolMap::build(&table, &mut syms).unwrap();
-        Kraken::new(&VenueConfig::default(), map)
-    }
-
-    fn parse(v: &mut Kraken, s: &str) -> Result<Vec<Event>, ParseError> {
-        let mut b = s.as_bytes().to_vec();
-        let mut out = Vec::new();
-        v.parse(&mut b, &mut out).map(|_| out)
-    }
+    use crate::feed::Venue;
 
     fn parse_general(v: &mut Kraken, s: &str) -> Result<Vec<Event>, ParseError> {
         let mut b = s.as_bytes().to_vec();
