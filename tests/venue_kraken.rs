@@ -492,24 +492,9 @@ async fn trades_reach_trade_subscribers_with_the_exact_number_text() {
             1_763_900_000_002_900_000,
         ),
     ];
-    let mut got = Vec::new();
-    for _ in 0..want.len() {
-        got.push(t.recv_until(|m| m["type"] == "trade").await.0);
-    }
-    // In order per symbol (symbols interleave as the fan-out goes).
-    got.sort_by_key(|m| m["symbol"] != "BTC-USD");
-    for ((sym, seq, price, size, side, id, ts), m) in want.into_iter().zip(&got) {
-        assert_eq!(m["symbol"], sym, "{got:?}");
-        assert_eq!(m["seq"], seq, "{m}");
-        assert_eq!(m["price"], price, "the number's text, not an f64: {m}");
-        assert_eq!(m["size"], size, "{m}");
-        assert_eq!(m["side"], side, "{m}");
-        assert_eq!(
-            m["trade_id"], id,
-            "not a snapshot trade, not the repeat: {m}"
-        );
-        assert_eq!(m["ts"], ts, "{m}");
-    }
+    // The number's text, not an f64; neither a snapshot trade nor the
+    // repeat.
+    expect_trades(&mut t, &want).await;
     let (last, skipped) = q
         .recv_until(|m| m["symbol"] == "BTC-USD" && m["last_size"] == "0.00200000")
         .await;

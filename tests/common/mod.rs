@@ -304,6 +304,40 @@ pub async fn ingest_post(addr: SocketAddr, key: &str, body: &str) -> (u16, Value
     ingest_request(addr, &format!("Authorization: Bearer {key}\r\n"), body).await
 }
 
+/// A trade a test expects: (symbol, seq, price, size, side, trade_id, ts
+/// in ns).
+pub type WantTrade<'a> = (&'a str, u64, &'a str, &'a str, &'a str, u64, i64);
+
+/// Reads as many trade messages as `want` holds and checks them against
+/// it, symbol by symbol in order (symbols interleave as the fan-out goes):
+/// every field, the price and size as exact text, and a gateway stamp.
+pub async fn expect_trades(c: &mut Client, want: &[WantTrade<'_>]) {
+    let mut got = Vec::new();
+    for _ in 0..want.len() {
+        got.push(c.recv_until(|m| m["type"] == "trade").await.0);
+    }
+    let mut syms: Vec<&str> = Vec::new();
+    for w in want {
+        if !syms.contains(&w.0) {
+            syms.push(w.0);
+        }
+    }
+    for sym in syms {
+        let w: Vec<_> = want.iter().filter(|w| w.0 == sym).collect();
+        let g: Vec<_> = got.iter().filter(|m| m["symbol"] == sym).collect();
+        assert_eq!(w.len(), g.len(), "{sym}: {got:?}");
+        for (&&(_, seq, price, size, side, id, ts), m) in w.iter().zip(g) {
+            assert_eq!(m["seq"], seq, "{m}");
+            assert_eq!(m["price"], price, "the venue's text: {m}");
+            assert_eq!(m["size"], size, "{m}");
+            assert_eq!(m["side"], side, "{m}");
+            assert_eq!(m["trade_id"], id, "{m}");
+            assert_eq!(m["ts"], ts, "{m}");
+            assert!(m["gw_ts"].as_i64().is_some_and(|g| g > 0), "{m}");
+        }
+    }
+}
+
 /// Minimal HTTP/1.1 GET; returns (status, body).
 pub async fn http_get(addr: SocketAddr, path_and_query: &str) -> (u16, String) {
     http_request(
