@@ -81,6 +81,8 @@ pub struct Metrics {
     pub tls_cert_reload_failing: IntGauge,
     /// Refused tokens and entitlement denials, by reason.
     auth_failures: IntCounterVec,
+    /// Scale-out over NATS (`tickergate_cluster_*`).
+    pub cluster: crate::cluster::ClusterMetrics,
 }
 
 /// The `reason` labels of `tickergate_auth_failures_total`.
@@ -301,6 +303,7 @@ impl Metrics {
                 "Auth refusals: invalid or expired tokens, un-entitled symbols asked for (one per symbol), sessions over a key's max_connections",
                 &["reason"],
             ),
+            cluster: crate::cluster::ClusterMetrics::register(&registry),
             registry,
             process: process_registry(),
         };

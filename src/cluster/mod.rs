@@ -1,6 +1,10 @@
-//! Scale-out over NATS (issue 18), being built: what is here so far is the
-//! part every role shares, the mapping between gateway symbols and NATS
-//! subjects ([`subject`]). The ingest and edge roles come next (design
-//! notes: docs/design.md, "Scale-out over NATS").
+//! Scale-out over NATS (issue 18): ingest nodes run the feeds and publish
+//! every accepted quote; edge nodes have no feeds and serve clients from
+//! what they receive, keeping the ingest's seq (docs/scaling.md).
 
+pub mod config;
+pub mod metrics;
 pub mod subject;
+
+pub use config::{ClusterConfig, Role};
+pub use metrics::ClusterMetrics;

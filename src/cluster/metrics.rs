@@ -1,0 +1,148 @@
+//! The cluster's metrics (`tickergate_cluster_*`), registered with the
+//! gateway's others; a standalone gateway exports them too (role
+//! `standalone`, everything else 0), so one dashboard fits every node.
+
+use super::config::Role;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+pub struct ClusterMetrics {
+    role: IntGaugeVec,
+    /// 1 while connected to NATS.
+    pub connected: IntGauge,
+    /// Connections to NATS made after the first (reconnects).
+    pub reconnects: IntCounter,
+    /// Ingest: quotes published to NATS.
+    pub published: IntCounter,
+    /// Ingest: publishes that failed (NATS gone); the value goes out again
+    /// when NATS is back.
+    pub publish_errors: IntCounter,
+    /// Ingest: feed status messages published.
+    pub status_published: IntCounter,
+    /// Edge: quotes received from NATS and written to the slots.
+    pub received: IntCounter,
+    /// Edge: quotes received and not written, by reason (`old`: its seq is
+    /// not above the slot's; `invalid`: not a quote this gateway sends;
+    /// `epoch`: numbered under another epoch).
+    refused: IntCounterVec,
+    /// Edge: last values read from the stream, by result.
+    fetches: IntCounterVec,
+    /// Edge: messages NATS dropped because a subscription's buffer was
+    /// full (`subscription_capacity`).
+    pub overflow: IntCounter,
+    /// Edge: NATS subscriptions held for symbols (interest).
+    pub subscriptions: IntGauge,
+    /// Edge: subscribe and unsubscribe batches sent.
+    pub interest_batches: IntCounter,
+}
+
+pub const REFUSED_REASONS: [&str; 3] = ["old", "invalid", "epoch"];
+pub const FETCH_RESULTS: [&str; 3] = ["hit", "miss", "error"];
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("metric definition: {e}"),
+    }
+}
+
+impl ClusterMetrics {
+    pub fn register(registry: &Registry) -> ClusterMetrics {
+        let counter = |name: &str, help: &str| {
+            let c = must(IntCounter::new(name, help));
+            must(registry.register(Box::new(c.clone())));
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = must(IntGauge::new(name, help));
+            must(registry.register(Box::new(g.clone())));
+            g
+        };
+        let counter_vec = |name: &str, help: &str, label: &str, values: &[&str]| {
+            let c = must(IntCounterVec::new(Opts::new(name, help), &[label]));
+            must(registry.register(Box::new(c.clone())));
+            for v in values {
+                c.with_label_values(&[v]);
+            }
+            c
+        };
+        let role = must(IntGaugeVec::new(
+            Opts::new(
+                "cluster_role",
+                "1 for this node's role: standalone, ingest, edge or both ([cluster] role)",
+            ),
+            &["role"],
+        ));
+        must(registry.register(Box::new(role.clone())));
+        let m = ClusterMetrics {
+            role,
+            connected: gauge(
+                "cluster_nats_connected",
+                "1 while this node is connected to NATS",
+            ),
+            reconnects: counter(
+                "cluster_nats_reconnects_total",
+                "Connections to NATS made after the first one",
+            ),
+            published: counter(
+                "cluster_published_total",
+                "Ingest: quotes published to NATS",
+            ),
+            publish_errors: counter(
+                "cluster_publish_errors_total",
+                "Ingest: quote publishes that failed; the symbol's latest value is published again once NATS is back",
+            ),
+            status_published: counter(
+                "cluster_status_published_total",
+                "Ingest: feed status messages published to NATS",
+            ),
+            received: counter(
+                "cluster_received_total",
+                "Edge: quotes received from NATS and written to the slots",
+            ),
+            refused: counter_vec(
+                "cluster_refused_total",
+                "Edge: quotes received from NATS and not written, by reason (old: seq not above the slot's, invalid: not a tickergate quote, epoch: numbered under another epoch)",
+                "reason",
+                &REFUSED_REASONS,
+            ),
+            fetches: counter_vec(
+                "cluster_last_value_fetches_total",
+                "Edge: last values read from the JetStream stream, by result (hit, miss: none stored, error)",
+                "result",
+                &FETCH_RESULTS,
+            ),
+            overflow: counter(
+                "cluster_overflow_total",
+                "Edge: messages NATS dropped because a subscription's buffer (subscription_capacity) was full; the value is read again from the stream",
+            ),
+            subscriptions: gauge(
+                "cluster_subscriptions",
+                "Edge: NATS subscriptions held, one per symbol with local subscribers",
+            ),
+            interest_batches: counter(
+                "cluster_interest_batches_total",
+                "Edge: batches of NATS subscribe/unsubscribe sent",
+            ),
+        };
+        m.set_role(Role::Standalone);
+        m
+    }
+
+    pub fn set_role(&self, r: Role) {
+        for x in Role::ALL {
+            self.role
+                .with_label_values(&[x.as_str()])
+                .set((x == r) as i64);
+        }
+    }
+
+    /// `reason`: one of [`REFUSED_REASONS`].
+    pub fn refused(&self, reason: &str) -> IntCounter {
+        self.refused.with_label_values(&[reason])
+    }
+
+    /// `result`: one of [`FETCH_RESULTS`].
+    pub fn fetch(&self, result: &str) {
+        self.fetches.with_label_values(&[result]).inc();
+    }
+}
