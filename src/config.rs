@@ -12,6 +12,7 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 pub use crate::auth::{AuthConfig, JwtConfig, KeyConfig, MIN_JWT_SECRET_BYTES};
+pub use crate::cluster::{ClusterConfig, Role};
 pub use crate::consolidated::ConsolidatedConfig;
 pub use crate::edge::{ServerConfig, TlsConfig};
 pub use crate::feed::ingest::IngestConfig;
@@ -46,6 +47,12 @@ pub struct Config {
     pub feeds: Vec<FeedConfig>,
     /// Consolidated symbols: the best bid and ask across feeds' symbols.
     pub consolidated: Vec<ConsolidatedConfig>,
+    /// Scale-out over NATS: this node's role.
+    pub cluster: ClusterConfig,
+    /// Whether the file had a `[[feeds]]` table (an edge node must not,
+    /// and is not given the default one).
+    #[serde(skip)]
+    pub feeds_given: bool,
 }
 
 impl Default for Config {
@@ -56,6 +63,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             feeds: vec![FeedConfig::Sim(SimConfig::default())],
             consolidated: Vec::new(),
+            cluster: ClusterConfig::default(),
+            feeds_given: false,
         }
     }
 }
@@ -69,6 +78,12 @@ impl Config {
         })?;
         for f in &mut cfg.feeds {
             f.default_name();
+        }
+        cfg.feeds_given = toml::from_str::<toml::Table>(text)
+            .map(|t| t.contains_key("feeds"))
+            .unwrap_or(false);
+        if cfg.cluster.role == Role::Edge && !cfg.feeds_given {
+            cfg.feeds.clear();
         }
         Ok(cfg)
     }
@@ -96,6 +111,7 @@ impl Config {
             t.cert = resolve_path(&t.cert, path);
             t.key = resolve_path(&t.key, path);
         }
+        cfg.cluster.resolve_paths(path);
         Ok(cfg)
     }
 
@@ -104,6 +120,24 @@ impl Config {
         self.server.validate().map_err(|e| e.under("server"))?;
         self.session.validate().map_err(|e| e.under("session"))?;
         self.auth.validate().map_err(|e| e.under("auth"))?;
+        self.cluster.validate().map_err(|e| e.under("cluster"))?;
+        if self.cluster.role == Role::Edge {
+            if !self.feeds.is_empty() {
+                return Err(Invalid::new(
+                    "feeds",
+                    "an edge node has no feeds ([cluster] role = \"edge\"): it serves what ingest nodes publish",
+                )
+                .into());
+            }
+            if !self.consolidated.is_empty() {
+                return Err(Invalid::new(
+                    "consolidated",
+                    "an edge node has no consolidated symbols of its own: configure them on the ingest node",
+                )
+                .into());
+            }
+            return Ok(());
+        }
         if self.feeds.is_empty() {
             return Err(Invalid::new("feeds", "at least one feed is required").into());
         }

@@ -3,6 +3,7 @@
 //! contexts and the listener; and takes them down again.
 
 use crate::auth::{Auth, KeyFileError, SetupError};
+use crate::cluster;
 use crate::config::Config;
 use crate::consolidated::{self, Consolidation};
 use crate::edge::{self, tls, Ingest};
@@ -28,6 +29,8 @@ use tokio::sync::Semaphore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("cluster: {0}")]
+    Cluster(#[from] cluster::node::ClusterError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -235,7 +238,12 @@ impl Parts {
                     FeedConfig::Http(h) => h.room(),
                     _ => 0,
                 })
-                .sum(),
+                .sum::<usize>()
+                // An edge learns every symbol while running.
+                + match config.cluster.role {
+                    cluster::Role::Edge => config.cluster.max_symbols,
+                    _ => 0,
+                },
         );
         let symbols = Arc::new(symbols);
         let nshards = match config.server.shards {
@@ -364,7 +372,21 @@ impl Gateway {
         let summary_every = server.log_summary_secs;
         p.metrics.connections_max.set(server.max_connections as i64);
         let ws_config = edge::ws_config(&config.session);
-        let session = Arc::new(session::Context::new(
+        let feeds = Arc::new(p.feeds.health);
+        // A cluster node connects first: an ingest resumes its seqs before
+        // its feeds run, an edge learns its symbols before clients come.
+        let cluster_parts = cluster::node::Parts {
+            symbols: p.symbols.clone(),
+            slots: p.slots.clone(),
+            feeds: feeds.clone(),
+            metrics: p.metrics.clone(),
+            on_new: {
+                let f = p.fanout.clone();
+                Arc::new(move || f.symbols_added())
+            },
+        };
+        let node = cluster::node::prepare(&config.cluster, &cluster_parts).await?;
+        let mut session = session::Context::new(
             config.session,
             p.symbols,
             p.slots.clone(),
@@ -372,8 +394,11 @@ impl Gateway {
             p.metrics.clone(),
             p.auth.clone(),
             p.trigger.clone(),
-        ));
-        let feeds = Arc::new(p.feeds.health);
+        );
+        if let Some(n) = &node {
+            session.set_epoch(n.epoch());
+        }
+        let session = Arc::new(session);
         let (tls, certs) = p.tls.map_or((None, None), |(a, s)| (Some(a), Some(s)));
         let edge = Arc::new(edge::Context {
             conn_limiter: edge::limits::ConnLimiter::new(
@@ -393,12 +418,16 @@ impl Gateway {
             shutdown: p.trigger.clone(),
             ws_config,
             tls,
+            role: config.cluster.role,
         });
         for i in 0..p.nshards {
             tokio::spawn(p.fanout.clone().run_shard(i, p.trigger.subscribe()));
         }
         for start in p.feeds.starts {
             start(p.trigger.subscribe());
+        }
+        if let Some(n) = node {
+            n.spawn(&p.trigger);
         }
         tokio::spawn(
             feeds
@@ -484,7 +513,7 @@ impl Gateway {
 
     /// A feed's health state (pause it to simulate a silent upstream).
     pub fn feed(&self, name: &str) -> Option<Arc<FeedState>> {
-        self.feeds.get(name).cloned()
+        self.feeds.get(name)
     }
 
     /// Every feed's health.

@@ -256,6 +256,10 @@ pub struct SlotTable {
     trades: TradeTable,
     /// Set once at start-up when some symbols are derived from others.
     derive: OnceLock<Box<dyn Derive>>,
+    /// Every symbol written or whose status changed, for one reader that
+    /// follows all of them (an ingest node's NATS publisher); made by the
+    /// first call of [`SlotTable::tap`].
+    tap: OnceLock<ShardSignal>,
 }
 
 /// `session.max_pending_trades`' default.
@@ -277,7 +281,19 @@ impl SlotTable {
             shards: (0..nshards).map(|_| ShardSignal::new(nsymbols)).collect(),
             trades: TradeTable::new(nsymbols, pending_trades),
             derive: OnceLock::new(),
+            tap: OnceLock::new(),
         }
+    }
+
+    /// The dirty set of every symbol (see [`SlotTable::tap`]'s field): from
+    /// the first call on, each write and status change marks its symbol.
+    pub fn tap(&self) -> &ShardSignal {
+        self.tap.get_or_init(|| ShardSignal::new(self.slots.len()))
+    }
+
+    /// Whether some fan-out shard has a subscriber for `sym`.
+    pub fn interested(&self, sym: SymbolId) -> bool {
+        self.interest[sym.index()].load(Ordering::Acquire) != 0
     }
 
     /// Each symbol's recent trades.
@@ -336,6 +352,9 @@ impl SlotTable {
         // write.
         fence(Ordering::SeqCst);
         let mut mask = self.interest[sym.index()].load(Ordering::Relaxed);
+        if let Some(t) = self.tap.get() {
+            t.mark(sym);
+        }
         while mask != 0 {
             let s = mask.trailing_zeros() as usize;
             mask &= mask - 1;

@@ -145,8 +145,7 @@ impl Default for ClusterConfig {
 /// A subject token as NATS takes it: printable ASCII without `.`, `*`, `>`.
 fn valid_token(t: &str) -> bool {
     !t.is_empty()
-        && t
-            .bytes()
+        && t.bytes()
             .all(|b| (33..=126).contains(&b) && !matches!(b, b'.' | b'*' | b'>'))
 }
 
@@ -204,8 +203,7 @@ impl ClusterConfig {
                 ));
             }
         }
-        if self.subject_prefix.starts_with('$')
-            || !self.subject_prefix.split('.').all(valid_token)
+        if self.subject_prefix.starts_with('$') || !self.subject_prefix.split('.').all(valid_token)
         {
             return Err(Invalid::new(
                 "subject_prefix",
@@ -276,11 +274,9 @@ impl ClusterConfig {
         }
         if let Some(t) = &self.tls {
             if t.cert_file.is_some() != t.key_file.is_some() {
-                return Err(Invalid::new(
-                    "cert_file",
-                    "cert_file and key_file go together",
-                )
-                .under("tls"));
+                return Err(
+                    Invalid::new("cert_file", "cert_file and key_file go together").under("tls"),
+                );
             }
         }
         Ok(())

@@ -3,8 +3,13 @@
 //! what they receive, keeping the ingest's seq (docs/scaling.md).
 
 pub mod config;
+pub mod connect;
+pub mod follow;
 pub mod metrics;
+pub mod node;
+pub mod publish;
 pub mod subject;
+pub mod wire;
 
 pub use config::{ClusterConfig, Role};
 pub use metrics::ClusterMetrics;

@@ -59,4 +59,7 @@ pub(crate) struct Context {
     pub ws_config: WebSocketConfig,
     /// `[server.tls]`: every accepted connection is TLS first.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// `[cluster] role`: an ingest node serves no WebSocket or SSE
+    /// clients, and a cluster node is ready only while NATS is there.
+    pub role: crate::cluster::Role,
 }

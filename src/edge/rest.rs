@@ -78,6 +78,13 @@ pub(super) fn route(req: Request<Incoming>, ctx: Arc<Context>, peer: SocketAddr)
             "too many new connections from this address (server.conn_rate_per_ip)",
         );
     }
+    if (path == "/v1/ws" || path == "/v1/sse") && !ctx.role.serves_clients() {
+        return error(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "this is an ingest node ([cluster] role = \"ingest\"): it serves no clients; connect to an edge node",
+        );
+    }
     if path == "/v1/ws" {
         return upgrade::upgrade(req, ctx, peer);
     }
@@ -96,8 +103,14 @@ pub(super) fn route(req: Request<Incoming>, ctx: Arc<Context>, peer: SocketAddr)
                 .iter()
                 .map(|f| (f.name.clone(), serde_json::Value::Bool(f.is_up())))
                 .collect();
-            let ready = ctx.feeds.all_up();
-            let body = serde_json::json!({"ready": ready, "feeds": feeds}).to_string();
+            let nats = (ctx.role != crate::cluster::Role::Standalone)
+                .then(|| ctx.metrics.cluster.connected.get() == 1);
+            let ready = ctx.feeds.all_up() && nats != Some(false);
+            let body = match nats {
+                Some(n) => serde_json::json!({"ready": ready, "feeds": feeds, "nats": n}),
+                None => serde_json::json!({"ready": ready, "feeds": feeds}),
+            }
+            .to_string();
             let st = if ready {
                 StatusCode::OK
             } else {

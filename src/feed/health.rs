@@ -84,6 +84,11 @@ impl FeedState {
         let _ = self.revive.set(Revive { slots, up_gauge });
     }
 
+    /// The symbols it provides now.
+    pub fn symbol_ids(&self) -> Vec<SymbolId> {
+        self.symbols.read().clone()
+    }
+
     /// How many symbols it provides.
     pub fn symbol_count(&self) -> usize {
         self.symbols.read().len()
@@ -127,34 +132,36 @@ impl FeedState {
     }
 }
 
-/// Every feed's health, for the watchdog and `/readyz`.
+/// Every feed's health, for the watchdog and `/readyz`. Feeds join while
+/// running on an edge node (it learns them from the ingest nodes' status).
 #[derive(Default)]
 pub struct Feeds {
-    feeds: Vec<Arc<FeedState>>,
+    feeds: RwLock<Vec<Arc<FeedState>>>,
 }
 
 impl Feeds {
-    pub fn add(&mut self, feed: Arc<FeedState>) {
-        self.feeds.push(feed);
+    pub fn add(&self, feed: Arc<FeedState>) {
+        self.feeds.write().push(feed);
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<FeedState>> {
-        self.feeds.iter()
+    /// The feeds now (a copy of the list: feeds may join meanwhile).
+    pub fn iter(&self) -> std::vec::IntoIter<Arc<FeedState>> {
+        self.feeds.read().clone().into_iter()
     }
 
-    pub fn get(&self, name: &str) -> Option<&Arc<FeedState>> {
-        self.feeds.iter().find(|f| f.name == name)
+    pub fn get(&self, name: &str) -> Option<Arc<FeedState>> {
+        self.feeds.read().iter().find(|f| f.name == name).cloned()
     }
 
     pub fn all_up(&self) -> bool {
-        self.feeds.iter().all(|f| f.is_up())
+        self.feeds.read().iter().all(|f| f.is_up())
     }
 
     /// One watchdog pass; returns the feeds whose state changed.
     pub fn check(&self, slots: &SlotTable, metrics: &Metrics) -> usize {
         let now = now_ns();
         let mut changed = 0;
-        for f in &self.feeds {
+        for f in self.iter() {
             let last = f.last_alive_ns.load(Ordering::Relaxed);
             // Never alive since the start, for longer than `stale_after`:
             // its symbols are stale (they were never live; without this a

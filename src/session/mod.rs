@@ -118,6 +118,12 @@ impl Context {
         self.started.elapsed().as_millis() as u32
     }
 
+    /// Serves another epoch than its own start's (a cluster node serves
+    /// the cluster's, whose seqs it keeps).
+    pub(crate) fn set_epoch(&mut self, epoch: &str) {
+        self.epoch = epoch.to_string();
+    }
+
     /// See [`Context::epoch`](Context#structfield.epoch).
     pub(crate) fn epoch(&self) -> &str {
         &self.epoch
@@ -130,7 +136,7 @@ impl Context {
 
 /// An epoch no other start of this or another gateway is likely to share:
 /// the start time in ns and the process id, mixed (SplitMix64's finalizer).
-fn new_epoch() -> String {
+pub(crate) fn new_epoch() -> String {
     let t = u64::try_from(crate::model::now_ns()).unwrap_or(0);
     let mut z = t ^ (u64::from(std::process::id()) << 40) ^ 0x9e37_79b9_7f4a_7c15;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

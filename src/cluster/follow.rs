@@ -1,0 +1,379 @@
+//! The edge role: no feeds; it learns feeds and symbols from the ingest
+//! nodes' status, follows a symbol on NATS only while it has a local
+//! subscriber, and writes what it receives into its slots under the
+//! ingest's seq (`SlotTable::publish_at`).
+//!
+//! Between NATS and the slots there is no queue of its own: each
+//! subscription's buffer is the NATS client's, bounded by
+//! `subscription_capacity` (an overflow is counted, and the values are
+//! read again from the stream), and the slots coalesce.
+
+use super::config::ClusterConfig;
+use super::connect::Nats;
+use super::publish::{store_fetched, stored_epoch};
+use super::wire::{self, FeedStatus, Subjects};
+use crate::feed::{FeedState, Feeds};
+use crate::metrics::Metrics;
+use crate::model::{now_ns, SymbolId, Symbols};
+use crate::shutdown::Shutdown;
+use crate::slots::SlotTable;
+use async_nats::jetstream::{self, stream};
+use futures_util::stream::{BoxStream, SelectAll};
+use futures_util::{FutureExt, StreamExt};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, Semaphore};
+
+/// Messages applied per wake before other work gets a turn.
+const DRAIN_BATCH: usize = 512;
+/// Last-value reads in flight at once.
+const FETCHES: usize = 32;
+
+/// One symbol followed on NATS.
+struct Follow {
+    /// Dropping it ends the subscription (and so unsubscribes).
+    _cancel: oneshot::Sender<()>,
+    /// Since when no local subscriber wants it.
+    idle_since: Option<Instant>,
+}
+
+pub struct Follower {
+    pub nats: Nats,
+    pub js: jetstream::Context,
+    pub cfg: ClusterConfig,
+    pub subjects: Subjects,
+    pub symbols: Arc<Symbols>,
+    pub slots: Arc<SlotTable>,
+    pub feeds: Arc<Feeds>,
+    pub metrics: Arc<Metrics>,
+    /// Tells the fan-out that symbols were added (wildcard subscriptions).
+    pub on_new: Arc<dyn Fn() + Send + Sync>,
+    /// The epoch this edge serves.
+    pub epoch: String,
+    stream: Option<stream::Stream>,
+    /// How many symbols each feed's status listed last time.
+    known: HashMap<String, usize>,
+    fetches: Arc<Semaphore>,
+    full_warned: bool,
+}
+
+/// What an edge learns before it serves: the stream (if an ingest made
+/// it already) and the cluster's epoch.
+pub struct Prepared {
+    pub stream: Option<stream::Stream>,
+    pub epoch: Option<String>,
+}
+
+impl Follower {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        nats: Nats,
+        cfg: ClusterConfig,
+        symbols: Arc<Symbols>,
+        slots: Arc<SlotTable>,
+        feeds: Arc<Feeds>,
+        metrics: Arc<Metrics>,
+        on_new: Arc<dyn Fn() + Send + Sync>,
+    ) -> Follower {
+        let js = jetstream::new(nats.client.clone());
+        Follower {
+            js,
+            subjects: Subjects::new(&cfg.subject_prefix),
+            nats,
+            cfg,
+            symbols,
+            slots,
+            feeds,
+            metrics,
+            on_new,
+            epoch: String::new(),
+            stream: None,
+            known: HashMap::new(),
+            fetches: Arc::new(Semaphore::new(FETCHES)),
+            full_warned: false,
+        }
+    }
+
+    /// Waits for NATS, then reads what the stream knows: the epoch and
+    /// every feed's last status (so symbols are known before clients
+    /// come). No stream yet (no ingest has run): nothing known.
+    pub async fn prepare(&mut self) -> Option<String> {
+        self.nats.wait_connected(&self.cfg.nats_url).await;
+        let name = self.cfg.stream_name();
+        self.stream = match self.js.get_stream(&name).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(stream = %name, "no last-value stream yet ({e}): symbols join as ingest nodes publish them");
+                None
+            }
+        };
+        let stream = self.stream.clone()?;
+        let epoch = stored_epoch(&stream, &self.subjects).await;
+        let mut subjects = Vec::new();
+        if let Ok(mut list) = stream.info_with_subjects(self.subjects.statuses()).await {
+            while let Some(Ok((subject, _))) = list.next().await {
+                subjects.push(subject);
+            }
+        }
+        for s in subjects {
+            if let Ok(m) = stream.direct_get_last_for_subject(s).await {
+                if let Ok(st) = serde_json::from_slice::<FeedStatus>(&m.payload) {
+                    self.on_status(st);
+                }
+            }
+        }
+        epoch
+    }
+
+    pub async fn run(mut self, mut shutdown: Shutdown) {
+        let c = self.nats.client.clone();
+        let mut statuses = loop {
+            match c.subscribe(self.subjects.statuses()).await {
+                Ok(s) => break s,
+                Err(e) => {
+                    tracing::warn!("cannot subscribe to feed status: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        let mut subs: SelectAll<BoxStream<'static, (SymbolId, async_nats::Message)>> =
+            SelectAll::new();
+        let mut follows: HashMap<SymbolId, Follow> = HashMap::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(self.cfg.subscribe_batch_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_refetch = Instant::now();
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                Some((sym, m)) = subs.next(), if !subs.is_empty() => {
+                    self.apply(sym, &m.payload);
+                    for _ in 0..DRAIN_BATCH {
+                        match subs.next().now_or_never() {
+                            Some(Some((sym, m))) => self.apply(sym, &m.payload),
+                            _ => break,
+                        }
+                    }
+                }
+                Some(m) = statuses.next() => {
+                    match serde_json::from_slice::<FeedStatus>(&m.payload) {
+                        Ok(st) => self.on_status(st),
+                        Err(e) => tracing::debug!("not a feed status: {e}"),
+                    }
+                }
+                _ = tick.tick() => {
+                    self.rescan(&mut follows, &mut subs).await;
+                    let overflowed = self.nats.overflowed.load(Ordering::Acquire);
+                    if overflowed && last_refetch.elapsed() >= Duration::from_secs(1) {
+                        self.nats.overflowed.store(false, Ordering::Release);
+                        last_refetch = Instant::now();
+                        self.refetch(follows.keys().copied().collect());
+                    }
+                }
+                r = self.nats.connected.changed() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    if *self.nats.connected.borrow_and_update() {
+                        // Quotes sent while away are lost: read them.
+                        last_refetch = Instant::now();
+                        self.refetch(follows.keys().copied().collect());
+                    } else {
+                        // Stale at the watchdog's next pass.
+                        for f in self.feeds.iter() {
+                            f.down();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes one received quote under its seq.
+    fn apply(&self, sym: SymbolId, payload: &[u8]) {
+        let c = &self.metrics.cluster;
+        match wire::decode_quote(payload) {
+            Ok(w) if w.symbol == self.symbols.name(sym) => {
+                match self.slots.publish_at(sym, &w.quote, w.seq) {
+                    Ok(()) => c.received.inc(),
+                    Err(_) => c.refused("old").inc(),
+                }
+            }
+            _ => c.refused("invalid").inc(),
+        }
+    }
+
+    /// A feed's status: learn it and its symbols, and mirror its state.
+    fn on_status(&mut self, st: FeedStatus) {
+        if !self.epoch.is_empty() && st.epoch != self.epoch {
+            self.metrics.cluster.refused("epoch").inc();
+        }
+        let feed = match self.feeds.get(&st.feed) {
+            Some(f) => f,
+            None => {
+                let f = Arc::new(FeedState::new(
+                    &st.feed,
+                    Vec::new(),
+                    Some(Duration::from_millis(self.cfg.stale_after_ms)),
+                ));
+                let up = self.metrics.feed_up.with_label_values(&[&st.feed]);
+                up.set(0);
+                f.attach(self.slots.clone(), up);
+                self.feeds.add(f.clone());
+                tracing::info!(feed = %st.feed, node = %st.node, "learned feed");
+                f
+            }
+        };
+        if self.known.get(&st.feed) != Some(&st.symbols.len()) {
+            self.known.insert(st.feed.clone(), st.symbols.len());
+            let mut added = false;
+            for name in &st.symbols {
+                let id = match self.symbols.get(name) {
+                    Some(id) => id,
+                    None => match self.symbols.add(name) {
+                        Ok(id) => {
+                            added = true;
+                            id
+                        }
+                        Err(e) => {
+                            if !self.full_warned {
+                                self.full_warned = true;
+                                tracing::warn!(symbol = %name, "symbol not added: {e} (raise [cluster] max_symbols)");
+                            }
+                            continue;
+                        }
+                    },
+                };
+                feed.add_symbol(id, &self.slots);
+            }
+            if added {
+                (self.on_new)();
+            }
+        }
+        // A status that is old (read from the stream at start, from an
+        // ingest that is gone) does not make the feed live.
+        let age_ms = (now_ns() - st.ts) / 1_000_000;
+        if st.up && age_ms < self.cfg.stale_after_ms as i64 {
+            feed.alive();
+        } else if !st.up {
+            feed.down();
+        }
+    }
+
+    /// Follows symbols that gained local subscribers, and lets go of those
+    /// without any for `linger_ms`: one batch per tick.
+    async fn rescan(
+        &mut self,
+        follows: &mut HashMap<SymbolId, Follow>,
+        subs: &mut SelectAll<BoxStream<'static, (SymbolId, async_nats::Message)>>,
+    ) {
+        let now = Instant::now();
+        let linger = Duration::from_millis(self.cfg.linger_ms);
+        let mut new = Vec::new();
+        let mut gone = Vec::new();
+        for i in 0..self.symbols.len() {
+            let sym = SymbolId(i as u32);
+            let want = self.slots.interested(sym);
+            match follows.get_mut(&sym) {
+                None if want => new.push(sym),
+                Some(f) if want => f.idle_since = None,
+                Some(f) => match f.idle_since {
+                    None => f.idle_since = Some(now),
+                    Some(t) if now.duration_since(t) >= linger => gone.push(sym),
+                    Some(_) => {}
+                },
+                None => {}
+            }
+        }
+        if new.is_empty() && gone.is_empty() {
+            return;
+        }
+        for sym in &gone {
+            // Dropping the sender ends the stream; the subscription is
+            // dropped with it, which unsubscribes.
+            follows.remove(sym);
+        }
+        let mut fetch = Vec::with_capacity(new.len());
+        for sym in new {
+            let subject = self.subjects.quote(self.symbols.name(sym));
+            match self.nats.client.subscribe(subject).await {
+                Ok(sub) => {
+                    let (tx, rx) = oneshot::channel::<()>();
+                    subs.push(sub.map(move |m| (sym, m)).take_until(rx).boxed());
+                    follows.insert(
+                        sym,
+                        Follow {
+                            _cancel: tx,
+                            idle_since: None,
+                        },
+                    );
+                    fetch.push(sym);
+                }
+                Err(e) => tracing::warn!("cannot subscribe: {e}"),
+            }
+        }
+        self.metrics.cluster.interest_batches.inc();
+        self.metrics.cluster.subscriptions.set(follows.len() as i64);
+        if let Err(e) = self.nats.client.flush().await {
+            tracing::debug!("flush: {e}");
+        }
+        self.refetch(fetch);
+    }
+
+    /// Reads the last values of `syms` from the stream in the background
+    /// (a newer quote received meanwhile wins: lower seqs are refused).
+    fn refetch(&mut self, syms: Vec<SymbolId>) {
+        if syms.is_empty() {
+            return;
+        }
+        let Some(stream) = self.stream.clone() else {
+            // No stream when this edge started: look again (the ingest may
+            // have made it since).
+            let js = self.js.clone();
+            let name = self.cfg.stream_name();
+            let me = self.retry_later();
+            tokio::spawn(async move {
+                if let Ok(s) = js.get_stream(&name).await {
+                    me(s, syms);
+                }
+            });
+            return;
+        };
+        for sym in syms {
+            let stream = stream.clone();
+            let subject = self.subjects.quote(self.symbols.name(sym));
+            let (symbols, slots, metrics) = (
+                self.symbols.clone(),
+                self.slots.clone(),
+                self.metrics.clone(),
+            );
+            let permits = self.fetches.clone();
+            tokio::spawn(async move {
+                let Ok(_p) = permits.acquire_owned().await else {
+                    return;
+                };
+                let r = stream.direct_get_last_for_subject(subject).await;
+                store_fetched(r, sym, &symbols, &slots, &metrics);
+            });
+        }
+    }
+
+    /// What a late-found stream does with the symbols waiting for it.
+    fn retry_later(&self) -> impl FnOnce(stream::Stream, Vec<SymbolId>) + Send + 'static {
+        let subjects = self.subjects.clone();
+        let (symbols, slots, metrics) = (
+            self.symbols.clone(),
+            self.slots.clone(),
+            self.metrics.clone(),
+        );
+        move |stream, syms| {
+            tokio::spawn(async move {
+                super::publish::load_last_values(
+                    &stream, &subjects, &symbols, &slots, &metrics, &syms,
+                )
+                .await;
+            });
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! The ingest role: the last-value stream, the cluster's epoch, seqs
+//! resumed after a restart, and the tasks that publish quotes and feed
+//! status.
+//!
+//! The publisher follows every symbol through the slot table's tap (a
+//! dirty bit per symbol, like a fan-out shard with every symbol
+//! subscribed): it publishes each value it finds once. Keeping up, that is
+//! every accepted quote; behind (NATS slow or gone), it coalesces to each
+//! symbol's latest, so nothing queues between the feeds and NATS.
+
+use super::config::{ClusterConfig, Storage};
+use super::connect::Nats;
+use super::wire::{self, EpochMsg, FeedStatus, Subjects};
+use crate::feed::Feeds;
+use crate::metrics::Metrics;
+use crate::model::{now_ns, SymbolId, Symbols};
+use crate::protocol::messages::encode_quote;
+use crate::shutdown::Shutdown;
+use crate::slots::SlotTable;
+use async_nats::jetstream::{self, stream};
+use async_nats::Subject;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How many last-value reads are in flight at once.
+const FETCH_CONCURRENCY: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("stream {stream} exists with max_msgs_per_subject {found}; a last-value stream needs 1 (delete it or name another in [cluster] stream)")]
+    NotLastValue { stream: String, found: i64 },
+    #[error("stream {stream} does not take {subject} (its subjects: {have:?}); name another in [cluster] stream")]
+    Subjects {
+        stream: String,
+        subject: String,
+        have: Vec<String>,
+    },
+}
+
+/// The stream's configuration for `cfg`.
+pub fn stream_config(cfg: &ClusterConfig, subjects: &Subjects) -> stream::Config {
+    stream::Config {
+        name: cfg.stream_name(),
+        description: Some(
+            "tickergate: the last value of every symbol, feed status and epoch".into(),
+        ),
+        subjects: subjects.stored(),
+        max_messages_per_subject: 1,
+        storage: match cfg.storage {
+            Storage::File => stream::StorageType::File,
+            Storage::Memory => stream::StorageType::Memory,
+        },
+        num_replicas: cfg.replicas,
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
+/// Gets the stream, creating it if missing, and checks it is a last-value
+/// stream over this cluster's subjects. Retries while NATS cannot answer.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    cfg: &ClusterConfig,
+    subjects: &Subjects,
+) -> Result<stream::Stream, SetupError> {
+    let want = stream_config(cfg, subjects);
+    let s = loop {
+        match js.get_or_create_stream(want.clone()).await {
+            Ok(s) => break s,
+            Err(e) => {
+                tracing::warn!(stream = %want.name, "JetStream stream not ready: {e}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let have = &s.cached_info().config;
+    if have.max_messages_per_subject != 1 {
+        return Err(SetupError::NotLastValue {
+            stream: want.name,
+            found: have.max_messages_per_subject,
+        });
+    }
+    for sub in &want.subjects {
+        if !have.subjects.contains(sub) {
+            return Err(SetupError::Subjects {
+                stream: want.name.clone(),
+                subject: sub.clone(),
+                have: have.subjects.clone(),
+            });
+        }
+    }
+    Ok(s)
+}
+
+/// The cluster's epoch: the one stored, or a new one stored by this node
+/// (only if none is there: two ingests starting at once agree on one).
+pub async fn ensure_epoch(
+    js: &jetstream::Context,
+    stream: &stream::Stream,
+    subjects: &Subjects,
+    node: &str,
+) -> String {
+    loop {
+        if let Some(e) = stored_epoch(stream, subjects).await {
+            return e;
+        }
+        let msg = EpochMsg {
+            epoch: crate::session::new_epoch(),
+            node: node.to_string(),
+            ts: now_ns(),
+        };
+        let body = serde_json::to_vec(&msg).unwrap_or_default();
+        let mut h = async_nats::HeaderMap::new();
+        h.insert(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, "0");
+        match js
+            .publish_with_headers(subjects.epoch(), h, body.into())
+            .await
+        {
+            Ok(ack) => match ack.await {
+                Ok(_) => {
+                    tracing::info!(epoch = %msg.epoch, "started the cluster's seq numbering");
+                    return msg.epoch;
+                }
+                // Another node stored one first: read it.
+                Err(e) => tracing::debug!("epoch not stored: {e}"),
+            },
+            Err(e) => {
+                tracing::warn!("cannot store the cluster epoch: {e}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// The epoch stored in the stream, if any.
+pub async fn stored_epoch(stream: &stream::Stream, subjects: &Subjects) -> Option<String> {
+    let m = stream
+        .direct_get_last_for_subject(subjects.epoch())
+        .await
+        .ok()?;
+    serde_json::from_slice::<EpochMsg>(&m.payload)
+        .ok()
+        .map(|e| e.epoch)
+}
+
+/// Reads the last value of each of `ids` from the stream and writes it
+/// with its seq, so numbering goes on from there (an ingest that
+/// restarts), or so an edge has a value. Returns how many were found.
+pub async fn load_last_values(
+    stream: &stream::Stream,
+    subjects: &Subjects,
+    symbols: &Symbols,
+    slots: &SlotTable,
+    metrics: &Metrics,
+    ids: &[SymbolId],
+) -> usize {
+    let names: Vec<(SymbolId, String)> = ids
+        .iter()
+        .map(|&id| (id, subjects.quote(symbols.name(id))))
+        .collect();
+    let mut found = 0;
+    let mut gets = futures_util::stream::iter(
+        names
+            .into_iter()
+            .map(|(id, subj)| async move { (id, stream.direct_get_last_for_subject(subj).await) }),
+    )
+    .buffer_unordered(FETCH_CONCURRENCY);
+    while let Some((id, r)) = gets.next().await {
+        if store_fetched(r, id, symbols, slots, metrics) {
+            found += 1;
+        }
+    }
+    found
+}
+
+/// Writes a fetched last value; `true` if there was one and it was taken.
+pub fn store_fetched(
+    r: Result<async_nats::jetstream::message::StreamMessage, stream::DirectGetError>,
+    id: SymbolId,
+    symbols: &Symbols,
+    slots: &SlotTable,
+    metrics: &Metrics,
+) -> bool {
+    let c = &metrics.cluster;
+    match r {
+        Ok(m) => match wire::decode_quote(&m.payload) {
+            Ok(w) if w.symbol == symbols.name(id) => {
+                c.fetch("hit");
+                slots.publish_at(id, &w.quote, w.seq).is_ok()
+            }
+            _ => {
+                c.refused("invalid").inc();
+                false
+            }
+        },
+        Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => {
+            c.fetch("miss");
+            false
+        }
+        Err(e) => {
+            c.fetch("error");
+            tracing::debug!(symbol = symbols.name(id), "last value not read: {e}");
+            false
+        }
+    }
+}
+
+/// Publishes each symbol's value as it changes (see the module doc), and
+/// the feeds' status.
+#[derive(Clone)]
+pub struct Publisher {
+    pub nats: Nats,
+    pub js: jetstream::Context,
+    pub cfg: ClusterConfig,
+    pub subjects: Subjects,
+    pub symbols: Arc<Symbols>,
+    pub slots: Arc<SlotTable>,
+    pub metrics: Arc<Metrics>,
+    pub node: String,
+    pub feeds: Arc<Feeds>,
+    pub epoch: String,
+}
+
+impl Publisher {
+    pub async fn run(mut self, mut shutdown: Shutdown) {
+        let tap = self.slots.tap();
+        // What went out per symbol: a status change marks the symbol too,
+        // and its unchanged value is not sent again.
+        let mut sent: Vec<u64> = Vec::new();
+        let mut subjects: Vec<Subject> = Vec::new();
+        let mut dirty: Vec<SymbolId> = Vec::new();
+        let mut buf = String::with_capacity(256);
+        // Every symbol is looked at once at the start (writes before the
+        // tap existed); values resumed from the stream are there already
+        // and are skipped by seq.
+        let mut sweep = true;
+        let mut resend = false;
+        for i in 0..self.symbols.len() {
+            sent.push(self.slots.seq(SymbolId(i as u32)));
+        }
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = tap.wait() => {}
+                r = self.nats.connected.changed() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    if *self.nats.connected.borrow_and_update() {
+                        self.after_reconnect().await;
+                        resend = true;
+                    }
+                }
+            }
+            dirty.clear();
+            tap.drain(|s| dirty.push(s));
+            if !self.nats.is_connected() {
+                // Kept in the slots; all of it goes out on reconnect.
+                continue;
+            }
+            let n = self.symbols.len();
+            while subjects.len() < n {
+                let name = self.symbols.name(SymbolId(subjects.len() as u32));
+                subjects.push(Subject::from(self.subjects.quote(name)));
+                sent.resize(subjects.len(), 0);
+            }
+            if resend {
+                // The stream may have lost values: all of them again.
+                sent.iter_mut().for_each(|s| *s = 0);
+            }
+            if sweep || resend {
+                (sweep, resend) = (false, false);
+                dirty.clear();
+                dirty.extend((0..n).map(|i| SymbolId(i as u32)));
+            }
+            for &sym in &dirty {
+                let Some((q, seq)) = self.slots.read(sym) else {
+                    continue;
+                };
+                let i = sym.index();
+                if seq <= sent[i] {
+                    continue;
+                }
+                buf.clear();
+                encode_quote(&mut buf, &self.symbols, sym, seq, &q, false);
+                let body = Bytes::copy_from_slice(buf.as_bytes());
+                match self.nats.client.publish(subjects[i].clone(), body).await {
+                    Ok(()) => {
+                        sent[i] = seq;
+                        self.metrics.cluster.published.inc();
+                    }
+                    Err(e) => {
+                        self.metrics.cluster.publish_errors.inc();
+                        tracing::debug!("publish failed: {e}");
+                        resend = true;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// After NATS comes back: the stream may be new (a memory stream is
+    /// lost with its server), so it and the epoch are made again.
+    async fn after_reconnect(&self) {
+        let setup = async {
+            match ensure_stream(&self.js, &self.cfg, &self.subjects).await {
+                Ok(s) => {
+                    ensure_epoch(&self.js, &s, &self.subjects, &self.node).await;
+                }
+                Err(e) => tracing::error!("{e}"),
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(10), setup)
+            .await
+            .is_err()
+        {
+            tracing::warn!("JetStream stream not checked after reconnect (timed out)");
+        }
+    }
+}
+
+impl Publisher {
+    /// Publishes every feed's status every `status_interval_ms`; symbols that
+    /// belong to no feed (consolidated ones) go out as feed `consolidated`,
+    /// live while the ingest is.
+    pub async fn run_status(self, mut shutdown: Shutdown) {
+        let Publisher {
+            nats,
+            subjects,
+            feeds,
+            symbols,
+            epoch,
+            node,
+            metrics,
+            cfg,
+            ..
+        } = self;
+        let interval_ms = cfg.status_interval_ms;
+        let mut tick = tokio::time::interval(Duration::from_millis(interval_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let fed: std::collections::HashSet<SymbolId> =
+            feeds.iter().flat_map(|f| f.symbol_ids()).collect();
+        let derived: Vec<String> = symbols
+            .iter()
+            .filter(|(id, _)| !fed.contains(id))
+            .map(|(_, n)| n.to_string())
+            .collect();
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = tick.tick() => {}
+            }
+            if !nats.is_connected() {
+                continue;
+            }
+            let mut all: Vec<FeedStatus> = feeds
+                .iter()
+                .map(|f| FeedStatus {
+                    feed: f.name.clone(),
+                    node: node.clone(),
+                    epoch: epoch.clone(),
+                    up: f.is_up(),
+                    symbols: f
+                        .symbol_ids()
+                        .into_iter()
+                        .map(|id| symbols.name(id).to_string())
+                        .collect(),
+                    interval_ms,
+                    ts: now_ns(),
+                })
+                .collect();
+            if !derived.is_empty() {
+                all.push(FeedStatus {
+                    feed: "consolidated".into(),
+                    node: node.clone(),
+                    epoch: epoch.clone(),
+                    up: true,
+                    symbols: derived.clone(),
+                    interval_ms,
+                    ts: now_ns(),
+                });
+            }
+            for st in all {
+                let Ok(body) = serde_json::to_vec(&st) else {
+                    continue;
+                };
+                let publish = nats.client.publish(subjects.status(&st.feed), body.into());
+                match tokio::time::timeout(Duration::from_millis(interval_ms), publish).await {
+                    Ok(Ok(())) => metrics.cluster.status_published.inc(),
+                    _ => metrics.cluster.publish_errors.inc(),
+                }
+            }
+        }
+    }
+}

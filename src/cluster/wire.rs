@@ -1,0 +1,360 @@
+//! What travels over NATS, and on which subjects.
+//!
+//! - `<prefix>.q.<symbol token>`: a quote, exactly the `quote` message a
+//!   WebSocket client gets (decimal strings byte-exact, the ingest's
+//!   `seq`, `ts`, `gw_ts`), so anything that reads NATS reads it like a
+//!   client does. The symbol token is [`super::subject::encode`].
+//! - `<prefix>.status.<feed token>`: a feed's state ([`FeedStatus`]), at
+//!   least every `status_interval_ms`, with the feed's symbols.
+//! - `<prefix>.epoch`: the cluster's seq numbering ([`EpochMsg`]).
+//!
+//! The JetStream stream keeps the last message of each of these subjects.
+
+use super::subject;
+use crate::model::{field, Quote};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+
+/// The subjects of one cluster (one `subject_prefix`).
+#[derive(Debug, Clone)]
+pub struct Subjects {
+    prefix: String,
+}
+
+impl Subjects {
+    pub fn new(prefix: &str) -> Self {
+        Subjects {
+            prefix: prefix.to_string(),
+        }
+    }
+
+    pub fn quote(&self, symbol: &str) -> String {
+        format!("{}.q.{}", self.prefix, subject::encode(symbol))
+    }
+
+    pub fn quotes(&self) -> String {
+        format!("{}.q.>", self.prefix)
+    }
+
+    pub fn status(&self, feed: &str) -> String {
+        format!("{}.status.{}", self.prefix, subject::encode(feed))
+    }
+
+    pub fn statuses(&self) -> String {
+        format!("{}.status.>", self.prefix)
+    }
+
+    pub fn epoch(&self) -> String {
+        format!("{}.epoch", self.prefix)
+    }
+
+    /// Every subject the stream holds.
+    pub fn stored(&self) -> Vec<String> {
+        vec![self.quotes(), self.statuses(), self.epoch()]
+    }
+}
+
+/// A feed's state as its ingest node publishes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedStatus {
+    pub feed: String,
+    /// The ingest node that runs it.
+    pub node: String,
+    /// The numbering its seqs belong to.
+    pub epoch: String,
+    /// Fresh (connected and not silent) on the ingest.
+    pub up: bool,
+    pub symbols: Vec<String>,
+    /// When the next status comes at the latest, ms.
+    pub interval_ms: u64,
+    /// When it was sent, ns since the Unix epoch.
+    pub ts: i64,
+}
+
+/// The cluster's seq numbering: every node serves it as its `welcome`
+/// epoch, so a client that moves from edge to edge keeps checking seqs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochMsg {
+    pub epoch: String,
+    /// The ingest node that started it.
+    pub node: String,
+    pub ts: i64,
+}
+
+/// Why a payload is not a quote.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a tickergate quote: {0}")]
+pub struct BadQuote(pub &'static str);
+
+/// A quote read back from its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireQuote<'a> {
+    pub symbol: &'a str,
+    pub seq: u64,
+    pub quote: Quote,
+}
+
+/// One flat JSON value: a string (no escapes: nothing this gateway sends
+/// needs them), or a bare literal (number, `true`, `false`).
+enum Val<'a> {
+    Str(&'a str),
+    Bare(&'a str),
+}
+
+/// A small scanner for the flat objects `encode_quote` writes: one pass,
+/// no allocation. Anything else is refused rather than guessed at.
+struct Scan<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn ws(&mut self) {
+        while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\n' | b'\r' | b'\t') {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        self.ws();
+        if self.b.get(self.i) == Some(&c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn string(&mut self) -> Result<&'a str, BadQuote> {
+        if !self.eat(b'"') {
+            return Err(BadQuote("expected a string"));
+        }
+        let start = self.i;
+        while let Some(&c) = self.b.get(self.i) {
+            match c {
+                b'"' => {
+                    let s = std::str::from_utf8(&self.b[start..self.i])
+                        .map_err(|_| BadQuote("not UTF-8"))?;
+                    self.i += 1;
+                    return Ok(s);
+                }
+                b'\\' | 0..=0x1f => return Err(BadQuote("escaped or control character")),
+                _ => self.i += 1,
+            }
+        }
+        Err(BadQuote("unterminated string"))
+    }
+
+    fn value(&mut self) -> Result<Val<'a>, BadQuote> {
+        self.ws();
+        match self.b.get(self.i) {
+            Some(b'"') => self.string().map(Val::Str),
+            Some(_) => {
+                let start = self.i;
+                while let Some(&c) = self.b.get(self.i) {
+                    if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'+' | b'.') {
+                        self.i += 1;
+                    } else {
+                        break;
+                    }
+                }
+                if start == self.i {
+                    return Err(BadQuote("expected a value"));
+                }
+                // ASCII by construction.
+                let s = std::str::from_utf8(&self.b[start..self.i])
+                    .map_err(|_| BadQuote("not UTF-8"))?;
+                Ok(Val::Bare(s))
+            }
+            None => Err(BadQuote("truncated")),
+        }
+    }
+}
+
+fn dec(v: &Val<'_>) -> Result<Decimal, BadQuote> {
+    match v {
+        Val::Str(s) => Decimal::from_str(s).map_err(|_| BadQuote("not a decimal string")),
+        Val::Bare(_) => Err(BadQuote("a price or size must be a decimal string")),
+    }
+}
+
+fn int<T: FromStr>(v: &Val<'_>) -> Result<T, BadQuote> {
+    match v {
+        Val::Bare(s) => s.parse().map_err(|_| BadQuote("not an integer")),
+        Val::Str(_) => Err(BadQuote("expected an integer")),
+    }
+}
+
+/// Reads a quote published by an ingest node (the `quote` message of
+/// the client protocol). Consolidated quotes' `bid_venue`/`ask_venue` are
+/// not carried over (an edge has no venues of its own); `crossed` is.
+pub fn decode_quote(payload: &[u8]) -> Result<WireQuote<'_>, BadQuote> {
+    let mut s = Scan { b: payload, i: 0 };
+    if !s.eat(b'{') {
+        return Err(BadQuote("not an object"));
+    }
+    let mut symbol = None;
+    let mut seq = None;
+    let mut q = Quote::default();
+    let mut is_quote = false;
+    let mut have_gw_ts = false;
+    if !s.eat(b'}') {
+        loop {
+            let key = s.string()?;
+            if !s.eat(b':') {
+                return Err(BadQuote("expected ':'"));
+            }
+            let v = s.value()?;
+            match key {
+                "type" => is_quote = matches!(v, Val::Str("quote")),
+                "symbol" => match v {
+                    Val::Str(x) => symbol = Some(x),
+                    Val::Bare(_) => return Err(BadQuote("symbol must be a string")),
+                },
+                "seq" => seq = Some(int::<u64>(&v)?),
+                "bid" => {
+                    q.bid = dec(&v)?;
+                    q.present |= field::BID;
+                }
+                "bid_size" => {
+                    q.bid_size = dec(&v)?;
+                    q.present |= field::BID_SIZE;
+                }
+                "ask" => {
+                    q.ask = dec(&v)?;
+                    q.present |= field::ASK;
+                }
+                "ask_size" => {
+                    q.ask_size = dec(&v)?;
+                    q.present |= field::ASK_SIZE;
+                }
+                "last" => {
+                    q.last = dec(&v)?;
+                    q.present |= field::LAST;
+                }
+                "last_size" => {
+                    q.last_size = dec(&v)?;
+                    q.present |= field::LAST_SIZE;
+                }
+                "ts" => {
+                    q.ts = int(&v)?;
+                    q.present |= field::TS;
+                }
+                "gw_ts" => {
+                    q.gw_ts = int(&v)?;
+                    have_gw_ts = true;
+                }
+                "crossed" => q.crossed = matches!(v, Val::Bare("true")),
+                // bid_venue, ask_venue, snapshot, and fields a later
+                // version adds.
+                _ => {}
+            }
+            if s.eat(b',') {
+                continue;
+            }
+            if s.eat(b'}') {
+                break;
+            }
+            return Err(BadQuote("expected ',' or '}'"));
+        }
+    }
+    s.ws();
+    if s.i != payload.len() {
+        return Err(BadQuote("trailing bytes"));
+    }
+    if !is_quote {
+        return Err(BadQuote("type is not \"quote\""));
+    }
+    let symbol = symbol.ok_or(BadQuote("no symbol"))?;
+    let seq = seq.filter(|&n| n > 0).ok_or(BadQuote("no seq"))?;
+    if !have_gw_ts {
+        return Err(BadQuote("no gw_ts"));
+    }
+    Ok(WireQuote {
+        symbol,
+        seq,
+        quote: q,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Quote, Symbols};
+    use crate::protocol::messages::encode_quote;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn a_quote_comes_back_byte_exact() {
+        let mut syms = Symbols::new();
+        let id = syms.intern("ES.Z26").unwrap();
+        let q = Quote::default()
+            .with_bid(d("6012.250"), d("3"))
+            .with_ask(d("6012.50"), d("0.00000001"))
+            .with_last(d("6012.25"), d("1"))
+            .with_ts(1_700_000_000_123_456_789);
+        let q = Quote {
+            gw_ts: 1_700_000_000_200_000_000,
+            ..q
+        };
+        let mut out = String::new();
+        encode_quote(&mut out, &syms, id, 42, &q, false);
+        let w = decode_quote(out.as_bytes()).unwrap();
+        assert_eq!(w.symbol, "ES.Z26");
+        assert_eq!(w.seq, 42);
+        assert_eq!(w.quote, q);
+        // Scale kept: what is written again is what came in.
+        let mut again = String::new();
+        encode_quote(&mut again, &syms, id, 42, &w.quote, false);
+        assert_eq!(again, out);
+        assert!(again.contains(r#""bid":"6012.250""#), "{again}");
+    }
+
+    #[test]
+    fn partial_quotes_keep_what_is_present() {
+        let w = decode_quote(br#"{"type":"quote","symbol":"A","seq":7,"ask":"1.10","ask_size":"2","gw_ts":5,"snapshot":true}"#).unwrap();
+        assert_eq!(w.quote.present, field::ASK | field::ASK_SIZE);
+        assert_eq!(w.quote.ask.to_string(), "1.10");
+        assert_eq!(w.quote.gw_ts, 5);
+    }
+
+    #[test]
+    fn anything_else_is_refused() {
+        for bad in [
+            &b""[..],
+            b"[]",
+            b"{",
+            br#"{"type":"trade","symbol":"A","seq":1,"gw_ts":1}"#,
+            br#"{"type":"quote","symbol":"A","seq":0,"gw_ts":1}"#,
+            br#"{"type":"quote","symbol":"A","gw_ts":1}"#,
+            br#"{"type":"quote","seq":1,"gw_ts":1}"#,
+            br#"{"type":"quote","symbol":"A","seq":1}"#,
+            br#"{"type":"quote","symbol":"A","seq":1,"gw_ts":1,"bid":1.5}"#,
+            br#"{"type":"quote","symbol":"A","seq":1,"gw_ts":1,"bid":"x"}"#,
+            br#"{"type":"quote","symbol":"A","seq":"1","gw_ts":1}"#,
+            br#"{"type":"quote","symbol":"A\"","seq":1,"gw_ts":1}"#,
+            br#"{"type":"quote","symbol":"A","seq":1,"gw_ts":1} x"#,
+            br#"{"type":"quote","symbol":"A","seq":1,"gw_ts":1,}"#,
+            b"\xff\xfe",
+        ] {
+            assert!(
+                decode_quote(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn subjects_use_the_prefix_and_tokens() {
+        let s = Subjects::new("md.eu");
+        assert_eq!(s.quote("ES.Z26"), "md.eu.q.ES~2EZ26");
+        assert_eq!(s.status("sim"), "md.eu.status.sim");
+        assert_eq!(s.epoch(), "md.eu.epoch");
+        assert_eq!(s.stored(), ["md.eu.q.>", "md.eu.status.>", "md.eu.epoch"]);
+    }
+}
