@@ -258,7 +258,9 @@ pub fn main() -> ExitCode {
             record_main(args)
         }
         None => {
-            init_logs(cli.log_format, "info");
+            // async_nats logs each failed reconnect attempt at info; the
+            // gateway says what matters (lost, reconnected) itself.
+            init_logs(cli.log_format, "info,async_nats=warn");
             serve_main(&cli.serve)
         }
     }
@@ -337,6 +339,7 @@ fn serve_main(args: &ServeArgs) -> ExitCode {
 async fn serve(config: Config) -> ExitCode {
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let tls = config.server.tls.is_some();
+    let role = config.cluster.role;
     let gw = match Gateway::start(config).await {
         Ok(gw) => gw,
         Err(e) => {
@@ -359,15 +362,13 @@ async fn serve(config: Config) -> ExitCode {
     } else {
         ("ws", "http")
     };
-    println!("tickergate is running");
-    println!("  board     : {http}://{a}/   (live ticker board in your browser)");
-    println!("  WebSocket : {ws}://{a}/v1/ws   (try: {{\"op\":\"subscribe\",\"symbols\":[\"AAPL\",\"BTC-USD\"]}})");
-    println!("  REST      : {http}://{a}/v1/quotes?symbols=AAPL,BTC-USD   {http}://{a}/v1/symbols");
-    println!("  SSE       : {http}://{a}/v1/sse?symbols=AAPL,BTC-USD&max_hz=2");
-    println!(
-        "  metrics   : {http}://{a}/metrics   health: {http}://{a}/healthz  {http}://{a}/readyz"
-    );
-    println!("  stop      : Ctrl-C");
+    if !role.serves_clients() {
+        println!("tickergate is running as an ingest node: its feeds go to NATS; clients connect to edge nodes");
+        println!("  metrics   : {http}://{a}/metrics   health: {http}://{a}/healthz  {http}://{a}/readyz");
+        println!("  stop      : Ctrl-C");
+    } else {
+        print_endpoints(role, a, ws, http);
+    }
     stop.recv().await;
     tracing::info!("shutting down: closing sessions with 1001");
     gw.shutdown();
@@ -376,6 +377,25 @@ async fn serve(config: Config) -> ExitCode {
     }
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Where to connect, for a node that serves clients.
+fn print_endpoints(role: crate::cluster::Role, a: std::net::SocketAddr, ws: &str, http: &str) {
+    match role {
+        crate::cluster::Role::Standalone => println!("tickergate is running"),
+        r => println!(
+            "tickergate is running as a cluster node (role {})",
+            r.as_str()
+        ),
+    }
+    println!("  board     : {http}://{a}/   (live ticker board in your browser)");
+    println!("  WebSocket : {ws}://{a}/v1/ws   (try: {{\"op\":\"subscribe\",\"symbols\":[\"AAPL\",\"BTC-USD\"]}})");
+    println!("  REST      : {http}://{a}/v1/quotes?symbols=AAPL,BTC-USD   {http}://{a}/v1/symbols");
+    println!("  SSE       : {http}://{a}/v1/sse?symbols=AAPL,BTC-USD&max_hz=2");
+    println!(
+        "  metrics   : {http}://{a}/metrics   health: {http}://{a}/healthz  {http}://{a}/readyz"
+    );
+    println!("  stop      : Ctrl-C");
 }
 
 /// Reloads on every SIGHUP, when there is anything to reload (otherwise

@@ -44,6 +44,8 @@ pub enum StartError {
     Tls(#[from] tls::TlsError),
     #[error("invalid config: {0}")]
     Consolidated(crate::invalid::Invalid),
+    #[error("invalid config: {0}")]
+    ClusterFiles(crate::invalid::Invalid),
 }
 
 /// Why a feed cannot start.
@@ -282,6 +284,10 @@ impl Parts {
             None => None,
         };
         let auth = Arc::new(Auth::from_config(&config.auth)?);
+        config
+            .cluster
+            .check_files()
+            .map_err(|e| StartError::ClusterFiles(e.under("cluster")))?;
         let (trigger, _) = shutdown::channel();
         Ok(Parts {
             metrics,

@@ -134,6 +134,7 @@ fn every_documented_field_exists_and_every_field_is_documented() {
         Table::Plain("server".into()),
         Table::Plain("session".into()),
         Table::Plain("auth".into()),
+        Table::Plain("cluster".into()),
         Table::Feed("sim".into()),
         Table::Feed("binance".into()),
     ] {

@@ -282,6 +282,42 @@ impl ClusterConfig {
         Ok(())
     }
 
+    /// Reads every file it names (`--check-config` and start): the first
+    /// that cannot be read, with its field.
+    pub fn check_files(&self) -> Result<(), Invalid> {
+        if self.role == Role::Standalone {
+            return Ok(());
+        }
+        let mut files: Vec<(&str, &PathBuf)> = Vec::new();
+        for (f, p) in [
+            ("creds_file", &self.creds_file),
+            ("nkey_file", &self.nkey_file),
+        ] {
+            if let Some(p) = p {
+                files.push((f, p));
+            }
+        }
+        if let Some(t) = &self.tls {
+            for (f, p) in [
+                ("tls.ca_file", &t.ca_file),
+                ("tls.cert_file", &t.cert_file),
+                ("tls.key_file", &t.key_file),
+            ] {
+                if let Some(p) = p {
+                    files.push((f, p));
+                }
+            }
+        }
+        for (f, p) in files {
+            match std::fs::read_to_string(p) {
+                Ok(t) if !t.trim().is_empty() => {}
+                Ok(_) => return Err(Invalid::new(f, format!("{} is empty", p.display()))),
+                Err(e) => return Err(Invalid::new(f, format!("cannot read {}: {e}", p.display()))),
+            }
+        }
+        Ok(())
+    }
+
     /// The files it names, made relative to the config file's directory.
     pub fn resolve_paths(&mut self, config_file: &std::path::Path) {
         let r = |p: &mut Option<PathBuf>| {
