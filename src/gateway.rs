@@ -392,7 +392,7 @@ impl Gateway {
             },
         };
         let node = cluster::node::prepare(&config.cluster, &cluster_parts).await?;
-        let mut session = session::Context::new(
+        let session = session::Context::new(
             config.session,
             p.symbols,
             p.slots.clone(),
@@ -402,9 +402,10 @@ impl Gateway {
             p.trigger.clone(),
         );
         if let Some(n) = &node {
-            session.set_epoch(n.epoch());
+            *session.epoch_cell().write() = n.epoch().to_string();
         }
         let session = Arc::new(session);
+        let session_epoch = session.epoch_cell();
         let (tls, certs) = p.tls.map_or((None, None), |(a, s)| (Some(a), Some(s)));
         let edge = Arc::new(edge::Context {
             conn_limiter: edge::limits::ConnLimiter::new(
@@ -433,7 +434,7 @@ impl Gateway {
             start(p.trigger.subscribe());
         }
         if let Some(n) = node {
-            n.spawn(&p.trigger);
+            n.spawn(&p.trigger, session_epoch);
         }
         tokio::spawn(
             feeds

@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::model::{now_ns, SymbolId, Symbols};
 use crate::shutdown::Shutdown;
 use crate::slots::SlotTable;
+use crate::sync::RwLock;
 use async_nats::jetstream::{self, stream};
 use futures_util::stream::{BoxStream, SelectAll};
 use futures_util::{FutureExt, StreamExt};
@@ -52,6 +53,13 @@ pub struct Follower {
     pub on_new: Arc<dyn Fn() + Send + Sync>,
     /// The epoch this edge serves.
     pub epoch: String,
+    /// Made up at start because no ingest had stored one yet: the first
+    /// epoch heard replaces it (no value was served under it).
+    pub provisional: bool,
+    /// Where new sessions read the epoch they are told.
+    pub(crate) epoch_cell: Option<Arc<RwLock<String>>>,
+    /// Epochs refused already (logged once each).
+    refused_epochs: std::collections::HashSet<String>,
     stream: Option<stream::Stream>,
     /// How many symbols each feed's status listed last time.
     known: HashMap<String, usize>,
@@ -89,6 +97,9 @@ impl Follower {
             metrics,
             on_new,
             epoch: String::new(),
+            provisional: false,
+            epoch_cell: None,
+            refused_epochs: Default::default(),
             stream: None,
             known: HashMap::new(),
             fetches: Arc::new(Semaphore::new(FETCHES)),
@@ -206,8 +217,26 @@ impl Follower {
 
     /// A feed's status: learn it and its symbols, and mirror its state.
     fn on_status(&mut self, st: FeedStatus) {
-        if !self.epoch.is_empty() && st.epoch != self.epoch {
-            self.metrics.cluster.refused("epoch").inc();
+        let mut other_epoch = false;
+        if st.epoch != self.epoch {
+            if self.provisional {
+                tracing::info!(epoch = %st.epoch, "serving the cluster's epoch");
+                self.epoch = st.epoch.clone();
+                self.provisional = false;
+                if let Some(c) = &self.epoch_cell {
+                    *c.write() = st.epoch.clone();
+                }
+            } else {
+                // Its seqs start again below what clients have seen (the
+                // stream was lost while every ingest was down): its
+                // symbols stay stale here rather than go back.
+                other_epoch = true;
+                self.metrics.cluster.refused("epoch").inc();
+                if self.refused_epochs.insert(st.epoch.clone()) {
+                    tracing::error!(feed = %st.feed, node = %st.node, epoch = %st.epoch, serving = %self.epoch,
+                        "feed numbers its seqs under another epoch (the last-value stream was lost): its symbols are stale here; restart this edge to serve the new numbering");
+                }
+            }
         }
         let feed = match self.feeds.get(&st.feed) {
             Some(f) => f,
@@ -254,10 +283,10 @@ impl Follower {
         // A status that is old (read from the stream at start, from an
         // ingest that is gone) does not make the feed live.
         let age_ms = (now_ns() - st.ts) / 1_000_000;
-        if st.up && age_ms < self.cfg.stale_after_ms as i64 {
-            feed.alive();
-        } else if !st.up {
+        if other_epoch || !st.up {
             feed.down();
+        } else if age_ms < self.cfg.stale_after_ms as i64 {
+            feed.alive();
         }
     }
 

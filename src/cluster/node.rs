@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::model::{SymbolId, Symbols};
 use crate::shutdown::Trigger;
 use crate::slots::SlotTable;
+use crate::sync::RwLock;
 use async_nats::jetstream;
 use std::sync::Arc;
 
@@ -59,8 +60,13 @@ pub async fn prepare(cfg: &ClusterConfig, p: &Parts) -> Result<Option<Prepared>,
             p.metrics.clone(),
             p.on_new.clone(),
         );
-        let epoch = f.prepare().await;
-        f.epoch = epoch.unwrap_or_else(crate::session::new_epoch);
+        match f.prepare().await {
+            Some(e) => f.epoch = e,
+            None => {
+                f.epoch = crate::session::new_epoch();
+                f.provisional = true;
+            }
+        }
         return Ok(Some(Prepared::Edge(Box::new(f))));
     }
     nats.wait_connected(&cfg.nats_url).await;
@@ -98,9 +104,13 @@ impl Prepared {
     }
 
     /// Starts the node's tasks.
-    pub fn spawn(self, trigger: &Trigger) {
+    /// Starts the node's tasks; `epoch` is what new sessions are told
+    /// (an edge that started before any ingest adopts the first epoch it
+    /// hears).
+    pub(crate) fn spawn(self, trigger: &Trigger, epoch: Arc<RwLock<String>>) {
         match self {
-            Prepared::Edge(f) => {
+            Prepared::Edge(mut f) => {
+                f.epoch_cell = Some(epoch);
                 tokio::spawn(f.run(trigger.subscribe()));
             }
             Prepared::Ingest(publisher) => {

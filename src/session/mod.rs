@@ -40,6 +40,7 @@ use crate::protocol::{
 };
 use crate::shutdown::Trigger;
 use crate::slots::SlotTable;
+use crate::sync::RwLock;
 use frame::ControlQueue;
 use futures_util::SinkExt;
 use rate::OpLimiter;
@@ -69,8 +70,9 @@ pub(crate) struct Context {
     /// This process's seq numbering, as sent in `welcome`: every symbol's
     /// seq starts again at 1 when the gateway restarts, and a client that
     /// sees another epoch knows it (16 hex digits, different for every
-    /// start).
-    epoch: String,
+    /// start). A cluster node serves the cluster's (see
+    /// [`Context::epoch_cell`]).
+    epoch: Arc<RwLock<String>>,
 }
 
 impl Context {
@@ -94,7 +96,7 @@ impl Context {
             shutdown,
             next_id: AtomicU64::new(1),
             started: std::time::Instant::now(),
-            epoch: new_epoch(),
+            epoch: Arc::new(RwLock::new(new_epoch())),
         }
     }
 
@@ -118,15 +120,16 @@ impl Context {
         self.started.elapsed().as_millis() as u32
     }
 
-    /// Serves another epoch than its own start's (a cluster node serves
-    /// the cluster's, whose seqs it keeps).
-    pub(crate) fn set_epoch(&mut self, epoch: &str) {
-        self.epoch = epoch.to_string();
+    /// The epoch new sessions are told: a cluster node serves the
+    /// cluster's (whose seqs it keeps), and an edge that started before
+    /// any ingest adopts it when it first hears one.
+    pub(crate) fn epoch_cell(&self) -> Arc<RwLock<String>> {
+        self.epoch.clone()
     }
 
     /// See [`Context::epoch`](Context#structfield.epoch).
-    pub(crate) fn epoch(&self) -> &str {
-        &self.epoch
+    pub(crate) fn epoch(&self) -> String {
+        self.epoch.read().clone()
     }
 
     fn next_session_id(&self) -> u64 {
@@ -299,11 +302,11 @@ where
             key = %s.key_name(),
             "session open"
         );
-        let ctx = s.ctx.clone();
+        let epoch = s.ctx.epoch();
         s.push(Control::Welcome {
             protocol: PROTOCOL_VERSION,
             session: &format!("{id:016x}"),
-            epoch: ctx.epoch(),
+            epoch: &epoch,
             heartbeat_ms: s.ctx.config.heartbeat_ms,
             limits: s.limits(),
             auth_required: !s.authed,

@@ -104,10 +104,11 @@ pub(crate) async fn run(ctx: Arc<Context>, start: SseStart, tx: mpsc::Sender<Byt
     let max_symbols = crate::auth::symbol_cap(entitlement.as_deref(), cfg.max_symbols);
     let session = format!("{id:016x}");
     let names: Vec<&str> = syms.iter().map(|s| ctx.symbols.name(*s)).collect();
+    let epoch = ctx.epoch();
     let mut head = Control::Welcome {
         protocol: PROTOCOL_VERSION,
         session: &session,
-        epoch: ctx.epoch(),
+        epoch: &epoch,
         heartbeat_ms: cfg.heartbeat_ms,
         limits: ctx.limits(max_symbols),
         auth_required: false,
