@@ -346,6 +346,12 @@ impl SlotTable {
         Ok(())
     }
 
+    /// Wakes `sym`'s subscribers without a write: its ring has new trades
+    /// (an edge stores a trade apart from the quote it came with).
+    pub fn touch(&self, sym: SymbolId) {
+        self.notify(sym);
+    }
+
     fn notify(&self, sym: SymbolId) {
         // Pairs with the fence in `set_interest`: either this load sees the
         // new subscriber's bit, or that subscriber's first scan sees this

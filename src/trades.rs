@@ -176,6 +176,25 @@ impl Ring {
         seq
     }
 
+    /// Gives up the next `n` seqs: readers find them gone (and count
+    /// them dropped). For a writer that knows trades were lost upstream
+    /// (an edge that missed some on NATS); one writer per ring then.
+    fn skip(&self, n: u64) {
+        let from = self.claimed.load(Ordering::Acquire) + 1;
+        let to = from + n;
+        // Only the entries still in the ring matter: older seqs are gone
+        // by their distance from the head anyway.
+        let cap = self.entries.len() as u64;
+        for seq in to.saturating_sub(cap).max(from)..to {
+            // Above `2 * seq` and odd: gone for a reader of `seq`, and not
+            // a finished write of any seq.
+            self.entries[(seq & self.mask) as usize]
+                .lock
+                .store(2 * seq + 1, Ordering::Release);
+        }
+        self.claimed.store(to - 1, Ordering::Release);
+    }
+
     fn read(&self, seq: u64) -> Read {
         let e = &self.entries[(seq & self.mask) as usize];
         loop {
@@ -242,6 +261,30 @@ impl TradeTable {
                 .get_or_init(|| Ring::new(self.capacity))
                 .push(t),
         )
+    }
+
+    /// Marks the next `n` trades of `sym` as lost (see `Ring::skip`);
+    /// nothing while no subscription takes them.
+    pub fn skip(&self, sym: SymbolId, n: u64) {
+        let i = sym.index();
+        if n == 0
+            || self
+                .listeners
+                .get(i)
+                .is_none_or(|l| l.load(Ordering::Acquire) == 0)
+        {
+            return;
+        }
+        self.rings[i]
+            .get_or_init(|| Ring::new(self.capacity))
+            .skip(n);
+    }
+
+    /// Whether some subscription takes `sym`'s trades.
+    pub fn listening(&self, sym: SymbolId) -> bool {
+        self.listeners
+            .get(sym.index())
+            .is_some_and(|l| l.load(Ordering::Acquire) > 0)
     }
 
     /// A subscription starts (`true`) or stops taking `sym`'s trades.
@@ -365,6 +408,31 @@ mod tests {
         assert_eq!(table.push(sym, &t(10)), None, "the last listener left");
         table.listen(sym, true);
         assert_eq!(table.push(sym, &t(10)), Some(10), "numbering goes on");
+    }
+
+    #[test]
+    fn skipped_trades_read_as_gone_and_numbering_goes_on() {
+        let table = TradeTable::new(1, 4);
+        let sym = SymbolId(0);
+        table.skip(sym, 3);
+        assert_eq!(table.head(sym), 0, "nobody listens: nothing skipped");
+        table.listen(sym, true);
+        assert!(table.listening(sym));
+        table.push(sym, &t(1));
+        table.skip(sym, 2);
+        assert_eq!(table.head(sym), 3);
+        assert_eq!(table.read(sym, 1), Read::Trade(t(1)));
+        assert_eq!(table.read(sym, 2), Read::Gone);
+        assert_eq!(table.read(sym, 3), Read::Gone);
+        assert_eq!(table.push(sym, &t(4)), Some(4));
+        assert_eq!(table.read(sym, 4), Read::Trade(t(4)));
+        // More than the ring holds: the head moves past all of them.
+        table.skip(sym, 100);
+        assert_eq!(table.head(sym), 104);
+        assert_eq!(table.read(sym, 104), Read::Gone);
+        assert_eq!(table.read(sym, 4), Read::Gone);
+        assert_eq!(table.push(sym, &t(5)), Some(105));
+        assert_eq!(table.read(sym, 105), Read::Trade(t(5)));
     }
 
     /// Two writers and a reader that follows the head: every trade the

@@ -104,6 +104,10 @@ pub struct ClusterConfig {
     /// (counted in `tickergate_cluster_overflow_total`; the value is
     /// fetched again from the stream).
     pub subscription_capacity: usize,
+    /// Ingest: publish every trade too (`<prefix>.t.<symbol>`); each
+    /// symbol that trades then keeps a ring of `session.max_pending_trades`
+    /// trades on the ingest.
+    pub trades: bool,
     /// Auth: a token, ...
     pub token: Option<String>,
     /// ... or a user and password, ...
@@ -132,6 +136,7 @@ impl Default for ClusterConfig {
             subscribe_batch_ms: 20,
             linger_ms: 1000,
             subscription_capacity: 4096,
+            trades: true,
             token: None,
             user: None,
             password: None,

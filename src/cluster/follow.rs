@@ -32,6 +32,17 @@ const DRAIN_BATCH: usize = 512;
 /// Last-value reads in flight at once.
 const FETCHES: usize = 32;
 
+/// What is followed of a symbol: its quotes (while a local session holds
+/// it) or its trades (while one takes them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Quote,
+    Trade,
+}
+
+/// Every followed subject's messages, tagged with what they are.
+type Subs = SelectAll<BoxStream<'static, (SymbolId, Kind, async_nats::Message)>>;
+
 /// One symbol followed on NATS.
 struct Follow {
     /// Dropping it ends the subscription (and so unsubscribes).
@@ -58,6 +69,9 @@ pub struct Follower {
     pub provisional: bool,
     /// Where new sessions read the epoch they are told.
     pub(crate) epoch_cell: Option<Arc<RwLock<String>>>,
+    /// Per symbol: the ingest's number of the last trade stored (0: none
+    /// since its trades were followed), to see trades NATS lost.
+    trade_last: Vec<u64>,
     /// Epochs refused already (logged once each).
     refused_epochs: std::collections::HashSet<String>,
     stream: Option<stream::Stream>,
@@ -72,6 +86,15 @@ pub struct Follower {
 pub struct Prepared {
     pub stream: Option<stream::Stream>,
     pub epoch: Option<String>,
+}
+
+/// The symbols whose quotes are followed.
+fn quotes_of(follows: &HashMap<(SymbolId, Kind), Follow>) -> Vec<SymbolId> {
+    follows
+        .keys()
+        .filter(|(_, k)| *k == Kind::Quote)
+        .map(|(s, _)| *s)
+        .collect()
 }
 
 impl Follower {
@@ -100,6 +123,7 @@ impl Follower {
             provisional: false,
             epoch_cell: None,
             refused_epochs: Default::default(),
+            trade_last: Vec::new(),
             stream: None,
             known: HashMap::new(),
             fetches: Arc::new(Semaphore::new(FETCHES)),
@@ -109,8 +133,18 @@ impl Follower {
 
     /// Waits for NATS, then reads what the stream knows: the epoch and
     /// every feed's last status (so symbols are known before clients
-    /// come). No stream yet (no ingest has run): nothing known.
-    pub async fn prepare(&mut self) -> Option<String> {
+    /// come). No stream or epoch yet (no ingest has run): nothing known,
+    /// and the epoch is made up until the first one is heard.
+    pub async fn prepare(&mut self) {
+        self.epoch = crate::session::new_epoch();
+        self.provisional = true;
+        if let Some(e) = self.read_stream().await {
+            self.epoch = e;
+            self.provisional = false;
+        }
+    }
+
+    async fn read_stream(&mut self) -> Option<String> {
         self.nats.wait_connected(&self.cfg.nats_url).await;
         let name = self.cfg.stream_name();
         self.stream = match self.js.get_stream(&name).await {
@@ -121,7 +155,10 @@ impl Follower {
             }
         };
         let stream = self.stream.clone()?;
-        let epoch = stored_epoch(&stream, &self.subjects).await;
+        let epoch = stored_epoch(&stream, &self.subjects).await?;
+        // Statuses are judged against it.
+        self.epoch = epoch.clone();
+        self.provisional = false;
         let mut subjects = Vec::new();
         if let Ok(mut list) = stream.info_with_subjects(self.subjects.statuses()).await {
             while let Some(Ok((subject, _))) = list.next().await {
@@ -135,7 +172,7 @@ impl Follower {
                 }
             }
         }
-        epoch
+        Some(epoch)
     }
 
     pub async fn run(mut self, mut shutdown: Shutdown) {
@@ -149,20 +186,19 @@ impl Follower {
                 }
             }
         };
-        let mut subs: SelectAll<BoxStream<'static, (SymbolId, async_nats::Message)>> =
-            SelectAll::new();
-        let mut follows: HashMap<SymbolId, Follow> = HashMap::new();
+        let mut subs: Subs = SelectAll::new();
+        let mut follows: HashMap<(SymbolId, Kind), Follow> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_millis(self.cfg.subscribe_batch_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_refetch = Instant::now();
         loop {
             tokio::select! {
                 _ = shutdown.wait() => return,
-                Some((sym, m)) = subs.next(), if !subs.is_empty() => {
-                    self.apply(sym, &m.payload);
+                Some((sym, kind, m)) = subs.next(), if !subs.is_empty() => {
+                    self.apply(sym, kind, &m.payload);
                     for _ in 0..DRAIN_BATCH {
                         match subs.next().now_or_never() {
-                            Some(Some((sym, m))) => self.apply(sym, &m.payload),
+                            Some(Some((sym, kind, m))) => self.apply(sym, kind, &m.payload),
                             _ => break,
                         }
                     }
@@ -179,7 +215,7 @@ impl Follower {
                     if overflowed && last_refetch.elapsed() >= Duration::from_secs(1) {
                         self.nats.overflowed.store(false, Ordering::Release);
                         last_refetch = Instant::now();
-                        self.refetch(follows.keys().copied().collect());
+                        self.refetch(quotes_of(&follows));
                     }
                 }
                 r = self.nats.connected.changed() => {
@@ -189,7 +225,7 @@ impl Follower {
                     if *self.nats.connected.borrow_and_update() {
                         // Quotes sent while away are lost: read them.
                         last_refetch = Instant::now();
-                        self.refetch(follows.keys().copied().collect());
+                        self.refetch(quotes_of(&follows));
                     } else {
                         // Stale at the watchdog's next pass.
                         for f in self.feeds.iter() {
@@ -201,8 +237,48 @@ impl Follower {
         }
     }
 
+    fn apply(&mut self, sym: SymbolId, kind: Kind, payload: &[u8]) {
+        match kind {
+            Kind::Quote => self.apply_quote(sym, payload),
+            Kind::Trade => self.apply_trade(sym, payload),
+        }
+    }
+
+    /// Stores one received trade for the local sessions that take the
+    /// symbol's trades, in order; a gap in the ingest's numbering (trades
+    /// NATS lost) reaches them as `trades_dropped`.
+    fn apply_trade(&mut self, sym: SymbolId, payload: &[u8]) {
+        let c = &self.metrics.cluster;
+        let w = match wire::decode_trade(payload) {
+            Ok(w) if w.symbol == self.symbols.name(sym) => w,
+            _ => {
+                c.refused("invalid").inc();
+                return;
+            }
+        };
+        let i = sym.index();
+        if self.trade_last.len() <= i {
+            self.trade_last.resize(i + 1, 0);
+        }
+        let last = self.trade_last[i];
+        if last != 0 && w.seq <= last {
+            c.refused("old").inc();
+            return;
+        }
+        let trades = self.slots.trades();
+        if last != 0 && w.seq > last + 1 {
+            let lost = w.seq - last - 1;
+            trades.skip(sym, lost);
+            c.trades_lost.inc_by(lost);
+        }
+        self.trade_last[i] = w.seq;
+        trades.push(sym, &w.trade);
+        self.slots.touch(sym);
+        c.trades_received.inc();
+    }
+
     /// Writes one received quote under its seq.
-    fn apply(&self, sym: SymbolId, payload: &[u8]) {
+    fn apply_quote(&self, sym: SymbolId, payload: &[u8]) {
         let c = &self.metrics.cluster;
         match wire::decode_quote(payload) {
             Ok(w) if w.symbol == self.symbols.name(sym) => {
@@ -290,54 +366,68 @@ impl Follower {
         }
     }
 
-    /// Follows symbols that gained local subscribers, and lets go of those
-    /// without any for `linger_ms`: one batch per tick.
-    async fn rescan(
-        &mut self,
-        follows: &mut HashMap<SymbolId, Follow>,
-        subs: &mut SelectAll<BoxStream<'static, (SymbolId, async_nats::Message)>>,
-    ) {
+    /// Follows symbols that gained local subscribers (their quotes) or
+    /// trade takers (their trades), and lets go of those without any for
+    /// `linger_ms`: one batch per tick.
+    async fn rescan(&mut self, follows: &mut HashMap<(SymbolId, Kind), Follow>, subs: &mut Subs) {
         let now = Instant::now();
         let linger = Duration::from_millis(self.cfg.linger_ms);
+        let trades = self.slots.trades();
         let mut new = Vec::new();
         let mut gone = Vec::new();
         for i in 0..self.symbols.len() {
             let sym = SymbolId(i as u32);
-            let want = self.slots.interested(sym);
-            match follows.get_mut(&sym) {
-                None if want => new.push(sym),
-                Some(f) if want => f.idle_since = None,
-                Some(f) => match f.idle_since {
-                    None => f.idle_since = Some(now),
-                    Some(t) if now.duration_since(t) >= linger => gone.push(sym),
-                    Some(_) => {}
-                },
-                None => {}
+            for (kind, want) in [
+                (Kind::Quote, self.slots.interested(sym)),
+                (Kind::Trade, trades.listening(sym)),
+            ] {
+                match follows.get_mut(&(sym, kind)) {
+                    None if want => new.push((sym, kind)),
+                    Some(f) if want => f.idle_since = None,
+                    Some(f) => match f.idle_since {
+                        None => f.idle_since = Some(now),
+                        Some(t) if now.duration_since(t) >= linger => gone.push((sym, kind)),
+                        Some(_) => {}
+                    },
+                    None => {}
+                }
             }
         }
         if new.is_empty() && gone.is_empty() {
             return;
         }
-        for sym in &gone {
+        for key in &gone {
             // Dropping the sender ends the stream; the subscription is
             // dropped with it, which unsubscribes.
-            follows.remove(sym);
+            follows.remove(key);
         }
         let mut fetch = Vec::with_capacity(new.len());
-        for sym in new {
-            let subject = self.subjects.quote(self.symbols.name(sym));
+        for (sym, kind) in new {
+            let name = self.symbols.name(sym);
+            let subject = match kind {
+                Kind::Quote => self.subjects.quote(name),
+                Kind::Trade => self.subjects.trade(name),
+            };
             match self.nats.client.subscribe(subject).await {
                 Ok(sub) => {
                     let (tx, rx) = oneshot::channel::<()>();
-                    subs.push(sub.map(move |m| (sym, m)).take_until(rx).boxed());
+                    subs.push(sub.map(move |m| (sym, kind, m)).take_until(rx).boxed());
                     follows.insert(
-                        sym,
+                        (sym, kind),
                         Follow {
                             _cancel: tx,
                             idle_since: None,
                         },
                     );
-                    fetch.push(sym);
+                    match kind {
+                        Kind::Quote => fetch.push(sym),
+                        // Numbering is followed from the first trade on.
+                        Kind::Trade => {
+                            if let Some(l) = self.trade_last.get_mut(sym.index()) {
+                                *l = 0;
+                            }
+                        }
+                    }
                 }
                 Err(e) => tracing::warn!("cannot subscribe: {e}"),
             }

@@ -33,6 +33,14 @@ pub struct ClusterMetrics {
     pub subscriptions: IntGauge,
     /// Edge: subscribe and unsubscribe batches sent.
     pub interest_batches: IntCounter,
+    /// Ingest: trades published to NATS.
+    pub trades_published: IntCounter,
+    /// Edge: trades received from NATS and stored.
+    pub trades_received: IntCounter,
+    /// Trades lost between ingest and edge: the ingest's publisher fell
+    /// a whole trade ring behind, or an edge saw a gap in the ingest's
+    /// trade seqs (NATS dropped some); clients are told `trades_dropped`.
+    pub trades_lost: IntCounter,
 }
 
 pub const REFUSED_REASONS: [&str; 3] = ["old", "invalid", "epoch"];
@@ -122,6 +130,18 @@ impl ClusterMetrics {
             interest_batches: counter(
                 "cluster_interest_batches_total",
                 "Edge: batches of NATS subscribe/unsubscribe sent",
+            ),
+            trades_published: counter(
+                "cluster_trades_published_total",
+                "Ingest: trades published to NATS",
+            ),
+            trades_received: counter(
+                "cluster_trades_received_total",
+                "Edge: trades received from NATS and stored for its subscribers",
+            ),
+            trades_lost: counter(
+                "cluster_trades_lost_total",
+                "Trades lost between ingest and edge (ingest publisher a whole ring behind, or a gap in the ingest's trade seqs seen by an edge); clients get trades_dropped",
             ),
         };
         m.set_role(Role::Standalone);

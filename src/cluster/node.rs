@@ -60,13 +60,7 @@ pub async fn prepare(cfg: &ClusterConfig, p: &Parts) -> Result<Option<Prepared>,
             p.metrics.clone(),
             p.on_new.clone(),
         );
-        match f.prepare().await {
-            Some(e) => f.epoch = e,
-            None => {
-                f.epoch = crate::session::new_epoch();
-                f.provisional = true;
-            }
-        }
+        f.prepare().await;
         return Ok(Some(Prepared::Edge(Box::new(f))));
     }
     nats.wait_connected(&cfg.nats_url).await;

@@ -14,9 +14,10 @@ use super::wire::{self, EpochMsg, FeedStatus, Subjects};
 use crate::feed::Feeds;
 use crate::metrics::Metrics;
 use crate::model::{now_ns, SymbolId, Symbols};
-use crate::protocol::messages::encode_quote;
+use crate::protocol::messages::{encode_quote, encode_trade};
 use crate::shutdown::Shutdown;
 use crate::slots::SlotTable;
+use crate::trades::Read;
 use async_nats::jetstream::{self, stream};
 use async_nats::Subject;
 use bytes::Bytes;
@@ -223,23 +224,32 @@ pub struct Publisher {
     pub epoch: String,
 }
 
+/// What the publisher keeps per symbol.
+struct Out {
+    quote: Subject,
+    trade: Subject,
+    /// The seq of the last quote that went out: a status change marks
+    /// the symbol too, and its unchanged value is not sent again.
+    sent: u64,
+    /// The ingest's number of the last trade that went out.
+    trades_sent: u64,
+}
+
+/// Why a round of publishing stopped early.
+struct Failed;
+
 impl Publisher {
     pub async fn run(mut self, mut shutdown: Shutdown) {
         let tap = self.slots.tap();
-        // What went out per symbol: a status change marks the symbol too,
-        // and its unchanged value is not sent again.
-        let mut sent: Vec<u64> = Vec::new();
-        let mut subjects: Vec<Subject> = Vec::new();
+        let mut outs: Vec<Out> = Vec::new();
         let mut dirty: Vec<SymbolId> = Vec::new();
         let mut buf = String::with_capacity(256);
+        self.grow(&mut outs);
         // Every symbol is looked at once at the start (writes before the
         // tap existed); values resumed from the stream are there already
         // and are skipped by seq.
         let mut sweep = true;
         let mut resend = false;
-        for i in 0..self.symbols.len() {
-            sent.push(self.slots.seq(SymbolId(i as u32)));
-        }
         loop {
             tokio::select! {
                 _ = shutdown.wait() => return,
@@ -257,49 +267,99 @@ impl Publisher {
             dirty.clear();
             tap.drain(|s| dirty.push(s));
             if !self.nats.is_connected() {
-                // Kept in the slots; all of it goes out on reconnect.
+                // Kept in the slots (and trade rings); out on reconnect.
                 continue;
             }
-            let n = self.symbols.len();
-            while subjects.len() < n {
-                let name = self.symbols.name(SymbolId(subjects.len() as u32));
-                subjects.push(Subject::from(self.subjects.quote(name)));
-                sent.resize(subjects.len(), 0);
-            }
+            self.grow(&mut outs);
             if resend {
                 // The stream may have lost values: all of them again.
-                sent.iter_mut().for_each(|s| *s = 0);
+                outs.iter_mut().for_each(|o| o.sent = 0);
             }
             if sweep || resend {
                 (sweep, resend) = (false, false);
                 dirty.clear();
-                dirty.extend((0..n).map(|i| SymbolId(i as u32)));
+                dirty.extend((0..outs.len()).map(|i| SymbolId(i as u32)));
             }
             for &sym in &dirty {
-                let Some((q, seq)) = self.slots.read(sym) else {
+                let Some(out) = outs.get_mut(sym.index()) else {
                     continue;
                 };
-                let i = sym.index();
-                if seq <= sent[i] {
-                    continue;
-                }
-                buf.clear();
-                encode_quote(&mut buf, &self.symbols, sym, seq, &q, false);
-                let body = Bytes::copy_from_slice(buf.as_bytes());
-                match self.nats.client.publish(subjects[i].clone(), body).await {
-                    Ok(()) => {
-                        sent[i] = seq;
-                        self.metrics.cluster.published.inc();
-                    }
-                    Err(e) => {
-                        self.metrics.cluster.publish_errors.inc();
-                        tracing::debug!("publish failed: {e}");
-                        resend = true;
-                        break;
-                    }
+                if self.publish_symbol(sym, out, &mut buf).await.is_err() {
+                    self.metrics.cluster.publish_errors.inc();
+                    resend = true;
+                    break;
                 }
             }
         }
+    }
+
+    /// Per-symbol state for symbols added since (all at the start); each
+    /// one's trades are taken from here on.
+    fn grow(&self, outs: &mut Vec<Out>) {
+        let trades = self.slots.trades();
+        while outs.len() < self.symbols.len() {
+            let sym = SymbolId(outs.len() as u32);
+            let name = self.symbols.name(sym);
+            if self.cfg.trades {
+                trades.listen(sym, true);
+            }
+            outs.push(Out {
+                quote: Subject::from(self.subjects.quote(name)),
+                trade: Subject::from(self.subjects.trade(name)),
+                sent: self.slots.seq(sym),
+                trades_sent: trades.head(sym),
+            });
+        }
+    }
+
+    /// Publishes `sym`'s quote if it is new, then its trades not yet out.
+    async fn publish_symbol(
+        &self,
+        sym: SymbolId,
+        out: &mut Out,
+        buf: &mut String,
+    ) -> Result<(), Failed> {
+        let c = &self.metrics.cluster;
+        if let Some((q, seq)) = self.slots.read(sym) {
+            if seq > out.sent {
+                buf.clear();
+                encode_quote(buf, &self.symbols, sym, seq, &q, false);
+                self.send(out.quote.clone(), buf).await?;
+                out.sent = seq;
+                c.published.inc();
+            }
+        }
+        if !self.cfg.trades {
+            return Ok(());
+        }
+        let trades = self.slots.trades();
+        let head = trades.head(sym);
+        while out.trades_sent < head {
+            let n = out.trades_sent + 1;
+            match trades.read(sym, n) {
+                Read::Trade(t) => {
+                    buf.clear();
+                    encode_trade(buf, self.symbols.name(sym), n, &t);
+                    self.send(out.trade.clone(), buf).await?;
+                    c.trades_published.inc();
+                }
+                // Overwritten before it went out (a whole ring behind):
+                // edges see the gap and tell their clients.
+                Read::Gone => c.trades_lost.inc(),
+                // Its writer wakes the tap when it is done.
+                Read::NotYet => break,
+            }
+            out.trades_sent = n;
+        }
+        Ok(())
+    }
+
+    async fn send(&self, subject: Subject, body: &str) -> Result<(), Failed> {
+        let body = Bytes::copy_from_slice(body.as_bytes());
+        self.nats.client.publish(subject, body).await.map_err(|e| {
+            tracing::debug!("publish failed: {e}");
+            Failed
+        })
     }
 
     /// After NATS comes back: the stream may be new (a memory stream is

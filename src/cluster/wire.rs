@@ -4,14 +4,18 @@
 //!   WebSocket client gets (decimal strings byte-exact, the ingest's
 //!   `seq`, `ts`, `gw_ts`), so anything that reads NATS reads it like a
 //!   client does. The symbol token is [`super::subject::encode`].
+//! - `<prefix>.t.<symbol token>`: a trade, exactly the `trade` message
+//!   (its `seq` is the ingest's number of it); not stored.
 //! - `<prefix>.status.<feed token>`: a feed's state ([`FeedStatus`]), at
 //!   least every `status_interval_ms`, with the feed's symbols.
 //! - `<prefix>.epoch`: the cluster's seq numbering ([`EpochMsg`]).
 //!
-//! The JetStream stream keeps the last message of each of these subjects.
+//! The JetStream stream keeps the last message of each of these subjects
+//! but the trades'.
 
 use super::subject;
 use crate::model::{field, Quote};
+use crate::trades::{Side, Trade};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
@@ -31,6 +35,10 @@ impl Subjects {
 
     pub fn quote(&self, symbol: &str) -> String {
         format!("{}.q.{}", self.prefix, subject::encode(symbol))
+    }
+
+    pub fn trade(&self, symbol: &str) -> String {
+        format!("{}.t.{}", self.prefix, subject::encode(symbol))
     }
 
     pub fn quotes(&self) -> String {
@@ -82,10 +90,10 @@ pub struct EpochMsg {
     pub ts: i64,
 }
 
-/// Why a payload is not a quote.
+/// Why a payload is not a quote (or trade) this gateway sends.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a tickergate quote: {0}")]
-pub struct BadQuote(pub &'static str);
+#[error("not a tickergate message: {0}")]
+pub struct BadMessage(pub &'static str);
 
 /// A quote read back from its payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,27 +134,27 @@ impl<'a> Scan<'a> {
         }
     }
 
-    fn string(&mut self) -> Result<&'a str, BadQuote> {
+    fn string(&mut self) -> Result<&'a str, BadMessage> {
         if !self.eat(b'"') {
-            return Err(BadQuote("expected a string"));
+            return Err(BadMessage("expected a string"));
         }
         let start = self.i;
         while let Some(&c) = self.b.get(self.i) {
             match c {
                 b'"' => {
                     let s = std::str::from_utf8(&self.b[start..self.i])
-                        .map_err(|_| BadQuote("not UTF-8"))?;
+                        .map_err(|_| BadMessage("not UTF-8"))?;
                     self.i += 1;
                     return Ok(s);
                 }
-                b'\\' | 0..=0x1f => return Err(BadQuote("escaped or control character")),
+                b'\\' | 0..=0x1f => return Err(BadMessage("escaped or control character")),
                 _ => self.i += 1,
             }
         }
-        Err(BadQuote("unterminated string"))
+        Err(BadMessage("unterminated string"))
     }
 
-    fn value(&mut self) -> Result<Val<'a>, BadQuote> {
+    fn value(&mut self) -> Result<Val<'a>, BadMessage> {
         self.ws();
         match self.b.get(self.i) {
             Some(b'"') => self.string().map(Val::Str),
@@ -160,121 +168,189 @@ impl<'a> Scan<'a> {
                     }
                 }
                 if start == self.i {
-                    return Err(BadQuote("expected a value"));
+                    return Err(BadMessage("expected a value"));
                 }
                 // ASCII by construction.
                 let s = std::str::from_utf8(&self.b[start..self.i])
-                    .map_err(|_| BadQuote("not UTF-8"))?;
+                    .map_err(|_| BadMessage("not UTF-8"))?;
                 Ok(Val::Bare(s))
             }
-            None => Err(BadQuote("truncated")),
+            None => Err(BadMessage("truncated")),
         }
     }
 }
 
-fn dec(v: &Val<'_>) -> Result<Decimal, BadQuote> {
+fn dec(v: &Val<'_>) -> Result<Decimal, BadMessage> {
     match v {
-        Val::Str(s) => Decimal::from_str(s).map_err(|_| BadQuote("not a decimal string")),
-        Val::Bare(_) => Err(BadQuote("a price or size must be a decimal string")),
+        Val::Str(s) => Decimal::from_str(s).map_err(|_| BadMessage("not a decimal string")),
+        Val::Bare(_) => Err(BadMessage("a price or size must be a decimal string")),
     }
 }
 
-fn int<T: FromStr>(v: &Val<'_>) -> Result<T, BadQuote> {
+fn int<T: FromStr>(v: &Val<'_>) -> Result<T, BadMessage> {
     match v {
-        Val::Bare(s) => s.parse().map_err(|_| BadQuote("not an integer")),
-        Val::Str(_) => Err(BadQuote("expected an integer")),
+        Val::Bare(s) => s.parse().map_err(|_| BadMessage("not an integer")),
+        Val::Str(_) => Err(BadMessage("expected an integer")),
     }
 }
 
-/// Reads a quote published by an ingest node (the `quote` message of
-/// the client protocol). Consolidated quotes' `bid_venue`/`ask_venue` are
-/// not carried over (an edge has no venues of its own); `crossed` is.
-pub fn decode_quote(payload: &[u8]) -> Result<WireQuote<'_>, BadQuote> {
+/// Calls `f` with each key and value of a flat JSON object, in order.
+fn scan_object<'a>(
+    payload: &'a [u8],
+    mut f: impl FnMut(&'a str, Val<'a>) -> Result<(), BadMessage>,
+) -> Result<(), BadMessage> {
     let mut s = Scan { b: payload, i: 0 };
     if !s.eat(b'{') {
-        return Err(BadQuote("not an object"));
+        return Err(BadMessage("not an object"));
     }
-    let mut symbol = None;
-    let mut seq = None;
-    let mut q = Quote::default();
-    let mut is_quote = false;
-    let mut have_gw_ts = false;
     if !s.eat(b'}') {
         loop {
             let key = s.string()?;
             if !s.eat(b':') {
-                return Err(BadQuote("expected ':'"));
+                return Err(BadMessage("expected ':'"));
             }
-            let v = s.value()?;
-            match key {
-                "type" => is_quote = matches!(v, Val::Str("quote")),
-                "symbol" => match v {
-                    Val::Str(x) => symbol = Some(x),
-                    Val::Bare(_) => return Err(BadQuote("symbol must be a string")),
-                },
-                "seq" => seq = Some(int::<u64>(&v)?),
-                "bid" => {
-                    q.bid = dec(&v)?;
-                    q.present |= field::BID;
-                }
-                "bid_size" => {
-                    q.bid_size = dec(&v)?;
-                    q.present |= field::BID_SIZE;
-                }
-                "ask" => {
-                    q.ask = dec(&v)?;
-                    q.present |= field::ASK;
-                }
-                "ask_size" => {
-                    q.ask_size = dec(&v)?;
-                    q.present |= field::ASK_SIZE;
-                }
-                "last" => {
-                    q.last = dec(&v)?;
-                    q.present |= field::LAST;
-                }
-                "last_size" => {
-                    q.last_size = dec(&v)?;
-                    q.present |= field::LAST_SIZE;
-                }
-                "ts" => {
-                    q.ts = int(&v)?;
-                    q.present |= field::TS;
-                }
-                "gw_ts" => {
-                    q.gw_ts = int(&v)?;
-                    have_gw_ts = true;
-                }
-                "crossed" => q.crossed = matches!(v, Val::Bare("true")),
-                // bid_venue, ask_venue, snapshot, and fields a later
-                // version adds.
-                _ => {}
-            }
+            f(key, s.value()?)?;
             if s.eat(b',') {
                 continue;
             }
             if s.eat(b'}') {
                 break;
             }
-            return Err(BadQuote("expected ',' or '}'"));
+            return Err(BadMessage("expected ',' or '}'"));
         }
     }
     s.ws();
     if s.i != payload.len() {
-        return Err(BadQuote("trailing bytes"));
+        return Err(BadMessage("trailing bytes"));
     }
+    Ok(())
+}
+
+fn string<'a>(v: &Val<'a>, what: &'static str) -> Result<&'a str, BadMessage> {
+    match v {
+        Val::Str(x) => Ok(x),
+        Val::Bare(_) => Err(BadMessage(what)),
+    }
+}
+
+/// Reads a quote published by an ingest node (the `quote` message of
+/// the client protocol). Consolidated quotes' `bid_venue`/`ask_venue` are
+/// not carried over (an edge has no venues of its own); `crossed` is.
+pub fn decode_quote(payload: &[u8]) -> Result<WireQuote<'_>, BadMessage> {
+    let mut symbol = None;
+    let mut seq = None;
+    let mut q = Quote::default();
+    let mut is_quote = false;
+    let mut have_gw_ts = false;
+    scan_object(payload, |key, v| {
+        match key {
+            "type" => is_quote = matches!(v, Val::Str("quote")),
+            "symbol" => symbol = Some(string(&v, "symbol must be a string")?),
+            "seq" => seq = Some(int::<u64>(&v)?),
+            "bid" => {
+                q.bid = dec(&v)?;
+                q.present |= field::BID;
+            }
+            "bid_size" => {
+                q.bid_size = dec(&v)?;
+                q.present |= field::BID_SIZE;
+            }
+            "ask" => {
+                q.ask = dec(&v)?;
+                q.present |= field::ASK;
+            }
+            "ask_size" => {
+                q.ask_size = dec(&v)?;
+                q.present |= field::ASK_SIZE;
+            }
+            "last" => {
+                q.last = dec(&v)?;
+                q.present |= field::LAST;
+            }
+            "last_size" => {
+                q.last_size = dec(&v)?;
+                q.present |= field::LAST_SIZE;
+            }
+            "ts" => {
+                q.ts = int(&v)?;
+                q.present |= field::TS;
+            }
+            "gw_ts" => {
+                q.gw_ts = int(&v)?;
+                have_gw_ts = true;
+            }
+            "crossed" => q.crossed = matches!(v, Val::Bare("true")),
+            // bid_venue, ask_venue, snapshot, and fields a later version
+            // adds.
+            _ => {}
+        }
+        Ok(())
+    })?;
     if !is_quote {
-        return Err(BadQuote("type is not \"quote\""));
+        return Err(BadMessage("type is not \"quote\""));
     }
-    let symbol = symbol.ok_or(BadQuote("no symbol"))?;
-    let seq = seq.filter(|&n| n > 0).ok_or(BadQuote("no seq"))?;
+    let symbol = symbol.ok_or(BadMessage("no symbol"))?;
+    let seq = seq.filter(|&n| n > 0).ok_or(BadMessage("no seq"))?;
     if !have_gw_ts {
-        return Err(BadQuote("no gw_ts"));
+        return Err(BadMessage("no gw_ts"));
     }
     Ok(WireQuote {
         symbol,
         seq,
         quote: q,
+    })
+}
+
+/// A trade read back from its payload; `seq` is the ingest's number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireTrade<'a> {
+    pub symbol: &'a str,
+    pub seq: u64,
+    pub trade: Trade,
+}
+
+/// Reads a trade published by an ingest node (the `trade` message of the
+/// client protocol).
+pub fn decode_trade(payload: &[u8]) -> Result<WireTrade<'_>, BadMessage> {
+    let (mut symbol, mut seq, mut price, mut size, mut ts, mut gw_ts) =
+        (None, None, None, None, None, None);
+    let (mut side, mut trade_id, mut is_trade) = (None, None, false);
+    scan_object(payload, |key, v| {
+        match key {
+            "type" => is_trade = matches!(v, Val::Str("trade")),
+            "symbol" => symbol = Some(string(&v, "symbol must be a string")?),
+            "seq" => seq = Some(int::<u64>(&v)?),
+            "price" => price = Some(dec(&v)?),
+            "size" => size = Some(dec(&v)?),
+            "side" => {
+                side = Some(
+                    Side::parse(string(&v, "side must be a string")?)
+                        .ok_or(BadMessage("side is not buy or sell"))?,
+                )
+            }
+            "trade_id" => trade_id = Some(int::<u64>(&v)?),
+            "ts" => ts = Some(int::<i64>(&v)?),
+            "gw_ts" => gw_ts = Some(int::<i64>(&v)?),
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if !is_trade {
+        return Err(BadMessage("type is not \"trade\""));
+    }
+    let missing = BadMessage("a trade needs symbol, seq, price, size, ts, gw_ts");
+    let seq = seq.filter(|&n| n > 0).ok_or(missing.clone())?;
+    Ok(WireTrade {
+        symbol: symbol.ok_or(missing.clone())?,
+        seq,
+        trade: Trade {
+            price: price.ok_or(missing.clone())?,
+            size: size.ok_or(missing.clone())?,
+            side,
+            trade_id,
+            ts: ts.ok_or(missing.clone())?,
+            gw_ts: gw_ts.ok_or(missing)?,
+        },
     })
 }
 
@@ -350,10 +426,50 @@ mod tests {
     }
 
     #[test]
+    fn a_trade_comes_back_byte_exact() {
+        use crate::protocol::messages::encode_trade;
+        for t in [
+            Trade {
+                price: d("97000.10"),
+                size: d("0.00100000"),
+                side: Some(Side::Sell),
+                trade_id: Some(123_456_789),
+                ts: 1_700_000_000_000_000_001,
+                gw_ts: 1_700_000_000_000_000_002,
+            },
+            Trade {
+                price: d("1"),
+                size: d("2.5"),
+                side: None,
+                trade_id: None,
+                ts: 5,
+                gw_ts: 6,
+            },
+        ] {
+            let mut out = String::new();
+            encode_trade(&mut out, "BTC-USD", 77, &t);
+            let w = decode_trade(out.as_bytes()).unwrap();
+            assert_eq!((w.symbol, w.seq, w.trade), ("BTC-USD", 77, t));
+            let mut again = String::new();
+            encode_trade(&mut again, "BTC-USD", 77, &w.trade);
+            assert_eq!(again, out);
+        }
+        for bad in [
+            &br#"{"type":"trade","symbol":"A","seq":1,"price":"1","size":"1","ts":1}"#[..],
+            br#"{"type":"trade","symbol":"A","seq":1,"price":"1","size":"1","ts":1,"gw_ts":1,"side":"up"}"#,
+            br#"{"type":"quote","symbol":"A","seq":1,"price":"1","size":"1","ts":1,"gw_ts":1}"#,
+            br#"{"type":"trade","symbol":"A","seq":1,"price":1,"size":"1","ts":1,"gw_ts":1}"#,
+        ] {
+            assert!(decode_trade(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
     fn subjects_use_the_prefix_and_tokens() {
         let s = Subjects::new("md.eu");
         assert_eq!(s.quote("ES.Z26"), "md.eu.q.ES~2EZ26");
         assert_eq!(s.status("sim"), "md.eu.status.sim");
+        assert_eq!(s.trade("BTC-USD"), "md.eu.t.BTC-USD");
         assert_eq!(s.epoch(), "md.eu.epoch");
         assert_eq!(s.stored(), ["md.eu.q.>", "md.eu.status.>", "md.eu.epoch"]);
     }
