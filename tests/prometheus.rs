@@ -8,7 +8,9 @@
 //!   unit tests pass (`promtool_accepts_rules_config_and_rule_tests`).
 //! * A real Prometheus (Debian package `prometheus`) scrapes an in-process
 //!   gateway, loads and evaluates the rules without error, and runs every
-//!   dashboard query (`prometheus_scrapes_gateway_and_runs_rules_and_dashboard`).
+//!   dashboard query (`prometheus_scrapes_gateway_and_runs_rules_and_dashboard`);
+//!   the Cluster row's queries must return the standalone gateway's series
+//!   (its role, and zeros).
 //!
 //! The last two are ignored by default: `scripts/test` installs Prometheus
 //! and runs them with `--include-ignored`.
@@ -759,6 +761,54 @@ async fn prometheus_scrapes_gateway_and_runs_rules_and_dashboard() {
         let e = instantiate(&expr);
         if let Err(err) = Prometheus::query(addr, &e).await {
             panic!("dashboard panel {title:?}: query {e:?} failed: {err}");
+        }
+    }
+
+    // The Cluster row on a standalone gateway, which exports the
+    // tickergate_cluster_* metrics with role="standalone" and zeros: every
+    // query naming one returns this gateway's series; the role panel shows
+    // the one role, NATS connected shows "standalone" (-1), the rest are 0.
+    let cluster: Vec<(String, String)> = dashboard_exprs()
+        .into_iter()
+        .filter(|(_, e)| e.contains("tickergate_cluster_"))
+        .collect();
+    assert!(
+        cluster.len() >= 10,
+        "the dashboard's Cluster row queries: {cluster:?}"
+    );
+    for (title, expr) in cluster {
+        let e = instantiate(&expr);
+        let what = format!("dashboard panel {title:?}: {e:?} returns series");
+        let r = prom
+            .eventually(&what, || {
+                let e = e.clone();
+                async move {
+                    let r = Prometheus::query(addr, &e).await?;
+                    if r.is_empty() {
+                        Err("no series".to_string())
+                    } else {
+                        Ok(r)
+                    }
+                }
+            })
+            .await;
+        for s in &r {
+            assert_eq!(s["metric"]["instance"], target.to_string(), "{what}: {s}");
+        }
+        match title.as_str() {
+            "Node role" => {
+                assert_eq!(r.len(), 1, "{what}: one role: {r:?}");
+                assert_eq!(r[0]["metric"]["role"], "standalone", "{what}: {r:?}");
+                assert_eq!(sample_value(&r[0]), 1.0, "{what}: {r:?}");
+            }
+            "NATS connected" => {
+                assert_eq!(r.len(), 1, "{what}: {r:?}");
+                assert_eq!(sample_value(&r[0]), -1.0, "{what}: standalone: {r:?}");
+            }
+            _ => assert!(
+                r.iter().all(|s| sample_value(s) == 0.0),
+                "{what}: 0 on a standalone gateway: {r:?}"
+            ),
         }
     }
 
