@@ -111,7 +111,7 @@ impl Config {
             t.cert = resolve_path(&t.cert, path);
             t.key = resolve_path(&t.key, path);
         }
-        cfg.cluster.resolve_paths(path);
+        cfg.cluster.resolve_paths(|p| resolve_path(p, path));
         Ok(cfg)
     }
 

@@ -323,11 +323,12 @@ impl ClusterConfig {
         Ok(())
     }
 
-    /// The files it names, made relative to the config file's directory.
-    pub fn resolve_paths(&mut self, config_file: &std::path::Path) {
+    /// The files it names, made relative to the config file's directory
+    /// by `resolve`.
+    pub fn resolve_paths(&mut self, resolve: impl Fn(&std::path::Path) -> PathBuf) {
         let r = |p: &mut Option<PathBuf>| {
             if let Some(x) = p {
-                *x = crate::config::resolve_path(x, config_file);
+                *x = resolve(x);
             }
         };
         r(&mut self.creds_file);

@@ -5,11 +5,9 @@
 pub mod config;
 pub mod connect;
 pub mod follow;
-pub mod metrics;
 pub mod node;
 pub mod publish;
 pub mod subject;
 pub mod wire;
 
 pub use config::{ClusterConfig, Role};
-pub use metrics::ClusterMetrics;

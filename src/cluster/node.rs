@@ -47,7 +47,7 @@ pub async fn prepare(cfg: &ClusterConfig, p: &Parts) -> Result<Option<Prepared>,
     if cfg.role == Role::Standalone {
         return Ok(None);
     }
-    p.metrics.cluster.set_role(cfg.role);
+    p.metrics.cluster.set_role(cfg.role.as_str());
     let node = cfg.node_name();
     let mut nats = connect::connect(cfg, &node, &p.metrics).await?;
     if cfg.role == Role::Edge {

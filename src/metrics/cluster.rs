@@ -1,8 +1,7 @@
-//! The cluster's metrics (`tickergate_cluster_*`), registered with the
+//! The cluster's metrics (scale-out over NATS, `cluster/`) (`tickergate_cluster_*`), registered with the
 //! gateway's others; a standalone gateway exports them too (role
 //! `standalone`, everything else 0), so one dashboard fits every node.
 
-use super::config::Role;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 pub struct ClusterMetrics {
@@ -43,6 +42,8 @@ pub struct ClusterMetrics {
     pub trades_lost: IntCounter,
 }
 
+/// The `role` labels of `tickergate_cluster_role`.
+pub const ROLES: [&str; 4] = ["standalone", "ingest", "edge", "both"];
 pub const REFUSED_REASONS: [&str; 3] = ["old", "invalid", "epoch"];
 pub const FETCH_RESULTS: [&str; 3] = ["hit", "miss", "error"];
 
@@ -144,15 +145,14 @@ impl ClusterMetrics {
                 "Trades lost between ingest and edge (ingest publisher a whole ring behind, or a gap in the ingest's trade seqs seen by an edge); clients get trades_dropped",
             ),
         };
-        m.set_role(Role::Standalone);
+        m.set_role("standalone");
         m
     }
 
-    pub fn set_role(&self, r: Role) {
-        for x in Role::ALL {
-            self.role
-                .with_label_values(&[x.as_str()])
-                .set((x == r) as i64);
+    /// `role`: one of [`ROLES`] (`cluster::Role::as_str`).
+    pub fn set_role(&self, role: &str) {
+        for x in ROLES {
+            self.role.with_label_values(&[x]).set((x == role) as i64);
         }
     }
 

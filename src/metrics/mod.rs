@@ -1,7 +1,10 @@
 //! Prometheus metrics. Label children are resolved once and kept, because
 //! `with_label_values` hashes on every call and the hot path must not.
 
+mod cluster;
+
 use crate::protocol::{Disconnect, ErrorCode};
+pub use cluster::ClusterMetrics;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
@@ -82,7 +85,7 @@ pub struct Metrics {
     /// Refused tokens and entitlement denials, by reason.
     auth_failures: IntCounterVec,
     /// Scale-out over NATS (`tickergate_cluster_*`).
-    pub cluster: crate::cluster::ClusterMetrics,
+    pub cluster: ClusterMetrics,
 }
 
 /// The `reason` labels of `tickergate_auth_failures_total`.
@@ -303,7 +306,7 @@ impl Metrics {
                 "Auth refusals: invalid or expired tokens, un-entitled symbols asked for (one per symbol), sessions over a key's max_connections",
                 &["reason"],
             ),
-            cluster: crate::cluster::ClusterMetrics::register(&registry),
+            cluster: ClusterMetrics::register(&registry),
             registry,
             process: process_registry(),
         };
