@@ -31,8 +31,6 @@ impl Role {
         }
     }
 
-    pub const ALL: [Role; 4] = [Role::Standalone, Role::Ingest, Role::Edge, Role::Both];
-
     /// Runs feeds and publishes them.
     pub fn publishes(self) -> bool {
         matches!(self, Role::Ingest | Role::Both)
