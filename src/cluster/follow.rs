@@ -434,8 +434,14 @@ impl Follower {
         }
         self.metrics.cluster.interest_batches.inc();
         self.metrics.cluster.subscriptions.set(follows.len() as i64);
-        if let Err(e) = self.nats.client.flush().await {
-            tracing::debug!("flush: {e}");
+        // Not while NATS is away (a flush would wait for it, and the
+        // subscriptions are sent again on reconnect anyway).
+        if self.nats.is_connected() {
+            match tokio::time::timeout(Duration::from_secs(1), self.nats.client.flush()).await {
+                Ok(Err(e)) => tracing::debug!("flush: {e}"),
+                Err(_) => tracing::debug!("flush timed out"),
+                Ok(Ok(())) => {}
+            }
         }
         self.refetch(fetch);
     }

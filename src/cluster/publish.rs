@@ -71,7 +71,7 @@ pub async fn ensure_stream(
         match js.get_or_create_stream(want.clone()).await {
             Ok(s) => break s,
             Err(e) => {
-                tracing::warn!(stream = %want.name, "JetStream stream not ready: {e}; retrying");
+                tracing::warn!(stream = %want.name, "JetStream stream not ready: {e} (is JetStream on: nats-server -js?); retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
