@@ -7,7 +7,7 @@
 set -u
 cd "$(dirname "$0")/.."
 SECS=${1:-60}
-TARGETS="client_op venue_binance venue_coinbase venue_kraken ingest_line config_toml replay_line"
+TARGETS="client_op venue_binance venue_coinbase venue_kraken ingest_line config_toml replay_line cluster_wire"
 mkdir -p fuzz/logs
 ./fuzz/seed.sh >/dev/null
 cargo fuzz build -s none || exit 1

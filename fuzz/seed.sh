@@ -45,7 +45,13 @@ for op in [
     {"op": "auth", "token": "eyJhbGciOiJIUzI1NiJ9.e30.x"},
 ]:
     put("client_op", json.dumps(op))
+for payload in [
+    '{"type":"quote","symbol":"BTC-USD","seq":42,"bid":"97000.10","bid_size":"0.5","ask":"97000.20","ask_size":"1.25000000","last":"97000.15","last_size":"0.001","ts":1796617697745332448,"gw_ts":1796617697745334059}',
+    '{"type":"quote","symbol":"ES.Z26","seq":1,"ask":"6012.50","ask_size":"3","crossed":true,"gw_ts":5}',
+    '{"type":"trade","symbol":"BTC-USD","seq":7,"price":"97000.10","size":"0.00100000","side":"buy","trade_id":123456789,"ts":1796617697745332448,"gw_ts":1796617697745334059}',
+]:
+    put("cluster_wire", payload)
 PY
-for t in client_op venue_binance venue_coinbase venue_kraken ingest_line config_toml replay_line; do
+for t in client_op venue_binance venue_coinbase venue_kraken ingest_line config_toml replay_line cluster_wire; do
     printf '%s: %s seeds\n' "$t" "$(ls fuzz/corpus/$t | wc -l)"
 done

@@ -1611,3 +1611,115 @@ fn regression_far_future_timestamps() {
     assert!(matches!(r, Err(ParseError::Field { .. })), "{r:?}");
     assert!(out.is_empty());
 }
+
+// ------------------------------------------------ scale-out: NATS payloads
+
+/// Any decimal a venue can send: up to 19 digits, any scale, any sign.
+fn wire_decimal() -> impl Strategy<Value = Decimal> {
+    (any::<i64>(), 0u32..=18).prop_map(|(m, scale)| Decimal::new(m, scale))
+}
+
+/// What an edge does with a payload from NATS: never panics, and what it
+/// takes it writes back the same (decode, encode, decode is stable).
+fn cluster_outcome(b: &[u8]) -> Result<(), TestCaseError> {
+    use tickergate::cluster::wire::{decode_quote, decode_trade};
+    use tickergate::protocol::messages::{encode_quote, encode_trade};
+    if let Ok(w) = decode_quote(b) {
+        let mut syms = Symbols::new();
+        if let Ok(id) = syms.intern(w.symbol) {
+            let mut out = String::new();
+            encode_quote(&mut out, &syms, id, w.seq, &w.quote, false);
+            let again = decode_quote(out.as_bytes())
+                .map_err(|e| TestCaseError::fail(format!("{out}: {e}")))?;
+            prop_assert_eq!(again.seq, w.seq);
+            prop_assert_eq!(again.quote, w.quote);
+        }
+    }
+    if let Ok(w) = decode_trade(b) {
+        let mut out = String::new();
+        encode_trade(&mut out, w.symbol, w.seq, &w.trade);
+        let again =
+            decode_trade(out.as_bytes()).map_err(|e| TestCaseError::fail(format!("{out}: {e}")))?;
+        prop_assert_eq!(again.trade, w.trade);
+    }
+    Ok(())
+}
+
+#[test]
+fn cluster_payloads() {
+    use tickergate::cluster::wire::decode_quote;
+    use tickergate::model::Quote;
+    use tickergate::protocol::messages::encode_quote;
+    // Every quote an ingest can publish comes back exactly, scale included.
+    check(
+        "cluster: quotes round-trip exactly",
+        1000,
+        (
+            prop::array::uniform6(wire_decimal()),
+            any::<u8>(),
+            1u64..u64::MAX / 2,
+            any::<i64>(),
+            any::<i64>(),
+        ),
+        |(d, present, seq, ts, gw_ts)| {
+            let present = present & 0x7f;
+            let mut q = Quote {
+                present,
+                gw_ts,
+                ..Quote::default()
+            };
+            let fields = [
+                &mut q.bid,
+                &mut q.bid_size,
+                &mut q.ask,
+                &mut q.ask_size,
+                &mut q.last,
+                &mut q.last_size,
+            ];
+            for (i, (f, v)) in fields.into_iter().zip(d).enumerate() {
+                if present & (1 << i) != 0 {
+                    *f = v;
+                }
+            }
+            if present & 64 != 0 {
+                q.ts = ts;
+            }
+            let mut syms = Symbols::new();
+            let id = syms.intern("ES.Z26").unwrap();
+            let mut out = String::new();
+            encode_quote(&mut out, &syms, id, seq, &q, false);
+            let w = decode_quote(out.as_bytes())
+                .map_err(|e| TestCaseError::fail(format!("{out}: {e}")))?;
+            prop_assert_eq!(w.symbol, "ES.Z26");
+            prop_assert_eq!(w.seq, seq);
+            prop_assert_eq!(w.quote, q);
+            for (a, b) in [w.quote.bid, w.quote.ask, w.quote.last]
+                .into_iter()
+                .zip([q.bid, q.ask, q.last])
+            {
+                prop_assert_eq!(dec_bits(a), dec_bits(b));
+            }
+            Ok(())
+        },
+    );
+    let sample = br#"{"type":"quote","symbol":"BTC-USD","seq":42,"bid":"97000.10","bid_size":"0.5","ask":"97000.20","ask_size":"1.25000000","last":"97000.15","last_size":"0.001","ts":1796617697745332448,"gw_ts":1796617697745334059}"#;
+    check(
+        "cluster: arbitrary payloads",
+        2000,
+        prop::collection::vec(any::<u8>(), 0..300),
+        |b| cluster_outcome(&b),
+    );
+    check(
+        "cluster: byte mutations of a quote",
+        2000,
+        mutations(),
+        |m| cluster_outcome(&mutate(sample, &m)),
+    );
+    let trade = br#"{"type":"trade","symbol":"BTC-USD","seq":7,"price":"97000.10","size":"0.00100000","side":"buy","trade_id":123456789,"ts":1796617697745332448,"gw_ts":1796617697745334059}"#;
+    check(
+        "cluster: byte mutations of a trade",
+        2000,
+        mutations(),
+        |m| cluster_outcome(&mutate(trade, &m)),
+    );
+}
