@@ -426,6 +426,7 @@ impl Gateway {
             ws_config,
             tls,
             role: config.cluster.role,
+            last_values: node.as_ref().and_then(|n| n.last_values()),
         });
         for i in 0..p.nshards {
             tokio::spawn(p.fanout.clone().run_shard(i, p.trigger.subscribe()));

@@ -502,3 +502,60 @@ impl Follower {
         }
     }
 }
+
+/// The cluster's last values, for an edge's `GET /v1/quotes` of symbols
+/// it does not follow: read from the stream into the slots (by seq, so a
+/// newer value already there stays).
+pub struct LastValues {
+    js: jetstream::Context,
+    stream_name: String,
+    stream: tokio::sync::OnceCell<stream::Stream>,
+    subjects: Subjects,
+    symbols: Arc<Symbols>,
+    slots: Arc<SlotTable>,
+    metrics: Arc<Metrics>,
+}
+
+impl LastValues {
+    pub fn of(f: &Follower) -> LastValues {
+        let stream = tokio::sync::OnceCell::new();
+        if let Some(s) = &f.stream {
+            let _ = stream.set(s.clone());
+        }
+        LastValues {
+            js: f.js.clone(),
+            stream_name: f.cfg.stream_name(),
+            stream,
+            subjects: f.subjects.clone(),
+            symbols: f.symbols.clone(),
+            slots: f.slots.clone(),
+            metrics: f.metrics.clone(),
+        }
+    }
+
+    /// Reads `syms`' last values from the stream (at most a few seconds:
+    /// NATS may be away, and then the values are what they are).
+    pub async fn refresh(&self, syms: &[SymbolId]) {
+        if syms.is_empty() {
+            return;
+        }
+        let read = async {
+            let stream = self
+                .stream
+                .get_or_try_init(|| self.js.get_stream(&self.stream_name))
+                .await;
+            if let Ok(stream) = stream {
+                super::publish::load_last_values(
+                    stream,
+                    &self.subjects,
+                    &self.symbols,
+                    &self.slots,
+                    &self.metrics,
+                    syms,
+                )
+                .await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), read).await;
+    }
+}

@@ -89,6 +89,14 @@ pub async fn prepare(cfg: &ClusterConfig, p: &Parts) -> Result<Option<Prepared>,
 }
 
 impl Prepared {
+    /// An edge's way to the cluster's last values.
+    pub fn last_values(&self) -> Option<Arc<super::follow::LastValues>> {
+        match self {
+            Prepared::Edge(f) => Some(Arc::new(super::follow::LastValues::of(f))),
+            Prepared::Ingest(_) => None,
+        }
+    }
+
     /// The epoch clients of this node are told.
     pub fn epoch(&self) -> &str {
         match self {

@@ -92,6 +92,9 @@ where
                 if req.uri().path() == "/v1/ingest" {
                     return Ok::<_, Infallible>(ingest::handle(req, &ctx.ingest).await);
                 }
+                if req.uri().path() == "/v1/quotes" && ctx.last_values.is_some() {
+                    return Ok::<_, Infallible>(rest::quotes_from_stream(req, ctx).await);
+                }
                 Ok::<_, Infallible>(rest::route(req, ctx, peer))
             }
         })

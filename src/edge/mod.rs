@@ -62,4 +62,7 @@ pub(crate) struct Context {
     /// `[cluster] role`: an ingest node serves no WebSocket or SSE
     /// clients, and a cluster node is ready only while NATS is there.
     pub role: crate::cluster::Role,
+    /// An edge node's way to the cluster's last values (`/v1/quotes` of
+    /// symbols it does not follow).
+    pub last_values: Option<Arc<crate::cluster::follow::LastValues>>,
 }

@@ -272,6 +272,41 @@ fn quotes(req: &Request<Incoming>, ctx: &Context, ent: Option<&crate::auth::Enti
         Ok(syms) => syms,
         Err(r) => return *r,
     };
+    quotes_of(ctx, syms)
+}
+
+/// `GET /v1/quotes` on an edge node: symbols no local session holds are
+/// not followed on NATS, so their last values are read from the cluster's
+/// stream first (what a subscribed symbol has is current already).
+pub(super) async fn quotes_from_stream(req: Request<Incoming>, ctx: Arc<Context>) -> Resp {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::BadRequest,
+            "use GET",
+        );
+    }
+    let syms = match rest_auth(&req, &ctx) {
+        Ok(ent) => match query_symbols(&req, &ctx, ent.as_deref(), StatusCode::NOT_FOUND) {
+            Ok(syms) => syms,
+            Err(r) => return *r,
+        },
+        Err(r) => return *r,
+    };
+    drop(req);
+    if let Some(lv) = &ctx.last_values {
+        let slots = &ctx.session.slots;
+        let unfollowed: Vec<_> = syms
+            .iter()
+            .copied()
+            .filter(|s| !slots.interested(*s))
+            .collect();
+        lv.refresh(&unfollowed).await;
+    }
+    quotes_of(&ctx, syms)
+}
+
+fn quotes_of(ctx: &Context, syms: Vec<crate::model::SymbolId>) -> Resp {
     let mut out = String::from("[");
     for sym in syms {
         if let Some((q, seq)) = ctx.session.slots.read(sym) {
