@@ -14,7 +14,7 @@ use super::publish::{store_fetched, stored_epoch};
 use super::wire::{self, FeedStatus, Subjects};
 use crate::feed::{FeedState, Feeds};
 use crate::metrics::Metrics;
-use crate::model::{now_ns, SymbolId, Symbols};
+use crate::model::{now_ns, Status, SymbolId, Symbols};
 use crate::shutdown::Shutdown;
 use crate::slots::SlotTable;
 use crate::sync::RwLock;
@@ -72,6 +72,8 @@ pub struct Follower {
     /// Per symbol: the ingest's number of the last trade stored (0: none
     /// since its trades were followed), to see trades NATS lost.
     trade_last: Vec<u64>,
+    /// Each symbol's feed (whose state its status follows).
+    feed_of: HashMap<SymbolId, Arc<FeedState>>,
     /// Epochs refused already (logged once each).
     refused_epochs: std::collections::HashSet<String>,
     stream: Option<stream::Stream>,
@@ -124,6 +126,7 @@ impl Follower {
             epoch_cell: None,
             refused_epochs: Default::default(),
             trade_last: Vec::new(),
+            feed_of: HashMap::new(),
             stream: None,
             known: HashMap::new(),
             fetches: Arc::new(Semaphore::new(FETCHES)),
@@ -351,6 +354,7 @@ impl Follower {
                     },
                 };
                 feed.add_symbol(id, &self.slots);
+                self.feed_of.entry(id).or_insert_with(|| feed.clone());
             }
             if added {
                 (self.on_new)();
@@ -400,6 +404,11 @@ impl Follower {
             // Dropping the sender ends the stream; the subscription is
             // dropped with it, which unsubscribes.
             follows.remove(key);
+            if key.1 == Kind::Quote {
+                // Its value ages from here on: whoever subscribes next
+                // sees it stale until it is read again.
+                self.slots.set_status(key.0, Status::Stale);
+            }
         }
         let mut fetch = Vec::with_capacity(new.len());
         for (sym, kind) in new {
@@ -452,54 +461,52 @@ impl Follower {
         if syms.is_empty() {
             return;
         }
-        let Some(stream) = self.stream.clone() else {
-            // No stream when this edge started: look again (the ingest may
-            // have made it since).
-            let js = self.js.clone();
-            let name = self.cfg.stream_name();
-            let me = self.retry_later();
-            tokio::spawn(async move {
-                if let Ok(s) = js.get_stream(&name).await {
-                    me(s, syms);
-                }
-            });
-            return;
-        };
-        for sym in syms {
-            let stream = stream.clone();
-            let subject = self.subjects.quote(self.symbols.name(sym));
-            let (symbols, slots, metrics) = (
-                self.symbols.clone(),
-                self.slots.clone(),
-                self.metrics.clone(),
-            );
-            let permits = self.fetches.clone();
-            tokio::spawn(async move {
-                let Ok(_p) = permits.acquire_owned().await else {
-                    return;
-                };
-                let r = stream.direct_get_last_for_subject(subject).await;
-                store_fetched(r, sym, &symbols, &slots, &metrics);
-            });
-        }
-    }
-
-    /// What a late-found stream does with the symbols waiting for it.
-    fn retry_later(&self) -> impl FnOnce(stream::Stream, Vec<SymbolId>) + Send + 'static {
-        let subjects = self.subjects.clone();
+        let items: Vec<(SymbolId, String, Option<Arc<FeedState>>)> = syms
+            .into_iter()
+            .map(|s| {
+                let subject = self.subjects.quote(self.symbols.name(s));
+                (s, subject, self.feed_of.get(&s).cloned())
+            })
+            .collect();
         let (symbols, slots, metrics) = (
             self.symbols.clone(),
             self.slots.clone(),
             self.metrics.clone(),
         );
-        move |stream, syms| {
-            tokio::spawn(async move {
-                super::publish::load_last_values(
-                    &stream, &subjects, &symbols, &slots, &metrics, &syms,
-                )
-                .await;
-            });
-        }
+        let permits = self.fetches.clone();
+        let known = self.stream.clone();
+        let (js, name) = (self.js.clone(), self.cfg.stream_name());
+        tokio::spawn(async move {
+            // No stream when this edge started: look again (an ingest may
+            // have made it since).
+            let stream = match known {
+                Some(s) => s,
+                None => match js.get_stream(&name).await {
+                    Ok(s) => s,
+                    Err(_) => return,
+                },
+            };
+            for (sym, subject, feed) in items {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
+                let (stream, symbols, slots, metrics) = (
+                    stream.clone(),
+                    symbols.clone(),
+                    slots.clone(),
+                    metrics.clone(),
+                );
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let r = stream.direct_get_last_for_subject(subject).await;
+                    store_fetched(r, sym, &symbols, &slots, &metrics);
+                    // Current again (a symbol let go was marked stale).
+                    if feed.is_some_and(|f| f.is_up()) {
+                        slots.set_status(sym, Status::Live);
+                    }
+                });
+            }
+        });
     }
 }
 
