@@ -1619,11 +1619,25 @@ fn wire_decimal() -> impl Strategy<Value = Decimal> {
     (any::<i64>(), 0u32..=18).prop_map(|(m, scale)| Decimal::new(m, scale))
 }
 
-/// What an edge does with a payload from NATS: never panics, and what it
-/// takes it writes back the same (decode, encode, decode is stable).
+/// What an edge does with a payload from NATS: never panics, the fast
+/// path answers (where it does) exactly as the general reader, and what
+/// it takes it writes back the same (decode, encode, decode is stable).
 fn cluster_outcome(b: &[u8]) -> Result<(), TestCaseError> {
-    use tickergate::cluster::wire::{decode_quote, decode_trade};
+    use tickergate::cluster::wire::{
+        decode_quote, decode_quote_fast, decode_quote_general, decode_trade,
+    };
     use tickergate::protocol::messages::{encode_quote, encode_trade};
+    if let Some(fast) = decode_quote_fast(b) {
+        let general = decode_quote_general(b)
+            .map_err(|e| TestCaseError::fail(format!("fast took what general refuses: {e}")))?;
+        prop_assert_eq!(fast.symbol, general.symbol);
+        prop_assert_eq!(fast.seq, general.seq);
+        prop_assert_eq!(fast.quote, general.quote);
+        let bits = |q: &tickergate::model::Quote| {
+            [q.bid, q.bid_size, q.ask, q.ask_size, q.last, q.last_size].map(dec_bits)
+        };
+        prop_assert_eq!(bits(&fast.quote), bits(&general.quote));
+    }
     if let Ok(w) = decode_quote(b) {
         let mut syms = Symbols::new();
         if let Ok(id) = syms.intern(w.symbol) {
@@ -1690,6 +1704,23 @@ fn cluster_payloads() {
             encode_quote(&mut out, &syms, id, seq, &q, false);
             let w = decode_quote(out.as_bytes())
                 .map_err(|e| TestCaseError::fail(format!("{out}: {e}")))?;
+            // What an ingest writes takes the fast path when its decimals
+            // fit it (19 digits; not `-0`).
+            let fits = |d: Decimal| {
+                tickergate::feed::wire::fast_decimal(d.to_string().as_bytes()).is_some()
+            };
+            let all_fit = [q.bid, q.bid_size, q.ask, q.ask_size, q.last, q.last_size]
+                .into_iter()
+                .enumerate()
+                .all(|(i, d)| present & (1 << i) == 0 || fits(d));
+            if all_fit {
+                prop_assert!(
+                    tickergate::cluster::wire::decode_quote_fast(out.as_bytes()).is_some(),
+                    "not on the fast path: {}",
+                    out
+                );
+            }
+            cluster_outcome(out.as_bytes())?;
             prop_assert_eq!(w.symbol, "ES.Z26");
             prop_assert_eq!(w.seq, seq);
             prop_assert_eq!(w.quote, q);

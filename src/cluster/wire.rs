@@ -239,7 +239,145 @@ fn string<'a>(v: &Val<'a>, what: &'static str) -> Result<&'a str, BadMessage> {
 /// Reads a quote published by an ingest node (the `quote` message of
 /// the client protocol). Consolidated quotes' `bid_venue`/`ask_venue` are
 /// not carried over (an edge has no venues of its own); `crossed` is.
+///
+/// Hot path (an edge applies every quote it follows): the exact layout
+/// `encode_quote` writes is read in one pass ([`decode_quote_fast`]);
+/// anything else goes through the general reader, which owns every error.
 pub fn decode_quote(payload: &[u8]) -> Result<WireQuote<'_>, BadMessage> {
+    match decode_quote_fast(payload) {
+        Some(w) => Ok(w),
+        None => decode_quote_general(payload),
+    }
+}
+
+/// The canonical quote, in `encode_quote`'s order and nothing else: no
+/// whitespace, no escapes, the fields it writes where it writes them.
+/// `None` for anything else; where it answers, it answers as
+/// [`decode_quote_general`] does (a property test holds them to it).
+pub fn decode_quote_fast(payload: &[u8]) -> Option<WireQuote<'_>> {
+    let mut c = Fast { b: payload, i: 0 };
+    c.lit(br#"{"type":"quote","symbol":""#).then_some(())?;
+    let symbol = c.str_body()?;
+    c.lit(br#","seq":"#).then_some(())?;
+    let seq = c.uint().filter(|&n| n > 0)?;
+    let mut q = Quote::default();
+    if c.lit(br#","bid":"#) {
+        q.bid = c.dec()?;
+        q.present |= field::BID;
+    }
+    if c.lit(br#","bid_size":"#) {
+        q.bid_size = c.dec()?;
+        q.present |= field::BID_SIZE;
+    }
+    if c.lit(br#","bid_venue":""#) {
+        c.str_body()?;
+    }
+    if c.lit(br#","ask":"#) {
+        q.ask = c.dec()?;
+        q.present |= field::ASK;
+    }
+    if c.lit(br#","ask_size":"#) {
+        q.ask_size = c.dec()?;
+        q.present |= field::ASK_SIZE;
+    }
+    if c.lit(br#","ask_venue":""#) {
+        c.str_body()?;
+    }
+    q.crossed = c.lit(br#","crossed":true"#);
+    if c.lit(br#","last":"#) {
+        q.last = c.dec()?;
+        q.present |= field::LAST;
+    }
+    if c.lit(br#","last_size":"#) {
+        q.last_size = c.dec()?;
+        q.present |= field::LAST_SIZE;
+    }
+    if c.lit(br#","ts":"#) {
+        q.ts = c.int()?;
+        q.present |= field::TS;
+    }
+    c.lit(br#","gw_ts":"#).then_some(())?;
+    q.gw_ts = c.int()?;
+    c.lit(br#","snapshot":true"#);
+    (c.lit(b"}") && c.i == payload.len()).then_some(WireQuote {
+        symbol,
+        seq,
+        quote: q,
+    })
+}
+
+/// The fast path's cursor.
+struct Fast<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Fast<'a> {
+    #[inline(always)]
+    fn lit(&mut self, s: &[u8]) -> bool {
+        let hit = self.b.get(self.i..).is_some_and(|r| r.starts_with(s));
+        if hit {
+            self.i += s.len();
+        }
+        hit
+    }
+
+    /// A string's body up to its closing quote (which it takes): printable
+    /// ASCII other than `\`.
+    #[inline(always)]
+    fn str_body(&mut self) -> Option<&'a str> {
+        let rest = self.b.get(self.i..)?;
+        let n = rest.iter().position(|&c| c == b'"')?;
+        let body = &rest[..n];
+        if !body
+            .iter()
+            .all(|&c| (0x20..0x7f).contains(&c) && c != b'\\')
+        {
+            return None;
+        }
+        self.i += n + 1;
+        // ASCII, so UTF-8.
+        std::str::from_utf8(body).ok()
+    }
+
+    /// A decimal string (the opening quote taken already by the key).
+    #[inline(always)]
+    fn dec(&mut self) -> Option<Decimal> {
+        let rest = self.b.get(self.i..)?.strip_prefix(b"\"")?;
+        let n = rest.iter().position(|&c| c == b'"')?;
+        let d = crate::feed::wire::fast_decimal(&rest[..n])?;
+        self.i += n + 2;
+        Some(d)
+    }
+
+    /// Digits as a `u64`, at least one, no overflow.
+    #[inline(always)]
+    fn uint(&mut self) -> Option<u64> {
+        let start = self.i;
+        let mut v: u64 = 0;
+        while let Some(&c) = self.b.get(self.i) {
+            let d = c.wrapping_sub(b'0');
+            if d >= 10 {
+                break;
+            }
+            v = v.checked_mul(10)?.checked_add(u64::from(d))?;
+            self.i += 1;
+        }
+        // No leading zeros (`"seq":007` is not what the encoder writes).
+        let n = self.i - start;
+        (n > 0 && !(n > 1 && self.b[start] == b'0')).then_some(v)
+    }
+
+    #[inline(always)]
+    fn int(&mut self) -> Option<i64> {
+        let neg = self.lit(b"-");
+        let v = i64::try_from(self.uint()?).ok()?;
+        Some(if neg { -v } else { v })
+    }
+}
+
+/// [`decode_quote`] for any layout: the general reader.
+pub fn decode_quote_general(payload: &[u8]) -> Result<WireQuote<'_>, BadMessage> {
     let mut symbol = None;
     let mut seq = None;
     let mut q = Quote::default();
