@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Duration;
 
+pub mod cluster;
 pub mod trades;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -186,6 +187,19 @@ impl GatewayProc {
         args: &[String],
         env: &[(String, String)],
     ) -> Result<GatewayProc, BoxError> {
+        Self::spawn_on(bin, pin.then_some(0), config_toml, args, env)
+    }
+
+    /// [`GatewayProc::spawn`] on core `core` (`taskset -c CORE` when given
+    /// and taskset exists; else unpinned, so a child of a pinned tool
+    /// shares the tool's core).
+    pub fn spawn_on(
+        bin: &Path,
+        core: Option<usize>,
+        config_toml: Option<&str>,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Result<GatewayProc, BoxError> {
         if !bin.exists() {
             return Err(format!(
                 "gateway binary {} not found: run `cargo build --release` first or pass --bin PATH",
@@ -207,9 +221,9 @@ impl GatewayProc {
             }
             None => None,
         };
-        let mut cmd = if pin && have_taskset() {
+        let mut cmd = if let Some(core) = core.filter(|_| have_taskset()) {
             let mut c = Command::new("taskset");
-            c.arg("-c").arg("0").arg(bin);
+            c.arg("-c").arg(core.to_string()).arg(bin);
             c
         } else {
             Command::new(bin)
@@ -370,9 +384,14 @@ fn http_request(
     Ok(body.to_string())
 }
 
+/// The gateway's whole `/metrics` text.
+pub fn metric_text(addr: SocketAddr) -> Result<String, BoxError> {
+    http_get(addr, "/metrics")
+}
+
 /// One unlabelled series from the gateway's `/metrics`.
 pub fn metric(addr: SocketAddr, series: &str) -> Result<f64, BoxError> {
-    let body = http_get(addr, "/metrics")?;
+    let body = metric_text(addr)?;
     body.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
         .and_then(|v| v.trim().parse().ok())

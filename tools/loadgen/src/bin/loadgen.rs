@@ -171,6 +171,15 @@
 //!   --trade-ratio R     the sim feed's trade_ratio, 0..=1 [0.3, the sim's default;
 //!                       the trades workload: 1]
 //!                       (a smaller trade buffer: --session max_pending_trades=N)
+//!   --topology T        standalone: the gateway runs the feed (core 0); edge: the
+//!                       scale-out topology of issue 18, nats-server (JetStream, a
+//!                       temporary store) and an ingest node running the same sim
+//!                       feed on core 1, the clients served by an edge node on core
+//!                       0 (the gateway whose CPU, RSS and /metrics are reported);
+//!                       paired: each run twice, standalone and edge, fresh each,
+//!                       the order alternating run by run, then the edge's CPU per
+//!                       delivered update against the standalone one's, per pair
+//!                       [standalone]. Not with --trades paired.
 
 use tickergate_loadgen as common;
 
@@ -366,6 +375,31 @@ struct Opts {
     /// gaps, and only counts the quotes of the others.
     scan_every: u64,
     slow: SlowCfg,
+    topology: Topology,
+}
+
+/// Where the feed runs and who serves the clients (`--topology`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Topology {
+    /// One gateway with the feed.
+    Standalone,
+    /// nats-server and an ingest with the feed on core 1; an edge serves.
+    Edge,
+    /// Each run twice: standalone and edge.
+    Paired,
+}
+
+impl Topology {
+    fn parse(v: &str) -> Result<Topology, String> {
+        match v {
+            "standalone" => Ok(Topology::Standalone),
+            "edge" => Ok(Topology::Edge),
+            "paired" => Ok(Topology::Paired),
+            _ => Err(format!(
+                "--topology wants standalone, edge or paired, got {v:?}"
+            )),
+        }
+    }
 }
 
 fn usage() -> &'static str {
@@ -374,7 +408,8 @@ fn usage() -> &'static str {
      [--warmup SECS] [--raw-secs SECS] [--no-raw] [--concurrency C] [--src-ips N] [--seed S] \
      [--bin PATH] [--gw-arg ARG].. [--session K=V].. [--label TEXT] [--out-dir DIR] [--font PATH] [--no-pin] \
      [--no-progress] [--scan-every N] [--slow-clients S] [--slow-queue Q] [--slow-every-ms M] \
-     [--slow-ack W] [--trades off|on|paired] [--trade-ratio R]\n\
+     [--slow-ack W] [--trades off|on|paired] [--trade-ratio R] \
+     [--topology standalone|edge|paired]\n\
      workloads: board-burst, board-smooth, hot, connect, sweep, slow-reader, trades \
      (see tools/loadgen/src/bin/loadgen.rs)\n\
      run it with: cargo run --release -p tickergate-loadgen --bin loadgen -- OPTIONS"
@@ -412,6 +447,7 @@ fn parse_opts() -> Result<Opts, String> {
             every: Duration::from_millis(20),
             ack: 0,
         },
+        topology: Topology::Standalone,
     };
     let mut it = std::env::args().skip(1);
     let val =
@@ -481,6 +517,7 @@ fn parse_opts() -> Result<Opts, String> {
             "--out-dir" => o.out_dir = PathBuf::from(val(&a, &mut it)?),
             "--font" => o.font = Some(PathBuf::from(val(&a, &mut it)?)),
             "--no-pin" => o.pin = false,
+            "--topology" => o.topology = Topology::parse(&val(&a, &mut it)?)?,
             "--no-progress" => o.progress = false,
             "-h" | "--help" => return Err(usage().to_string()),
             other => return Err(format!("unknown argument {other:?}\n{}", usage())),
@@ -544,6 +581,13 @@ fn parse_opts() -> Result<Opts, String> {
     }
     if o.runs == 0 || o.runs > 20 {
         return Err("--runs must be in 1..=20".into());
+    }
+    if o.topology != Topology::Standalone
+        && o.workloads
+            .iter()
+            .any(|w| w.trades == TradeMode::Paired || w.slow > 0)
+    {
+        return Err("--topology edge|paired: not with --trades paired or slow-reader".into());
     }
     if o.slow.ack > 64 {
         return Err("--slow-ack must be in 0..=64 (0: off)".into());
@@ -1346,8 +1390,15 @@ async fn slow_client(
 #[derive(Debug, Clone, Default, serde::Serialize)]
 struct RunResult {
     run: usize,
-    /// Paired workloads (`--trades paired`): "quotes" or "trades".
+    /// Paired workloads: "quotes" or "trades" (`--trades paired`),
+    /// "standalone" or "edge" (`--topology paired`).
     mode: Option<&'static str>,
+    /// "edge" when an edge node served the clients (`--topology`).
+    topology: &'static str,
+    /// Edge topology: the ingest node's and nats-server's CPU over the
+    /// window, in cores (both on core 1).
+    ingest_cpu_share: Option<f64>,
+    nats_cpu_share: Option<f64>,
     /// The sim feed's `trade_ratio` in the gateway's config.
     trade_ratio: f64,
     clients: usize,
@@ -1522,6 +1573,59 @@ fn gateway_config(w: &Workload, feed: &Feed, session: &[String]) -> String {
     )
 }
 
+/// An edge's config for `--topology edge`: the limits of
+/// [`gateway_config`], no feed, `[cluster] role = "edge"` on `nats_url`.
+fn edge_config(w: &Workload, session: &[String], nats_url: &str) -> String {
+    format!(
+        "[server]\n\
+         max_connections = {max}\n\
+         conn_rate_per_ip = 1000000\n\
+         conn_burst_per_ip = 1000000\n\
+         \n\
+         [session]\n\
+         {session}\n\
+         {cluster}",
+        max = w.clients + w.slow + 100,
+        session = session.join("\n"),
+        cluster = common::cluster::cluster_toml("edge", nats_url, &[]),
+    )
+}
+
+/// What stands behind an edge (`--topology edge`): nats-server and an
+/// ingest node running the workload's feed, both on core 1 (children of
+/// this tool, which runs there), killed on drop.
+struct EdgeCluster {
+    ingest: GatewayProc,
+    nats: common::cluster::NatsServer,
+}
+
+impl EdgeCluster {
+    fn start(o: &Opts, w: &Workload, feed: &Feed) -> Result<EdgeCluster, BoxError> {
+        let core1 = o.pin.then_some(1);
+        let nats = common::cluster::NatsServer::start(core1)?;
+        let cfg = format!(
+            "{}{}",
+            gateway_config(w, feed, &[]),
+            common::cluster::cluster_toml("ingest", &nats.url(), &[])
+        );
+        let ingest = GatewayProc::spawn_on(&o.bin, core1, Some(&cfg), &[], &[])?;
+        // Its feed status is in the stream before the edge starts, so the
+        // edge knows every symbol when it serves.
+        common::cluster::wait_metric(
+            ingest.addr,
+            "tickergate_cluster_status_published_total",
+            |v| v >= 1.0,
+            Duration::from_secs(20),
+        )?;
+        Ok(EdgeCluster { ingest, nats })
+    }
+
+    /// CPU seconds used so far by the ingest and by nats-server.
+    fn cpu(&self) -> Result<(f64, f64), BoxError> {
+        Ok((cpu_secs(self.ingest.pid)?, cpu_secs(self.nats.pid)?))
+    }
+}
+
 struct Progress(Option<indicatif::ProgressBar>);
 
 impl Progress {
@@ -1563,13 +1667,28 @@ async fn one_run(
     mode: Option<&'static str>,
 ) -> Result<RunResult, BoxError> {
     let trades_on = w.trades == TradeMode::On || mode == Some("trades");
-    let gw = GatewayProc::spawn(
-        &o.bin,
-        o.pin,
-        Some(&gateway_config(w, feed, &o.session)),
-        &o.gw_args,
-        &[],
-    )?;
+    let edge = o.topology == Topology::Edge || mode == Some("edge");
+    let cluster = if edge {
+        Some(EdgeCluster::start(o, w, feed)?)
+    } else {
+        None
+    };
+    let gw = match &cluster {
+        Some(c) => GatewayProc::spawn(
+            &o.bin,
+            o.pin,
+            Some(&edge_config(w, &o.session, &c.nats.url())),
+            &o.gw_args,
+            &[],
+        )?,
+        None => GatewayProc::spawn(
+            &o.bin,
+            o.pin,
+            Some(&gateway_config(w, feed, &o.session)),
+            &o.gw_args,
+            &[],
+        )?,
+    };
     let pid = gw.pid;
     let names = tickergate::feed::sim::symbol_names(w.universe);
     let draws = draw_subscriptions(w.clients, w.symbols, w.universe, o.sub_zipf, o.seed);
@@ -1644,6 +1763,7 @@ async fn one_run(
         run,
         mode,
         trade_ratio: w.trade_ratio(),
+        topology: if edge { "edge" } else { "standalone" },
         clients: w.clients,
         connect_secs,
         connects_per_sec: connected.get() as f64 / connect_secs,
@@ -1661,6 +1781,7 @@ async fn one_run(
         let gwt0 = GwTrades::read(gw.addr);
         let (user0, sys0) = cpu_split(pid)?;
         let self0 = cpu_secs(std::process::id())?;
+        let others0 = cluster.as_ref().map(EdgeCluster::cpu).transpose()?;
         r.gw_rss_kib_start = rss_kib(pid);
         let start = Instant::now();
         let secs = o.duration.as_secs_f64().ceil() as u64;
@@ -1695,6 +1816,11 @@ async fn one_run(
         pb.finish();
         let window = start.elapsed().as_secs_f64();
         let (user1, sys1) = cpu_split(pid)?;
+        if let (Some(c), Some((i0, n0))) = (&cluster, others0) {
+            let (i1, n1) = c.cpu()?;
+            r.ingest_cpu_share = Some((i1 - i0) / window);
+            r.nats_cpu_share = Some((n1 - n0) / window);
+        }
         if let (Some(a), Some(b)) = (built0, built_ages(gw.addr)) {
             r.built_ms = built_quantiles(&a, &b);
         }
@@ -1759,6 +1885,7 @@ async fn one_run(
     tokio::task::yield_now().await;
     drop(tasks);
     drop(gw);
+    drop(cluster);
     // slow-reader asks how fresh a slow reader's values are, not how fast:
     // no raw baseline.
     // Trades: the figure is CPU per message against the same run without
@@ -2925,6 +3052,55 @@ fn machine() -> Value {
     })
 }
 
+/// `--topology paired`: the edge's CPU per delivered update against the
+/// standalone gateway's, pair by pair (same run number), printed and
+/// returned for the JSON.
+fn compare_topologies(s: &[RunResult], e: &[RunResult]) -> Value {
+    let med = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let pairs: Vec<Value> = s
+        .iter()
+        .zip(e)
+        .map(|(a, b)| {
+            json!({
+                "run": a.run,
+                "standalone_us_per_update": a.gw_cpu_us_per_update,
+                "edge_us_per_update": b.gw_cpu_us_per_update,
+                "ratio": b.gw_cpu_us_per_update / a.gw_cpu_us_per_update,
+                "standalone_p99_ms": a.latency_ms.p99,
+                "edge_p99_ms": b.latency_ms.p99,
+                "standalone_updates_per_sec": a.updates_per_sec,
+                "edge_updates_per_sec": b.updates_per_sec,
+                "edge_ingest_cpu_share": b.ingest_cpu_share,
+                "edge_nats_cpu_share": b.nats_cpu_share,
+            })
+        })
+        .collect();
+    let ratios: Vec<f64> = pairs.iter().filter_map(|p| p["ratio"].as_f64()).collect();
+    println!("\n  standalone vs edge, gateway CPU per delivered update (µs):");
+    for p in &pairs {
+        println!(
+            "    pair {}: standalone {:.3}  edge {:.3}  edge/standalone {:.3}  (p99 {:.1} / {:.1} ms)",
+            p["run"],
+            p["standalone_us_per_update"].as_f64().unwrap_or(f64::NAN),
+            p["edge_us_per_update"].as_f64().unwrap_or(f64::NAN),
+            p["ratio"].as_f64().unwrap_or(f64::NAN),
+            p["standalone_p99_ms"].as_f64().unwrap_or(f64::NAN),
+            p["edge_p99_ms"].as_f64().unwrap_or(f64::NAN),
+        );
+    }
+    let m = med(ratios.clone());
+    println!("    median edge/standalone {m:.3}");
+    json!({
+        "pairs": pairs,
+        "median_ratio": m,
+        "standalone_median_us_per_update": med(s.iter().map(|r| r.gw_cpu_us_per_update).collect()),
+        "edge_median_us_per_update": med(e.iter().map(|r| r.gw_cpu_us_per_update).collect()),
+    })
+}
+
 async fn run_workload(o: &Opts, w: &Workload, charts: bool) -> Result<Value, BoxError> {
     let feeds: Vec<Feed> = if w.sweep.is_empty() {
         vec![w.feed.clone()]
@@ -2956,8 +3132,11 @@ async fn run_workload(o: &Opts, w: &Workload, charts: bool) -> Result<Value, Box
     // (the order alternating run by run, so a drift of the machine falls on
     // both), each on a fresh gateway with the same feed and subscriptions.
     let paired = w.trades == TradeMode::Paired;
+    let topo_paired = o.topology == Topology::Paired;
     let modes: &[Option<&'static str>] = if paired {
         &[Some("quotes"), Some("trades")]
+    } else if topo_paired {
+        &[Some("standalone"), Some("edge")]
     } else {
         &[None]
     };
@@ -2995,9 +3174,13 @@ async fn run_workload(o: &Opts, w: &Workload, charts: bool) -> Result<Value, Box
                 by_mode[k].push(r);
             }
         }
-        if let [q, t] = &by_mode[..] {
+        if let ([q, t], true) = (&by_mode[..], paired) {
             let c = compare_modes(q, t);
             print_comparison(&c, q.len());
+            comparison.push(json!({"feed": feed.describe(w.universe), "figures": c}));
+        }
+        if let ([s, e], true) = (&by_mode[..], topo_paired) {
+            let c = compare_topologies(s, e);
             comparison.push(json!({"feed": feed.describe(w.universe), "figures": c}));
         }
         for (k, runs) in by_mode.into_iter().enumerate() {
@@ -3068,9 +3251,14 @@ async fn run_workload(o: &Opts, w: &Workload, charts: bool) -> Result<Value, Box
         TradeMode::On => "on",
         TradeMode::Paired => "paired",
     });
-    if paired {
+    if paired || topo_paired {
         doc["comparison"] = json!(comparison);
     }
+    doc["topology"] = json!(match o.topology {
+        Topology::Standalone => "standalone",
+        Topology::Edge => "edge",
+        Topology::Paired => "paired",
+    });
     let broken: u64 = all_runs
         .iter()
         .flatten()
