@@ -204,8 +204,19 @@ impl ShardSignal {
     }
 
     fn mark(&self, sym: SymbolId) {
+        self.mark_quiet(sym);
+        self.wake();
+    }
+
+    /// Marks `sym` dirty without waking the shard (see
+    /// [`SlotTable::publish_at_quiet`]).
+    fn mark_quiet(&self, sym: SymbolId) {
         let i = sym.index();
         self.dirty[i / 64].fetch_or(1 << (i % 64), Ordering::AcqRel);
+    }
+
+    /// Wakes the shard for what is marked (once per pass).
+    fn wake(&self) {
         if !self.pending.load(Ordering::Acquire) && !self.pending.swap(true, Ordering::AcqRel) {
             self.notify.notify_one();
         }
@@ -344,6 +355,66 @@ impl SlotTable {
             d.changed(self, sym, Some((q, seq)));
         }
         Ok(())
+    }
+
+    /// [`SlotTable::publish_at`] that marks the symbol dirty but wakes
+    /// nobody yet: the shards to wake are added to `wake` (a bit per shard;
+    /// bit 63 the tap), for [`SlotTable::wake`] once a batch of writes is
+    /// done. An edge applies a burst from NATS this way, so the fan-out
+    /// sees it whole, as it sees a feed's burst, instead of pass by pass.
+    pub fn publish_at_quiet(
+        &self,
+        sym: SymbolId,
+        q: &Quote,
+        seq: u64,
+        wake: &mut u128,
+    ) -> Result<(), u64> {
+        self.slots[sym.index()].write_at(q, seq)?;
+        fence(Ordering::SeqCst);
+        let mut mask = self.interest[sym.index()].load(Ordering::Relaxed);
+        if let Some(t) = self.tap.get() {
+            t.mark_quiet(sym);
+            *wake |= 1 << 64;
+        }
+        *wake |= u128::from(mask);
+        while mask != 0 {
+            let s = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            self.shards[s].mark_quiet(sym);
+        }
+        if let Some(d) = self.derive.get() {
+            d.changed(self, sym, Some((q, seq)));
+        }
+        Ok(())
+    }
+
+    /// Wakes the shards (and tap) in `wake` (see
+    /// [`SlotTable::publish_at_quiet`]) and clears it.
+    pub fn wake(&self, wake: &mut u128) {
+        let mut mask = *wake as u64;
+        while mask != 0 {
+            let s = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            self.shards[s].wake();
+        }
+        if *wake >> 64 != 0 {
+            if let Some(t) = self.tap.get() {
+                t.wake();
+            }
+        }
+        *wake = 0;
+    }
+
+    /// [`SlotTable::touch`] for a batch (see [`SlotTable::publish_at_quiet`]).
+    pub fn touch_quiet(&self, sym: SymbolId, wake: &mut u128) {
+        fence(Ordering::SeqCst);
+        let mut mask = self.interest[sym.index()].load(Ordering::Relaxed);
+        *wake |= u128::from(mask);
+        while mask != 0 {
+            let s = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            self.shards[s].mark_quiet(sym);
+        }
     }
 
     /// Wakes `sym`'s subscribers without a write: its ring has new trades
@@ -585,5 +656,36 @@ mod tests {
         let mut again = Vec::new();
         t.shard(1).drain(|s| again.push(s));
         assert!(again.is_empty(), "drain takes the dirty bits");
+    }
+
+    #[test]
+    fn quiet_writes_mark_at_once_and_wake_once_at_the_end() {
+        use futures_util::FutureExt;
+        let t = SlotTable::new(8, 2);
+        let (a, b) = (SymbolId(1), SymbolId(2));
+        t.set_interest(a, 0, true);
+        t.set_interest(b, 1, true);
+        let mut wake = 0u128;
+        t.publish_at_quiet(a, &Quote::default(), 5, &mut wake)
+            .unwrap();
+        t.publish_at_quiet(b, &Quote::default(), 9, &mut wake)
+            .unwrap();
+        assert_eq!(
+            t.publish_at_quiet(a, &Quote::default(), 5, &mut wake),
+            Err(5)
+        );
+        assert_eq!(wake, 0b11, "both shards to wake");
+        assert!(
+            t.shard(0).wait().now_or_never().is_none(),
+            "no wake before the batch ends"
+        );
+        t.wake(&mut wake);
+        assert_eq!(wake, 0);
+        assert!(t.shard(0).wait().now_or_never().is_some());
+        assert!(t.shard(1).wait().now_or_never().is_some());
+        let mut got = Vec::new();
+        t.shard(0).drain(|s| got.push(s));
+        assert_eq!(got, vec![a]);
+        assert_eq!((t.seq(a), t.seq(b)), (5, 9));
     }
 }

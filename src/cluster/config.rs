@@ -102,6 +102,11 @@ pub struct ClusterConfig {
     /// (counted in `tickergate_cluster_overflow_total`; the value is
     /// fetched again from the stream).
     pub subscription_capacity: usize,
+    /// Edge: once this share of the known symbols has local subscribers,
+    /// one subscription to every quote replaces one per symbol (cheaper
+    /// per message); back below four fifths of it, one per symbol again.
+    /// 0: always the one; above 1: never.
+    pub wildcard_share: f64,
     /// Ingest: publish every trade too (`<prefix>.t.<symbol>`); each
     /// symbol that trades then keeps a ring of `session.max_pending_trades`
     /// trades on the ingest.
@@ -135,6 +140,7 @@ impl Default for ClusterConfig {
             linger_ms: 1000,
             subscription_capacity: 4096,
             trades: true,
+            wildcard_share: 0.5,
             token: None,
             user: None,
             password: None,
@@ -245,6 +251,12 @@ impl ClusterConfig {
         }
         if !(1..=1000).contains(&self.subscribe_batch_ms) {
             return Err(Invalid::new("subscribe_batch_ms", "must be 1 to 1000"));
+        }
+        if !(0.0..=2.0).contains(&self.wildcard_share) {
+            return Err(Invalid::new(
+                "wildcard_share",
+                "must be 0 to 2 (above 1: never)",
+            ));
         }
         if self.linger_ms > 600_000 {
             return Err(Invalid::new("linger_ms", "must be at most 600000"));

@@ -27,8 +27,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Semaphore};
 
-/// Messages applied per wake before other work gets a turn.
-const DRAIN_BATCH: usize = 512;
+/// Messages applied per wake before other work gets a turn (and the
+/// fan-out is woken for the whole batch).
+const DRAIN_BATCH: usize = 4096;
+/// The symbol a message of the wildcard subscription is for is in it.
+const ANY: SymbolId = SymbolId(u32::MAX);
 /// Last-value reads in flight at once.
 const FETCHES: usize = 32;
 
@@ -72,6 +75,11 @@ pub struct Follower {
     /// Per symbol: the ingest's number of the last trade stored (0: none
     /// since its trades were followed), to see trades NATS lost.
     trade_last: Vec<u64>,
+    /// Fan-out shards to wake at the end of a batch of writes.
+    wake: u128,
+    /// The one subscription to every quote, while the edge follows so many
+    /// symbols that one subscription is cheaper than one each.
+    wild: Option<Follow>,
     /// Each symbol's feed (whose state its status follows).
     feed_of: HashMap<SymbolId, Arc<FeedState>>,
     /// Epochs refused already (logged once each).
@@ -88,15 +96,6 @@ pub struct Follower {
 pub struct Prepared {
     pub stream: Option<stream::Stream>,
     pub epoch: Option<String>,
-}
-
-/// The symbols whose quotes are followed.
-fn quotes_of(follows: &HashMap<(SymbolId, Kind), Follow>) -> Vec<SymbolId> {
-    follows
-        .keys()
-        .filter(|(_, k)| *k == Kind::Quote)
-        .map(|(s, _)| *s)
-        .collect()
 }
 
 impl Follower {
@@ -127,6 +126,8 @@ impl Follower {
             refused_epochs: Default::default(),
             trade_last: Vec::new(),
             feed_of: HashMap::new(),
+            wake: 0,
+            wild: None,
             stream: None,
             known: HashMap::new(),
             fetches: Arc::new(Semaphore::new(FETCHES)),
@@ -205,6 +206,7 @@ impl Follower {
                             _ => break,
                         }
                     }
+                    self.slots.wake(&mut self.wake);
                 }
                 Some(m) = statuses.next() => {
                     match serde_json::from_slice::<FeedStatus>(&m.payload) {
@@ -218,7 +220,7 @@ impl Follower {
                     if overflowed && last_refetch.elapsed() >= Duration::from_secs(1) {
                         self.nats.overflowed.store(false, Ordering::Release);
                         last_refetch = Instant::now();
-                        self.refetch(quotes_of(&follows));
+                        self.refetch(self.followed(&follows));
                     }
                 }
                 r = self.nats.connected.changed() => {
@@ -228,7 +230,7 @@ impl Follower {
                     if *self.nats.connected.borrow_and_update() {
                         // Quotes sent while away are lost: read them.
                         last_refetch = Instant::now();
-                        self.refetch(quotes_of(&follows));
+                        self.refetch(self.followed(&follows));
                     } else {
                         // Stale at the watchdog's next pass.
                         for f in self.feeds.iter() {
@@ -276,21 +278,39 @@ impl Follower {
         }
         self.trade_last[i] = w.seq;
         trades.push(sym, &w.trade);
-        self.slots.touch(sym);
+        self.slots.touch_quiet(sym, &mut self.wake);
         c.trades_received.inc();
     }
 
     /// Writes one received quote under its seq.
-    fn apply_quote(&self, sym: SymbolId, payload: &[u8]) {
+    fn apply_quote(&mut self, sym: SymbolId, payload: &[u8]) {
         let c = &self.metrics.cluster;
-        match wire::decode_quote(payload) {
-            Ok(w) if w.symbol == self.symbols.name(sym) => {
-                match self.slots.publish_at(sym, &w.quote, w.seq) {
-                    Ok(()) => c.received.inc(),
-                    Err(_) => c.refused("old").inc(),
+        let Ok(w) = wire::decode_quote(payload) else {
+            c.refused("invalid").inc();
+            return;
+        };
+        let sym = if sym == ANY {
+            // The wildcard: the payload names it (a symbol no status has
+            // named yet is not served here).
+            match self.symbols.get(w.symbol) {
+                Some(s) => s,
+                None => {
+                    c.refused("invalid").inc();
+                    return;
                 }
             }
-            _ => c.refused("invalid").inc(),
+        } else if w.symbol == self.symbols.name(sym) {
+            sym
+        } else {
+            c.refused("invalid").inc();
+            return;
+        };
+        match self
+            .slots
+            .publish_at_quiet(sym, &w.quote, w.seq, &mut self.wake)
+        {
+            Ok(()) => c.received.inc(),
+            Err(_) => c.refused("old").inc(),
         }
     }
 
@@ -376,13 +396,36 @@ impl Follower {
     async fn rescan(&mut self, follows: &mut HashMap<(SymbolId, Kind), Follow>, subs: &mut Subs) {
         let now = Instant::now();
         let linger = Duration::from_millis(self.cfg.linger_ms);
-        let trades = self.slots.trades();
+        let slots = self.slots.clone();
+        let trades = slots.trades();
+        let known = self.symbols.len();
+        let wanted = (0..known)
+            .filter(|&i| self.slots.interested(SymbolId(i as u32)))
+            .count();
+        // One subscription to every quote once most symbols are wanted
+        // (back to one each below four fifths of that share: no flapping).
+        let share = self.cfg.wildcard_share;
+        let wild = wanted > 0
+            && if self.wild.is_some() {
+                wanted as f64 >= 0.8 * share * known as f64
+            } else {
+                wanted as f64 >= share * known as f64
+            };
+        let mut changed = false;
+        if wild && self.wild.is_none() {
+            changed = true;
+            self.follow_all(follows, subs).await;
+        } else if !wild && self.wild.is_some() {
+            changed = true;
+            // Each wanted symbol's own subscription comes first (below);
+            // the wildcard goes when they are in place.
+        }
         let mut new = Vec::new();
         let mut gone = Vec::new();
-        for i in 0..self.symbols.len() {
+        for i in 0..known {
             let sym = SymbolId(i as u32);
             for (kind, want) in [
-                (Kind::Quote, self.slots.interested(sym)),
+                (Kind::Quote, self.slots.interested(sym) && !wild),
                 (Kind::Trade, trades.listening(sym)),
             ] {
                 match follows.get_mut(&(sym, kind)) {
@@ -397,7 +440,7 @@ impl Follower {
                 }
             }
         }
-        if new.is_empty() && gone.is_empty() {
+        if new.is_empty() && gone.is_empty() && !changed {
             return;
         }
         for key in &gone {
@@ -441,8 +484,21 @@ impl Follower {
                 Err(e) => tracing::warn!("cannot subscribe: {e}"),
             }
         }
+        if !wild && self.wild.take().is_some() {
+            tracing::info!(wanted, known, "edge: one subscription per symbol again");
+            // What no local session holds ages from here on.
+            for i in 0..known {
+                let sym = SymbolId(i as u32);
+                if !follows.contains_key(&(sym, Kind::Quote)) {
+                    self.slots.set_status(sym, Status::Stale);
+                }
+            }
+        }
         self.metrics.cluster.interest_batches.inc();
-        self.metrics.cluster.subscriptions.set(follows.len() as i64);
+        self.metrics
+            .cluster
+            .subscriptions
+            .set((follows.len() + usize::from(self.wild.is_some())) as i64);
         // Not while NATS is away (a flush would wait for it, and the
         // subscriptions are sent again on reconnect anyway).
         if self.nats.is_connected() {
@@ -453,6 +509,53 @@ impl Follower {
             }
         }
         self.refetch(fetch);
+    }
+
+    /// The symbols whose quotes are followed (all of them with the
+    /// wildcard).
+    fn followed(&self, follows: &HashMap<(SymbolId, Kind), Follow>) -> Vec<SymbolId> {
+        if self.wild.is_some() {
+            return (0..self.symbols.len())
+                .map(|i| SymbolId(i as u32))
+                .collect();
+        }
+        follows
+            .keys()
+            .filter(|(_, k)| *k == Kind::Quote)
+            .map(|(s, _)| *s)
+            .collect()
+    }
+
+    /// Subscribes to every quote at once (`<prefix>.q.>`) in place of one
+    /// subscription per symbol, and reads every symbol's last value (those
+    /// nobody held here have aged).
+    async fn follow_all(
+        &mut self,
+        follows: &mut HashMap<(SymbolId, Kind), Follow>,
+        subs: &mut Subs,
+    ) {
+        let sub = match self.nats.client.subscribe(self.subjects.quotes()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot subscribe: {e}");
+                return;
+            }
+        };
+        let (tx, rx) = oneshot::channel::<()>();
+        subs.push(sub.map(|m| (ANY, Kind::Quote, m)).take_until(rx).boxed());
+        self.wild = Some(Follow {
+            _cancel: tx,
+            idle_since: None,
+        });
+        follows.retain(|(_, k), _| *k != Kind::Quote);
+        let all = (0..self.symbols.len())
+            .map(|i| SymbolId(i as u32))
+            .collect();
+        tracing::info!(
+            symbols = self.symbols.len(),
+            "edge: one subscription to every quote"
+        );
+        self.refetch(all);
     }
 
     /// Reads the last values of `syms` from the stream in the background
