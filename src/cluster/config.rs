@@ -138,7 +138,7 @@ impl Default for ClusterConfig {
             max_symbols: 10_000,
             subscribe_batch_ms: 20,
             linger_ms: 1000,
-            subscription_capacity: 4096,
+            subscription_capacity: 65_536,
             trades: true,
             wildcard_share: 0.5,
             token: None,

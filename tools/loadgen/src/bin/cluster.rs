@@ -373,10 +373,12 @@ async fn edge_ingest_run(o: &Opts, rate: f64, run: usize) -> Result<Value, BoxEr
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // The edge follows every symbol on NATS (batched every 20 ms).
+    // The edge follows every symbol on NATS (batched every 20 ms): one
+    // subscription each, or one to every quote (`wildcard_share`; the
+    // client asks for all of them in one op, so it is one or the other).
     loop {
         let subs = metric_sum(&metric_text(edge.addr)?, "tickergate_cluster_subscriptions");
-        if subs as usize >= n {
+        if subs as usize >= n || subs == 1.0 {
             break;
         }
         if t0.elapsed() > Duration::from_secs(40) {
