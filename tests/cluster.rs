@@ -1090,6 +1090,33 @@ async fn entitled_only(edge: &Node, p: &mut Pusher) {
     }
 }
 
+/// An ingest restarted with one symbol swapped for another (as many
+/// symbols as before): the edge learns the new one and serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nats-server: run scripts/test"]
+async fn edge_learns_a_symbol_swapped_on_the_ingest() {
+    let dir = Scratch::new("swap");
+    let nats = NatsServer::start(&dir.0).await;
+    let mut ingest = Node::start(
+        &dir.0,
+        "ingest",
+        &ingest_toml(&nats, "t8", &["AAPL", "MSFT"]),
+    )
+    .await;
+    let edge = Node::start(&dir.0, "edge", &edge_toml(&nats, "t8", 1000, "")).await;
+    wait_learned(edge.addr, None, &["AAPL", "MSFT"]).await;
+    ingest.kill();
+    std::fs::write(&ingest.config, ingest_toml(&nats, "t8", &["AAPL", "TSLA"])).unwrap();
+    ingest.restart().await;
+    wait_learned(edge.addr, None, &["TSLA"]).await;
+    wait_feed_state(edge.addr, None, "live").await;
+    let (mut c, _) = Client::connect_welcomed(edge.addr).await;
+    c.subscribe(1, &["TSLA"]).await;
+    let mut p = Pusher::new(ingest.addr);
+    let want = p.push(&["TSLA"]).await;
+    assert_eq!(read_quotes(&mut c, &want).await, want);
+}
+
 /// `--check-config` refuses what a cluster node cannot run, naming the
 /// field, and takes the example configs. Needs no NATS (nothing connects).
 #[test]

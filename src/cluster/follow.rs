@@ -85,8 +85,10 @@ pub struct Follower {
     /// Epochs refused already (logged once each).
     refused_epochs: std::collections::HashSet<String>,
     stream: Option<stream::Stream>,
-    /// How many symbols each feed's status listed last time.
-    known: HashMap<String, usize>,
+    /// The symbols each feed's status listed last time (the list, not
+    /// its length: an ingest restarted with one symbol swapped for another
+    /// lists as many as before).
+    known: HashMap<String, Vec<String>>,
     fetches: Arc<Semaphore>,
     full_warned: bool,
 }
@@ -353,8 +355,8 @@ impl Follower {
                 f
             }
         };
-        if self.known.get(&st.feed) != Some(&st.symbols.len()) {
-            self.known.insert(st.feed.clone(), st.symbols.len());
+        if self.known.get(&st.feed) != Some(&st.symbols) {
+            self.known.insert(st.feed.clone(), st.symbols.clone());
             let mut added = false;
             for name in &st.symbols {
                 let id = match self.symbols.get(name) {
