@@ -1117,6 +1117,72 @@ async fn edge_learns_a_symbol_swapped_on_the_ingest() {
     assert_eq!(read_quotes(&mut c, &want).await, want);
 }
 
+/// The epoch stored in the stream `stream` under `subject`, if any yet.
+async fn stored_epoch(nats: &NatsServer, stream: &str, subject: &str) -> Option<String> {
+    let nc = async_nats::connect(nats.url()).await.ok()?;
+    let s = async_nats::jetstream::new(nc)
+        .get_stream(stream)
+        .await
+        .ok()?;
+    let m = s.direct_get_last_for_subject(subject).await.ok()?;
+    let v: Value = serde_json::from_slice(&m.payload).ok()?;
+    v["epoch"].as_str().map(String::from)
+}
+
+/// `storage = "memory"`: a NATS restart loses the stream. The ingest
+/// makes it again and stores its own epoch (the one its seqs go on in)
+/// and its values, so an edge started afterwards serves the same epoch and
+/// seqs as one that was there all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nats-server: run scripts/test"]
+async fn memory_stream_lost_with_nats_comes_back_with_the_same_epoch() {
+    let dir = Scratch::new("memory");
+    let mut nats = NatsServer::start(&dir.0).await;
+    let toml = ingest_toml(&nats, "t9", &["AAPL"])
+        .replace("[[feeds]]", "storage = \"memory\"\n\n[[feeds]]");
+    let ingest = Node::start(&dir.0, "ingest", &toml).await;
+    let early = Node::start(&dir.0, "edge-early", &edge_toml(&nats, "t9", 1000, "")).await;
+    wait_learned(early.addr, None, &["AAPL"]).await;
+    wait_feed_state(early.addr, None, "live").await;
+    let mut p = Pusher::new(ingest.addr);
+    let (mut a, wa) = Client::connect_welcomed(early.addr).await;
+    a.subscribe(1, &["AAPL"]).await;
+    for _ in 0..2 {
+        let want = p.push(&["AAPL"]).await;
+        assert_eq!(read_quotes(&mut a, &want).await, want);
+    }
+    let epoch = stored_epoch(&nats, "T9_LAST", "t9.epoch").await.unwrap();
+    assert_eq!(wa["epoch"], epoch.as_str());
+
+    nats.kill();
+    nats.restart().await;
+    let n = &nats;
+    let again = eventually("the ingest to store an epoch again", move || async move {
+        stored_epoch(n, "T9_LAST", "t9.epoch").await
+    })
+    .await;
+    assert_eq!(
+        again, epoch,
+        "the ingest stores the epoch its seqs go on in"
+    );
+    let late = Node::start(&dir.0, "edge-late", &edge_toml(&nats, "t9", 1000, "")).await;
+    wait_learned(late.addr, None, &["AAPL"]).await;
+    wait_feed_state(late.addr, None, "live").await;
+    let (mut b, wb) = Client::connect_welcomed(late.addr).await;
+    assert_eq!(
+        wb["epoch"],
+        epoch.as_str(),
+        "the late edge serves the same epoch"
+    );
+    b.subscribe(1, &["AAPL"]).await;
+    // The ingest wrote its values again: the late edge starts from seq 2.
+    let last = p.last(&["AAPL"]);
+    assert_eq!(read_quotes(&mut b, &last).await, last);
+    let want = p.push(&["AAPL"]).await;
+    assert_eq!(read_quotes(&mut a, &want).await, want);
+    assert_eq!(read_quotes(&mut b, &want).await, want);
+}
+
 /// `--check-config` refuses what a cluster node cannot run, naming the
 /// field, and takes the example configs. Needs no NATS (nothing connects).
 #[test]

@@ -67,7 +67,7 @@ pub async fn prepare(cfg: &ClusterConfig, p: &Parts) -> Result<Option<Prepared>,
     let js = jetstream::new(nats.client.clone());
     let subjects = Subjects::new(&cfg.subject_prefix);
     let stream = publish::ensure_stream(&js, cfg, &subjects).await?;
-    let epoch = publish::ensure_epoch(&js, &stream, &subjects, &node).await;
+    let epoch = publish::ensure_epoch(&js, &stream, &subjects, &node, None).await;
     let ids: Vec<SymbolId> = p.symbols.iter().map(|(id, _)| id).collect();
     let resumed =
         publish::load_last_values(&stream, &subjects, &p.symbols, &p.slots, &p.metrics, &ids).await;

@@ -95,20 +95,23 @@ pub async fn ensure_stream(
     Ok(s)
 }
 
-/// The cluster's epoch: the one stored, or a new one stored by this node
+/// The cluster's epoch: the one stored, or else `mine` (an ingest whose
+/// NATS lost the stream, a memory stream after a NATS restart, stores
+/// again the epoch its seqs go on in) or a new one, stored by this node
 /// (only if none is there: two ingests starting at once agree on one).
 pub async fn ensure_epoch(
     js: &jetstream::Context,
     stream: &stream::Stream,
     subjects: &Subjects,
     node: &str,
+    mine: Option<&str>,
 ) -> String {
     loop {
         if let Some(e) = stored_epoch(stream, subjects).await {
             return e;
         }
         let msg = EpochMsg {
-            epoch: crate::session::new_epoch(),
+            epoch: mine.map_or_else(crate::session::new_epoch, str::to_string),
             node: node.to_string(),
             ts: now_ns(),
         };
@@ -368,7 +371,12 @@ impl Publisher {
         let setup = async {
             match ensure_stream(&self.js, &self.cfg, &self.subjects).await {
                 Ok(s) => {
-                    ensure_epoch(&self.js, &s, &self.subjects, &self.node).await;
+                    let e =
+                        ensure_epoch(&self.js, &s, &self.subjects, &self.node, Some(&self.epoch))
+                            .await;
+                    if e != self.epoch {
+                        tracing::warn!(stored = %e, serving = %self.epoch, "the stream holds another epoch than this ingest's");
+                    }
                 }
                 Err(e) => tracing::error!("{e}"),
             }
