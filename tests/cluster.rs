@@ -1183,6 +1183,51 @@ async fn memory_stream_lost_with_nats_comes_back_with_the_same_epoch() {
     assert_eq!(read_quotes(&mut b, &want).await, want);
 }
 
+/// An edge started before any ingest (no stream, no epoch yet: an
+/// orchestrator starting everything at once) learns the feed when the
+/// ingest comes, serves its values with its seqs, and tells its clients
+/// the cluster's epoch, the same as an edge started after the ingest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nats-server: run scripts/test"]
+async fn edge_started_before_the_ingest_serves_the_cluster_epoch() {
+    const SYMS: [&str; 2] = ["AAPL", "MSFT"];
+    let dir = Scratch::new("edge-first");
+    let nats = NatsServer::start(&dir.0).await;
+    let early = Node::start(&dir.0, "edge-early", &edge_toml(&nats, "t7", 1000, "")).await;
+    let ingest = Node::start(&dir.0, "ingest", &ingest_toml(&nats, "t7", &SYMS)).await;
+    let mut p = Pusher::new(ingest.addr);
+    p.push(&SYMS).await;
+    let late = Node::start(&dir.0, "edge-late", &edge_toml(&nats, "t7", 1000, "")).await;
+    let mut epochs = Vec::new();
+    for e in [&early, &late] {
+        wait_learned(e.addr, None, &SYMS).await;
+        wait_feed_state(e.addr, None, "live").await;
+        let (mut c, w) = Client::connect_welcomed(e.addr).await;
+        c.subscribe(1, &SYMS).await;
+        let last = p.last(&SYMS);
+        assert_same(&read_quotes(&mut c, &last).await, &last, "last values");
+        let next = p.push(&SYMS).await;
+        assert_same(&read_quotes(&mut c, &next).await, &next, "live values");
+        epochs.push(w["epoch"].as_str().unwrap().to_string());
+    }
+    let stored = stored_epoch(&nats, "T7_LAST", "t7.epoch").await.unwrap();
+    assert_eq!(epochs[1], stored, "the late edge");
+    assert_eq!(
+        epochs[0], epochs[1],
+        "an edge started before the ingest serves the cluster's epoch too"
+    );
+    for e in [&early, &late] {
+        let (_, m) = http_get(e.addr, "/metrics").await;
+        let refused = r#"tickergate_cluster_refused_total{reason="epoch"}"#;
+        assert_eq!(
+            metric(&m, refused),
+            0.0,
+            "{}: statuses of its own epoch",
+            e.name
+        );
+    }
+}
+
 /// `--check-config` refuses what a cluster node cannot run, naming the
 /// field, and takes the example configs. Needs no NATS (nothing connects).
 #[test]
