@@ -1115,6 +1115,15 @@ async fn edge_learns_a_symbol_swapped_on_the_ingest() {
     let mut p = Pusher::new(ingest.addr);
     let want = p.push(&["TSLA"]).await;
     assert_eq!(read_quotes(&mut c, &want).await, want);
+    // MSFT, which the feed no longer lists, is stale there for good (not
+    // live without updates), while the feed itself is live.
+    let (mut m, _) = Client::connect_welcomed(edge.addr).await;
+    m.subscribe(2, &["MSFT"]).await;
+    read_status(&mut m, "stale", &["MSFT"]).await;
+    let (_, feeds) = http_get(edge.addr, "/v1/feeds").await;
+    let feeds: Value = serde_json::from_str(&feeds).unwrap();
+    assert_eq!(feeds[0]["state"], "live", "{feeds}");
+    assert_eq!(feeds[0]["symbols"], 2, "{feeds}");
 }
 
 /// The epoch stored in the stream `stream` under `subject`, if any yet.

@@ -356,7 +356,21 @@ impl Follower {
             }
         };
         if self.known.get(&st.feed) != Some(&st.symbols) {
-            self.known.insert(st.feed.clone(), st.symbols.clone());
+            let before = self.known.insert(st.feed.clone(), st.symbols.clone());
+            // Symbols the feed no longer lists (its ingest was configured
+            // again) stop following it: stale here, for good.
+            for name in before.iter().flatten() {
+                if st.symbols.contains(name) {
+                    continue;
+                }
+                if let Some(id) = self.symbols.get(name) {
+                    if feed.remove_symbol(id) {
+                        self.feed_of.remove(&id);
+                        self.slots.set_status(id, Status::Stale);
+                        tracing::info!(feed = %st.feed, symbol = %name, "feed no longer lists symbol: stale");
+                    }
+                }
+            }
             let mut added = false;
             for name in &st.symbols {
                 let id = match self.symbols.get(name) {

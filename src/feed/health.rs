@@ -106,6 +106,16 @@ impl FeedState {
         }
     }
 
+    /// A symbol it no longer provides (an edge learns that from its
+    /// ingest); its status no longer follows the feed's. Whether it was
+    /// one.
+    pub fn remove_symbol(&self, sym: SymbolId) -> bool {
+        let mut list = self.symbols.write();
+        let before = list.len();
+        list.retain(|s| *s != sym);
+        list.len() != before
+    }
+
     /// The upstream connection is gone: its symbols go stale at the
     /// watchdog's next pass instead of after `stale_after`.
     pub fn down(&self) {
