@@ -1395,3 +1395,92 @@ impl Sse {
         }
     }
 }
+
+/// Trades travel too: every trade pushed to the ingest reaches a client
+/// of an edge that asked for trades, in order, byte-exact, with the
+/// trade's own fields; a key sees the trades of its symbols only (`*`
+/// with `"trades": true`), and an edge follows a symbol's trades on NATS
+/// only while someone takes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nats-server: run scripts/test"]
+async fn trades_reach_edge_clients_in_order_and_only_entitled() {
+    const SYMS: [&str; 3] = ["AAPL", "BTC-USD", "ETH-USD"];
+    let dir = Scratch::new("trades");
+    let nats = NatsServer::start(&dir.0).await;
+    let ingest = Node::start(&dir.0, "ingest", &ingest_toml(&nats, "t9", &SYMS)).await;
+    let keys = format!(
+        "node = \"edge-t9\"\nwildcard_share = 2.0\n\n[[auth.keys]]\nname = \"desk\"\nsha256 = \"{}\"\nsymbols = [\"BTC-*\"]\n",
+        token_hash_hex("desk-key")
+    );
+    let edge = Node::start(&dir.0, "edge-t9", &edge_toml(&nats, "t9", 50, &keys)).await;
+    let mut p = Pusher::new(ingest.addr);
+    p.push(&SYMS).await;
+    wait_learned(edge.addr, Some("desk-key"), &["BTC-USD"]).await;
+    wait_feed_state(edge.addr, Some("desk-key"), "live").await;
+    assert!(
+        nats.subjects_of("edge-t9", "t9.t.").await.is_empty(),
+        "no trade subscription before anyone takes trades"
+    );
+    let mut c = Client::connect_url(&format!("ws://{}/v1/ws?token=desk-key", edge.addr)).await;
+    c.recv_type("welcome").await;
+    c.send(json!({"op":"subscribe","id":1,"symbols":["*"],"trades":true}))
+        .await;
+    let (sub, _) = c
+        .recv_until(|m| m["type"] == "subscribed" && m["id"] == 1)
+        .await;
+    assert_eq!(sub["symbols"], json!(["BTC-USD"]));
+    eventually("the edge follows BTC-USD's trades", || async {
+        (nats.subjects_of("edge-t9", "t9.t.").await == ["t9.t.BTC-USD"]).then_some(())
+    })
+    .await;
+    // 30 trades of each symbol, interleaved, in three pushes.
+    let mut n = 0;
+    for _ in 0..3 {
+        let mut body = String::new();
+        for _ in 0..10 {
+            for sym in SYMS {
+                n += 1;
+                body.push_str(&format!(
+                    "{{\"type\":\"trade\",\"symbol\":\"{sym}\",\"price\":\"{}.{:03}0\",\"size\":\"0.00{n:03}\",\"side\":\"{}\",\"trade_id\":{n},\"ts\":{}}}\n",
+                    100 + n,
+                    n,
+                    if n % 2 == 0 { "buy" } else { "sell" },
+                    1_700_000_000_000_000_000u64 + n as u64
+                ));
+            }
+        }
+        let (st, r) = ingest_post(ingest.addr, PUSH_KEY, &body).await;
+        assert_eq!(st, 200, "{r}");
+        assert_eq!(r["accepted"], 30, "{r}");
+    }
+    let want: Vec<(u64, String, String)> = (1..=90u64)
+        .filter(|n| (n - 1) % 3 == 1)
+        .map(|n| (n, format!("{}.{n:03}0", 100 + n), format!("0.00{n:03}")))
+        .collect();
+    let mut got = Vec::new();
+    while got.len() < want.len() {
+        let (m, skipped) = c.recv_until(|m| m["type"] == "trade").await;
+        for x in skipped.iter().chain(std::iter::once(&m)) {
+            if let Some(sym) = x["symbol"].as_str() {
+                assert_eq!(sym, "BTC-USD", "leaked: {x}");
+            }
+            assert_ne!(x["type"], "trades_dropped", "{x}");
+        }
+        got.push((
+            m["trade_id"].as_u64().unwrap(),
+            m["price"].as_str().unwrap().to_string(),
+            m["size"].as_str().unwrap().to_string(),
+        ));
+        // Numbered by the edge, gapless from 1.
+        assert_eq!(m["seq"], got.len(), "{m}");
+    }
+    assert_eq!(got, want, "every BTC-USD trade, in order, exact text");
+    drop(c);
+    eventually("the edge lets the trades go", || async {
+        nats.subjects_of("edge-t9", "t9.t.")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+}
