@@ -202,7 +202,10 @@ impl Follower {
                 _ = shutdown.wait() => return,
                 Some((sym, kind, m)) = subs.next(), if !subs.is_empty() => {
                     self.apply(sym, kind, &m.payload);
-                    for _ in 0..DRAIN_BATCH {
+                    // Up to a batch, then the fan-out is woken once for
+                    // all of it (a burst goes out in as few frames as it
+                    // came in pieces).
+                    for _ in 1..DRAIN_BATCH {
                         match subs.next().now_or_never() {
                             Some(Some((sym, kind, m))) => self.apply(sym, kind, &m.payload),
                             _ => break,

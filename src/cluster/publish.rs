@@ -283,15 +283,24 @@ impl Publisher {
                 dirty.clear();
                 dirty.extend((0..outs.len()).map(|i| SymbolId(i as u32)));
             }
-            for &sym in &dirty {
-                let Some(out) = outs.get_mut(sym.index()) else {
-                    continue;
-                };
-                if self.publish_symbol(sym, out, &mut buf).await.is_err() {
-                    self.metrics.cluster.publish_errors.inc();
-                    resend = true;
-                    break;
+            // One round goes to the NATS client whole: without tokio's
+            // cooperative budget, which would hand the connection every
+            // 128 messages, a feed's burst leaves in one piece and edges
+            // fan it out whole (a full command channel still waits).
+            let round = async {
+                for &sym in &dirty {
+                    let Some(out) = outs.get_mut(sym.index()) else {
+                        continue;
+                    };
+                    if self.publish_symbol(sym, out, &mut buf).await.is_err() {
+                        self.metrics.cluster.publish_errors.inc();
+                        return true;
+                    }
                 }
+                false
+            };
+            if tokio::task::unconstrained(round).await {
+                resend = true;
             }
         }
     }

@@ -267,7 +267,13 @@ impl GatewayProc {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if !sent {
-                    if let Some(rest) = line.trim_start().strip_prefix("WebSocket : ws://") {
+                    // An ingest-only node serves no WebSocket: its metrics
+                    // line names the address.
+                    let t = line.trim_start();
+                    let rest = t
+                        .strip_prefix("WebSocket : ws://")
+                        .or_else(|| t.strip_prefix("metrics   : http://"));
+                    if let Some(rest) = rest {
                         let _ = tx.send(rest.split('/').next().unwrap_or("").to_string());
                         sent = true;
                     }
