@@ -112,12 +112,23 @@ struct NatsServer {
     monitor: u16,
     store: PathBuf,
     log: PathBuf,
+    /// More arguments for every start (auth).
+    args: Vec<String>,
 }
 
 impl NatsServer {
+    /// [`NatsServer::start`] with more server arguments.
+    async fn start_with(dir: &Path, args: &[&str]) -> NatsServer {
+        Self::start_args(dir, args.iter().map(|a| a.to_string()).collect()).await
+    }
+
     /// Starts on ports the server picks itself (`-1`, read back from its
     /// ports file: no window in which another process takes them).
     async fn start(dir: &Path) -> NatsServer {
+        Self::start_args(dir, Vec::new()).await
+    }
+
+    async fn start_args(dir: &Path, args: Vec<String>) -> NatsServer {
         let ports_dir = dir.join("nats-ports");
         std::fs::create_dir_all(&ports_dir).unwrap();
         let mut n = NatsServer {
@@ -126,6 +137,7 @@ impl NatsServer {
             monitor: 0,
             store: dir.join("nats-store"),
             log: dir.join("nats-server.log"),
+            args,
         };
         let ports_arg = ports_dir.to_str().unwrap().to_string();
         let proc = n.spawn(&["-p", "-1", "-m", "-1", "--ports_file_dir", &ports_arg]);
@@ -151,6 +163,7 @@ impl NatsServer {
         let child = Command::new(nats_bin())
             .args(["-a", "127.0.0.1", "-js", "--store_dir"])
             .arg(&self.store)
+            .args(&self.args)
             .args(args)
             .stdout(Stdio::null())
             .stderr(append(&self.log))
@@ -1483,4 +1496,43 @@ async fn trades_reach_edge_clients_in_order_and_only_entitled() {
             .then_some(())
     })
     .await;
+}
+
+/// NATS with user/password auth: nodes configured with the credentials
+/// connect and serve; the edge's connection is authorized as that user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nats-server: run scripts/test"]
+async fn nodes_authenticate_to_nats() {
+    let dir = Scratch::new("auth");
+    let nats = NatsServer::start_with(&dir.0, &["--user", "tg", "--pass", "s3cret"]).await;
+    let creds = "user = \"tg\"\npassword = \"s3cret\"\n";
+    let ingest_cfg = ingest_toml(&nats, "t10", &["AAPL"]).replacen(
+        "[cluster]\n",
+        &format!("[cluster]\n{creds}"),
+        1,
+    );
+    assert!(ingest_cfg.contains("password"), "{ingest_cfg}");
+    let ingest = Node::start(&dir.0, "ingest", &ingest_cfg).await;
+    let edge = Node::start(
+        &dir.0,
+        "edge-t10",
+        &edge_toml(&nats, "t10", 50, &format!("node = \"edge-t10\"\n{creds}")),
+    )
+    .await;
+    wait_learned(edge.addr, None, &["AAPL"]).await;
+    wait_feed_state(edge.addr, None, "live").await;
+    let (mut c, _) = Client::connect_welcomed(edge.addr).await;
+    c.subscribe(1, &["AAPL"]).await;
+    let mut p = Pusher::new(ingest.addr);
+    let want = p.push(&["AAPL"]).await;
+    assert_eq!(read_quotes(&mut c, &want).await, want);
+    // The server lists the edge's connection as the authorized user.
+    let (_, body) = nats_get(nats.monitor, "/connz?auth=1").await.unwrap();
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let edge_conn = v["connections"]
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["name"] == "edge-t10"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(edge_conn["authorized_user"], "tg", "{body}");
 }
