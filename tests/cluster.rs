@@ -30,6 +30,7 @@
 
 mod common;
 
+use common::sse::Sse;
 use common::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -1067,7 +1068,7 @@ async fn entitled_only(edge: &Node, p: &mut Pusher) {
     }
 
     // SSE: a forbidden symbol refuses the whole request.
-    let (st, body) = sse_open(edge.addr, "symbols=AAPL,MSFT&token=desk-key")
+    let (st, body) = Sse::open(edge.addr, "symbols=AAPL,MSFT&token=desk-key", "")
         .await
         .err()
         .expect("refused");
@@ -1077,13 +1078,13 @@ async fn entitled_only(edge: &Node, p: &mut Pusher) {
         (&v["code"], &v["symbol"]),
         (&json!("forbidden_symbol"), &json!("MSFT"))
     );
-    let (st, _) = sse_open(edge.addr, "symbols=ETH-USD&token=desk-key")
+    let (st, _) = Sse::open(edge.addr, "symbols=ETH-USD&token=desk-key", "")
         .await
         .err()
         .expect("refused");
     assert_eq!(st, 403);
     // Entitled: the stream, then a new value with the ingest's seq.
-    let mut s = sse_open(edge.addr, "symbols=AAPL,BTC-USD&token=desk-key")
+    let mut s = Sse::open(edge.addr, "symbols=AAPL,BTC-USD&token=desk-key", "")
         .await
         .expect("entitled symbols stream");
     let first = s.frame().await;
@@ -1310,102 +1311,6 @@ fn check_config_refuses_bad_cluster_configs() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
-    }
-}
-
-// ------------------------------------------------------------------ SSE
-
-/// An SSE client on the raw stream (HTTP/1.1, chunked).
-struct Sse {
-    s: TcpStream,
-    buf: Vec<u8>,
-    /// Event text read but not yet consumed.
-    text: String,
-}
-
-/// Opens `/v1/sse?query`: the stream after its head, or a refusal's
-/// status and body.
-async fn sse_open(addr: SocketAddr, query: &str) -> Result<Sse, (u16, String)> {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET /v1/sse?{query} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut c = Sse {
-        s,
-        buf: Vec::new(),
-        text: String::new(),
-    };
-    let end = c.read_until(b"\r\n\r\n").await;
-    let head = String::from_utf8_lossy(&c.buf[..end]).into_owned();
-    c.buf.drain(..end + 4);
-    let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
-    if status == 200 {
-        return Ok(c);
-    }
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    while c.buf.len() < len {
-        c.fill().await;
-    }
-    Err((status, String::from_utf8_lossy(&c.buf[..len]).into_owned()))
-}
-
-impl Sse {
-    async fn fill(&mut self) {
-        let mut tmp = [0u8; 8192];
-        let n = tokio::time::timeout(EVENT_DEADLINE, self.s.read(&mut tmp))
-            .await
-            .expect("SSE data in time")
-            .unwrap();
-        assert!(n > 0, "SSE stream ended");
-        self.buf.extend_from_slice(&tmp[..n]);
-    }
-
-    async fn read_until(&mut self, pat: &[u8]) -> usize {
-        loop {
-            if let Some(i) = self.buf.windows(pat.len()).position(|w| w == pat) {
-                return i;
-            }
-            self.fill().await;
-        }
-    }
-
-    /// The next chunk's payload.
-    async fn chunk(&mut self) -> String {
-        let end = self.read_until(b"\r\n").await;
-        let size = usize::from_str_radix(std::str::from_utf8(&self.buf[..end]).unwrap().trim(), 16)
-            .unwrap();
-        self.buf.drain(..end + 2);
-        assert!(size > 0, "the SSE stream ended");
-        while self.buf.len() < size + 2 {
-            self.fill().await;
-        }
-        let data = String::from_utf8(self.buf[..size].to_vec()).unwrap();
-        self.buf.drain(..size + 2);
-        data
-    }
-
-    /// The next event's frame (its `data:` as JSON), skipping comments and
-    /// `retry:`.
-    async fn frame(&mut self) -> Vec<Value> {
-        loop {
-            while !self.text.contains("\n\n") {
-                let c = self.chunk().await;
-                self.text.push_str(&c);
-            }
-            let (event, rest) = self.text.split_once("\n\n").unwrap();
-            let (event, rest) = (event.to_string(), rest.to_string());
-            self.text = rest;
-            if let Some(data) = event.strip_prefix("data: ") {
-                let v: Value = serde_json::from_str(data).unwrap();
-                return v.as_array().unwrap().clone();
-            }
-        }
     }
 }
 

@@ -5,6 +5,8 @@
 //! nothing asserts on how long something took.
 #![allow(dead_code)]
 
+pub mod sse;
+
 use futures_util::{SinkExt, StreamExt};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
