@@ -18,11 +18,12 @@
 //! * `roundtrip`: `encode_quote` + `edge_apply`, the whole NATS-free cost
 //!   of one quote across an ingest and one edge.
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rust_decimal::Decimal;
 use std::hint::black_box;
 use std::str::FromStr;
-use std::time::Duration;
 use tickergate::cluster::wire::decode_quote;
 use tickergate::model::{Quote, Symbols};
 use tickergate::protocol::encode_quote;
@@ -122,16 +123,9 @@ fn cluster(c: &mut Criterion) {
     g.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(30)
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = cluster
 }
 criterion_main!(benches);

@@ -57,6 +57,8 @@
 //!   symbol: the difference is the recompute. Subscribers on shard 0 for
 //!   every symbol, the shard's pass still pending.
 
+mod common;
+
 use criterion::measurement::WallTime;
 use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
@@ -68,7 +70,6 @@ use std::fmt::Write as _;
 use std::hint::black_box;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 use tickergate::config::{NormalizeConfig, VenueConfig};
 use tickergate::consolidated::Consolidation;
 use tickergate::encode::EncodeCache;
@@ -553,16 +554,9 @@ fn ingest_e2e(c: &mut Criterion) {
     g.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(30)
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = slots, encode, parse, normalize, fanout_flush, ingest_e2e, consolidated
 }
 criterion_main!(benches);

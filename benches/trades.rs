@@ -16,12 +16,13 @@
 //!   is the trade when no subscription takes the symbol's trades (not
 //!   stored).
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rust_decimal::Decimal;
 use std::hint::black_box;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 use tickergate::metrics::Metrics;
 use tickergate::model::{Quote, SymbolId};
 use tickergate::normalize::Normalizer;
@@ -107,16 +108,9 @@ fn normalize(c: &mut Criterion) {
     g.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(30)
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = ring, normalize
 }
 criterion_main!(benches);

@@ -30,12 +30,13 @@
 //! The ratios within one run are the figures that matter (the box is
 //! shared); see BENCHMARKS.md.
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Duration;
 use tickergate::config::{NormalizeConfig, VenueConfig};
 use tickergate::feed::coinbase::Coinbase;
 use tickergate::feed::kraken::Kraken;
@@ -471,10 +472,7 @@ fn binance_parts(c: &mut Criterion) {
 
 criterion_group! {
     name = venues;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(30);
+    config = common::config();
     targets = benches
 }
 criterion_main!(venues);
