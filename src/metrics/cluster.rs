@@ -2,6 +2,7 @@
 //! gateway's others; a standalone gateway exports them too (role
 //! `standalone`, everything else 0), so one dashboard fits every node.
 
+use super::registered;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 pub struct ClusterMetrics {
@@ -47,41 +48,30 @@ pub const ROLES: [&str; 4] = ["standalone", "ingest", "edge", "both"];
 pub const REFUSED_REASONS: [&str; 3] = ["old", "invalid", "epoch"];
 pub const FETCH_RESULTS: [&str; 3] = ["hit", "miss", "error"];
 
-fn must<T>(r: prometheus::Result<T>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("metric definition: {e}"),
-    }
-}
-
 impl ClusterMetrics {
     pub fn register(registry: &Registry) -> ClusterMetrics {
-        let counter = |name: &str, help: &str| {
-            let c = must(IntCounter::new(name, help));
-            must(registry.register(Box::new(c.clone())));
-            c
-        };
-        let gauge = |name: &str, help: &str| {
-            let g = must(IntGauge::new(name, help));
-            must(registry.register(Box::new(g.clone())));
-            g
-        };
+        let counter = |name: &str, help: &str| registered(registry, IntCounter::new(name, help));
+        let gauge = |name: &str, help: &str| registered(registry, IntGauge::new(name, help));
         let counter_vec = |name: &str, help: &str, label: &str, values: &[&str]| {
-            let c = must(IntCounterVec::new(Opts::new(name, help), &[label]));
-            must(registry.register(Box::new(c.clone())));
+            let c = registered(
+                registry,
+                IntCounterVec::new(Opts::new(name, help), &[label]),
+            );
             for v in values {
                 c.with_label_values(&[v]);
             }
             c
         };
-        let role = must(IntGaugeVec::new(
-            Opts::new(
-                "cluster_role",
-                "1 for this node's role: standalone, ingest, edge or both ([cluster] role)",
+        let role = registered(
+            registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "cluster_role",
+                    "1 for this node's role: standalone, ingest, edge or both ([cluster] role)",
+                ),
+                &["role"],
             ),
-            &["role"],
-        ));
-        must(registry.register(Box::new(role.clone())));
+        );
         let m = ClusterMetrics {
             role,
             connected: gauge(

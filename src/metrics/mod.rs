@@ -105,6 +105,16 @@ fn must<T>(r: prometheus::Result<T>) -> T {
     }
 }
 
+/// `m`, registered with `registry`.
+fn registered<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    m: prometheus::Result<M>,
+) -> M {
+    let m = must(m);
+    must(registry.register(Box::new(m.clone())));
+    m
+}
+
 /// The process collector (Linux /proc), in a registry of its own. Several
 /// gateways in one process (the tests) each get one: the collector reads
 /// the process, not the gateway.
@@ -121,20 +131,10 @@ fn process_registry() -> Registry {
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = must(Registry::new_custom(Some("tickergate".into()), None));
-        let counter = |name: &str, help: &str| {
-            let c = must(IntCounter::new(name, help));
-            must(registry.register(Box::new(c.clone())));
-            c
-        };
-        let gauge = |name: &str, help: &str| {
-            let g = must(IntGauge::new(name, help));
-            must(registry.register(Box::new(g.clone())));
-            g
-        };
+        let counter = |name: &str, help: &str| registered(&registry, IntCounter::new(name, help));
+        let gauge = |name: &str, help: &str| registered(&registry, IntGauge::new(name, help));
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            let c = must(IntCounterVec::new(Opts::new(name, help), labels));
-            must(registry.register(Box::new(c.clone())));
-            c
+            registered(&registry, IntCounterVec::new(Opts::new(name, help), labels))
         };
         let latency = must(Histogram::with_opts(
             HistogramOpts::new(
