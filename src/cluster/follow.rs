@@ -10,7 +10,8 @@
 
 use super::config::ClusterConfig;
 use super::connect::Nats;
-use super::publish::{store_fetched, stored_epoch};
+use super::last_values::LastValues;
+use super::publish::stored_epoch;
 use super::wire::{self, FeedStatus, Subjects};
 use crate::feed::{FeedState, Feeds};
 use crate::metrics::Metrics;
@@ -18,22 +19,20 @@ use crate::model::{now_ns, Status, SymbolId, Symbols};
 use crate::shutdown::Shutdown;
 use crate::slots::SlotTable;
 use crate::sync::RwLock;
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream;
 use futures_util::stream::{BoxStream, SelectAll};
 use futures_util::{FutureExt, StreamExt};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::oneshot;
 
 /// Messages applied per wake before other work gets a turn (and the
 /// fan-out is woken for the whole batch).
 const DRAIN_BATCH: usize = 4096;
 /// The symbol a message of the wildcard subscription is for is in it.
 const ANY: SymbolId = SymbolId(u32::MAX);
-/// Last-value reads in flight at once.
-const FETCHES: usize = 32;
 
 /// What is followed of a symbol: its quotes (while a local session holds
 /// it) or its trades (while one takes them).
@@ -84,20 +83,13 @@ pub struct Follower {
     feed_of: HashMap<SymbolId, Arc<FeedState>>,
     /// Epochs refused already (logged once each).
     refused_epochs: std::collections::HashSet<String>,
-    stream: Option<stream::Stream>,
+    /// The cluster's last values (the stream, once there is one).
+    pub(crate) last: Arc<LastValues>,
     /// The symbols each feed's status listed last time (the list, not
     /// its length: an ingest restarted with one symbol swapped for another
     /// lists as many as before).
     known: HashMap<String, Vec<String>>,
-    fetches: Arc<Semaphore>,
     full_warned: bool,
-}
-
-/// What an edge learns before it serves: the stream (if an ingest made
-/// it already) and the cluster's epoch.
-pub struct Prepared {
-    pub stream: Option<stream::Stream>,
-    pub epoch: Option<String>,
 }
 
 impl Follower {
@@ -112,6 +104,14 @@ impl Follower {
         on_new: Arc<dyn Fn() + Send + Sync>,
     ) -> Follower {
         let js = jetstream::new(nats.client.clone());
+        let last = Arc::new(LastValues::new(
+            js.clone(),
+            cfg.stream_name(),
+            Subjects::new(&cfg.subject_prefix),
+            symbols.clone(),
+            slots.clone(),
+            metrics.clone(),
+        ));
         Follower {
             js,
             subjects: Subjects::new(&cfg.subject_prefix),
@@ -130,9 +130,8 @@ impl Follower {
             feed_of: HashMap::new(),
             wake: 0,
             wild: None,
-            stream: None,
+            last,
             known: HashMap::new(),
-            fetches: Arc::new(Semaphore::new(FETCHES)),
             full_warned: false,
         }
     }
@@ -153,14 +152,14 @@ impl Follower {
     async fn read_stream(&mut self) -> Option<String> {
         self.nats.wait_connected(&self.cfg.nats_url).await;
         let name = self.cfg.stream_name();
-        self.stream = match self.js.get_stream(&name).await {
-            Ok(s) => Some(s),
+        let stream = match self.js.get_stream(&name).await {
+            Ok(s) => s,
             Err(e) => {
                 tracing::warn!(stream = %name, "no last-value stream yet ({e}): symbols join as ingest nodes publish them");
-                None
+                return None;
             }
         };
-        let stream = self.stream.clone()?;
+        self.last.found(stream.clone());
         let epoch = stored_epoch(&stream, &self.subjects).await?;
         // Statuses are judged against it.
         self.epoch = epoch.clone();
@@ -583,108 +582,17 @@ impl Follower {
         if syms.is_empty() {
             return;
         }
-        let items: Vec<(SymbolId, String, Option<Arc<FeedState>>)> = syms
-            .into_iter()
-            .map(|s| {
-                let subject = self.subjects.quote(self.symbols.name(s));
-                (s, subject, self.feed_of.get(&s).cloned())
-            })
-            .collect();
-        let (symbols, slots, metrics) = (
-            self.symbols.clone(),
-            self.slots.clone(),
-            self.metrics.clone(),
-        );
-        let permits = self.fetches.clone();
-        let known = self.stream.clone();
-        let (js, name) = (self.js.clone(), self.cfg.stream_name());
+        let feeds: Vec<Option<Arc<FeedState>>> =
+            syms.iter().map(|s| self.feed_of.get(s).cloned()).collect();
+        let (last, slots) = (self.last.clone(), self.slots.clone());
         tokio::spawn(async move {
-            // No stream when this edge started: look again (an ingest may
-            // have made it since).
-            let stream = match known {
-                Some(s) => s,
-                None => match js.get_stream(&name).await {
-                    Ok(s) => s,
-                    Err(_) => return,
-                },
-            };
-            for (sym, subject, feed) in items {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    return;
-                };
-                let (stream, symbols, slots, metrics) = (
-                    stream.clone(),
-                    symbols.clone(),
-                    slots.clone(),
-                    metrics.clone(),
-                );
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let r = stream.direct_get_last_for_subject(subject).await;
-                    store_fetched(r, sym, &symbols, &slots, &metrics);
-                    // Current again (a symbol let go was marked stale).
-                    if feed.is_some_and(|f| f.is_up()) {
-                        slots.set_status(sym, Status::Live);
-                    }
-                });
+            last.refresh(&syms).await;
+            // Current again (a symbol let go was marked stale).
+            for (sym, feed) in syms.into_iter().zip(feeds) {
+                if feed.is_some_and(|f| f.is_up()) {
+                    slots.set_status(sym, Status::Live);
+                }
             }
         });
-    }
-}
-
-/// The cluster's last values, for an edge's `GET /v1/quotes` of symbols
-/// it does not follow: read from the stream into the slots (by seq, so a
-/// newer value already there stays).
-pub struct LastValues {
-    js: jetstream::Context,
-    stream_name: String,
-    stream: tokio::sync::OnceCell<stream::Stream>,
-    subjects: Subjects,
-    symbols: Arc<Symbols>,
-    slots: Arc<SlotTable>,
-    metrics: Arc<Metrics>,
-}
-
-impl LastValues {
-    pub fn of(f: &Follower) -> LastValues {
-        let stream = tokio::sync::OnceCell::new();
-        if let Some(s) = &f.stream {
-            let _ = stream.set(s.clone());
-        }
-        LastValues {
-            js: f.js.clone(),
-            stream_name: f.cfg.stream_name(),
-            stream,
-            subjects: f.subjects.clone(),
-            symbols: f.symbols.clone(),
-            slots: f.slots.clone(),
-            metrics: f.metrics.clone(),
-        }
-    }
-
-    /// Reads `syms`' last values from the stream (at most a few seconds:
-    /// NATS may be away, and then the values are what they are).
-    pub async fn refresh(&self, syms: &[SymbolId]) {
-        if syms.is_empty() {
-            return;
-        }
-        let read = async {
-            let stream = self
-                .stream
-                .get_or_try_init(|| self.js.get_stream(&self.stream_name))
-                .await;
-            if let Ok(stream) = stream {
-                super::publish::load_last_values(
-                    stream,
-                    &self.subjects,
-                    &self.symbols,
-                    &self.slots,
-                    &self.metrics,
-                    syms,
-                )
-                .await;
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(2), read).await;
     }
 }

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod connect;
 pub mod follow;
+pub mod last_values;
 pub mod node;
 pub mod publish;
 pub mod subject;

@@ -90,9 +90,9 @@ pub async fn prepare(cfg: &ClusterConfig, p: &Parts) -> Result<Option<Prepared>,
 
 impl Prepared {
     /// An edge's way to the cluster's last values.
-    pub fn last_values(&self) -> Option<Arc<super::follow::LastValues>> {
+    pub fn last_values(&self) -> Option<Arc<super::last_values::LastValues>> {
         match self {
-            Prepared::Edge(f) => Some(Arc::new(super::follow::LastValues::of(f))),
+            Prepared::Edge(f) => Some(f.last.clone()),
             Prepared::Ingest(_) => None,
         }
     }

@@ -180,7 +180,7 @@ pub async fn load_last_values(
 }
 
 /// Writes a fetched last value; `true` if there was one and it was taken.
-pub fn store_fetched(
+fn store_fetched(
     r: Result<async_nats::jetstream::message::StreamMessage, stream::DirectGetError>,
     id: SymbolId,
     symbols: &Symbols,

@@ -64,5 +64,5 @@ pub(crate) struct Context {
     pub role: crate::cluster::Role,
     /// An edge node's way to the cluster's last values (`/v1/quotes` of
     /// symbols it does not follow).
-    pub last_values: Option<Arc<crate::cluster::follow::LastValues>>,
+    pub last_values: Option<Arc<crate::cluster::last_values::LastValues>>,
 }

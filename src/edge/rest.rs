@@ -301,7 +301,10 @@ pub(super) async fn quotes_from_stream(req: Request<Incoming>, ctx: Arc<Context>
             .copied()
             .filter(|s| !slots.interested(*s))
             .collect();
-        lv.refresh(&unfollowed).await;
+        // At most a few seconds: NATS may be away, and then the values
+        // are what they are.
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(2), lv.refresh(&unfollowed)).await;
     }
     quotes_of(&ctx, syms)
 }
