@@ -355,7 +355,7 @@ async fn edge_ingest_run(o: &Opts, rate: f64, run: usize) -> Result<Value, BoxEr
     let _stop = Stop(stop.clone());
     let ready = Arc::new(AtomicBool::new(false));
     let got = Arc::new(AtomicU64::new(0));
-    let client = tokio::task::spawn_local(ws_client(
+    let mut client = tokio::task::spawn_local(ws_client(
         edge.addr,
         names.clone(),
         Some(1.0),
@@ -364,15 +364,7 @@ async fn edge_ingest_run(o: &Opts, rate: f64, run: usize) -> Result<Value, BoxEr
         got.clone(),
     ));
     let t0 = Instant::now();
-    while !ready.load(Ordering::Acquire) {
-        if client.is_finished() {
-            return Err(format!("client: {:?}", client.await).into());
-        }
-        if t0.elapsed() > Duration::from_secs(40) {
-            return Err("client not subscribed within 40 s".into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_subscribed(&mut client, &ready).await?;
     // The edge follows every symbol on NATS (batched every 20 ms): one
     // subscription each, or one to every quote (`wildcard_share`; the
     // client asks for all of them in one op, so it is one or the other).
@@ -570,7 +562,7 @@ async fn latency_run(o: &Opts, kind: &str, rate: f64, run: usize) -> Result<Valu
     ));
     let ready = Arc::new(AtomicBool::new(false));
     let got = Arc::new(AtomicU64::new(0));
-    let client = tokio::task::spawn_local(ws_client(
+    let mut client = tokio::task::spawn_local(ws_client(
         topo.node.addr,
         names,
         None,
@@ -578,16 +570,7 @@ async fn latency_run(o: &Opts, kind: &str, rate: f64, run: usize) -> Result<Valu
         ready.clone(),
         got.clone(),
     ));
-    let t0 = Instant::now();
-    while !ready.load(Ordering::Acquire) {
-        if client.is_finished() {
-            return Err(format!("client: {:?}", client.await).into());
-        }
-        if t0.elapsed() > Duration::from_secs(40) {
-            return Err("client not subscribed within 40 s".into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_subscribed(&mut client, &ready).await?;
     tokio::time::sleep(o.warmup).await;
     if let Ok(mut h) = hist.lock() {
         h.reset();
@@ -816,4 +799,23 @@ async fn main_async(o: Opts) -> Result<(), BoxError> {
 
 fn main() -> ExitCode {
     common::run_tool("cluster", parse_opts, |o: &Opts| o.pin, PIN_ENV, main_async)
+}
+
+/// Waits until the client task says it is subscribed; its error if it
+/// ended first, or one after 40 s.
+async fn wait_subscribed<T: std::fmt::Debug>(
+    client: &mut tokio::task::JoinHandle<T>,
+    ready: &AtomicBool,
+) -> Result<(), BoxError> {
+    let t0 = Instant::now();
+    while !ready.load(Ordering::Acquire) {
+        if client.is_finished() {
+            return Err(format!("client: {:?}", client.await).into());
+        }
+        if t0.elapsed() > Duration::from_secs(40) {
+            return Err("client not subscribed within 40 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
 }
