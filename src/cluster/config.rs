@@ -107,6 +107,12 @@ pub struct ClusterConfig {
     /// per message); back below four fifths of it, one per symbol again.
     /// 0: always the one; above 1: never.
     pub wildcard_share: f64,
+    /// Edge, following every quote: how long its fan-out may wait for the
+    /// rest of an ingest's publishing round (a feed's burst) after the
+    /// round's first quote, so clients get the burst in one frame as on a
+    /// standalone gateway; the round's last quote ends the wait at once.
+    /// 0: never wait.
+    pub round_hold_ms: u64,
     /// Ingest: publish every trade too (`<prefix>.t.<symbol>`); each
     /// symbol that trades then keeps a ring of `session.max_pending_trades`
     /// trades on the ingest.
@@ -138,6 +144,7 @@ impl Default for ClusterConfig {
             max_symbols: 10_000,
             subscribe_batch_ms: 20,
             linger_ms: 1000,
+            round_hold_ms: 20,
             subscription_capacity: 65_536,
             trades: true,
             wildcard_share: 0.5,
@@ -260,6 +267,9 @@ impl ClusterConfig {
         }
         if self.linger_ms > 600_000 {
             return Err(Invalid::new("linger_ms", "must be at most 600000"));
+        }
+        if self.round_hold_ms > 1000 {
+            return Err(Invalid::new("round_hold_ms", "must be at most 1000"));
         }
         if !(16..=1_048_576).contains(&self.subscription_capacity) {
             return Err(Invalid::new(

@@ -12,7 +12,7 @@ use super::config::ClusterConfig;
 use super::connect::Nats;
 use super::last_values::LastValues;
 use super::publish::stored_epoch;
-use super::wire::{self, FeedStatus, Subjects};
+use super::wire::{self, FeedStatus, Round, Subjects};
 use crate::feed::{FeedState, Feeds};
 use crate::metrics::Metrics;
 use crate::model::{now_ns, Status, SymbolId, Symbols};
@@ -76,6 +76,11 @@ pub struct Follower {
     trade_last: Vec<u64>,
     /// Fan-out shards to wake at the end of a batch of writes.
     wake: u128,
+    /// Between a round's first quote and its last (wildcard mode only:
+    /// a symbol's own subscription sees a round's marks by chance).
+    round_open: bool,
+    /// Since when the wake is held for an open round.
+    held_since: Option<Instant>,
     /// The one subscription to every quote, while the edge follows so many
     /// symbols that one subscription is cheaper than one each.
     wild: Option<Follow>,
@@ -129,6 +134,8 @@ impl Follower {
             trade_last: Vec::new(),
             feed_of: HashMap::new(),
             wake: 0,
+            round_open: false,
+            held_since: None,
             wild: None,
             last,
             known: HashMap::new(),
@@ -196,20 +203,38 @@ impl Follower {
         let mut tick = tokio::time::interval(Duration::from_millis(self.cfg.subscribe_batch_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_refetch = Instant::now();
+        let hold = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(hold);
         loop {
             tokio::select! {
                 _ = shutdown.wait() => return,
                 Some((sym, kind, m)) = subs.next(), if !subs.is_empty() => {
-                    self.apply(sym, kind, &m.payload);
+                    self.apply(sym, kind, &m);
                     // Up to a batch, then the fan-out is woken once for
-                    // all of it (a burst goes out in as few frames as it
-                    // came in pieces).
+                    // all of it, or, in the middle of a round, once the
+                    // round is in (a burst goes out in as few frames as on
+                    // a standalone gateway, however NATS cut it up).
                     for _ in 1..DRAIN_BATCH {
                         match subs.next().now_or_never() {
-                            Some(Some((sym, kind, m))) => self.apply(sym, kind, &m.payload),
+                            Some(Some((sym, kind, m))) => self.apply(sym, kind, &m),
                             _ => break,
                         }
                     }
+                    if !self.round_open {
+                        self.wake_held();
+                    } else if self.held_since.is_none() {
+                        let now = Instant::now();
+                        self.held_since = Some(now);
+                        let hold_ms = Duration::from_millis(self.cfg.round_hold_ms);
+                        hold.as_mut().reset(tokio::time::Instant::from_std(now + hold_ms));
+                    }
+                }
+                _ = &mut hold, if self.held_since.is_some() => {
+                    // The round's last quote did not come in time (NATS
+                    // dropped it, or its ingest stopped): what came goes out.
+                    self.held_since = None;
+                    self.round_open = false;
+                    self.metrics.cluster.round_held("timeout");
                     self.slots.wake(&mut self.wake);
                 }
                 Some(m) = statuses.next() => {
@@ -246,11 +271,32 @@ impl Follower {
         }
     }
 
-    fn apply(&mut self, sym: SymbolId, kind: Kind, payload: &[u8]) {
+    fn apply(&mut self, sym: SymbolId, kind: Kind, m: &async_nats::Message) {
         match kind {
-            Kind::Quote => self.apply_quote(sym, payload),
-            Kind::Trade => self.apply_trade(sym, payload),
+            Kind::Quote if sym == ANY && self.cfg.round_hold_ms > 0 => {
+                let mark = Round::read(m.headers.as_ref());
+                self.apply_quote(sym, &m.payload);
+                match mark {
+                    Some(Round::Open) => self.round_open = true,
+                    // The round is in: out it goes, before the next one.
+                    Some(Round::End) => {
+                        self.round_open = false;
+                        self.wake_held();
+                    }
+                    None => {}
+                }
+            }
+            Kind::Quote => self.apply_quote(sym, &m.payload),
+            Kind::Trade => self.apply_trade(sym, &m.payload),
         }
+    }
+
+    /// Wakes the fan-out for what was written, ending a held round.
+    fn wake_held(&mut self) {
+        if self.held_since.take().is_some() {
+            self.metrics.cluster.round_held("end");
+        }
+        self.slots.wake(&mut self.wake);
     }
 
     /// Stores one received trade for the local sessions that take the
@@ -503,6 +549,9 @@ impl Follower {
             }
         }
         if !wild && self.wild.take().is_some() {
+            // Its rounds' marks are no longer all seen (a held wake ends
+            // at its time).
+            self.round_open = false;
             tracing::info!(wanted, known, "edge: one subscription per symbol again");
             // What no local session holds ages from here on.
             for i in 0..known {

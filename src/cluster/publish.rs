@@ -10,7 +10,7 @@
 
 use super::config::{ClusterConfig, Storage};
 use super::connect::Nats;
-use super::wire::{self, EpochMsg, FeedStatus, Subjects};
+use super::wire::{self, EpochMsg, FeedStatus, Round, Subjects};
 use crate::feed::Feeds;
 use crate::metrics::Metrics;
 use crate::model::{now_ns, SymbolId, Symbols};
@@ -247,6 +247,7 @@ impl Publisher {
         let mut outs: Vec<Out> = Vec::new();
         let mut dirty: Vec<SymbolId> = Vec::new();
         let mut buf = String::with_capacity(256);
+        let mut quotes: Vec<(Subject, Bytes)> = Vec::new();
         self.grow(&mut outs);
         // Every symbol is looked at once at the start (writes before the
         // tap existed); values resumed from the stream are there already
@@ -286,16 +287,30 @@ impl Publisher {
             // One round goes to the NATS client whole: without tokio's
             // cooperative budget, which would hand the connection every
             // 128 messages, a feed's burst leaves in one piece and edges
-            // fan it out whole (a full command channel still waits).
+            // fan it out whole (a full command channel still waits). Its
+            // quotes go last, the first and last marked (`wire::Round`).
             let round = async {
+                quotes.clear();
                 for &sym in &dirty {
                     let Some(out) = outs.get_mut(sym.index()) else {
                         continue;
                     };
-                    if self.publish_symbol(sym, out, &mut buf).await.is_err() {
+                    if self
+                        .publish_symbol(sym, out, &mut buf, &mut quotes)
+                        .await
+                        .is_err()
+                    {
                         self.metrics.cluster.publish_errors.inc();
                         return true;
                     }
+                }
+                let n = quotes.len();
+                for (i, (subject, body)) in quotes.drain(..).enumerate() {
+                    if self.send(subject, body, Round::of(i, n)).await.is_err() {
+                        self.metrics.cluster.publish_errors.inc();
+                        return true;
+                    }
+                    self.metrics.cluster.published.inc();
                 }
                 false
             };
@@ -324,21 +339,23 @@ impl Publisher {
         }
     }
 
-    /// Publishes `sym`'s quote if it is new, then its trades not yet out.
+    /// Adds `sym`'s quote to `quotes` if it is new, and publishes its
+    /// trades not yet out.
     async fn publish_symbol(
         &self,
         sym: SymbolId,
         out: &mut Out,
         buf: &mut String,
+        quotes: &mut Vec<(Subject, Bytes)>,
     ) -> Result<(), Failed> {
         let c = &self.metrics.cluster;
         if let Some((q, seq)) = self.slots.read(sym) {
             if seq > out.sent {
                 buf.clear();
                 encode_quote(buf, &self.symbols, sym, seq, &q, false);
-                self.send(out.quote.clone(), buf).await?;
+                quotes.push((out.quote.clone(), Bytes::copy_from_slice(buf.as_bytes())));
+                // A round that fails is sent again whole (`resend`).
                 out.sent = seq;
-                c.published.inc();
             }
         }
         if !self.cfg.trades {
@@ -352,7 +369,8 @@ impl Publisher {
                 Read::Trade(t) => {
                     buf.clear();
                     encode_trade(buf, self.symbols.name(sym), n, &t);
-                    self.send(out.trade.clone(), buf).await?;
+                    let body = Bytes::copy_from_slice(buf.as_bytes());
+                    self.send(out.trade.clone(), body, None).await?;
                     c.trades_published.inc();
                 }
                 // Overwritten before it went out (a whole ring behind):
@@ -366,9 +384,13 @@ impl Publisher {
         Ok(())
     }
 
-    async fn send(&self, subject: Subject, body: &str) -> Result<(), Failed> {
-        let body = Bytes::copy_from_slice(body.as_bytes());
-        self.nats.client.publish(subject, body).await.map_err(|e| {
+    async fn send(&self, subject: Subject, body: Bytes, mark: Option<Round>) -> Result<(), Failed> {
+        let c = &self.nats.client;
+        match mark {
+            None => c.publish(subject, body).await,
+            Some(r) => c.publish_with_headers(subject, r.headers(), body).await,
+        }
+        .map_err(|e| {
             tracing::debug!("publish failed: {e}");
             Failed
         })

@@ -12,6 +12,14 @@
 //!
 //! The JetStream stream keeps the last message of each of these subjects
 //! but the trades'.
+//!
+//! A publishing round of more than one quote (an ingest's pass over the
+//! symbols that changed: a feed's burst leaves in one) marks its first
+//! quote with the header `Tg-Round: open` and its last with
+//! `Tg-Round: end` ([`Round`]). An edge that follows every quote holds
+//! its fan-out's wake from the one to the other, so its clients get a
+//! burst in as few frames as a standalone gateway's do, however NATS cut
+//! it up on the way.
 
 use super::subject;
 use crate::feed::wire::parse_decimal;
@@ -61,6 +69,53 @@ impl Subjects {
     /// Every subject the stream holds.
     pub fn stored(&self) -> Vec<String> {
         vec![self.quotes(), self.statuses(), self.epoch()]
+    }
+}
+
+/// Where a quote stands in its publishing round (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Round {
+    /// The first of a round of more than one.
+    Open,
+    /// The last of a round of more than one.
+    End,
+}
+
+impl Round {
+    pub const HEADER: &'static str = "Tg-Round";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Round::Open => "open",
+            Round::End => "end",
+        }
+    }
+
+    /// The mark of the `i`th quote (from 0) of a round of `n`.
+    pub fn of(i: usize, n: usize) -> Option<Round> {
+        match i {
+            _ if n < 2 => None,
+            0 => Some(Round::Open),
+            _ if i + 1 == n => Some(Round::End),
+            _ => None,
+        }
+    }
+
+    /// The mark a received message carries, if any (anything else in the
+    /// header is no mark).
+    pub fn read(headers: Option<&async_nats::HeaderMap>) -> Option<Round> {
+        match headers?.get(Self::HEADER)?.as_str() {
+            "open" => Some(Round::Open),
+            "end" => Some(Round::End),
+            _ => None,
+        }
+    }
+
+    /// The headers that carry this mark.
+    pub fn headers(self) -> async_nats::HeaderMap {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert(Self::HEADER, self.as_str());
+        h
     }
 }
 
@@ -529,6 +584,21 @@ mod tests {
         encode_quote(&mut again, &syms, id, 42, &w.quote, false);
         assert_eq!(again, out);
         assert!(again.contains(r#""bid":"6012.250""#), "{again}");
+    }
+
+    #[test]
+    fn a_round_marks_its_first_and_last_quote_only() {
+        let marks = |n| (0..n).map(|i| Round::of(i, n)).collect::<Vec<_>>();
+        assert_eq!(marks(1), [None]);
+        assert_eq!(marks(2), [Some(Round::Open), Some(Round::End)]);
+        assert_eq!(marks(4), [Some(Round::Open), None, None, Some(Round::End)]);
+        for r in [Round::Open, Round::End] {
+            assert_eq!(Round::read(Some(&r.headers())), Some(r));
+        }
+        let mut other = async_nats::HeaderMap::new();
+        other.insert(Round::HEADER, "later");
+        assert_eq!(Round::read(Some(&other)), None);
+        assert_eq!(Round::read(None), None);
     }
 
     #[test]

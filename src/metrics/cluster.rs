@@ -41,12 +41,17 @@ pub struct ClusterMetrics {
     /// a whole trade ring behind, or an edge saw a gap in the ingest's
     /// trade seqs (NATS dropped some); clients are told `trades_dropped`.
     pub trades_lost: IntCounter,
+    /// Edge: publishing rounds whose fan-out wake was held from their
+    /// first quote to their last, by how the hold ended (`end`: the
+    /// round's last quote came; `timeout`: it did not come in time).
+    rounds_held: IntCounterVec,
 }
 
 /// The `role` labels of `tickergate_cluster_role`.
 pub const ROLES: [&str; 4] = ["standalone", "ingest", "edge", "both"];
 pub const REFUSED_REASONS: [&str; 3] = ["old", "invalid", "epoch"];
 pub const FETCH_RESULTS: [&str; 3] = ["hit", "miss", "error"];
+pub const HOLD_ENDS: [&str; 2] = ["end", "timeout"];
 
 impl ClusterMetrics {
     pub fn register(registry: &Registry) -> ClusterMetrics {
@@ -134,6 +139,12 @@ impl ClusterMetrics {
                 "cluster_trades_lost_total",
                 "Trades lost between ingest and edge (ingest publisher a whole ring behind, or a gap in the ingest's trade seqs seen by an edge); clients get trades_dropped",
             ),
+            rounds_held: counter_vec(
+                "cluster_rounds_held_total",
+                "Edge: publishing rounds (a feed's burst) whose fan-out wake was held from their first quote to their last, by how the hold ended (end: the last quote came, timeout: it did not within the hold limit)",
+                "ended",
+                &HOLD_ENDS,
+            ),
         };
         m.set_role("standalone");
         m
@@ -149,6 +160,11 @@ impl ClusterMetrics {
     /// `reason`: one of [`REFUSED_REASONS`].
     pub fn refused(&self, reason: &str) -> IntCounter {
         self.refused.with_label_values(&[reason])
+    }
+
+    /// `ended`: one of [`HOLD_ENDS`].
+    pub fn round_held(&self, ended: &str) {
+        self.rounds_held.with_label_values(&[ended]).inc();
     }
 
     /// `result`: one of [`FETCH_RESULTS`].
