@@ -271,6 +271,9 @@ pub struct SlotTable {
     /// follows all of them (an ingest node's NATS publisher); made by the
     /// first call of [`SlotTable::tap`].
     tap: OnceLock<ShardSignal>,
+    /// Bumped by every change of `interest` (see
+    /// [`SlotTable::interest_generation`]).
+    interest_changes: AtomicU64,
 }
 
 /// `session.max_pending_trades`' default.
@@ -293,6 +296,7 @@ impl SlotTable {
             trades: TradeTable::new(nsymbols, pending_trades),
             derive: OnceLock::new(),
             tap: OnceLock::new(),
+            interest_changes: AtomicU64::new(0),
         }
     }
 
@@ -300,6 +304,13 @@ impl SlotTable {
     /// the first call on, each write and status change marks its symbol.
     pub fn tap(&self) -> &ShardSignal {
         self.tap.get_or_init(|| ShardSignal::new(self.slots.len()))
+    }
+
+    /// A number that changes whenever a symbol's interest or a symbol's
+    /// trade takers change: what follows interest (an edge's NATS
+    /// subscriptions) looks again only when it moved.
+    pub fn interest_generation(&self) -> u64 {
+        self.interest_changes.load(Ordering::Acquire) + self.trades.listen_changes()
     }
 
     /// Whether some fan-out shard has a subscriber for `sym`.
@@ -479,6 +490,8 @@ impl SlotTable {
         } else {
             self.interest[sym.index()].fetch_and(!bit, Ordering::SeqCst);
         }
+        // After the change: whoever sees the new number sees it.
+        self.interest_changes.fetch_add(1, Ordering::AcqRel);
         fence(Ordering::SeqCst);
     }
 }
@@ -635,6 +648,22 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(slot.seq(), 40_000);
+    }
+
+    #[test]
+    fn interest_generation_moves_with_interest_and_trade_takers() {
+        let t = SlotTable::new(4, 2);
+        let g0 = t.interest_generation();
+        t.publish(SymbolId(1), &Quote::default());
+        assert_eq!(t.interest_generation(), g0, "a write is no interest change");
+        t.set_interest(SymbolId(1), 0, true);
+        let g1 = t.interest_generation();
+        assert_ne!(g1, g0);
+        t.trades().listen(SymbolId(2), true);
+        let g2 = t.interest_generation();
+        assert_ne!(g2, g1);
+        t.set_interest(SymbolId(1), 0, false);
+        assert_ne!(t.interest_generation(), g2);
     }
 
     #[test]

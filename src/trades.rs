@@ -225,6 +225,8 @@ pub struct TradeTable {
     /// takes is not stored (and a symbol nobody ever took trades of has
     /// no ring): a feed's trades cost nothing until someone asks.
     listeners: Box<[AtomicU32]>,
+    /// Bumped by every [`TradeTable::listen`].
+    listen_changes: AtomicU64,
     /// Ring size: `keep` rounded up to a power of two.
     capacity: usize,
     /// How far behind the head a session may fall before its oldest
@@ -242,6 +244,7 @@ impl TradeTable {
         TradeTable {
             rings: (0..nsymbols).map(|_| OnceLock::new()).collect(),
             listeners: (0..nsymbols).map(|_| AtomicU32::new(0)).collect(),
+            listen_changes: AtomicU64::new(0),
             capacity: keep.next_power_of_two().max(2),
             keep: keep as u64,
         }
@@ -281,6 +284,12 @@ impl TradeTable {
     }
 
     /// Whether some subscription takes `sym`'s trades.
+    /// How many times [`TradeTable::listen`] was called (see
+    /// `SlotTable::interest_generation`).
+    pub fn listen_changes(&self) -> u64 {
+        self.listen_changes.load(Ordering::Acquire)
+    }
+
     pub fn listening(&self, sym: SymbolId) -> bool {
         self.listeners
             .get(sym.index())
@@ -298,6 +307,8 @@ impl TradeTable {
                 // Never below zero, whatever a caller gets wrong.
                 let _ = n.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| v.checked_sub(1));
             }
+            // After the change: whoever sees the new count sees it.
+            self.listen_changes.fetch_add(1, Ordering::AcqRel);
         }
     }
 

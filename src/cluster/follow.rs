@@ -81,6 +81,11 @@ pub struct Follower {
     round_open: bool,
     /// Since when the wake is held for an open round.
     held_since: Option<Instant>,
+    /// The interest generation and symbol count the last rescan saw, and
+    /// whether a subscription was lingering then: with all three the
+    /// same, a rescan has nothing to do.
+    scanned: Option<(u64, usize)>,
+    lingering: bool,
     /// The one subscription to every quote, while the edge follows so many
     /// symbols that one subscription is cheaper than one each.
     wild: Option<Follow>,
@@ -136,6 +141,8 @@ impl Follower {
             wake: 0,
             round_open: false,
             held_since: None,
+            scanned: None,
+            lingering: false,
             wild: None,
             last,
             known: HashMap::new(),
@@ -463,6 +470,13 @@ impl Follower {
         let slots = self.slots.clone();
         let trades = slots.trades();
         let known = self.symbols.len();
+        // Read before the walk: a change during it is seen next time.
+        let seen = (slots.interest_generation(), known);
+        if self.scanned == Some(seen) && !self.lingering {
+            return;
+        }
+        self.scanned = Some(seen);
+        self.lingering = false;
         let wanted = (0..known)
             .filter(|&i| self.slots.interested(SymbolId(i as u32)))
             .count();
@@ -496,9 +510,12 @@ impl Follower {
                     None if want => new.push((sym, kind)),
                     Some(f) if want => f.idle_since = None,
                     Some(f) => match f.idle_since {
-                        None => f.idle_since = Some(now),
+                        None => {
+                            f.idle_since = Some(now);
+                            self.lingering = true;
+                        }
                         Some(t) if now.duration_since(t) >= linger => gone.push((sym, kind)),
-                        Some(_) => {}
+                        Some(_) => self.lingering = true,
                     },
                     None => {}
                 }
@@ -545,7 +562,11 @@ impl Follower {
                         }
                     }
                 }
-                Err(e) => tracing::warn!("cannot subscribe: {e}"),
+                Err(e) => {
+                    tracing::warn!("cannot subscribe: {e}");
+                    // Tried again at the next tick.
+                    self.scanned = None;
+                }
             }
         }
         if !wild && self.wild.take().is_some() {
@@ -605,6 +626,7 @@ impl Follower {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("cannot subscribe: {e}");
+                self.scanned = None;
                 return;
             }
         };
