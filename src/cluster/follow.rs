@@ -95,10 +95,11 @@ pub struct Follower {
     refused_epochs: std::collections::HashSet<String>,
     /// The cluster's last values (the stream, once there is one).
     pub(crate) last: Arc<LastValues>,
-    /// The symbols each feed's status listed last time (the list, not
-    /// its length: an ingest restarted with one symbol swapped for another
-    /// lists as many as before).
-    known: HashMap<String, Vec<String>>,
+    /// The symbols each feed's status listed last time, as the status's
+    /// JSON text (compared with the next one's before anything is read)
+    /// and read (the list, not its length: an ingest restarted with one
+    /// symbol swapped for another lists as many as before).
+    known: HashMap<String, (String, Vec<String>)>,
     full_warned: bool,
 }
 
@@ -372,15 +373,15 @@ impl Follower {
     }
 
     /// A feed's status: learn it and its symbols, and mirror its state.
-    fn on_status(&mut self, st: FeedStatus) {
+    fn on_status(&mut self, st: FeedStatus<'_>) {
         let mut other_epoch = false;
-        if st.epoch != self.epoch {
+        if st.epoch != self.epoch.as_str() {
             if self.provisional {
                 tracing::info!(epoch = %st.epoch, "serving the cluster's epoch");
-                self.epoch = st.epoch.clone();
+                self.epoch = st.epoch.to_string();
                 self.provisional = false;
                 if let Some(c) = &self.epoch_cell {
-                    *c.write() = st.epoch.clone();
+                    *c.write() = st.epoch.to_string();
                 }
             } else {
                 // Its seqs start again below what clients have seen (the
@@ -388,7 +389,7 @@ impl Follower {
                 // symbols stay stale here rather than go back.
                 other_epoch = true;
                 self.metrics.cluster.refused("epoch").inc();
-                if self.refused_epochs.insert(st.epoch.clone()) {
+                if self.refused_epochs.insert(st.epoch.to_string()) {
                     tracing::error!(feed = %st.feed, node = %st.node, epoch = %st.epoch, serving = %self.epoch,
                         "feed numbers its seqs under another epoch (the last-value stream was lost): its symbols are stale here; restart this edge to serve the new numbering");
                 }
@@ -410,12 +411,26 @@ impl Follower {
                 f
             }
         };
-        if self.known.get(&st.feed) != Some(&st.symbols) {
-            let before = self.known.insert(st.feed.clone(), st.symbols.clone());
+        let same = self
+            .known
+            .get(st.feed.as_ref())
+            .is_some_and(|(text, _)| text == st.symbols.get());
+        if !same {
+            let list = match st.symbol_list() {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::debug!(feed = %st.feed, "feed status without a symbol list: {e}");
+                    return;
+                }
+            };
+            let before = self.known.insert(
+                st.feed.to_string(),
+                (st.symbols.get().to_string(), list.clone()),
+            );
             // Symbols the feed no longer lists (its ingest was configured
             // again) stop following it: stale here, for good.
-            for name in before.iter().flatten() {
-                if st.symbols.contains(name) {
+            for name in before.iter().flat_map(|(_, l)| l) {
+                if list.contains(name) {
                     continue;
                 }
                 if let Some(id) = self.symbols.get(name) {
@@ -427,7 +442,7 @@ impl Follower {
                 }
             }
             let mut added = false;
-            for name in &st.symbols {
+            for name in &list {
                 let id = match self.symbols.get(name) {
                     Some(id) => id,
                     None => match self.symbols.add(name) {

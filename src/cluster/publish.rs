@@ -455,34 +455,31 @@ impl Publisher {
             if !nats.is_connected() {
                 continue;
             }
-            let mut all: Vec<FeedStatus> = feeds
+            // (feed, up, its symbols)
+            let mut all: Vec<(String, bool, Vec<&str>)> = feeds
                 .iter()
-                .map(|f| FeedStatus {
-                    feed: f.name.clone(),
-                    node: node.clone(),
-                    epoch: epoch.clone(),
-                    up: f.is_up(),
-                    symbols: f
-                        .symbol_ids()
-                        .into_iter()
-                        .map(|id| symbols.name(id).to_string())
-                        .collect(),
-                    interval_ms,
-                    ts: now_ns(),
+                .map(|f| {
+                    let names = f.symbol_ids().into_iter().map(|id| symbols.name(id));
+                    (f.name.clone(), f.is_up(), names.collect())
                 })
                 .collect();
             if !derived.is_empty() {
-                all.push(FeedStatus {
-                    feed: "consolidated".into(),
-                    node: node.clone(),
-                    epoch: epoch.clone(),
-                    up: true,
-                    symbols: derived.clone(),
+                let names = derived.iter().map(String::as_str).collect();
+                all.push(("consolidated".into(), true, names));
+            }
+            for (feed, up, names) in all {
+                let Ok(list) = serde_json::value::to_raw_value(&names) else {
+                    continue;
+                };
+                let st = FeedStatus {
+                    feed: feed.as_str().into(),
+                    node: node.as_str().into(),
+                    epoch: epoch.as_str().into(),
+                    up,
+                    symbols: &list,
                     interval_ms,
                     ts: now_ns(),
-                });
-            }
-            for st in all {
+                };
                 let Ok(body) = serde_json::to_vec(&st) else {
                     continue;
                 };

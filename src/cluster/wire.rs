@@ -27,6 +27,8 @@ use crate::model::{field, Quote};
 use crate::trades::{Side, Trade};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::str::FromStr;
 
 /// The subjects of one cluster (one `subject_prefix`).
@@ -119,21 +121,36 @@ impl Round {
     }
 }
 
-/// A feed's state as its ingest node publishes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FeedStatus {
-    pub feed: String,
+/// A feed's state as its ingest node publishes it. Read, it borrows from
+/// the payload, its symbols kept as their JSON text: an edge reads a
+/// status of thousands of symbols every `status_interval_ms`, and reads
+/// the list ([`FeedStatus::symbol_list`]) only when the text changed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FeedStatus<'a> {
+    #[serde(borrow)]
+    pub feed: Cow<'a, str>,
     /// The ingest node that runs it.
-    pub node: String,
+    #[serde(borrow)]
+    pub node: Cow<'a, str>,
     /// The numbering its seqs belong to.
-    pub epoch: String,
+    #[serde(borrow)]
+    pub epoch: Cow<'a, str>,
     /// Fresh (connected and not silent) on the ingest.
     pub up: bool,
-    pub symbols: Vec<String>,
+    /// A JSON array of the feed's symbols.
+    #[serde(borrow)]
+    pub symbols: &'a RawValue,
     /// When the next status comes at the latest, ms.
     pub interval_ms: u64,
     /// When it was sent, ns since the Unix epoch.
     pub ts: i64,
+}
+
+impl FeedStatus<'_> {
+    /// The feed's symbols.
+    pub fn symbol_list(&self) -> Result<Vec<String>, serde_json::Error> {
+        serde_json::from_str(self.symbols.get())
+    }
 }
 
 /// The cluster's seq numbering: every node serves it as its `welcome`
@@ -584,6 +601,32 @@ mod tests {
         encode_quote(&mut again, &syms, id, 42, &w.quote, false);
         assert_eq!(again, out);
         assert!(again.contains(r#""bid":"6012.250""#), "{again}");
+    }
+
+    #[test]
+    fn a_status_reads_back_its_symbols_from_their_text() {
+        let names = ["AAPL", "BRK.B", "Q\"UOTE"];
+        let list = serde_json::value::to_raw_value(&names).unwrap();
+        let st = FeedStatus {
+            feed: "sim".into(),
+            node: "n1".into(),
+            epoch: "e1".into(),
+            up: true,
+            symbols: &list,
+            interval_ms: 500,
+            ts: 7,
+        };
+        let body = serde_json::to_vec(&st).unwrap();
+        let back: FeedStatus = serde_json::from_slice(&body).unwrap();
+        assert_eq!(back.symbols.get(), r#"["AAPL","BRK.B","Q\"UOTE"]"#);
+        assert_eq!(back.symbol_list().unwrap(), names);
+        assert!(matches!(back.feed, Cow::Borrowed("sim")));
+        assert_eq!((back.up, back.interval_ms, back.ts), (true, 500, 7));
+        let bad: FeedStatus = serde_json::from_str(
+            r#"{"feed":"f","node":"n","epoch":"e","up":true,"symbols":[1],"interval_ms":1,"ts":1}"#,
+        )
+        .unwrap();
+        assert!(bad.symbol_list().is_err(), "symbols are strings");
     }
 
     #[test]
