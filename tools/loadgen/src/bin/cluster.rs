@@ -82,11 +82,18 @@ struct Opts {
     bin: PathBuf,
     out: PathBuf,
     pin: bool,
+    /// Lines added to the edge's `[cluster]` table (`--edge KEY=VALUE`).
+    edge: Vec<String>,
+    /// Lines added to the ingest's `[cluster]` table (`--ingest KEY=VALUE`).
+    ingest: Vec<String>,
+    /// The ingest's binary when it is not `bin` (`--ingest-bin`: an edge
+    /// measured against another build's ingest).
+    ingest_bin: Option<PathBuf>,
 }
 
 fn usage() -> &'static str {
     "usage: cluster edge-ingest|latency|ingest-cost [--runs R] [--duration SECS] [--warmup SECS] \
-     [--symbols N] [--rate R[,R..]] [--bin PATH] [--out FILE] [--no-pin]\n\
+     [--symbols N] [--rate R[,R..]] [--bin PATH] [--out FILE] [--no-pin] [--edge KEY=VALUE].. [--ingest KEY=VALUE].. [--ingest-bin PATH]\n\
      (see tools/loadgen/src/bin/cluster.rs)"
 }
 
@@ -115,6 +122,9 @@ fn parse_opts() -> Result<Opts, String> {
             .join("cluster")
             .join(format!("{name}.json")),
         pin: true,
+        edge: Vec::new(),
+        ingest_bin: None,
+        ingest: Vec::new(),
     };
     let val = |f: &str, it: &mut std::iter::Skip<std::env::Args>| common::arg_value(f, it, usage());
     use common::arg_num as num;
@@ -133,6 +143,10 @@ fn parse_opts() -> Result<Opts, String> {
             "--bin" => o.bin = PathBuf::from(val(&a, &mut it)?),
             "--out" => o.out = PathBuf::from(val(&a, &mut it)?),
             "--no-pin" => o.pin = false,
+            // A line of the edge's [cluster] table, e.g. round_hold_ms=0.
+            "--edge" => o.edge.push(val(&a, &mut it)?.replacen('=', " = ", 1)),
+            "--ingest" => o.ingest.push(val(&a, &mut it)?.replacen('=', " = ", 1)),
+            "--ingest-bin" => o.ingest_bin = Some(PathBuf::from(val(&a, &mut it)?)),
             "-h" | "--help" => return Err(usage().into()),
             _ => return Err(format!("unknown option {a:?}\n{}", usage())),
         }
@@ -326,12 +340,16 @@ fn blaster(
     Ok(())
 }
 
+fn lines(l: &[String]) -> Vec<&str> {
+    l.iter().map(String::as_str).collect()
+}
+
 async fn edge_ingest_run(o: &Opts, rate: f64, run: usize) -> Result<Value, BoxError> {
     let nats = NatsServer::start(core(o, 1))?;
     let n = o.symbols;
     let cfg = format!(
         "[server]\nmax_connections = 100\n\n[session]\nmax_symbols = {n}\nmax_symbols_per_op = {n}\n{}",
-        cluster::cluster_toml("edge", &nats.url(), &[])
+        cluster::cluster_toml("edge", &nats.url(), &lines(&o.edge))
     );
     let edge = GatewayProc::spawn_on(&o.bin, core(o, 0), Some(&cfg), &[], &[])?;
     let names: Vec<String> = (0..n).map(|i| format!("SIM{i}")).collect();
@@ -525,10 +543,17 @@ fn start(o: &Opts, kind: &str, feed: &str) -> Result<Topology, BoxError> {
     let nats = NatsServer::start(core(o, 1))?;
     let ingest_cfg = format!(
         "{feed}{}",
-        cluster::cluster_toml("ingest", &nats.url(), &[])
+        cluster::cluster_toml("ingest", &nats.url(), &lines(&o.ingest))
     );
     let ingest_core = if kind == "ingest" { 0 } else { 1 };
-    let ingest = GatewayProc::spawn_on(&o.bin, core(o, ingest_core), Some(&ingest_cfg), &[], &[])?;
+    let ingest_bin = o.ingest_bin.as_ref().unwrap_or(&o.bin);
+    let ingest = GatewayProc::spawn_on(
+        ingest_bin,
+        core(o, ingest_core),
+        Some(&ingest_cfg),
+        &[],
+        &[],
+    )?;
     // Published quotes and a status are in the stream before an edge starts.
     cluster::wait_metric(
         ingest.addr,
@@ -543,7 +568,7 @@ fn start(o: &Opts, kind: &str, feed: &str) -> Result<Topology, BoxError> {
             nats: Some(nats),
         });
     }
-    let edge_cfg = cluster::cluster_toml("edge", &nats.url(), &[]);
+    let edge_cfg = cluster::cluster_toml("edge", &nats.url(), &lines(&o.edge));
     let node = GatewayProc::spawn_on(&o.bin, core(o, 0), Some(&edge_cfg), &[], &[])?;
     Ok(Topology {
         node,
