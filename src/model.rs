@@ -33,9 +33,14 @@ pub struct Symbols {
     /// Serializes [`Symbols::add`].
     adding: Mutex<()>,
     /// The feeds a consolidated quote's `bid_venue`/`ask_venue` name, as
-    /// JSON strings: `venues[v - 1]` for venue index `v`.
-    venues: Vec<Box<str>>,
+    /// JSON strings: `venues[v - 1]` for venue index `v`. Set at start
+    /// from the feeds ([`Symbols::set_venues`]); an edge adds the names
+    /// its ingests' quotes carry ([`Symbols::venue`]).
+    venues: Vec<OnceLock<Box<str>>>,
 }
+
+/// Venue indexes are a `u8`, 0 meaning none.
+const MAX_VENUES: usize = u8::MAX as usize;
 
 impl Default for Symbols {
     fn default() -> Self {
@@ -44,9 +49,21 @@ impl Default for Symbols {
             len: AtomicUsize::new(0),
             ids: RwLock::new(HashMap::new()),
             adding: Mutex::new(()),
-            venues: Vec::new(),
+            venues: (0..MAX_VENUES).map(|_| OnceLock::new()).collect(),
         }
     }
+}
+
+/// `name` as a JSON string.
+fn json_string(name: &str) -> Box<str> {
+    serde_json::to_string(name)
+        .unwrap_or_else(|_| "\"?\"".to_string())
+        .into_boxed_str()
+}
+
+/// Names an empty venue slot; `false` if another got there first.
+fn slot_set(slot: &OnceLock<Box<str>>, name: &str) -> bool {
+    slot.set(json_string(name)).is_ok()
 }
 
 /// Longest symbol name accepted anywhere.
@@ -158,24 +175,50 @@ impl Symbols {
     }
 
     /// Sets the names a quote's venue indexes stand for (the feeds, in
-    /// `[[feeds]]` order: index `i + 1` is `names[i]`).
+    /// `[[feeds]]` order: index `i + 1` is `names[i]`; past 255, none).
     pub fn set_venues<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
-        self.venues = names
-            .into_iter()
-            .map(|n| {
-                serde_json::to_string(n)
-                    .unwrap_or_else(|_| "\"?\"".to_string())
-                    .into_boxed_str()
-            })
-            .collect();
+        self.venues = (0..MAX_VENUES).map(|_| OnceLock::new()).collect();
+        for (slot, n) in self.venues.iter().zip(names) {
+            let _ = slot.set(json_string(n));
+        }
     }
 
     /// The name of venue index `v` as a JSON string (quoted, escaped);
     /// `None` for 0 (no venue) or an index with no name.
     pub fn venue_json(&self, v: u8) -> Option<&str> {
         self.venues
-            .get(usize::from(v).checked_sub(1)?)
+            .get(usize::from(v).checked_sub(1)?)?
+            .get()
             .map(|n| &**n)
+    }
+
+    /// The index of venue `name`, added if new (an edge learns the venues
+    /// from its ingests' consolidated quotes); 0 (none) once 255 are taken.
+    pub fn venue(&self, name: &str) -> u8 {
+        // What `venue_json` holds for it: the name in quotes, unless it
+        // needs escapes (then the escaped form).
+        let plain = !name.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
+        let escaped = (!plain).then(|| json_string(name));
+        let find = || {
+            self.venues
+                .iter()
+                .map_while(OnceLock::get)
+                .position(|n| match &escaped {
+                    None => n.len() == name.len() + 2 && &n[1..n.len() - 1] == name,
+                    Some(e) => n == e,
+                })
+        };
+        if let Some(i) = find() {
+            return (i + 1) as u8;
+        }
+        let _one = self.adding.lock();
+        if let Some(i) = find() {
+            return (i + 1) as u8;
+        }
+        match self.venues.iter().position(|slot| slot.get().is_none()) {
+            Some(i) if slot_set(&self.venues[i], name) => (i + 1) as u8,
+            _ => 0,
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (SymbolId, &str)> {
@@ -379,6 +422,18 @@ mod tests {
         assert_eq!(s.venue_json(1), Some("\"coinbase\""));
         assert_eq!(s.venue_json(2), Some(r#""a\"b""#));
         assert_eq!(s.venue_json(3), None);
+        // An edge learns venues from quotes: known ones keep their index.
+        assert_eq!(s.venue("coinbase"), 1);
+        assert_eq!(s.venue("a\"b"), 2);
+        assert_eq!(s.venue("kraken"), 3);
+        assert_eq!(s.venue("kraken"), 3);
+        assert_eq!(s.venue_json(3), Some("\"kraken\""));
+        let t = Symbols::new();
+        for i in 0..255 {
+            assert_eq!(usize::from(t.venue(&format!("v{i}"))), i + 1);
+        }
+        assert_eq!(t.venue("one-too-many"), 0, "past 255: no venue");
+        assert_eq!(t.venue("v254"), 255);
     }
 
     #[test]

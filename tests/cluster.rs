@@ -1572,3 +1572,76 @@ async fn a_publishing_round_reaches_edge_clients_in_one_frame() {
     );
     assert!(metric(&text, "tickergate_cluster_rounds_held_total{ended=\"end\"}") >= 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nats-server: run scripts/test"]
+async fn consolidated_quotes_name_their_venues_on_an_edge() {
+    // Two venues (HTTP feeds with their own keys) quote one instrument;
+    // the ingest consolidates them into X. An edge's client gets X with
+    // the venue of each side named, as a standalone gateway's would.
+    const KEY_B: &str = "cluster-test-push-key-b";
+    let dir = Scratch::new("venues");
+    let nats = NatsServer::start(&dir.0).await;
+    let cfg = format!(
+        r#"{}node = "ingest-t12"
+
+[[feeds]]
+kind = "http"
+name = "venue-a"
+key_sha256 = "{}"
+symbols = ["A-X"]
+stale_after_ms = 0
+
+[[feeds]]
+kind = "http"
+name = "venue-b"
+key_sha256 = "{}"
+symbols = ["B-X"]
+stale_after_ms = 0
+
+[[consolidated]]
+symbol = "X"
+from = ["A-X", "B-X"]
+"#,
+        common_toml("ingest", &nats, "t12"),
+        token_hash_hex(PUSH_KEY),
+        token_hash_hex(KEY_B),
+    );
+    let ingest = Node::start(&dir.0, "ingest", &cfg).await;
+    let edge = Node::start(&dir.0, "edge-t12", &edge_toml(&nats, "t12", 50, "")).await;
+    wait_learned(edge.addr, None, &["X", "A-X", "B-X"]).await;
+    let (mut on_edge, _) = Client::connect_welcomed(edge.addr).await;
+    on_edge.subscribe(1, &["X"]).await;
+
+    // venue-a has the better bid, venue-b the better ask (the edge may
+    // take this one from the last-value stream, the next one is live).
+    let post = |key, body: Value| async move {
+        let (st, r) = ingest_post(ingest.addr, key, &format!("{body}\n")).await;
+        assert_eq!((st, &r["accepted"]), (200, &json!(1)), "{r}");
+    };
+    post(PUSH_KEY, line("A-X", "100.25", "101.75")).await;
+    post(KEY_B, line("B-X", "100.00", "100.50")).await;
+    let both = |m: &Value| m["type"] == "quote" && m["symbol"] == "X" && m["ask"] == "100.50";
+    let (e, _) = on_edge.recv_until(both).await;
+    assert_eq!(
+        (&e["bid"], &e["bid_venue"], &e["ask"], &e["ask_venue"]),
+        (
+            &json!("100.25"),
+            &json!("venue-a"),
+            &json!("100.50"),
+            &json!("venue-b")
+        ),
+        "{e}"
+    );
+
+    // venue-b takes the bid too: the edge names it.
+    post(KEY_B, line("B-X", "100.40", "100.50")).await;
+    let (e, _) = on_edge
+        .recv_until(|m| m["symbol"] == "X" && m["bid"] == "100.40")
+        .await;
+    assert_eq!(
+        (&e["bid_venue"], &e["ask_venue"]),
+        (&json!("venue-b"), &json!("venue-b")),
+        "{e}"
+    );
+}

@@ -1633,6 +1633,10 @@ fn cluster_outcome(b: &[u8]) -> Result<(), TestCaseError> {
         prop_assert_eq!(fast.symbol, general.symbol);
         prop_assert_eq!(fast.seq, general.seq);
         prop_assert_eq!(fast.quote, general.quote);
+        prop_assert_eq!(
+            (fast.bid_venue, fast.ask_venue),
+            (general.bid_venue, general.ask_venue)
+        );
         let bits = |q: &tickergate::model::Quote| {
             [q.bid, q.bid_size, q.ask, q.ask_size, q.last, q.last_size].map(dec_bits)
         };

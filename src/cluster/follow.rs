@@ -363,10 +363,8 @@ impl Follower {
             c.refused("invalid").inc();
             return;
         };
-        match self
-            .slots
-            .publish_at_quiet(sym, &w.quote, w.seq, &mut self.wake)
-        {
+        let q = w.quote_in(&self.symbols);
+        match self.slots.publish_at_quiet(sym, &q, w.seq, &mut self.wake) {
             Ok(()) => c.received.inc(),
             Err(_) => c.refused("old").inc(),
         }

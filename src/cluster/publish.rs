@@ -192,7 +192,7 @@ fn store_fetched(
         Ok(m) => match wire::decode_quote(&m.payload) {
             Ok(w) if w.symbol == symbols.name(id) => {
                 c.fetch("hit");
-                slots.publish_at(id, &w.quote, w.seq).is_ok()
+                slots.publish_at(id, &w.quote_in(symbols), w.seq).is_ok()
             }
             _ => {
                 c.refused("invalid").inc();

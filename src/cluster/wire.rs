@@ -23,7 +23,7 @@
 
 use super::subject;
 use crate::feed::wire::parse_decimal;
-use crate::model::{field, Quote};
+use crate::model::{field, Quote, Symbols};
 use crate::trades::{Side, Trade};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -173,7 +173,29 @@ pub struct BadMessage(pub &'static str);
 pub struct WireQuote<'a> {
     pub symbol: &'a str,
     pub seq: u64,
+    /// Its venue indexes are 0: the payload names the venues
+    /// (`bid_venue`, `ask_venue`), and [`WireQuote::quote_in`] gives them
+    /// this node's indexes.
     pub quote: Quote,
+    /// A consolidated quote's best bid's feed, as the ingest names it.
+    pub bid_venue: Option<&'a str>,
+    pub ask_venue: Option<&'a str>,
+}
+
+impl WireQuote<'_> {
+    /// The quote with its venues as `symbols` numbers them (learning
+    /// the names it does not know yet), so a consolidated quote an edge
+    /// serves names its legs' feeds as the ingest's does.
+    pub fn quote_in(&self, symbols: &Symbols) -> Quote {
+        let mut q = self.quote;
+        if let Some(v) = self.bid_venue {
+            q.bid_venue = symbols.venue(v);
+        }
+        if let Some(v) = self.ask_venue {
+            q.ask_venue = symbols.venue(v);
+        }
+        q
+    }
 }
 
 /// One flat JSON value: a string (no escapes: nothing this gateway sends
@@ -309,8 +331,8 @@ fn string<'a>(v: &Val<'a>, what: &'static str) -> Result<&'a str, BadMessage> {
 }
 
 /// Reads a quote published by an ingest node (the `quote` message of
-/// the client protocol). Consolidated quotes' `bid_venue`/`ask_venue` are
-/// not carried over (an edge has no venues of its own); `crossed` is.
+/// the client protocol), with a consolidated quote's `bid_venue` and
+/// `ask_venue` names and `crossed`.
 ///
 /// Hot path (an edge applies every quote it follows): the exact layout
 /// `encode_quote` writes is read in one pass ([`decode_quote_fast`]);
@@ -333,6 +355,7 @@ pub fn decode_quote_fast(payload: &[u8]) -> Option<WireQuote<'_>> {
     c.lit(br#","seq":"#).then_some(())?;
     let seq = c.uint().filter(|&n| n > 0)?;
     let mut q = Quote::default();
+    let (mut bid_venue, mut ask_venue) = (None, None);
     if c.lit(br#","bid":"#) {
         q.bid = c.dec()?;
         q.present |= field::BID;
@@ -342,7 +365,7 @@ pub fn decode_quote_fast(payload: &[u8]) -> Option<WireQuote<'_>> {
         q.present |= field::BID_SIZE;
     }
     if c.lit(br#","bid_venue":""#) {
-        c.str_body()?;
+        bid_venue = Some(c.str_body()?);
     }
     if c.lit(br#","ask":"#) {
         q.ask = c.dec()?;
@@ -353,7 +376,7 @@ pub fn decode_quote_fast(payload: &[u8]) -> Option<WireQuote<'_>> {
         q.present |= field::ASK_SIZE;
     }
     if c.lit(br#","ask_venue":""#) {
-        c.str_body()?;
+        ask_venue = Some(c.str_body()?);
     }
     q.crossed = c.lit(br#","crossed":true"#);
     if c.lit(br#","last":"#) {
@@ -375,6 +398,8 @@ pub fn decode_quote_fast(payload: &[u8]) -> Option<WireQuote<'_>> {
         symbol,
         seq,
         quote: q,
+        bid_venue,
+        ask_venue,
     })
 }
 
@@ -453,6 +478,7 @@ pub fn decode_quote_general(payload: &[u8]) -> Result<WireQuote<'_>, BadMessage>
     let mut symbol = None;
     let mut seq = None;
     let mut q = Quote::default();
+    let (mut bid_venue, mut ask_venue) = (None, None);
     let mut is_quote = false;
     let mut have_gw_ts = false;
     scan_object(payload, |key, v| {
@@ -493,8 +519,9 @@ pub fn decode_quote_general(payload: &[u8]) -> Result<WireQuote<'_>, BadMessage>
                 have_gw_ts = true;
             }
             "crossed" => q.crossed = matches!(v, Val::Bare("true")),
-            // bid_venue, ask_venue, snapshot, and fields a later version
-            // adds.
+            "bid_venue" => bid_venue = Some(string(&v, "bid_venue must be a string")?),
+            "ask_venue" => ask_venue = Some(string(&v, "ask_venue must be a string")?),
+            // snapshot, and fields a later version adds.
             _ => {}
         }
         Ok(())
@@ -511,6 +538,8 @@ pub fn decode_quote_general(payload: &[u8]) -> Result<WireQuote<'_>, BadMessage>
         symbol,
         seq,
         quote: q,
+        bid_venue,
+        ask_venue,
     })
 }
 
