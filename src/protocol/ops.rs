@@ -217,10 +217,7 @@ pub fn parse_op(buf: &mut [u8], max_symbols_per_op: usize) -> Result<(Option<OpI
         }),
         Some(Value::String(s)) if s.len() <= MAX_ID_LEN => Some(OpId::Str(s.to_string())),
         Some(Value::String(_)) => {
-            return Err(bad(
-                &None,
-                format!("`id` longer than {MAX_ID_LEN} characters"),
-            ))
+            return Err(bad(&None, format!("`id` longer than {MAX_ID_LEN} bytes")))
         }
         Some(other) => {
             return Err(bad(
@@ -321,6 +318,17 @@ mod tests {
     fn p(s: &str) -> Result<(Option<OpId>, Op), OpError> {
         let mut b = s.as_bytes().to_vec();
         parse_op(&mut b, 10)
+    }
+
+    #[test]
+    fn a_string_id_is_at_most_64_bytes() {
+        let id = "é".repeat(32); // 64 bytes, 32 characters
+        let op = format!(r#"{{"op":"ping","id":"{id}"}}"#);
+        assert_eq!(p(&op), Ok((Some(OpId::Str(id.clone())), Op::Ping)));
+        let long = format!(r#"{{"op":"ping","id":"{id}x"}}"#);
+        let e = p(&long).unwrap_err();
+        assert_eq!((e.id, e.code), (None, ErrorCode::BadRequest));
+        assert_eq!(e.message, "`id` longer than 64 bytes");
     }
 
     #[test]
