@@ -49,7 +49,7 @@ impl Default for Symbols {
             len: AtomicUsize::new(0),
             ids: RwLock::new(HashMap::new()),
             adding: Mutex::new(()),
-            venues: (0..MAX_VENUES).map(|_| OnceLock::new()).collect(),
+            venues: no_venues(),
         }
     }
 }
@@ -61,9 +61,9 @@ fn json_string(name: &str) -> Box<str> {
         .into_boxed_str()
 }
 
-/// Names an empty venue slot; `false` if another got there first.
-fn slot_set(slot: &OnceLock<Box<str>>, name: &str) -> bool {
-    slot.set(json_string(name)).is_ok()
+/// Every venue index unnamed.
+fn no_venues() -> Vec<OnceLock<Box<str>>> {
+    (0..MAX_VENUES).map(|_| OnceLock::new()).collect()
 }
 
 /// Longest symbol name accepted anywhere.
@@ -177,7 +177,7 @@ impl Symbols {
     /// Sets the names a quote's venue indexes stand for (the feeds, in
     /// `[[feeds]]` order: index `i + 1` is `names[i]`; past 255, none).
     pub fn set_venues<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
-        self.venues = (0..MAX_VENUES).map(|_| OnceLock::new()).collect();
+        self.venues = no_venues();
         for (slot, n) in self.venues.iter().zip(names) {
             let _ = slot.set(json_string(n));
         }
@@ -215,8 +215,9 @@ impl Symbols {
         if let Some(i) = find() {
             return (i + 1) as u8;
         }
+        // Slots fill in order, and only here (under the lock) once set.
         match self.venues.iter().position(|slot| slot.get().is_none()) {
-            Some(i) if slot_set(&self.venues[i], name) => (i + 1) as u8,
+            Some(i) if self.venues[i].set(json_string(name)).is_ok() => (i + 1) as u8,
             _ => 0,
         }
     }

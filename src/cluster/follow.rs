@@ -95,11 +95,11 @@ pub struct Follower {
     refused_epochs: std::collections::HashSet<String>,
     /// The cluster's last values (the stream, once there is one).
     pub(crate) last: Arc<LastValues>,
-    /// The symbols each feed's status listed last time, as the status's
-    /// JSON text (compared with the next one's before anything is read)
-    /// and read (the list, not its length: an ingest restarted with one
-    /// symbol swapped for another lists as many as before).
-    known: HashMap<String, (String, Vec<String>)>,
+    /// The symbols each feed's status listed last time, as their JSON
+    /// text: the next status's is compared with it, and both are read only
+    /// when they differ (the list, not its length: an ingest restarted with
+    /// one symbol swapped for another lists as many as before).
+    known: HashMap<String, String>,
     full_warned: bool,
 }
 
@@ -412,7 +412,7 @@ impl Follower {
         let same = self
             .known
             .get(st.feed.as_ref())
-            .is_some_and(|(text, _)| text == st.symbols.get());
+            .is_some_and(|text| text == st.symbols.get());
         if !same {
             let list = match st.symbol_list() {
                 Ok(l) => l,
@@ -421,13 +421,16 @@ impl Follower {
                     return;
                 }
             };
-            let before = self.known.insert(
-                st.feed.to_string(),
-                (st.symbols.get().to_string(), list.clone()),
-            );
+            let before = self
+                .known
+                .insert(st.feed.to_string(), st.symbols.get().to_string());
+            // What was stored was read before.
+            let before: Vec<String> = before
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .unwrap_or_default();
             // Symbols the feed no longer lists (its ingest was configured
             // again) stop following it: stale here, for good.
-            for name in before.iter().flat_map(|(_, l)| l) {
+            for name in &before {
                 if list.contains(name) {
                     continue;
                 }
