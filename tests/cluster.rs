@@ -488,6 +488,14 @@ impl Pusher {
         self.last.get(sym).map_or(0, |q| q.1)
     }
 
+    /// `sym`'s next quote is numbered `seq + 1` (an ingest that restarted
+    /// numbers on past its stored value).
+    fn renumber(&mut self, sym: &str, seq: u64) {
+        if let Some(q) = self.last.get_mut(sym) {
+            q.1 = seq;
+        }
+    }
+
     /// The last quotes pushed for `syms`, sorted.
     fn last(&self, syms: &[&str]) -> Vec<Q> {
         let mut v: Vec<Q> = syms.iter().map(|s| self.last[*s].clone()).collect();
@@ -626,10 +634,11 @@ async fn two_edges_deliver_the_ingests_quotes_and_seqs() {
     wait_learned(edge_a.addr, None, &SYMS).await;
     wait_feed_state(edge_a.addr, None, "live").await;
     let (mut a, wa) = Client::connect_welcomed(edge_a.addr).await;
-    a.subscribe(1, &SYMS).await;
     // The edge reads each symbol's last value from the stream: value and
-    // seq as the ingest numbered them, once each.
+    // seq as the ingest numbered them, once each (once they are stored).
     let want = p.last(&SYMS);
+    wait_stored(&nats, "t1", &want).await;
+    a.subscribe(1, &SYMS).await;
     let mut first_a = read_quotes(&mut a, &want).await;
     first_a.sort();
     assert_eq!(first_a, want, "the last values from the stream");
@@ -643,9 +652,10 @@ async fn two_edges_deliver_the_ingests_quotes_and_seqs() {
     wait_learned(edge_b.addr, None, &SYMS).await;
     wait_feed_state(edge_b.addr, None, "live").await;
     let (mut b, wb) = Client::connect_welcomed(edge_b.addr).await;
-    b.subscribe(1, &SYMS).await;
     let want = p.last(&SYMS);
     assert_eq!(want[0].1, 5, "AAPL: {want:?}");
+    wait_stored(&nats, "t1", &want).await;
+    b.subscribe(1, &SYMS).await;
     let mut first_b = read_quotes(&mut b, &want).await;
     first_b.sort();
     assert_eq!(first_b, want, "edge B starts from the ingest's seqs");
@@ -663,18 +673,23 @@ async fn two_edges_deliver_the_ingests_quotes_and_seqs() {
         .expect("the ingest made the stream");
     let info = &stream.cached_info().config;
     assert_eq!(info.max_messages_per_subject, 1, "a last-value stream");
-    for s in ["t1.q.>", "t1.status.>", "t1.epoch"] {
+    for s in ["t1.lv.>", "t1.status.>", "t1.epoch"] {
         assert!(info.subjects.iter().any(|x| x == s), "{:?}", info.subjects);
     }
+    assert!(
+        !info.subjects.iter().any(|x| x.starts_with("t1.q")),
+        "live quotes are not stored: {:?}",
+        info.subjects
+    );
     let stored = stream
         .direct_get_last_for_subject("t1.epoch")
         .await
         .expect("the epoch is stored");
     let stored: Value = serde_json::from_slice(&stored.payload).unwrap();
     assert_eq!(stored["epoch"], epoch.as_str(), "{stored}");
-    // The stream holds BRK.B under its encoded subject.
+    // The stream holds BRK.B's last value under its encoded subject.
     let brk = stream
-        .direct_get_last_for_subject("t1.q.BRK~2EB")
+        .direct_get_last_for_subject("t1.lv.BRK~2EB")
         .await
         .expect("BRK.B's last value");
     let brk: Value = serde_json::from_slice(&brk.payload).unwrap();
@@ -720,15 +735,21 @@ async fn two_edges_deliver_the_ingests_quotes_and_seqs() {
 /// SIGKILL the ingest: its status stops, and after `stale_after_ms` both
 /// edges mark its symbols stale (clients told, `/v1/feeds` says so).
 /// Started again with the same config, it reads its seqs back from the
-/// stream: the symbols go live, and the next quote's seq goes on from the
-/// last one, not from 1.
+/// stream: the symbols go live, and the next quote's seq goes on past the
+/// stored one by its lag (`Tg-Lag`), so past every seq clients saw though
+/// the last quotes before the kill were not stored yet (stored every 3
+/// seqs here, and by time only every 10 s), not from 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs nats-server: run scripts/test"]
 async fn killed_ingest_goes_stale_and_its_restart_goes_on_numbering() {
     const SYMS: [&str; 2] = ["AAPL", "MSFT"];
     let dir = Scratch::new("ingest-kill");
     let nats = NatsServer::start(&dir.0).await;
-    let mut ingest = Node::start(&dir.0, "ingest", &ingest_toml(&nats, "t2", &SYMS)).await;
+    let toml = ingest_toml(&nats, "t2", &SYMS).replace(
+        "[[feeds]]",
+        "last_value_interval_ms = 10000\nlast_value_max_lag = 3\n\n[[feeds]]",
+    );
+    let mut ingest = Node::start(&dir.0, "ingest", &toml).await;
     let edge_a = Node::start(&dir.0, "edge-a", &edge_toml(&nats, "t2", 1000, "")).await;
     let edge_b = Node::start(&dir.0, "edge-b", &edge_toml(&nats, "t2", 1000, "")).await;
     let mut clients = Vec::new();
@@ -741,16 +762,26 @@ async fn killed_ingest_goes_stale_and_its_restart_goes_on_numbering() {
     }
     let mut p = Pusher::new(ingest.addr);
     let mut seen_max = 0;
-    for _ in 0..4 {
+    // Seq 1 is stored (a symbol's first), 4 (3 on), 5 not before a tick.
+    for _ in 0..5 {
         let want = p.push(&SYMS).await;
         for c in &mut clients {
             let got = read_quotes(c, &want).await;
             seen_max = seen_max.max(got.iter().map(|q| q.1).max().unwrap());
         }
     }
-    assert_eq!(seen_max, 4);
+    assert_eq!(seen_max, 5);
 
     ingest.kill();
+    let (last, lag) = stored(&nats, "T2_LAST", "t2.lv.AAPL")
+        .await
+        .expect("AAPL's last value is stored");
+    assert_eq!(lag, 3, "the lag it was stored with: {last}");
+    let stored_seq = last["seq"].as_u64().unwrap();
+    assert!(
+        (4..=5).contains(&stored_seq),
+        "stored at most 3 seqs behind: {last}"
+    );
     for c in &mut clients {
         read_status(c, "stale", &SYMS).await;
     }
@@ -768,8 +799,9 @@ async fn killed_ingest_goes_stale_and_its_restart_goes_on_numbering() {
     for e in [&edge_a, &edge_b] {
         wait_feed_state(e.addr, None, "live").await;
     }
-    // The restarted ingest numbers on from the stream's last seq.
+    // The restarted ingest numbers on past the stored seq by its lag.
     p.addr = ingest.addr;
+    p.renumber("AAPL", stored_seq + lag);
     let want = p.push(&["AAPL"]).await;
     // An ingest node answers REST: the seq it gave (numbering from 1
     // again would be refused as old by every edge).
@@ -786,8 +818,13 @@ async fn killed_ingest_goes_stale_and_its_restart_goes_on_numbering() {
             "seq {} goes on past {seen_max}: {got:?}",
             got[0].1
         );
-        assert_eq!(got, want, "exactly the next seq, and nothing sent again");
+        assert_eq!(got, want, "exactly that seq, and nothing sent again");
     }
+    let (_, m) = http_get(edge_a.addr, "/metrics").await;
+    assert!(
+        m.contains("tickergate_cluster_refused_total{reason=\"old\"} 0"),
+        "no seq of the restarted ingest is refused as one seen before"
+    );
     let log = std::fs::read_to_string(&ingest.log).unwrap();
     assert!(
         log.contains("resumed=2"),
@@ -1140,15 +1177,42 @@ async fn edge_learns_a_symbol_swapped_on_the_ingest() {
     assert_eq!(feeds[0]["symbols"], 2, "{feeds}");
 }
 
-/// The epoch stored in the stream `stream` under `subject`, if any yet.
-async fn stored_epoch(nats: &NatsServer, stream: &str, subject: &str) -> Option<String> {
+/// The message stored in the stream `stream` under `subject`, if any
+/// yet, and its `Tg-Lag` header (0 without one).
+async fn stored(nats: &NatsServer, stream: &str, subject: &str) -> Option<(Value, u64)> {
     let nc = async_nats::connect(nats.url()).await.ok()?;
     let s = async_nats::jetstream::new(nc)
         .get_stream(stream)
         .await
         .ok()?;
     let m = s.direct_get_last_for_subject(subject).await.ok()?;
-    let v: Value = serde_json::from_slice(&m.payload).ok()?;
+    let lag = m
+        .headers
+        .get("Tg-Lag")
+        .and_then(|v| v.as_str().parse().ok())
+        .unwrap_or(0);
+    Some((serde_json::from_slice(&m.payload).ok()?, lag))
+}
+
+/// Waits until the stream of cluster `prefix` holds each of `last` (the
+/// values pushed last) as its symbol's last value, as it does within
+/// `last_value_interval_ms` of their going out.
+async fn wait_stored(nats: &NatsServer, prefix: &str, last: &[Q]) {
+    let stream = format!("{}_LAST", prefix.to_uppercase());
+    for q in last {
+        let subject = format!("{prefix}.lv.{}", tickergate::cluster::subject::encode(&q.0));
+        let (stream, subject) = (&stream, &subject);
+        eventually(&format!("{subject} at seq {}", q.1), move || async move {
+            let (v, _) = stored(nats, stream, subject).await?;
+            (v["seq"] == q.1).then_some(())
+        })
+        .await;
+    }
+}
+
+/// The epoch stored in the stream `stream` under `subject`, if any yet.
+async fn stored_epoch(nats: &NatsServer, stream: &str, subject: &str) -> Option<String> {
+    let (v, _) = stored(nats, stream, subject).await?;
     v["epoch"].as_str().map(String::from)
 }
 
@@ -1226,8 +1290,9 @@ async fn edge_started_before_the_ingest_serves_the_cluster_epoch() {
         wait_learned(e.addr, None, &SYMS).await;
         wait_feed_state(e.addr, None, "live").await;
         let (mut c, w) = Client::connect_welcomed(e.addr).await;
-        c.subscribe(1, &SYMS).await;
         let last = p.last(&SYMS);
+        wait_stored(&nats, "t7", &last).await;
+        c.subscribe(1, &SYMS).await;
         assert_same(&read_quotes(&mut c, &last).await, &last, "last values");
         let next = p.push(&SYMS).await;
         assert_same(&read_quotes(&mut c, &next).await, &next, "live values");
@@ -1643,5 +1708,43 @@ from = ["A-X", "B-X"]
         (&e["bid_venue"], &e["ask_venue"]),
         (&json!("venue-b"), &json!("venue-b")),
         "{e}"
+    );
+}
+
+/// An ingest stores a symbol's last value up to `last_value_interval_ms`
+/// after the value went out live (live quotes are not stored). A client
+/// that subscribes on an edge in between gets the older stored value
+/// first; the edge reads the symbol's value once more after that
+/// interval, so the symbol, quiet from then on, does not stay behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nats-server: run scripts/test"]
+async fn a_value_stored_after_an_edge_subscribed_still_reaches_it() {
+    let dir = Scratch::new("store-window");
+    let nats = NatsServer::start(&dir.0).await;
+    let slow = "last_value_interval_ms = 2000\n";
+    let toml =
+        ingest_toml(&nats, "t13", &["AAPL"]).replace("[[feeds]]", &format!("{slow}\n[[feeds]]"));
+    let ingest = Node::start(&dir.0, "ingest", &toml).await;
+    let edge = Node::start(&dir.0, "edge", &edge_toml(&nats, "t13", 1000, slow)).await;
+    wait_learned(edge.addr, None, &["AAPL"]).await;
+    wait_feed_state(edge.addr, None, "live").await;
+    let mut p = Pusher::new(ingest.addr);
+    // A symbol's first value is stored at once.
+    let first = p.push(&["AAPL"]).await;
+    let n = &nats;
+    eventually("AAPL's first value stored", move || async move {
+        let (v, _) = stored(n, "T13_LAST", "t13.lv.AAPL").await?;
+        (v["seq"] == 1).then_some(())
+    })
+    .await;
+    // The next one goes out live to nobody and is stored at a tick.
+    let second = p.push(&["AAPL"]).await;
+    let (mut c, _) = Client::connect_welcomed(edge.addr).await;
+    c.subscribe(1, &["AAPL"]).await;
+    let got = read_quotes(&mut c, &second).await;
+    assert_eq!(got.last(), second.last(), "the newest value: {got:?}");
+    assert!(
+        got == second || got == [first[0].clone(), second[0].clone()],
+        "the stored value, then the newer one, or the newer one at once: {got:?}"
     );
 }

@@ -113,6 +113,17 @@ pub struct ClusterConfig {
     /// standalone gateway; the round's last quote ends the wait at once.
     /// 0: never wait.
     pub round_hold_ms: u64,
+    /// Ingest: a symbol's last value goes to the stream at most this
+    /// long after it changed (live quotes are not stored; the server's
+    /// store work follows symbols, not ticks). Edge: a symbol it starts to
+    /// follow has its last value read twice, at once and this long after
+    /// (a value published just before it subscribed may be stored only
+    /// then). Keep it the same on every node.
+    pub last_value_interval_ms: u64,
+    /// Ingest: ... and at least every this many seqs of a busy symbol. An
+    /// ingest that restarts numbers on this many seqs past the stored one
+    /// (its last live quotes may have gone past it).
+    pub last_value_max_lag: u64,
     /// Ingest: publish every trade too (`<prefix>.t.<symbol>`); each
     /// symbol that trades then keeps a ring of `session.max_pending_trades`
     /// trades on the ingest.
@@ -145,6 +156,8 @@ impl Default for ClusterConfig {
             subscribe_batch_ms: 20,
             linger_ms: 1000,
             round_hold_ms: 20,
+            last_value_interval_ms: 100,
+            last_value_max_lag: 1000,
             subscription_capacity: 65_536,
             trades: true,
             wildcard_share: 0.5,
@@ -267,6 +280,15 @@ impl ClusterConfig {
         }
         if self.linger_ms > 600_000 {
             return Err(Invalid::new("linger_ms", "must be at most 600000"));
+        }
+        if !(10..=10_000).contains(&self.last_value_interval_ms) {
+            return Err(Invalid::new(
+                "last_value_interval_ms",
+                "must be 10 to 10000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.last_value_max_lag) {
+            return Err(Invalid::new("last_value_max_lag", "must be 1 to 1000000"));
         }
         if self.round_hold_ms > 1000 {
             return Err(Invalid::new("round_hold_ms", "must be at most 1000"));
@@ -432,6 +454,20 @@ mod tests {
                     ..edge()
                 },
                 "stale_after_ms",
+            ),
+            (
+                ClusterConfig {
+                    last_value_interval_ms: 0,
+                    ..edge()
+                },
+                "last_value_interval_ms",
+            ),
+            (
+                ClusterConfig {
+                    last_value_max_lag: 0,
+                    ..edge()
+                },
+                "last_value_max_lag",
             ),
             (
                 ClusterConfig {

@@ -122,6 +122,7 @@ impl Follower {
             symbols.clone(),
             slots.clone(),
             metrics.clone(),
+            Duration::from_millis(cfg.last_value_interval_ms),
         ));
         Follower {
             js,
@@ -663,8 +664,9 @@ impl Follower {
         self.refetch(all);
     }
 
-    /// Reads the last values of `syms` from the stream in the background
-    /// (a newer quote received meanwhile wins: lower seqs are refused).
+    /// Reads the last values of `syms` from the stream in the background,
+    /// now and once more later (a newer quote received meanwhile wins:
+    /// lower seqs are refused).
     fn refetch(&mut self, syms: Vec<SymbolId>) {
         if syms.is_empty() {
             return;
@@ -675,11 +677,12 @@ impl Follower {
         tokio::spawn(async move {
             last.refresh(&syms).await;
             // Current again (a symbol let go was marked stale).
-            for (sym, feed) in syms.into_iter().zip(feeds) {
+            for (&sym, feed) in syms.iter().zip(feeds) {
                 if feed.is_some_and(|f| f.is_up()) {
                     slots.set_status(sym, Status::Live);
                 }
             }
+            last.refresh_later(&syms).await;
         });
     }
 }

@@ -69,8 +69,16 @@ pub async fn prepare(cfg: &ClusterConfig, p: &Parts) -> Result<Option<Prepared>,
     let stream = publish::ensure_stream(&js, cfg, &subjects).await?;
     let epoch = publish::ensure_epoch(&js, &stream, &subjects, &node, None).await;
     let ids: Vec<SymbolId> = p.symbols.iter().map(|(id, _)| id).collect();
-    let resumed =
-        publish::load_last_values(&stream, &subjects, &p.symbols, &p.slots, &p.metrics, &ids).await;
+    let resumed = publish::load_last_values(
+        &stream,
+        &subjects,
+        &p.symbols,
+        &p.slots,
+        &p.metrics,
+        &ids,
+        publish::Load::Resume,
+    )
+    .await;
     tracing::info!(%epoch, resumed, symbols = ids.len(), stream = %cfg.stream_name(), "ingest: seqs go on from the stream");
     // From here on every write is seen by the publisher.
     p.slots.tap();

@@ -7,10 +7,20 @@
 //! subscribed): it publishes each value it finds once. Keeping up, that is
 //! every accepted quote; behind (NATS slow or gone), it coalesces to each
 //! symbol's latest, so nothing queues between the feeds and NATS.
+//!
+//! Live quotes are not stored. A symbol's last value goes to the stream
+//! (`<prefix>.lv.<symbol>`) with its live quote when its last store is
+//! `last_value_interval_ms` old (a quiet symbol's every value: the stream
+//! is current), else at a tick once it is (a busy symbol's at most once
+//! per interval), and at least every `last_value_max_lag` seqs (stored
+//! before the live quote that reaches it). So a symbol's live seq is never more
+//! than the lag past its stored one, which every stored value carries
+//! (`Tg-Lag`): an ingest that restarts, even one killed, numbers on past
+//! it, and no seq a client saw is given to another value.
 
 use super::config::{ClusterConfig, Storage};
 use super::connect::Nats;
-use super::wire::{self, EpochMsg, FeedStatus, Round, Subjects};
+use super::wire::{self, lag_headers, EpochMsg, FeedStatus, Round, Subjects};
 use crate::feed::Feeds;
 use crate::metrics::Metrics;
 use crate::model::{now_ns, SymbolId, Symbols};
@@ -23,7 +33,7 @@ use async_nats::Subject;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How many last-value reads are in flight at once.
 const FETCH_CONCURRENCY: usize = 32;
@@ -32,6 +42,8 @@ const FETCH_CONCURRENCY: usize = 32;
 pub enum SetupError {
     #[error("stream {stream} exists with max_msgs_per_subject {found}; a last-value stream needs 1 (delete it or name another in [cluster] stream)")]
     NotLastValue { stream: String, found: i64 },
+    #[error("stream {stream} stores every quote ({subject}): a tickergate before 2026-12-07 made it; delete it (nats stream rm {stream}; clients then start a new epoch) or name another in [cluster] stream")]
+    OldLayout { stream: String, subject: String },
     #[error("stream {stream} does not take {subject} (its subjects: {have:?}); name another in [cluster] stream")]
     Subjects {
         stream: String,
@@ -81,6 +93,12 @@ pub async fn ensure_stream(
         return Err(SetupError::NotLastValue {
             stream: want.name,
             found: have.max_messages_per_subject,
+        });
+    }
+    if have.subjects.contains(&subjects.quotes()) {
+        return Err(SetupError::OldLayout {
+            stream: want.name,
+            subject: subjects.quotes(),
         });
     }
     for sub in &want.subjects {
@@ -149,9 +167,19 @@ pub async fn stored_epoch(stream: &stream::Stream, subjects: &Subjects) -> Optio
         .map(|e| e.epoch)
 }
 
+/// How a last value read from the stream is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// As it was numbered (an edge serves it).
+    Serve,
+    /// Numbered its lag past its seq (an ingest that restarts goes on from
+    /// there: live quotes may have gone that far past it).
+    Resume,
+}
+
 /// Reads the last value of each of `ids` from the stream and writes it
-/// with its seq, so numbering goes on from there (an ingest that
-/// restarts), or so an edge has a value. Returns how many were found.
+/// (see [`Load`]), so an edge has a value or an ingest's numbering goes
+/// on. Returns how many were found.
 pub async fn load_last_values(
     stream: &stream::Stream,
     subjects: &Subjects,
@@ -159,10 +187,11 @@ pub async fn load_last_values(
     slots: &SlotTable,
     metrics: &Metrics,
     ids: &[SymbolId],
+    how: Load,
 ) -> usize {
     let names: Vec<(SymbolId, String)> = ids
         .iter()
-        .map(|&id| (id, subjects.quote(symbols.name(id))))
+        .map(|&id| (id, subjects.last_value(symbols.name(id))))
         .collect();
     let mut found = 0;
     let mut gets = futures_util::stream::iter(
@@ -172,7 +201,7 @@ pub async fn load_last_values(
     )
     .buffer_unordered(FETCH_CONCURRENCY);
     while let Some((id, r)) = gets.next().await {
-        if store_fetched(r, id, symbols, slots, metrics) {
+        if store_fetched(r, id, symbols, slots, metrics, how) {
             found += 1;
         }
     }
@@ -186,13 +215,18 @@ fn store_fetched(
     symbols: &Symbols,
     slots: &SlotTable,
     metrics: &Metrics,
+    how: Load,
 ) -> bool {
     let c = &metrics.cluster;
     match r {
         Ok(m) => match wire::decode_quote(&m.payload) {
             Ok(w) if w.symbol == symbols.name(id) => {
                 c.fetch("hit");
-                slots.publish_at(id, &w.quote_in(symbols), w.seq).is_ok()
+                let seq = match how {
+                    Load::Serve => w.seq,
+                    Load::Resume => w.seq.saturating_add(wire::read_lag(&m.headers)),
+                };
+                slots.publish_at(id, &w.quote_in(symbols), seq).is_ok()
             }
             _ => {
                 c.refused("invalid").inc();
@@ -231,15 +265,36 @@ pub struct Publisher {
 struct Out {
     quote: Subject,
     trade: Subject,
+    last_value: Subject,
     /// The seq of the last quote that went out: a status change marks
     /// the symbol too, and its unchanged value is not sent again.
     sent: u64,
+    /// The seq of the last value sent to the stream (0: none since this
+    /// ingest started or NATS came back: the next one is stored at once).
+    stored: u64,
+    /// When `stored` was sent.
+    stored_at: Instant,
+    /// In the list of symbols to store at a tick.
+    pending: bool,
     /// The ingest's number of the last trade that went out.
     trades_sent: u64,
 }
 
 /// Why a round of publishing stopped early.
 struct Failed;
+
+/// What one publishing round sends: its quotes, the last values that
+/// must go before them (a symbol's first since the start, or
+/// `last_value_max_lag` seqs on: see the module doc) and those that may
+/// go after (an interval since the last), and the symbols to store at a
+/// tick.
+struct Batch<'a> {
+    quotes: &'a mut Vec<(Subject, Bytes)>,
+    before: &'a mut Vec<(Subject, Bytes)>,
+    after: &'a mut Vec<(Subject, Bytes)>,
+    unstored: &'a mut Vec<SymbolId>,
+    now: Instant,
+}
 
 impl Publisher {
     pub async fn run(mut self, mut shutdown: Shutdown) {
@@ -248,6 +303,11 @@ impl Publisher {
         let mut dirty: Vec<SymbolId> = Vec::new();
         let mut buf = String::with_capacity(256);
         let mut quotes: Vec<(Subject, Bytes)> = Vec::new();
+        let (mut before, mut after): (Vec<(Subject, Bytes)>, Vec<_>) = (Vec::new(), Vec::new());
+        let mut unstored: Vec<SymbolId> = Vec::new();
+        let mut store_tick =
+            tokio::time::interval(Duration::from_millis(self.cfg.last_value_interval_ms / 2));
+        store_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.grow(&mut outs);
         // Every symbol is looked at once at the start (writes before the
         // tap existed); values resumed from the stream are there already
@@ -256,8 +316,26 @@ impl Publisher {
         let mut resend = false;
         loop {
             tokio::select! {
-                _ = shutdown.wait() => return,
+                _ = shutdown.wait() => {
+                    // What changed since the last tick, so a restart
+                    // starts from the values clients saw.
+                    let last = async {
+                        let _ = self.store_changed(&mut outs, &mut unstored, &mut buf, true).await;
+                        let _ = self.nats.client.flush().await;
+                    };
+                    let _ = tokio::time::timeout(Duration::from_secs(2), last).await;
+                    return;
+                }
                 _ = tap.wait() => {}
+                _ = store_tick.tick() => {
+                    if !unstored.is_empty()
+                        && self.nats.is_connected()
+                        && self.store_changed(&mut outs, &mut unstored, &mut buf, false).await.is_err()
+                    {
+                        resend = true;
+                    }
+                    continue;
+                }
                 r = self.nats.connected.changed() => {
                     if r.is_err() {
                         return;
@@ -276,8 +354,12 @@ impl Publisher {
             }
             self.grow(&mut outs);
             if resend {
-                // The stream may have lost values: all of them again.
-                outs.iter_mut().for_each(|o| o.sent = 0);
+                // The stream may have lost values: all of them again,
+                // stored at once.
+                for o in outs.iter_mut() {
+                    (o.sent, o.stored, o.pending) = (0, 0, false);
+                }
+                unstored.clear();
             }
             if sweep || resend {
                 (sweep, resend) = (false, false);
@@ -288,21 +370,35 @@ impl Publisher {
             // cooperative budget, which would hand the connection every
             // 128 messages, a feed's burst leaves in one piece and edges
             // fan it out whole (a full command channel still waits). Its
-            // quotes go last, the first and last marked (`wire::Round`).
+            // quotes go between the last values due (see `Batch`), the
+            // first and last marked (`wire::Round`).
             let round = async {
                 quotes.clear();
+                before.clear();
+                after.clear();
+                let now = Instant::now();
                 for &sym in &dirty {
                     let Some(out) = outs.get_mut(sym.index()) else {
                         continue;
                     };
+                    let mut batch = Batch {
+                        quotes: &mut quotes,
+                        before: &mut before,
+                        after: &mut after,
+                        unstored: &mut unstored,
+                        now,
+                    };
                     if self
-                        .publish_symbol(sym, out, &mut buf, &mut quotes)
+                        .publish_symbol(sym, out, &mut buf, &mut batch)
                         .await
                         .is_err()
                     {
                         self.metrics.cluster.publish_errors.inc();
                         return true;
                     }
+                }
+                if self.store(&mut before).await.is_err() {
+                    return true;
                 }
                 let n = quotes.len();
                 for (i, (subject, body)) in quotes.drain(..).enumerate() {
@@ -312,7 +408,7 @@ impl Publisher {
                     }
                     self.metrics.cluster.published.inc();
                 }
-                false
+                self.store(&mut after).await.is_err()
             };
             if tokio::task::unconstrained(round).await {
                 resend = true;
@@ -333,27 +429,52 @@ impl Publisher {
             outs.push(Out {
                 quote: Subject::from(self.subjects.quote(name)),
                 trade: Subject::from(self.subjects.trade(name)),
+                last_value: Subject::from(self.subjects.last_value(name)),
                 sent: self.slots.seq(sym),
+                // Even a value resumed from the stream: it sits there
+                // under its own seq, not the one resumed past it.
+                stored: 0,
+                stored_at: Instant::now(),
+                pending: false,
                 trades_sent: trades.head(sym),
             });
         }
     }
 
-    /// Adds `sym`'s quote to `quotes` if it is new, and publishes its
-    /// trades not yet out.
+    /// Adds `sym`'s quote to the round if it is new (and to its stores if
+    /// its last value is due: its first, its last store an interval old,
+    /// or `last_value_max_lag` seqs on; else it is stored at a tick), and
+    /// publishes its trades not yet out.
     async fn publish_symbol(
         &self,
         sym: SymbolId,
         out: &mut Out,
         buf: &mut String,
-        quotes: &mut Vec<(Subject, Bytes)>,
+        batch: &mut Batch<'_>,
     ) -> Result<(), Failed> {
         let c = &self.metrics.cluster;
         if let Some((q, seq)) = self.slots.read(sym) {
             if seq > out.sent {
                 buf.clear();
                 encode_quote(buf, &self.symbols, sym, seq, &q, false);
-                quotes.push((out.quote.clone(), Bytes::copy_from_slice(buf.as_bytes())));
+                let body = Bytes::copy_from_slice(buf.as_bytes());
+                let to = if out.stored == 0
+                    || seq.saturating_sub(out.stored) >= self.cfg.last_value_max_lag
+                {
+                    Some(&mut *batch.before)
+                } else if batch.now.duration_since(out.stored_at) >= self.store_interval() {
+                    Some(&mut *batch.after)
+                } else {
+                    None
+                };
+                if let Some(to) = to {
+                    to.push((out.last_value.clone(), body.clone()));
+                    (out.stored, out.stored_at) = (seq, batch.now);
+                } else if !out.pending {
+                    out.pending = true;
+                    batch.unstored.push(sym);
+                }
+                batch.quotes.push((out.quote.clone(), body));
                 // A round that fails is sent again whole (`resend`).
                 out.sent = seq;
             }
@@ -382,6 +503,73 @@ impl Publisher {
             out.trades_sent = n;
         }
         Ok(())
+    }
+
+    /// Sends last values (and empties `values`).
+    async fn store(&self, values: &mut Vec<(Subject, Bytes)>) -> Result<(), Failed> {
+        if values.is_empty() {
+            return Ok(());
+        }
+        let lag = lag_headers(self.cfg.last_value_max_lag);
+        for (subject, body) in values.drain(..) {
+            let c = &self.nats.client;
+            if let Err(e) = c.publish_with_headers(subject, lag.clone(), body).await {
+                tracing::debug!("last value not stored: {e}");
+                self.metrics.cluster.publish_errors.inc();
+                return Err(Failed);
+            }
+            self.metrics.cluster.last_values_stored.inc();
+        }
+        Ok(())
+    }
+
+    fn store_interval(&self) -> Duration {
+        Duration::from_millis(self.cfg.last_value_interval_ms)
+    }
+
+    /// Sends to the stream the current value of each symbol in `unstored`
+    /// whose last store is an interval old (`all`: of each), if it
+    /// changed since; the others stay in the list.
+    async fn store_changed(
+        &self,
+        outs: &mut [Out],
+        unstored: &mut Vec<SymbolId>,
+        buf: &mut String,
+        all: bool,
+    ) -> Result<(), Failed> {
+        let now = Instant::now();
+        let mut values = Vec::new();
+        let mut i = 0;
+        while let Some(&sym) = unstored.get(i) {
+            let Some(out) = outs.get_mut(sym.index()) else {
+                unstored.swap_remove(i);
+                continue;
+            };
+            if !all && now.duration_since(out.stored_at) < self.store_interval() {
+                i += 1;
+                continue;
+            }
+            unstored.swap_remove(i);
+            out.pending = false;
+            let Some((q, seq)) = self.slots.read(sym) else {
+                continue;
+            };
+            if seq <= out.stored {
+                continue;
+            }
+            // Its newest value, maybe not out live yet: a stored value
+            // ahead of the live one is no harm (the same seq, the same
+            // quote).
+            buf.clear();
+            encode_quote(buf, &self.symbols, sym, seq, &q, false);
+            values.push((
+                out.last_value.clone(),
+                Bytes::copy_from_slice(buf.as_bytes()),
+            ));
+            // A failed send is followed by every value again (`resend`).
+            (out.stored, out.stored_at) = (seq, now);
+        }
+        self.store(&mut values).await
     }
 
     async fn send(&self, subject: Subject, body: Bytes, mark: Option<Round>) -> Result<(), Failed> {

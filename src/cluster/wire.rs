@@ -4,14 +4,21 @@
 //!   WebSocket client gets (decimal strings byte-exact, the ingest's
 //!   `seq`, `ts`, `gw_ts`), so anything that reads NATS reads it like a
 //!   client does. The symbol token is [`super::subject::encode`].
+//! - `<prefix>.lv.<symbol token>`: the same quote again, a symbol's
+//!   last value for the stream: at most every `last_value_interval_ms`
+//!   per symbol and at least every `last_value_max_lag` seqs, with the
+//!   header `Tg-Lag` ([`LAG_HEADER`]): how far the symbol's seq may have
+//!   gone on past it before its ingest stopped (an ingest that restarts
+//!   numbers on from the stored seq plus that). Live quotes are not
+//!   stored: the server's store work follows symbols, not ticks.
 //! - `<prefix>.t.<symbol token>`: a trade, exactly the `trade` message
 //!   (its `seq` is the ingest's number of it); not stored.
 //! - `<prefix>.status.<feed token>`: a feed's state ([`FeedStatus`]), at
 //!   least every `status_interval_ms`, with the feed's symbols.
 //! - `<prefix>.epoch`: the cluster's seq numbering ([`EpochMsg`]).
 //!
-//! The JetStream stream keeps the last message of each of these subjects
-//! but the trades'.
+//! The JetStream stream keeps the last message of each `lv`, `status`
+//! and `epoch` subject.
 //!
 //! A publishing round of more than one quote (an ingest's pass over the
 //! symbols that changed: a feed's burst leaves in one) marks its first
@@ -56,6 +63,15 @@ impl Subjects {
         format!("{}.q.>", self.prefix)
     }
 
+    /// Where a symbol's last value is stored.
+    pub fn last_value(&self, symbol: &str) -> String {
+        format!("{}.lv.{}", self.prefix, subject::encode(symbol))
+    }
+
+    pub fn last_values(&self) -> String {
+        format!("{}.lv.>", self.prefix)
+    }
+
     pub fn status(&self, feed: &str) -> String {
         format!("{}.status.{}", self.prefix, subject::encode(feed))
     }
@@ -70,8 +86,29 @@ impl Subjects {
 
     /// Every subject the stream holds.
     pub fn stored(&self) -> Vec<String> {
-        vec![self.quotes(), self.statuses(), self.epoch()]
+        vec![self.last_values(), self.statuses(), self.epoch()]
     }
+}
+
+/// The header of a stored last value: how many seqs past it its symbol
+/// may have gone live (see the module doc).
+pub const LAG_HEADER: &str = "Tg-Lag";
+
+/// The headers of a stored last value whose symbol may go `lag` seqs on
+/// before the next is stored.
+pub fn lag_headers(lag: u64) -> async_nats::HeaderMap {
+    let mut h = async_nats::HeaderMap::new();
+    h.insert(LAG_HEADER, lag.to_string().as_str());
+    h
+}
+
+/// The lag a stored last value carries (0 without one: nothing went on
+/// past it).
+pub fn read_lag(headers: &async_nats::HeaderMap) -> u64 {
+    headers
+        .get(LAG_HEADER)
+        .and_then(|v| v.as_str().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Where a quote stands in its publishing round (see the module doc).
@@ -748,12 +785,25 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_value_carries_its_lag() {
+        assert_eq!(read_lag(&lag_headers(1000)), 1000);
+        let none = async_nats::HeaderMap::new();
+        assert_eq!(read_lag(&none), 0, "no header: nothing went on past it");
+        for bad in ["-1", "x", ""] {
+            let mut h = async_nats::HeaderMap::new();
+            h.insert(LAG_HEADER, bad);
+            assert_eq!(read_lag(&h), 0, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn subjects_use_the_prefix_and_tokens() {
         let s = Subjects::new("md.eu");
         assert_eq!(s.quote("ES.Z26"), "md.eu.q.ES~2EZ26");
         assert_eq!(s.status("sim"), "md.eu.status.sim");
         assert_eq!(s.trade("BTC-USD"), "md.eu.t.BTC-USD");
         assert_eq!(s.epoch(), "md.eu.epoch");
-        assert_eq!(s.stored(), ["md.eu.q.>", "md.eu.status.>", "md.eu.epoch"]);
+        assert_eq!(s.last_value("ES.Z26"), "md.eu.lv.ES~2EZ26");
+        assert_eq!(s.stored(), ["md.eu.lv.>", "md.eu.status.>", "md.eu.epoch"]);
     }
 }

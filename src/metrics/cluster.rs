@@ -18,6 +18,8 @@ pub struct ClusterMetrics {
     pub publish_errors: IntCounter,
     /// Ingest: feed status messages published.
     pub status_published: IntCounter,
+    /// Ingest: last values sent to the stream (`<prefix>.lv.*`).
+    pub last_values_stored: IntCounter,
     /// Edge: quotes received from NATS and written to the slots.
     pub received: IntCounter,
     /// Edge: quotes received and not written, by reason (`old`: its seq is
@@ -98,6 +100,10 @@ impl ClusterMetrics {
             status_published: counter(
                 "cluster_status_published_total",
                 "Ingest: feed status messages published to NATS",
+            ),
+            last_values_stored: counter(
+                "cluster_last_values_stored_total",
+                "Ingest: symbols' last values sent to the last-value stream (at most every last_value_interval_ms per symbol)",
             ),
             received: counter(
                 "cluster_received_total",
