@@ -6,6 +6,7 @@
 use super::config::{ClusterConfig, Role};
 use super::connect;
 use super::follow::Follower;
+use super::last_values;
 use super::publish::{self, Publisher};
 use super::wire::Subjects;
 use crate::feed::Feeds;
@@ -69,14 +70,14 @@ pub async fn prepare(cfg: &ClusterConfig, p: &Parts) -> Result<Option<Prepared>,
     let stream = publish::ensure_stream(&js, cfg, &subjects).await?;
     let epoch = publish::ensure_epoch(&js, &stream, &subjects, &node, None).await;
     let ids: Vec<SymbolId> = p.symbols.iter().map(|(id, _)| id).collect();
-    let resumed = publish::load_last_values(
+    let resumed = last_values::load_last_values(
         &stream,
         &subjects,
         &p.symbols,
         &p.slots,
         &p.metrics,
         &ids,
-        publish::Load::Resume,
+        last_values::Load::Resume,
     )
     .await;
     tracing::info!(%epoch, resumed, symbols = ids.len(), stream = %cfg.stream_name(), "ingest: seqs go on from the stream");

@@ -20,7 +20,7 @@
 
 use super::config::{ClusterConfig, Storage};
 use super::connect::Nats;
-use super::wire::{self, lag_headers, EpochMsg, FeedStatus, Round, Subjects};
+use super::wire::{lag_headers, EpochMsg, FeedStatus, Round, Subjects};
 use crate::feed::Feeds;
 use crate::metrics::Metrics;
 use crate::model::{now_ns, SymbolId, Symbols};
@@ -31,12 +31,8 @@ use crate::trades::Read;
 use async_nats::jetstream::{self, stream};
 use async_nats::Subject;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// How many last-value reads are in flight at once.
-const FETCH_CONCURRENCY: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -165,84 +161,6 @@ pub async fn stored_epoch(stream: &stream::Stream, subjects: &Subjects) -> Optio
     serde_json::from_slice::<EpochMsg>(&m.payload)
         .ok()
         .map(|e| e.epoch)
-}
-
-/// How a last value read from the stream is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Load {
-    /// As it was numbered (an edge serves it).
-    Serve,
-    /// Numbered its lag past its seq (an ingest that restarts goes on from
-    /// there: live quotes may have gone that far past it).
-    Resume,
-}
-
-/// Reads the last value of each of `ids` from the stream and writes it
-/// (see [`Load`]), so an edge has a value or an ingest's numbering goes
-/// on. Returns how many were found.
-pub async fn load_last_values(
-    stream: &stream::Stream,
-    subjects: &Subjects,
-    symbols: &Symbols,
-    slots: &SlotTable,
-    metrics: &Metrics,
-    ids: &[SymbolId],
-    how: Load,
-) -> usize {
-    let names: Vec<(SymbolId, String)> = ids
-        .iter()
-        .map(|&id| (id, subjects.last_value(symbols.name(id))))
-        .collect();
-    let mut found = 0;
-    let mut gets = futures_util::stream::iter(
-        names
-            .into_iter()
-            .map(|(id, subj)| async move { (id, stream.direct_get_last_for_subject(subj).await) }),
-    )
-    .buffer_unordered(FETCH_CONCURRENCY);
-    while let Some((id, r)) = gets.next().await {
-        if store_fetched(r, id, symbols, slots, metrics, how) {
-            found += 1;
-        }
-    }
-    found
-}
-
-/// Writes a fetched last value; `true` if there was one and it was taken.
-fn store_fetched(
-    r: Result<async_nats::jetstream::message::StreamMessage, stream::DirectGetError>,
-    id: SymbolId,
-    symbols: &Symbols,
-    slots: &SlotTable,
-    metrics: &Metrics,
-    how: Load,
-) -> bool {
-    let c = &metrics.cluster;
-    match r {
-        Ok(m) => match wire::decode_quote(&m.payload) {
-            Ok(w) if w.symbol == symbols.name(id) => {
-                c.fetch("hit");
-                let seq = match how {
-                    Load::Serve => w.seq,
-                    Load::Resume => w.seq.saturating_add(wire::read_lag(&m.headers)),
-                };
-                slots.publish_at(id, &w.quote_in(symbols), seq).is_ok()
-            }
-            _ => {
-                c.refused("invalid").inc();
-                false
-            }
-        },
-        Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => {
-            c.fetch("miss");
-            false
-        }
-        Err(e) => {
-            c.fetch("error");
-            tracing::debug!(symbol = symbols.name(id), "last value not read: {e}");
-            false
-        }
-    }
 }
 
 /// Publishes each symbol's value as it changes (see the module doc), and
