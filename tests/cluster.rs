@@ -1748,3 +1748,57 @@ async fn a_value_stored_after_an_edge_subscribed_still_reaches_it() {
         "the stored value, then the newer one, or the newer one at once: {got:?}"
     );
 }
+
+/// A stream made by a build that stored every quote (`<prefix>.q.>`) is
+/// not used as it is: the ingest refuses to start and says what to do,
+/// instead of numbering on from values that are no longer written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nats-server: run scripts/test"]
+async fn an_ingest_refuses_a_stream_that_stores_every_quote() {
+    let dir = Scratch::new("old-layout");
+    let nats = NatsServer::start(&dir.0).await;
+    let nc = async_nats::connect(nats.url())
+        .await
+        .expect("connect to NATS");
+    async_nats::jetstream::new(nc)
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "T14_LAST".into(),
+            subjects: vec!["t14.q.>".into(), "t14.status.>".into(), "t14.epoch".into()],
+            max_messages_per_subject: 1,
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await
+        .expect("the old layout's stream");
+    let config = dir.0.join("ingest.toml");
+    std::fs::write(&config, ingest_toml(&nats, "t14", &["AAPL"])).unwrap();
+    let log = dir.0.join("ingest.log");
+    let (status, log_text) = tokio::task::spawn_blocking(move || {
+        let mut child = Proc(
+            Command::new(BIN)
+                .arg("--config")
+                .arg(&config)
+                .args(["--listen", "127.0.0.1:0"])
+                .stdout(Stdio::null())
+                .stderr(append(&log))
+                .spawn()
+                .expect("spawn tickergate"),
+        );
+        let deadline = Instant::now() + DEADLINE;
+        let status = loop {
+            if let Some(st) = child.0.try_wait().expect("wait") {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "the ingest did not stop");
+            std::thread::sleep(POLL);
+        };
+        (status, std::fs::read_to_string(&log).unwrap_or_default())
+    })
+    .await
+    .unwrap();
+    assert!(!status.success(), "{status}; log:\n{log_text}");
+    assert!(
+        log_text.contains("stores every quote") && log_text.contains("nats stream rm T14_LAST"),
+        "the error says what is wrong and what to do:\n{log_text}"
+    );
+}

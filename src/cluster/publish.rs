@@ -13,10 +13,10 @@
 //! `last_value_interval_ms` old (a quiet symbol's every value: the stream
 //! is current), else at a tick once it is (a busy symbol's at most once
 //! per interval), and at least every `last_value_max_lag` seqs (stored
-//! before the live quote that reaches it). So a symbol's live seq is never more
-//! than the lag past its stored one, which every stored value carries
-//! (`Tg-Lag`): an ingest that restarts, even one killed, numbers on past
-//! it, and no seq a client saw is given to another value.
+//! before the live quote that reaches it). So a symbol's live seq is
+//! never more than the lag past its stored one, which every stored value
+//! carries (`Tg-Lag`): an ingest that restarts, even one killed, numbers
+//! on past it, and no seq a client saw is given to another value.
 
 use super::config::{ClusterConfig, Storage};
 use super::connect::Nats;
