@@ -431,8 +431,9 @@ impl Follower {
                 .unwrap_or_default();
             // Symbols the feed no longer lists (its ingest was configured
             // again) stop following it: stale here, for good.
+            let listed: std::collections::HashSet<&str> = list.iter().map(String::as_str).collect();
             for name in &before {
-                if list.contains(name) {
+                if listed.contains(name.as_str()) {
                     continue;
                 }
                 if let Some(id) = self.symbols.get(name) {
@@ -444,6 +445,7 @@ impl Follower {
                 }
             }
             let mut added = false;
+            let mut ids = Vec::with_capacity(list.len());
             for name in &list {
                 let id = match self.symbols.get(name) {
                     Some(id) => id,
@@ -461,9 +463,10 @@ impl Follower {
                         }
                     },
                 };
-                feed.add_symbol(id, &self.slots);
+                ids.push(id);
                 self.feed_of.entry(id).or_insert_with(|| feed.clone());
             }
+            feed.add_symbols(&ids, &self.slots);
             if added {
                 (self.on_new)();
             }

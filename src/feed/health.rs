@@ -97,11 +97,27 @@ impl FeedState {
     /// A symbol the feed added while running: it follows the feed's state
     /// from now on, and starts in it (a stale feed's new symbol is stale).
     pub fn add_symbol(&self, sym: SymbolId, slots: &SlotTable) {
+        self.add_symbols(&[sym], slots);
+    }
+
+    /// [`FeedState::add_symbol`] for many at once (an edge learning a
+    /// feed's list of thousands): one pass over a set, not one scan of the
+    /// list per symbol.
+    pub fn add_symbols(&self, syms: &[SymbolId], slots: &SlotTable) {
         let mut list = self.symbols.write();
-        if !list.contains(&sym) {
-            list.push(sym);
-            if !self.is_up() {
-                slots.set_status(sym, Status::Stale);
+        let mut have: Option<std::collections::HashSet<SymbolId>> =
+            (syms.len() > 1).then(|| list.iter().copied().collect());
+        let up = self.is_up();
+        for &sym in syms {
+            let new = match &mut have {
+                Some(set) => set.insert(sym),
+                None => !list.contains(&sym),
+            };
+            if new {
+                list.push(sym);
+                if !up {
+                    slots.set_status(sym, Status::Stale);
+                }
             }
         }
     }
@@ -232,6 +248,28 @@ impl Feeds {
                 _ = shutdown.wait() => return,
                 _ = tick.tick() => { self.check(&slots, &metrics); }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symbols_added_at_once_are_added_once_each_in_order() {
+        let slots = SlotTable::new(8, 1);
+        let f = FeedState::new("f", vec![SymbolId(2)], None);
+        let ids = |v: &[u32]| v.iter().map(|&i| SymbolId(i)).collect::<Vec<_>>();
+        f.add_symbols(&ids(&[5, 2, 1, 5, 7]), &slots);
+        assert_eq!(f.symbol_ids(), ids(&[2, 5, 1, 7]));
+        f.add_symbol(SymbolId(1), &slots);
+        f.add_symbol(SymbolId(3), &slots);
+        assert_eq!(f.symbol_ids(), ids(&[2, 5, 1, 7, 3]));
+        // The feed never came up: what it adds starts stale (others live).
+        assert_eq!(slots.status(SymbolId(6)), Status::Live);
+        for i in [5, 1, 7, 3] {
+            assert_eq!(slots.status(SymbolId(i)), Status::Stale, "{i}");
         }
     }
 }
