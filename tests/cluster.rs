@@ -416,6 +416,11 @@ stale_after_ms = 0
     )
 }
 
+/// An ingest's config with `lines` added to its `[cluster]` table.
+fn with_cluster(ingest: String, lines: &str) -> String {
+    ingest.replacen("[[feeds]]", &format!("{lines}\n[[feeds]]"), 1)
+}
+
 /// An edge node; `extra` is appended (`[[auth.keys]]`, ...).
 fn edge_toml(nats: &NatsServer, prefix: &str, linger_ms: u64, extra: &str) -> String {
     format!(
@@ -745,9 +750,9 @@ async fn killed_ingest_goes_stale_and_its_restart_goes_on_numbering() {
     const SYMS: [&str; 2] = ["AAPL", "MSFT"];
     let dir = Scratch::new("ingest-kill");
     let nats = NatsServer::start(&dir.0).await;
-    let toml = ingest_toml(&nats, "t2", &SYMS).replace(
-        "[[feeds]]",
-        "last_value_interval_ms = 10000\nlast_value_max_lag = 3\n\n[[feeds]]",
+    let toml = with_cluster(
+        ingest_toml(&nats, "t2", &SYMS),
+        "last_value_interval_ms = 10000\nlast_value_max_lag = 3\n",
     );
     let mut ingest = Node::start(&dir.0, "ingest", &toml).await;
     let edge_a = Node::start(&dir.0, "edge-a", &edge_toml(&nats, "t2", 1000, "")).await;
@@ -1186,11 +1191,7 @@ async fn stored(nats: &NatsServer, stream: &str, subject: &str) -> Option<(Value
         .await
         .ok()?;
     let m = s.direct_get_last_for_subject(subject).await.ok()?;
-    let lag = m
-        .headers
-        .get("Tg-Lag")
-        .and_then(|v| v.as_str().parse().ok())
-        .unwrap_or(0);
+    let lag = tickergate::cluster::wire::read_lag(&m.headers);
     Some((serde_json::from_slice(&m.payload).ok()?, lag))
 }
 
@@ -1225,8 +1226,10 @@ async fn stored_epoch(nats: &NatsServer, stream: &str, subject: &str) -> Option<
 async fn memory_stream_lost_with_nats_comes_back_with_the_same_epoch() {
     let dir = Scratch::new("memory");
     let mut nats = NatsServer::start(&dir.0).await;
-    let toml = ingest_toml(&nats, "t9", &["AAPL"])
-        .replace("[[feeds]]", "storage = \"memory\"\n\n[[feeds]]");
+    let toml = with_cluster(
+        ingest_toml(&nats, "t9", &["AAPL"]),
+        "storage = \"memory\"\n",
+    );
     let ingest = Node::start(&dir.0, "ingest", &toml).await;
     let early = Node::start(&dir.0, "edge-early", &edge_toml(&nats, "t9", 1000, "")).await;
     wait_learned(early.addr, None, &["AAPL"]).await;
@@ -1722,8 +1725,7 @@ async fn a_value_stored_after_an_edge_subscribed_still_reaches_it() {
     let dir = Scratch::new("store-window");
     let nats = NatsServer::start(&dir.0).await;
     let slow = "last_value_interval_ms = 2000\n";
-    let toml =
-        ingest_toml(&nats, "t13", &["AAPL"]).replace("[[feeds]]", &format!("{slow}\n[[feeds]]"));
+    let toml = with_cluster(ingest_toml(&nats, "t13", &["AAPL"]), slow);
     let ingest = Node::start(&dir.0, "ingest", &toml).await;
     let edge = Node::start(&dir.0, "edge", &edge_toml(&nats, "t13", 1000, slow)).await;
     wait_learned(edge.addr, None, &["AAPL"]).await;

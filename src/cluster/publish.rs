@@ -223,6 +223,8 @@ impl Publisher {
         let mut quotes: Vec<(Subject, Bytes)> = Vec::new();
         let (mut before, mut after): (Vec<(Subject, Bytes)>, Vec<_>) = (Vec::new(), Vec::new());
         let mut unstored: Vec<SymbolId> = Vec::new();
+        // The header of every stored value (made once, cloned per value).
+        let lag = lag_headers(self.cfg.last_value_max_lag);
         let mut store_tick =
             tokio::time::interval(Duration::from_millis(self.cfg.last_value_interval_ms / 2));
         store_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -238,7 +240,7 @@ impl Publisher {
                     // What changed since the last tick, so a restart
                     // starts from the values clients saw.
                     let last = async {
-                        let _ = self.store_changed(&mut outs, &mut unstored, &mut buf, true).await;
+                        let _ = self.store_changed(&mut outs, &mut unstored, &mut buf, &lag, true).await;
                         let _ = self.nats.client.flush().await;
                     };
                     let _ = tokio::time::timeout(Duration::from_secs(2), last).await;
@@ -248,7 +250,7 @@ impl Publisher {
                 _ = store_tick.tick() => {
                     if !unstored.is_empty()
                         && self.nats.is_connected()
-                        && self.store_changed(&mut outs, &mut unstored, &mut buf, false).await.is_err()
+                        && self.store_changed(&mut outs, &mut unstored, &mut buf, &lag, false).await.is_err()
                     {
                         resend = true;
                     }
@@ -315,7 +317,7 @@ impl Publisher {
                         return true;
                     }
                 }
-                if self.store(&mut before).await.is_err() {
+                if self.store(&mut before, &lag).await.is_err() {
                     return true;
                 }
                 let n = quotes.len();
@@ -326,7 +328,7 @@ impl Publisher {
                     }
                     self.metrics.cluster.published.inc();
                 }
-                self.store(&mut after).await.is_err()
+                self.store(&mut after, &lag).await.is_err()
             };
             if tokio::task::unconstrained(round).await {
                 resend = true;
@@ -424,11 +426,14 @@ impl Publisher {
     }
 
     /// Sends last values (and empties `values`).
-    async fn store(&self, values: &mut Vec<(Subject, Bytes)>) -> Result<(), Failed> {
+    async fn store(
+        &self,
+        values: &mut Vec<(Subject, Bytes)>,
+        lag: &async_nats::HeaderMap,
+    ) -> Result<(), Failed> {
         if values.is_empty() {
             return Ok(());
         }
-        let lag = lag_headers(self.cfg.last_value_max_lag);
         for (subject, body) in values.drain(..) {
             let c = &self.nats.client;
             if let Err(e) = c.publish_with_headers(subject, lag.clone(), body).await {
@@ -453,6 +458,7 @@ impl Publisher {
         outs: &mut [Out],
         unstored: &mut Vec<SymbolId>,
         buf: &mut String,
+        lag: &async_nats::HeaderMap,
         all: bool,
     ) -> Result<(), Failed> {
         let now = Instant::now();
@@ -487,7 +493,7 @@ impl Publisher {
             // A failed send is followed by every value again (`resend`).
             (out.stored, out.stored_at) = (seq, now);
         }
-        self.store(&mut values).await
+        self.store(&mut values, lag).await
     }
 
     async fn send(&self, subject: Subject, body: Bytes, mark: Option<Round>) -> Result<(), Failed> {
