@@ -202,6 +202,14 @@ impl NatsServer {
     /// subscribes to that start with `prefix`, sorted, as the server
     /// itself lists them (`/connz?subs=1`); empty while it is not
     /// connected.
+    /// The quote subjects (`q`, and `r`: every ingest's rounds) the
+    /// connection `name` subscribes to, under the subject prefix `cluster`.
+    async fn quotes_followed_by(&self, name: &str, cluster: &str) -> Vec<String> {
+        let mut subs = self.subjects_of(name, &format!("{cluster}.q.")).await;
+        subs.extend(self.subjects_of(name, &format!("{cluster}.r.")).await);
+        subs
+    }
+
     async fn subjects_of(&self, name: &str, prefix: &str) -> Vec<String> {
         let (st, body) = nats_get(self.monitor, "/connz?subs=1&limit=1000")
             .await
@@ -987,7 +995,7 @@ async fn edge_subscribes_on_nats_only_while_clients_hold_a_symbol() {
     let edge = Node::start(&dir.0, "edge-wild", &edge_toml(&nats, "t4", 50, wild)).await;
     wait_learned(edge.addr, None, &SYMS).await;
     wait_feed_state(edge.addr, None, "live").await;
-    let wild_subs = move || async move { n.subjects_of("edge-t4-wild", "t4.q.").await };
+    let wild_subs = move || async move { n.quotes_followed_by("edge-t4-wild", "t4").await };
     let (mut c, _) = Client::connect_welcomed(edge.addr).await;
     c.subscribe(1, &["AAPL"]).await;
     eventually("t4.q.AAPL subscribed", || async move {
@@ -995,8 +1003,8 @@ async fn edge_subscribes_on_nats_only_while_clients_hold_a_symbol() {
     })
     .await;
     c.subscribe(2, &["BRK.B"]).await;
-    eventually("t4.q.> subscribed in place of t4.q.AAPL", || async move {
-        (wild_subs().await == ["t4.q.>"]).then_some(())
+    eventually("t4.r.> subscribed in place of t4.q.AAPL", || async move {
+        (wild_subs().await == ["t4.r.>"]).then_some(())
     })
     .await;
     // Served as before, and an unwanted symbol's quotes stay on the edge.
@@ -1045,14 +1053,18 @@ sha256 = "{}"
     p.push(&SYMS).await;
     for (node, share, followed) in [
         ("edge-t5", "2.0", &["t5.q.AAPL", "t5.q.BTC-USD"][..]),
-        ("edge-t5-wild", "0.0", &["t5.q.>"][..]),
+        ("edge-t5-wild", "0.0", &["t5.r.>"][..]),
     ] {
         let extra = format!("node = \"{node}\"\nwildcard_share = {share}\n{keys}");
         let edge = Node::start(&dir.0, node, &edge_toml(&nats, "t5", 50, &extra)).await;
         wait_learned(edge.addr, Some("all-key"), &SYMS).await;
         wait_feed_state(edge.addr, Some("all-key"), "live").await;
         entitled_only(&edge, &mut p).await;
-        assert_eq!(nats.subjects_of(node, "t5.q.").await, followed, "{node}");
+        assert_eq!(
+            nats.quotes_followed_by(node, "t5").await,
+            followed,
+            "{node}"
+        );
     }
 }
 
@@ -1510,13 +1522,14 @@ async fn nodes_authenticate_to_nats() {
     assert_eq!(edge_conn["authorized_user"], "tg", "{body}");
 }
 
-/// A publishing round of several quotes is marked (`Tg-Round: open` on
-/// its first, `end` on its last, issue 18's board-burst figure): the
-/// ingest marks a push's quotes so, and an edge following every quote
-/// wakes its clients once the round is in, so the round reaches a client
-/// in one frame however far apart NATS delivers its quotes (here the test
-/// publishes a round slowly itself); a round whose end never comes goes
-/// out after `round_hold_ms`.
+/// A publishing round goes out whole on `<prefix>.r.<node>` (issue 18's
+/// board-burst figure), besides each quote on its symbol's subject: one
+/// push to the ingest is one round message of its quotes. A round cut in
+/// several messages is marked (`Tg-Round: open` on the first, `end` on
+/// the last), and an edge following every quote wakes its clients once
+/// the round is in, so it reaches a client in one frame however far apart
+/// NATS delivers its messages (here the test publishes one slowly
+/// itself); a round whose end never comes goes out after `round_hold_ms`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs nats-server: run scripts/test"]
 async fn a_publishing_round_reaches_edge_clients_in_one_frame() {
@@ -1541,33 +1554,45 @@ async fn a_publishing_round_reaches_edge_clients_in_one_frame() {
     let nc = async_nats::connect(nats.url())
         .await
         .expect("test's NATS client");
-    let mut raw = nc.subscribe("t11.q.>").await.unwrap();
+    let mut rounds = nc.subscribe("t11.r.>").await.unwrap();
+    let mut quotes = nc.subscribe("t11.q.>").await.unwrap();
     nc.flush().await.unwrap();
     let (mut c, _) = Client::connect_welcomed(edge.addr).await;
     c.subscribe(1, &SYMS).await;
 
-    // The ingest: one push is one round, its first and last quote marked.
+    // The ingest: one push is one round, published whole as one message
+    // of its quotes, one per line in the push's order (a round in one
+    // message carries no mark), and each quote on its own subject.
     let mut p = Pusher::new(ingest.addr);
     let want = p.push(&SYMS).await;
-    let mut marks = Vec::new();
-    for w in &want {
-        let m = tokio::time::timeout(DEADLINE, raw.next())
+    async fn next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
+        tokio::time::timeout(DEADLINE, sub.next())
             .await
             .expect("the ingest publishes")
-            .unwrap();
-        let v: Value = serde_json::from_slice(&m.payload).unwrap();
-        assert_eq!(q_of(&v), *w, "published in the push's order");
-        let mark = m.headers.as_ref().and_then(|h| h.get("Tg-Round"));
-        marks.push(mark.map(|v| v.as_str().to_string()));
+            .expect("subscription open")
     }
-    assert_eq!(
-        marks,
-        [Some("open".to_string()), None, Some("end".to_string())],
-        "a round of three is marked on its first and last quote"
-    );
+    let mark_of = |m: &async_nats::Message| {
+        m.headers
+            .as_ref()
+            .and_then(|h| h.get("Tg-Round"))
+            .map(|v| v.as_str().to_string())
+    };
+    let m = next(&mut rounds).await;
+    let lines: Vec<Q> = tickergate::cluster::wire::round_quotes(&m.payload)
+        .map(|l| q_of(&serde_json::from_slice::<Value>(l).expect("a quote per line")))
+        .collect();
+    assert_eq!(lines, want, "the round's quotes in one message, in order");
+    assert_eq!(mark_of(&m), None);
+    for w in &want {
+        let m = next(&mut quotes).await;
+        let v: Value = serde_json::from_slice(&m.payload).unwrap();
+        assert_eq!(q_of(&v), *w, "each quote on its symbol's subject");
+        assert_eq!(mark_of(&m), None);
+    }
     assert_eq!(read_quotes(&mut c, &want).await, want);
 
-    // A round whose quotes come 100 ms apart: one frame, all three.
+    // A round cut in three messages that come 100 ms apart: one frame,
+    // all three quotes.
     let quote = |sym: &str, seq: u64| {
         format!(
             r#"{{"type":"quote","symbol":"{sym}","seq":{seq},"bid":"2{seq}.25","bid_size":"1","ask":"2{seq}.75","ask_size":"2","ts":1700000000000000000,"gw_ts":1700000000000000001}}"#
@@ -1579,17 +1604,17 @@ async fn a_publishing_round_reaches_edge_clients_in_one_frame() {
         h
     };
     let seq = 10;
-    nc.publish_with_headers("t11.q.R1", mark("open"), quote("R1", seq).into())
+    nc.publish_with_headers("t11.r.test", mark("open"), quote("R1", seq).into())
         .await
         .unwrap();
     nc.flush().await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    nc.publish("t11.q.R2", quote("R2", seq).into())
+    nc.publish("t11.r.test", quote("R2", seq).into())
         .await
         .unwrap();
     nc.flush().await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    nc.publish_with_headers("t11.q.R3", mark("end"), quote("R3", seq).into())
+    nc.publish_with_headers("t11.r.test", mark("end"), quote("R3", seq).into())
         .await
         .unwrap();
     nc.flush().await.unwrap();
@@ -1620,7 +1645,7 @@ async fn a_publishing_round_reaches_edge_clients_in_one_frame() {
     assert_eq!(got, round, "the round's three quotes in its first frame");
 
     // A round that never ends: what came goes out after the hold.
-    nc.publish_with_headers("t11.q.R1", mark("open"), quote("R1", seq + 1).into())
+    nc.publish_with_headers("t11.r.test", mark("open"), quote("R1", seq + 1).into())
         .await
         .unwrap();
     nc.flush().await.unwrap();

@@ -31,15 +31,17 @@ use tokio::sync::oneshot;
 /// Messages applied per wake before other work gets a turn (and the
 /// fan-out is woken for the whole batch).
 const DRAIN_BATCH: usize = 4096;
-/// The symbol a message of the wildcard subscription is for is in it.
+/// The symbol a quote of a round message is for is in it.
 const ANY: SymbolId = SymbolId(u32::MAX);
 
 /// What is followed of a symbol: its quotes (while a local session holds
-/// it) or its trades (while one takes them).
+/// it) or its trades (while one takes them); or every ingest's rounds
+/// (every quote, `wire::chunk_round`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {
     Quote,
     Trade,
+    Round,
 }
 
 /// Every followed subject's messages, tagged with what they are.
@@ -76,8 +78,8 @@ pub struct Follower {
     trade_last: Vec<u64>,
     /// Fan-out shards to wake at the end of a batch of writes.
     wake: u128,
-    /// Between a round's first quote and its last (wildcard mode only:
-    /// a symbol's own subscription sees a round's marks by chance).
+    /// Between a round's first message and its last (wildcard mode only:
+    /// the rounds are what it follows).
     round_open: bool,
     /// Since when the wake is held for an open round.
     held_since: Option<Instant>,
@@ -282,10 +284,14 @@ impl Follower {
 
     fn apply(&mut self, sym: SymbolId, kind: Kind, m: &async_nats::Message) {
         match kind {
-            Kind::Quote if sym == ANY && self.cfg.round_hold_ms > 0 => {
-                let mark = Round::read(m.headers.as_ref());
-                self.apply_quote(sym, &m.payload);
-                match mark {
+            Kind::Round => {
+                for q in wire::round_quotes(&m.payload) {
+                    self.apply_quote(ANY, q);
+                }
+                if self.cfg.round_hold_ms == 0 {
+                    return;
+                }
+                match Round::read(m.headers.as_ref()) {
                     Some(Round::Open) => self.round_open = true,
                     // The round is in: out it goes, before the next one.
                     Some(Round::End) => {
@@ -349,7 +355,7 @@ impl Follower {
             return;
         };
         let sym = if sym == ANY {
-            // The wildcard: the payload names it (a symbol no status has
+            // From a round: the payload names it (a symbol no status has
             // named yet is not served here).
             match self.symbols.get(w.symbol) {
                 Some(s) => s,
@@ -560,6 +566,7 @@ impl Follower {
             let subject = match kind {
                 Kind::Quote => self.subjects.quote(name),
                 Kind::Trade => self.subjects.trade(name),
+                Kind::Round => continue,
             };
             match self.nats.client.subscribe(subject).await {
                 Ok(sub) => {
@@ -573,7 +580,7 @@ impl Follower {
                         },
                     );
                     match kind {
-                        Kind::Quote => fetch.push(sym),
+                        Kind::Quote | Kind::Round => fetch.push(sym),
                         // Numbering is followed from the first trade on.
                         Kind::Trade => {
                             if let Some(l) = self.trade_last.get_mut(sym.index()) {
@@ -634,15 +641,15 @@ impl Follower {
             .collect()
     }
 
-    /// Subscribes to every quote at once (`<prefix>.q.>`) in place of one
-    /// subscription per symbol, and reads every symbol's last value (those
-    /// nobody held here have aged).
+    /// Subscribes to every quote at once (every ingest's rounds,
+    /// `<prefix>.r.>`) in place of one subscription per symbol, and reads
+    /// every symbol's last value (those nobody held here have aged).
     async fn follow_all(
         &mut self,
         follows: &mut HashMap<(SymbolId, Kind), Follow>,
         subs: &mut Subs,
     ) {
-        let sub = match self.nats.client.subscribe(self.subjects.quotes()).await {
+        let sub = match self.nats.client.subscribe(self.subjects.rounds()).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("cannot subscribe: {e}");
@@ -651,7 +658,7 @@ impl Follower {
             }
         };
         let (tx, rx) = oneshot::channel::<()>();
-        subs.push(sub.map(|m| (ANY, Kind::Quote, m)).take_until(rx).boxed());
+        subs.push(sub.map(|m| (ANY, Kind::Round, m)).take_until(rx).boxed());
         self.wild = Some(Follow {
             _cancel: tx,
             idle_since: None,

@@ -20,7 +20,9 @@
 
 use super::config::{ClusterConfig, Storage};
 use super::connect::Nats;
-use super::wire::{lag_headers, EpochMsg, FeedStatus, Round, Subjects};
+use super::wire::{
+    chunk_round, lag_headers, EpochMsg, FeedStatus, Round, Subjects, ROUND_CHUNK_BYTES,
+};
 use crate::feed::Feeds;
 use crate::metrics::Metrics;
 use crate::model::{now_ns, SymbolId, Symbols};
@@ -223,6 +225,8 @@ impl Publisher {
         let mut quotes: Vec<(Subject, Bytes)> = Vec::new();
         let (mut before, mut after): (Vec<(Subject, Bytes)>, Vec<_>) = (Vec::new(), Vec::new());
         let mut unstored: Vec<SymbolId> = Vec::new();
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let round_subject = Subject::from(self.subjects.round(&self.node));
         // The header of every stored value (made once, cloned per value).
         let lag = lag_headers(self.cfg.last_value_max_lag);
         let mut store_tick =
@@ -290,8 +294,9 @@ impl Publisher {
             // cooperative budget, which would hand the connection every
             // 128 messages, a feed's burst leaves in one piece and edges
             // fan it out whole (a full command channel still waits). Its
-            // quotes go between the last values due (see `Batch`), the
-            // first and last marked (`wire::Round`).
+            // quotes go between the last values due (see `Batch`): first
+            // the round in few messages (`wire::chunk_round`, the first
+            // and last marked: `wire::Round`), then one per symbol.
             let round = async {
                 quotes.clear();
                 before.clear();
@@ -320,9 +325,25 @@ impl Publisher {
                 if self.store(&mut before, &lag).await.is_err() {
                     return true;
                 }
-                let n = quotes.len();
-                for (i, (subject, body)) in quotes.drain(..).enumerate() {
-                    if self.send(subject, body, Round::of(i, n)).await.is_err() {
+                // The round whole, for edges that follow every quote,
+                // then each quote on its symbol's subject.
+                chunks.clear();
+                let limit =
+                    ROUND_CHUNK_BYTES.min(self.nats.client.server_info().max_payload.max(1024));
+                chunk_round(quotes.iter().map(|(_, b)| &b[..]), limit, &mut chunks);
+                let n = chunks.len();
+                for (i, chunk) in chunks.drain(..).enumerate() {
+                    if self
+                        .send(round_subject.clone(), chunk, Round::of(i, n))
+                        .await
+                        .is_err()
+                    {
+                        self.metrics.cluster.publish_errors.inc();
+                        return true;
+                    }
+                }
+                for (subject, body) in quotes.drain(..) {
+                    if self.send(subject, body, None).await.is_err() {
                         self.metrics.cluster.publish_errors.inc();
                         return true;
                     }

@@ -20,13 +20,19 @@
 //! The JetStream stream keeps the last message of each `lv`, `status`
 //! and `epoch` subject.
 //!
-//! A publishing round of more than one quote (an ingest's pass over the
-//! symbols that changed: a feed's burst leaves in one) marks its first
-//! quote with the header `Tg-Round: open` and its last with
-//! `Tg-Round: end` ([`Round`]). An edge that follows every quote holds
-//! its fan-out's wake from the one to the other, so its clients get a
-//! burst in as few frames as a standalone gateway's do, however NATS cut
-//! it up on the way.
+//! - `<prefix>.r.<node token>`: an ingest's publishing round (its pass
+//!   over the symbols that changed: a feed's burst leaves in one), the
+//!   same quotes again, one per line (`\n`), cut in messages of at most
+//!   [`ROUND_CHUNK_BYTES`] ([`chunk_round`]). An edge that follows every
+//!   quote subscribes to these (`<prefix>.r.>`) instead of `q.>`: one
+//!   message per ~300 quotes, not one each, so NATS costs it little per
+//!   quote. Not stored.
+//!
+//! A round cut in more than one message marks its first with the header
+//! `Tg-Round: open` and its last with `Tg-Round: end` ([`Round`]). An
+//! edge holds its fan-out's wake from the one to the other, so its
+//! clients get a burst in as few frames as a standalone gateway's do,
+//! however NATS cut it up on the way.
 
 use super::subject;
 use crate::feed::wire::parse_decimal;
@@ -61,6 +67,16 @@ impl Subjects {
 
     pub fn quotes(&self) -> String {
         format!("{}.q.>", self.prefix)
+    }
+
+    /// Where an ingest node publishes its rounds.
+    pub fn round(&self, node: &str) -> String {
+        format!("{}.r.{}", self.prefix, subject::encode(node))
+    }
+
+    /// Every ingest's rounds.
+    pub fn rounds(&self) -> String {
+        format!("{}.r.>", self.prefix)
     }
 
     /// Where a symbol's last value is stored.
@@ -111,12 +127,46 @@ pub fn read_lag(headers: &async_nats::HeaderMap) -> u64 {
         .unwrap_or(0)
 }
 
-/// Where a quote stands in its publishing round (see the module doc).
+/// The most a round message holds (its quotes and their newlines): below
+/// the NATS client's 64 KiB read buffer, so a message is read in one go.
+pub const ROUND_CHUNK_BYTES: usize = 60 * 1024;
+
+/// A round's quote messages (`bodies`, in order) as round messages of at
+/// most `limit` bytes each, one quote per line (a quote longer than
+/// `limit` goes alone), appended to `out`.
+pub fn chunk_round<'a>(
+    bodies: impl IntoIterator<Item = &'a [u8]>,
+    limit: usize,
+    out: &mut Vec<bytes::Bytes>,
+) {
+    let mut chunk = bytes::BytesMut::new();
+    for body in bodies {
+        if !chunk.is_empty() && chunk.len() + 1 + body.len() > limit {
+            out.push(std::mem::take(&mut chunk).freeze());
+        }
+        if chunk.is_empty() {
+            chunk.reserve(limit.max(body.len()));
+        } else {
+            chunk.extend_from_slice(b"\n");
+        }
+        chunk.extend_from_slice(body);
+    }
+    if !chunk.is_empty() {
+        out.push(chunk.freeze());
+    }
+}
+
+/// The quote messages of a round message (empty lines skipped).
+pub fn round_quotes(payload: &[u8]) -> impl Iterator<Item = &[u8]> {
+    payload.split(|&b| b == b'\n').filter(|l| !l.is_empty())
+}
+
+/// Where a message stands in its publishing round (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Round {
-    /// The first of a round of more than one.
+    /// The first of a round of more than one message.
     Open,
-    /// The last of a round of more than one.
+    /// The last of a round of more than one message.
     End,
 }
 
@@ -130,7 +180,7 @@ impl Round {
         }
     }
 
-    /// The mark of the `i`th quote (from 0) of a round of `n`.
+    /// The mark of the `i`th message (from 0) of a round of `n`.
     pub fn of(i: usize, n: usize) -> Option<Round> {
         match i {
             _ if n < 2 => None,
@@ -711,6 +761,28 @@ mod tests {
     }
 
     #[test]
+    fn a_round_is_cut_in_messages_of_whole_lines() {
+        let bodies: Vec<Vec<u8>> = (0..10)
+            .map(|i| format!("q{i}-xxxxx").into_bytes())
+            .collect();
+        let mut out = Vec::new();
+        // Three lines (8 bytes each and two newlines) fit in 26.
+        chunk_round(bodies.iter().map(Vec::as_slice), 26, &mut out);
+        let lens: Vec<usize> = out.iter().map(|c| round_quotes(c).count()).collect();
+        assert_eq!(lens, [3, 3, 3, 1]);
+        assert!(out.iter().all(|c| c.len() <= 26));
+        let back: Vec<&[u8]> = out.iter().flat_map(|c| round_quotes(c)).collect();
+        assert_eq!(back, bodies.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        // A quote longer than the limit goes alone, whole.
+        let (mut out, long) = (Vec::new(), vec![b'x'; 40]);
+        chunk_round([&b"a"[..], &long, b"b"], 26, &mut out);
+        assert_eq!(out, [&b"a"[..], &long[..], b"b"]);
+        let mut out = Vec::new();
+        chunk_round(std::iter::empty(), 26, &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
     fn partial_quotes_keep_what_is_present() {
         let w = decode_quote(br#"{"type":"quote","symbol":"A","seq":7,"ask":"1.10","ask_size":"2","gw_ts":5,"snapshot":true}"#).unwrap();
         assert_eq!(w.quote.present, field::ASK | field::ASK_SIZE);
@@ -804,6 +876,8 @@ mod tests {
         assert_eq!(s.trade("BTC-USD"), "md.eu.t.BTC-USD");
         assert_eq!(s.epoch(), "md.eu.epoch");
         assert_eq!(s.last_value("ES.Z26"), "md.eu.lv.ES~2EZ26");
+        assert_eq!(s.round("ingest.a"), "md.eu.r.ingest~2Ea");
+        assert_eq!(s.rounds(), "md.eu.r.>");
         assert_eq!(s.stored(), ["md.eu.lv.>", "md.eu.status.>", "md.eu.epoch"]);
     }
 }

@@ -264,9 +264,14 @@ impl RawNats {
     }
 }
 
-/// One round of quotes, one per symbol, as `PUB` lines: built once, then
-/// each round only its digits are rewritten in place (`seq` is 10 digits
-/// from 1,000,000,000 on, `ts` and `gw_ts` 19), so a round costs a copy.
+/// One round of quotes, one per symbol, as an ingest node publishes it:
+/// each quote on its symbol's subject (`PUB` lines), or the round whole
+/// as round messages (`<prefix>.r.bench-blaster`, quotes one per line,
+/// cut as [`tickergate::cluster::wire::chunk_round`] cuts them, the first
+/// and last of several marked with `Tg-Round`), which an edge following
+/// every quote takes. Built once, then each round only its digits are
+/// rewritten in place (`seq` is 10 digits from 1,000,000,000 on, `ts`
+/// and `gw_ts` 19), so a round costs a copy.
 pub struct QuoteRound {
     pub buf: Vec<u8>,
     /// Offsets of each message's seq, ts and gw_ts digits.
@@ -277,24 +282,85 @@ pub struct QuoteRound {
 impl QuoteRound {
     pub const SEQ0: u64 = 1_000_000_000;
 
-    pub fn new(symbols: &[String]) -> QuoteRound {
+    pub fn new(symbols: &[String], whole: bool) -> QuoteRound {
+        use tickergate::cluster::wire::{Round, ROUND_CHUNK_BYTES};
+        let t = now_ns();
+        let quotes: Vec<(String, String)> = symbols
+            .iter()
+            .map(|s| {
+                let head = format!(r#"{{"type":"quote","symbol":"{s}","seq":"#);
+                let payload = format!(
+                    r#"{head}{seq},"bid":"101.25","bid_size":"300","ask":"101.27","ask_size":"200","ts":{t},"gw_ts":{t}}}"#,
+                    seq = Self::SEQ0
+                );
+                (head, payload)
+            })
+            .collect();
+        // Where a quote's digits are, from the start of its text.
+        let digits = |head: &str, payload: &str| {
+            (
+                head.len(),
+                payload.find(r#""ts":"#).unwrap_or(0) + 5,
+                payload.find(r#""gw_ts":"#).unwrap_or(0) + 8,
+            )
+        };
         let mut buf = Vec::new();
         let mut at = Vec::with_capacity(symbols.len());
-        let t = now_ns();
-        for s in symbols {
-            let head = format!(r#"{{"type":"quote","symbol":"{s}","seq":"#);
-            let payload = format!(
-                r#"{head}{seq},"bid":"101.25","bid_size":"300","ask":"101.27","ask_size":"200","ts":{t},"gw_ts":{t}}}"#,
-                seq = Self::SEQ0
-            );
+        if !whole {
+            for (s, (head, payload)) in symbols.iter().zip(&quotes) {
+                let start = buf.len();
+                let subject = format!("{PREFIX}.q.{}", tickergate::cluster::subject::encode(s));
+                RawNats::pub_line(&mut buf, &subject, payload.as_bytes());
+                let body = start + buf[start..].iter().position(|&b| b == b'\n').unwrap_or(0) + 1;
+                let (seq, ts, gw) = digits(head, payload);
+                at.push((body + seq, body + ts, body + gw));
+            }
+            return QuoteRound { buf, at, round: 0 };
+        }
+        // The round's messages: (first quote, one past its last).
+        let mut chunks: Vec<(usize, usize)> = Vec::new();
+        let mut len = 0;
+        for (i, (_, payload)) in quotes.iter().enumerate() {
+            match chunks.last_mut() {
+                Some(c) if len + 1 + payload.len() <= ROUND_CHUNK_BYTES => {
+                    c.1 = i + 1;
+                    len += 1 + payload.len();
+                }
+                _ => {
+                    chunks.push((i, i + 1));
+                    len = payload.len();
+                }
+            }
+        }
+        let n = chunks.len();
+        for (k, &(from, to)) in chunks.iter().enumerate() {
+            let mut body = Vec::new();
+            let mut offsets = Vec::new();
+            for (head, payload) in &quotes[from..to] {
+                if !body.is_empty() {
+                    body.push(b'\n');
+                }
+                offsets.push((body.len(), digits(head, payload)));
+                body.extend_from_slice(payload.as_bytes());
+            }
+            let subject = format!("{PREFIX}.r.bench-blaster");
+            let header = Round::of(k, n)
+                .map(|r| format!("NATS/1.0\r\n{}: {}\r\n\r\n", Round::HEADER, r.as_str()));
+            match &header {
+                None => {
+                    buf.extend_from_slice(format!("PUB {subject} {}\r\n", body.len()).as_bytes())
+                }
+                Some(h) => buf.extend_from_slice(
+                    format!("HPUB {subject} {} {}\r\n{h}", h.len(), h.len() + body.len())
+                        .as_bytes(),
+                ),
+            }
             let start = buf.len();
-            let subject = format!("{PREFIX}.q.{}", tickergate::cluster::subject::encode(s));
-            RawNats::pub_line(&mut buf, &subject, payload.as_bytes());
-            let body = start + buf[start..].iter().position(|&b| b == b'\n').unwrap_or(0) + 1;
-            let seq = body + head.len();
-            let ts = body + payload.find(r#""ts":"#).unwrap_or(0) + 5;
-            let gw = body + payload.find(r#""gw_ts":"#).unwrap_or(0) + 8;
-            at.push((seq, ts, gw));
+            buf.extend_from_slice(&body);
+            buf.extend_from_slice(b"\r\n");
+            for (o, (seq, ts, gw)) in offsets {
+                at.push((start + o + seq, start + o + ts, start + o + gw));
+            }
         }
         QuoteRound { buf, at, round: 0 }
     }
@@ -329,7 +395,7 @@ mod tests {
     #[test]
     fn a_round_is_valid_quotes_with_rising_seqs() {
         let syms: Vec<String> = vec!["SIM0".into(), "AAPL".into()];
-        let mut r = QuoteRound::new(&syms);
+        let mut r = QuoteRound::new(&syms, false);
         let text = String::from_utf8(r.next_round().to_vec()).unwrap();
         let lines: Vec<&str> = text.split("\r\n").collect();
         assert_eq!(lines[0], format!("PUB {PREFIX}.q.SIM0 {}", lines[1].len()));
@@ -340,6 +406,52 @@ mod tests {
         let lines: Vec<&str> = text.split("\r\n").collect();
         let q = tickergate::cluster::wire::decode_quote(lines[3].as_bytes()).unwrap();
         assert_eq!((q.symbol, q.seq), ("AAPL", QuoteRound::SEQ0 + 2));
+    }
+
+    #[test]
+    fn a_whole_round_is_round_messages_of_every_quote() {
+        use tickergate::cluster::wire::{decode_quote, round_quotes};
+        let syms: Vec<String> = (0..1000).map(|i| format!("SIM{i}")).collect();
+        let mut r = QuoteRound::new(&syms, true);
+        r.next_round();
+        let buf = r.next_round().to_vec();
+        // (mark, quotes) of each message, read as nats-server would.
+        let mut msgs = Vec::new();
+        let mut rest = &buf[..];
+        while !rest.is_empty() {
+            let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let line = std::str::from_utf8(&rest[..eol]).unwrap().to_string();
+            rest = &rest[eol + 2..];
+            let f: Vec<&str> = line.split(' ').collect();
+            assert_eq!(f[1], format!("{PREFIX}.r.bench-blaster"));
+            let (hdr, total): (usize, usize) = match f[0] {
+                "PUB" => (0, f[2].parse().unwrap()),
+                "HPUB" => (f[2].parse().unwrap(), f[3].parse().unwrap()),
+                other => panic!("{other}"),
+            };
+            let header = std::str::from_utf8(&rest[..hdr]).unwrap().to_string();
+            let body = &rest[hdr..total];
+            assert_eq!(&rest[total..total + 2], b"\r\n");
+            assert!(body.len() <= tickergate::cluster::wire::ROUND_CHUNK_BYTES);
+            let quotes: Vec<(String, u64)> = round_quotes(body)
+                .map(|l| {
+                    let q = decode_quote(l).unwrap();
+                    (q.symbol.to_string(), q.seq)
+                })
+                .collect();
+            msgs.push((header, quotes));
+            rest = &rest[total + 2..];
+        }
+        assert!(msgs.len() > 2, "{} messages", msgs.len());
+        assert!(msgs[0].0.contains("Tg-Round: open"));
+        assert!(msgs[msgs.len() - 1].0.contains("Tg-Round: end"));
+        assert!(msgs[1..msgs.len() - 1].iter().all(|m| m.0.is_empty()));
+        let all: Vec<(String, u64)> = msgs.into_iter().flat_map(|m| m.1).collect();
+        let want: Vec<(String, u64)> = syms
+            .iter()
+            .map(|s| (s.clone(), QuoteRound::SEQ0 + 2))
+            .collect();
+        assert_eq!(all, want);
     }
 
     #[test]

@@ -23,7 +23,11 @@
 //!   `max_hz` 1 (so the edge follows every symbol and fan-out costs
 //!   little), then the publisher sends rounds of one quote per symbol,
 //!   seq rising by one each round, at `--rate` quotes/s (0: as fast as
-//!   it can write; pre-encoded, only the digits rewritten). Over the
+//!   it can write; pre-encoded, only the digits rewritten), as an ingest
+//!   does: whole rounds (`<prefix>.r.`) to an edge that follows every
+//!   quote (the default `wildcard_share`), each quote on its symbol's
+//!   subject to one that follows one subscription per symbol
+//!   (`--edge wildcard_share=2`). Over the
 //!   window: quotes sent, the edge's `tickergate_cluster_received_total`,
 //!   refused and overflow counts, and the edge's CPU (/proc/PID/stat),
 //!   hence quotes per CPU-second (= per core) and CPU ns per quote.
@@ -57,7 +61,7 @@ use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
@@ -296,17 +300,25 @@ async fn ws_client(
 
 // ------------------------------------------------------------ edge-ingest
 
+/// `go` of [`blaster`]: not yet, each quote on its symbol's subject (the
+/// edge follows one subscription each), the rounds whole (it follows
+/// every quote).
+const WAIT: u8 = 0;
+const PER_SYMBOL: u8 = 1;
+const WHOLE: u8 = 2;
+
 /// The publisher thread: statuses every 500 ms from the start, quote
-/// rounds once `go`, at `rate` quotes/s (0: unpaced), until `stop`.
+/// rounds once `go` says how, at `rate` quotes/s (0: unpaced), until
+/// `stop`.
 fn blaster(
     mut nats: RawNats,
     names: Vec<String>,
     rate: f64,
-    go: Arc<AtomicBool>,
+    go: Arc<AtomicU8>,
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
 ) -> Result<(), String> {
-    let mut round = QuoteRound::new(&names);
+    let mut round: Option<QuoteRound> = None;
     let mut extra = Vec::new();
     let mut last_status: Option<Instant> = None;
     let mut started: Option<(Instant, u64)> = None;
@@ -320,10 +332,12 @@ fn blaster(
         if !extra.is_empty() {
             nats.write(&extra).map_err(|e| e.to_string())?;
         }
-        if !go.load(Ordering::Relaxed) {
+        let mode = go.load(Ordering::Relaxed);
+        if mode == WAIT {
             std::thread::sleep(Duration::from_millis(10));
             continue;
         }
+        let round = round.get_or_insert_with(|| QuoteRound::new(&names, mode == WHOLE));
         let (t0, n0) = *started.get_or_insert((Instant::now(), sent.load(Ordering::Relaxed)));
         if rate > 0.0 {
             let due =
@@ -354,7 +368,7 @@ async fn edge_ingest_run(o: &Opts, rate: f64, run: usize) -> Result<Value, BoxEr
     let edge = GatewayProc::spawn_on(&o.bin, core(o, 0), Some(&cfg), &[], &[])?;
     let names: Vec<String> = (0..n).map(|i| format!("SIM{i}")).collect();
     let (go, stop) = (
-        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU8::new(WAIT)),
         Arc::new(AtomicBool::new(false)),
     );
     let sent = Arc::new(AtomicU64::new(0));
@@ -386,17 +400,20 @@ async fn edge_ingest_run(o: &Opts, rate: f64, run: usize) -> Result<Value, BoxEr
     // The edge follows every symbol on NATS (batched every 20 ms): one
     // subscription each, or one to every quote (`wildcard_share`; the
     // client asks for all of them in one op, so it is one or the other).
-    loop {
+    let mode = loop {
         let subs = metric_sum(&metric_text(edge.addr)?, "tickergate_cluster_subscriptions");
-        if subs as usize >= n || subs == 1.0 {
-            break;
+        if subs as usize >= n {
+            break PER_SYMBOL;
+        }
+        if subs == 1.0 {
+            break WHOLE;
         }
         if t0.elapsed() > Duration::from_secs(40) {
             return Err(format!("edge follows {subs} of {n} symbols after 40 s").into());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    go.store(true, Ordering::Relaxed);
+    };
+    go.store(mode, Ordering::Relaxed);
     tokio::time::sleep(o.warmup).await;
     // Refused for a reason other than "epoch" (the publisher's statuses
     // carry an epoch the edge does not serve: counted, harmless).
@@ -443,6 +460,7 @@ async fn edge_ingest_run(o: &Opts, rate: f64, run: usize) -> Result<Value, BoxEr
     let r = json!({
         "run": run,
         "rate_target": rate,
+        "edge_follows": if mode == WHOLE { "rounds" } else { "one subscription per symbol" },
         "window_secs": window,
         "sent_per_sec": (sent1 - sent0) as f64 / window,
         "received_per_sec": received / window,
