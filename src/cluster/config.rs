@@ -158,7 +158,7 @@ impl Default for ClusterConfig {
             round_hold_ms: 20,
             last_value_interval_ms: 100,
             last_value_max_lag: 1000,
-            subscription_capacity: 65_536,
+            subscription_capacity: 4096,
             trades: true,
             wildcard_share: 0.5,
             token: None,
