@@ -100,7 +100,8 @@ pub struct ClusterConfig {
     pub linger_ms: u64,
     /// Edge: messages NATS may buffer per subscription before it drops
     /// (counted in `tickergate_cluster_overflow_total`; the value is
-    /// fetched again from the stream).
+    /// fetched again from the stream). A round message holds up to ~300
+    /// quotes (at most `wire::ROUND_CHUNK_BYTES`).
     pub subscription_capacity: usize,
     /// Edge: once this share of the known symbols has local subscribers,
     /// one subscription to every quote replaces one per symbol (cheaper

@@ -746,7 +746,7 @@ mod tests {
     }
 
     #[test]
-    fn a_round_marks_its_first_and_last_quote_only() {
+    fn a_round_marks_its_first_and_last_message_only() {
         let marks = |n| (0..n).map(|i| Round::of(i, n)).collect::<Vec<_>>();
         assert_eq!(marks(1), [None]);
         assert_eq!(marks(2), [Some(Round::Open), Some(Round::End)]);

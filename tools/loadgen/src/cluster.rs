@@ -190,7 +190,7 @@ impl RawNats {
         let mut w = sock.try_clone()?;
         write!(
             w,
-            "CONNECT {{\"verbose\":false,\"pedantic\":false,\"name\":\"{name}\",\"lang\":\"raw\",\"version\":\"0\",\"protocol\":1}}\r\nPING\r\n"
+            "CONNECT {{\"verbose\":false,\"pedantic\":false,\"name\":\"{name}\",\"lang\":\"raw\",\"version\":\"0\",\"protocol\":1,\"headers\":true}}\r\nPING\r\n"
         )?;
         loop {
             line.clear();
