@@ -104,15 +104,16 @@ pub struct ClusterConfig {
     /// quotes (at most `wire::ROUND_CHUNK_BYTES`).
     pub subscription_capacity: usize,
     /// Edge: once this share of the known symbols has local subscribers,
-    /// one subscription to every quote replaces one per symbol (cheaper
-    /// per message); back below four fifths of it, one per symbol again.
-    /// 0: always the one; above 1: never.
+    /// one subscription to every ingest's whole rounds replaces one per
+    /// symbol (a few messages per round, not one per quote; only while
+    /// every feed's ingest publishes them); back below four fifths of it,
+    /// one per symbol again. 0: always the one; above 1: never.
     pub wildcard_share: f64,
-    /// Edge, following every quote: how long its fan-out may wait for the
-    /// rest of an ingest's publishing round (a feed's burst) after the
-    /// round's first quote, so clients get the burst in one frame as on a
-    /// standalone gateway; the round's last quote ends the wait at once.
-    /// 0: never wait.
+    /// Edge, following whole rounds: how long its fan-out may wait for
+    /// the rest of an ingest's publishing round (a feed's burst) cut in
+    /// several messages after the first, so clients get the burst in one
+    /// frame as on a standalone gateway; the round's last message ends
+    /// the wait at once. 0: never wait.
     pub round_hold_ms: u64,
     /// Ingest: a symbol's last value goes to the stream at most this
     /// long after it changed (live quotes are not stored; the server's

@@ -80,9 +80,14 @@ pub struct Follower {
     trade_last: Vec<u64>,
     /// Fan-out shards to wake at the end of a batch of writes.
     wake: u128,
-    /// Between a round's first message and its last (wildcard mode only:
-    /// the rounds are what it follows).
-    round_open: bool,
+    /// The ingests (their round subjects) between a round's first message
+    /// and its last (wildcard mode only: the rounds are what it follows);
+    /// one entry per ingest at most.
+    open_rounds: Vec<async_nats::Subject>,
+    /// Feeds whose ingest publishes no whole rounds (a build before
+    /// them): while there is one, the edge follows one subscription per
+    /// symbol, which every build publishes.
+    no_rounds: std::collections::HashSet<String>,
     /// Since when the wake is held for an open round.
     held_since: Option<Instant>,
     /// The interest generation and symbol count the last rescan saw, and
@@ -145,7 +150,8 @@ impl Follower {
             trade_last: Vec::new(),
             feed_of: HashMap::new(),
             wake: 0,
-            round_open: false,
+            open_rounds: Vec::new(),
+            no_rounds: Default::default(),
             held_since: None,
             scanned: None,
             lingering: false,
@@ -233,7 +239,7 @@ impl Follower {
                             _ => break,
                         }
                     }
-                    if !self.round_open {
+                    if self.open_rounds.is_empty() {
                         self.wake_held();
                     } else if self.held_since.is_none() {
                         let now = Instant::now();
@@ -246,7 +252,7 @@ impl Follower {
                     // The round's last quote did not come in time (NATS
                     // dropped it, or its ingest stopped): what came goes out.
                     self.held_since = None;
-                    self.round_open = false;
+                    self.open_rounds.clear();
                     self.metrics.cluster.round_held("timeout");
                     self.slots.wake(&mut self.wake);
                 }
@@ -294,13 +300,18 @@ impl Follower {
                     return;
                 }
                 match Round::read(m.headers.as_ref()) {
-                    Some(Round::Open) => self.round_open = true,
-                    // The round is in: out it goes, before the next one.
-                    Some(Round::End) => {
-                        self.round_open = false;
-                        self.wake_held();
+                    Some(Round::Open) if !self.open_rounds.contains(&m.subject) => {
+                        self.open_rounds.push(m.subject.clone());
                     }
-                    None => {}
+                    // The round is in: out it goes, before the next one
+                    // (unless another ingest's round is still coming).
+                    Some(Round::End) => {
+                        self.open_rounds.retain(|s| *s != m.subject);
+                        if self.open_rounds.is_empty() {
+                            self.wake_held();
+                        }
+                    }
+                    Some(Round::Open) | None => {}
                 }
             }
             Kind::Quote => self.apply_quote(sym, &m.payload),
@@ -402,6 +413,7 @@ impl Follower {
         // (back to one each below four fifths of that share: no flapping).
         let share = self.cfg.wildcard_share;
         let wild = wanted > 0
+            && self.no_rounds.is_empty()
             && if self.wild.is_some() {
                 wanted as f64 >= 0.8 * share * known as f64
             } else {
@@ -458,6 +470,7 @@ impl Follower {
             let subject = match kind {
                 Kind::Quote => self.subjects.quote(name),
                 Kind::Trade => self.subjects.trade(name),
+                // Never per symbol (the one subscription: `follow_all`).
                 Kind::Round => continue,
             };
             match self.nats.client.subscribe(subject).await {
@@ -489,9 +502,9 @@ impl Follower {
             }
         }
         if !wild && self.wild.take().is_some() {
-            // Its rounds' marks are no longer all seen (a held wake ends
-            // at its time).
-            self.round_open = false;
+            // Its rounds' marks are no longer seen (a held wake ends at
+            // its time).
+            self.open_rounds.clear();
             tracing::info!(wanted, known, "edge: one subscription per symbol again");
             // What no local session holds ages from here on.
             for i in 0..known {

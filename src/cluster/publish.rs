@@ -22,6 +22,7 @@ use super::config::{ClusterConfig, Storage};
 use super::connect::Nats;
 use super::wire::{
     chunk_round, lag_headers, EpochMsg, FeedStatus, Round, Subjects, ROUND_CHUNK_BYTES,
+    ROUND_HEADER_ROOM,
 };
 use crate::feed::Feeds;
 use crate::metrics::Metrics;
@@ -328,8 +329,13 @@ impl Publisher {
                 // The round whole, for edges that follow every quote,
                 // then each quote on its symbol's subject.
                 chunks.clear();
-                let limit =
-                    ROUND_CHUNK_BYTES.min(self.nats.client.server_info().max_payload.max(1024));
+                // The server's max_payload counts the header too.
+                let limit = (self
+                    .nats
+                    .client
+                    .max_payload()
+                    .saturating_sub(ROUND_HEADER_ROOM))
+                .clamp(256, ROUND_CHUNK_BYTES);
                 chunk_round(quotes.iter().map(|(_, b)| &b[..]), limit, &mut chunks);
                 let n = chunks.len();
                 for (i, chunk) in chunks.drain(..).enumerate() {
@@ -612,6 +618,7 @@ impl Publisher {
                     symbols: &list,
                     interval_ms,
                     ts: now_ns(),
+                    rounds: true,
                 };
                 let Ok(body) = serde_json::to_vec(&st) else {
                     continue;

@@ -133,27 +133,40 @@ pub fn read_lag(headers: &async_nats::HeaderMap) -> u64 {
 /// the NATS client's 64 KiB read buffer, so a message is read in one go.
 pub const ROUND_CHUNK_BYTES: usize = 60 * 1024;
 
+/// Room left for a round message's header under the server's
+/// `max_payload` (which counts headers and payload together; the
+/// `Tg-Round` header is 28 bytes).
+pub const ROUND_HEADER_ROOM: usize = 128;
+
 /// A round's quote messages (`bodies`, in order) as round messages of at
 /// most `limit` bytes each, one quote per line (a quote longer than
-/// `limit` goes alone), appended to `out`.
-pub fn chunk_round<'a>(
-    bodies: impl IntoIterator<Item = &'a [u8]>,
-    limit: usize,
-    out: &mut Vec<bytes::Bytes>,
-) {
-    let mut chunk = bytes::BytesMut::new();
-    for body in bodies {
-        if !chunk.is_empty() && chunk.len() + 1 + body.len() > limit {
-            out.push(std::mem::take(&mut chunk).freeze());
+/// `limit` goes alone), appended to `out`. Each message is allocated at
+/// its size.
+pub fn chunk_round<'a, I>(bodies: I, limit: usize, out: &mut Vec<bytes::Bytes>)
+where
+    I: Iterator<Item = &'a [u8]> + Clone,
+{
+    let mut rest = bodies;
+    loop {
+        // The next message: whole lines up to the limit, at least one.
+        let (mut size, mut lines) = (0, 0);
+        for body in rest.clone() {
+            let add = body.len() + usize::from(lines > 0);
+            if lines > 0 && size + add > limit {
+                break;
+            }
+            (size, lines) = (size + add, lines + 1);
         }
-        if chunk.is_empty() {
-            chunk.reserve(limit.max(body.len()));
-        } else {
-            chunk.extend_from_slice(b"\n");
+        if lines == 0 {
+            return;
         }
-        chunk.extend_from_slice(body);
-    }
-    if !chunk.is_empty() {
+        let mut chunk = bytes::BytesMut::with_capacity(size);
+        for (i, body) in rest.by_ref().take(lines).enumerate() {
+            if i > 0 {
+                chunk.extend_from_slice(b"\n");
+            }
+            chunk.extend_from_slice(body);
+        }
         out.push(chunk.freeze());
     }
 }
@@ -233,6 +246,11 @@ pub struct FeedStatus<'a> {
     pub interval_ms: u64,
     /// When it was sent, ns since the Unix epoch.
     pub ts: i64,
+    /// Its ingest publishes whole rounds (`<prefix>.r.<node>`). A status
+    /// without it comes from an ingest of a build before them, whose
+    /// symbols an edge follows one subscription each.
+    #[serde(default)]
+    pub rounds: bool,
 }
 
 impl FeedStatus<'_> {
@@ -303,6 +321,7 @@ mod tests {
             symbols: &list,
             interval_ms: 500,
             ts: 7,
+            rounds: true,
         };
         let body = serde_json::to_vec(&st).unwrap();
         let back: FeedStatus = serde_json::from_slice(&body).unwrap();
@@ -310,10 +329,13 @@ mod tests {
         assert_eq!(back.symbol_list().unwrap(), names);
         assert!(matches!(back.feed, Cow::Borrowed("sim")));
         assert_eq!((back.up, back.interval_ms, back.ts), (true, 500, 7));
+        assert!(back.rounds);
+        // An ingest before whole rounds says nothing of them.
         let bad: FeedStatus = serde_json::from_str(
             r#"{"feed":"f","node":"n","epoch":"e","up":true,"symbols":[1],"interval_ms":1,"ts":1}"#,
         )
         .unwrap();
+        assert!(!bad.rounds);
         assert!(bad.symbol_list().is_err(), "symbols are strings");
     }
 
@@ -347,7 +369,7 @@ mod tests {
         assert_eq!(back, bodies.iter().map(Vec::as_slice).collect::<Vec<_>>());
         // A quote longer than the limit goes alone, whole.
         let (mut out, long) = (Vec::new(), vec![b'x'; 40]);
-        chunk_round([&b"a"[..], &long, b"b"], 26, &mut out);
+        chunk_round([&b"a"[..], &long, b"b"].into_iter(), 26, &mut out);
         assert_eq!(out, [&b"a"[..], &long[..], b"b"]);
         let mut out = Vec::new();
         chunk_round(std::iter::empty(), 26, &mut out);

@@ -336,3 +336,71 @@ async fn trades_reach_edge_clients_in_order_and_only_entitled() {
     })
     .await;
 }
+
+/// An ingest of a build before whole rounds (its feed status says nothing
+/// of `rounds`; here the test publishes one as such an ingest does) keeps
+/// an edge on one subscription per symbol, which every build publishes,
+/// though it would follow every round by its share (`wildcard_share = 0`):
+/// following `r.>` would leave that ingest's symbols frozen. Once the
+/// feed's status says `rounds`, the edge takes the rounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nats-server: run scripts/test"]
+async fn an_ingest_without_whole_rounds_keeps_edges_on_per_symbol_subscriptions() {
+    const SYMS: [&str; 2] = ["AAPL", "MSFT"];
+    let dir = Scratch::new("no-rounds");
+    let nats = NatsServer::start(&dir.0).await;
+    let ingest = Node::start(&dir.0, "ingest", &ingest_toml(&nats, "t15", &SYMS)).await;
+    let wild = "node = \"edge-t15\"\nwildcard_share = 0.0\n";
+    let edge = Node::start(&dir.0, "edge", &edge_toml(&nats, "t15", 50, wild)).await;
+    wait_learned(edge.addr, None, &SYMS).await;
+    wait_feed_state(edge.addr, None, "live").await;
+    let (mut c, welcome) = Client::connect_welcomed(edge.addr).await;
+    let epoch = welcome["epoch"].as_str().unwrap().to_string();
+    let nc = async_nats::connect(nats.url())
+        .await
+        .expect("test's NATS client");
+    let old_status = |rounds: Option<bool>| {
+        let mut st = json!({
+            "feed": "old-feed", "node": "old-ingest", "epoch": epoch, "up": true,
+            "symbols": ["OLD1"], "interval_ms": 100,
+            "ts": std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as i64,
+        });
+        if let Some(r) = rounds {
+            st["rounds"] = json!(r);
+        }
+        serde_json::to_vec(&st).unwrap()
+    };
+    nc.publish("t15.status.old-feed", old_status(None).into())
+        .await
+        .unwrap();
+    nc.flush().await.unwrap();
+    wait_learned(edge.addr, None, &["OLD1"]).await;
+
+    // Every symbol of the ingest wanted: one subscription each all the same.
+    c.subscribe(1, &SYMS).await;
+    let n = &nats;
+    let followed = move || async move { n.quotes_followed_by("edge-t15", "t15").await };
+    eventually("t15.q.AAPL and t15.q.MSFT subscribed", || async move {
+        (followed().await == ["t15.q.AAPL", "t15.q.MSFT"]).then_some(())
+    })
+    .await;
+    let mut p = Pusher::new(ingest.addr);
+    let want = p.push(&SYMS).await;
+    assert_eq!(read_quotes(&mut c, &want).await, want);
+
+    // The feed's ingest now publishes whole rounds: the edge takes them.
+    nc.publish("t15.status.old-feed", old_status(Some(true)).into())
+        .await
+        .unwrap();
+    nc.flush().await.unwrap();
+    eventually(
+        "t15.r.> subscribed in place of one per symbol",
+        || async move { (followed().await == ["t15.r.>"]).then_some(()) },
+    )
+    .await;
+    let want = p.push(&SYMS).await;
+    assert_eq!(read_quotes(&mut c, &want).await, want);
+}

@@ -12,6 +12,22 @@ use std::time::Duration;
 impl Follower {
     /// A feed's status: learn it and its symbols, and mirror its state.
     pub(super) fn on_status(&mut self, st: FeedStatus<'_>) {
+        // A status that is old (read from the stream at start, from an
+        // ingest that is gone) does not make the feed live, nor does it
+        // say what a running ingest publishes.
+        let fresh = (now_ns() - st.ts) / 1_000_000 < self.cfg.stale_after_ms as i64;
+        let changed = if st.rounds {
+            self.no_rounds.remove(st.feed.as_ref())
+        } else {
+            fresh && self.no_rounds.insert(st.feed.to_string())
+        };
+        if changed {
+            // Whole rounds or not: the next rescan decides again.
+            self.scanned = None;
+            if !st.rounds {
+                tracing::warn!(feed = %st.feed, node = %st.node, "the feed's ingest publishes no whole rounds (a build before them): this edge follows one subscription per symbol until it does");
+            }
+        }
         let mut other_epoch = false;
         if st.epoch != self.epoch.as_str() {
             if self.provisional {
@@ -110,12 +126,9 @@ impl Follower {
                 (self.on_new)();
             }
         }
-        // A status that is old (read from the stream at start, from an
-        // ingest that is gone) does not make the feed live.
-        let age_ms = (now_ns() - st.ts) / 1_000_000;
         if other_epoch || !st.up {
             feed.down();
-        } else if age_ms < self.cfg.stale_after_ms as i64 {
+        } else if fresh {
             feed.alive();
         }
     }

@@ -254,6 +254,8 @@ impl RawNats {
             "symbols": symbols,
             "interval_ms": interval_ms,
             "ts": now_ns(),
+            // It publishes whole rounds to an edge that follows them.
+            "rounds": true,
         });
         let body = serde_json::to_vec(&body).unwrap_or_default();
         Self::pub_line(buf, &format!("{PREFIX}.status.{feed}"), &body);
@@ -283,7 +285,7 @@ impl QuoteRound {
     pub const SEQ0: u64 = 1_000_000_000;
 
     pub fn new(symbols: &[String], whole: bool) -> QuoteRound {
-        use tickergate::cluster::wire::{Round, ROUND_CHUNK_BYTES};
+        use tickergate::cluster::wire::{chunk_round, round_quotes, Round, ROUND_CHUNK_BYTES};
         let t = now_ns();
         let quotes: Vec<(String, String)> = symbols
             .iter()
@@ -317,33 +319,18 @@ impl QuoteRound {
             }
             return QuoteRound { buf, at, round: 0 };
         }
-        // The round's messages: (first quote, one past its last).
-        let mut chunks: Vec<(usize, usize)> = Vec::new();
-        let mut len = 0;
-        for (i, (_, payload)) in quotes.iter().enumerate() {
-            match chunks.last_mut() {
-                Some(c) if len + 1 + payload.len() <= ROUND_CHUNK_BYTES => {
-                    c.1 = i + 1;
-                    len += 1 + payload.len();
-                }
-                _ => {
-                    chunks.push((i, i + 1));
-                    len = payload.len();
-                }
-            }
-        }
+        // Cut as an ingest cuts its rounds; each message's lines are the
+        // quotes in order.
+        let mut chunks = Vec::new();
+        chunk_round(
+            quotes.iter().map(|(_, p)| p.as_bytes()),
+            ROUND_CHUNK_BYTES,
+            &mut chunks,
+        );
+        let subject = format!("{PREFIX}.r.bench-blaster");
+        let mut next = quotes.iter();
         let n = chunks.len();
-        for (k, &(from, to)) in chunks.iter().enumerate() {
-            let mut body = Vec::new();
-            let mut offsets = Vec::new();
-            for (head, payload) in &quotes[from..to] {
-                if !body.is_empty() {
-                    body.push(b'\n');
-                }
-                offsets.push((body.len(), digits(head, payload)));
-                body.extend_from_slice(payload.as_bytes());
-            }
-            let subject = format!("{PREFIX}.r.bench-blaster");
+        for (k, body) in chunks.iter().enumerate() {
             let header = Round::of(k, n)
                 .map(|r| format!("NATS/1.0\r\n{}: {}\r\n\r\n", Round::HEADER, r.as_str()));
             match &header {
@@ -356,16 +343,22 @@ impl QuoteRound {
                 ),
             }
             let start = buf.len();
-            buf.extend_from_slice(&body);
+            buf.extend_from_slice(body);
             buf.extend_from_slice(b"\r\n");
-            for (o, (seq, ts, gw)) in offsets {
-                at.push((start + o + seq, start + o + ts, start + o + gw));
+            let mut line = start;
+            for _ in round_quotes(body) {
+                let Some((head, payload)) = next.next() else {
+                    break;
+                };
+                let (seq, ts, gw) = digits(head, payload);
+                at.push((line + seq, line + ts, line + gw));
+                line += payload.len() + 1;
             }
         }
         QuoteRound { buf, at, round: 0 }
     }
 
-    /// Messages per round.
+    /// Quotes per round.
     pub fn len(&self) -> usize {
         self.at.len()
     }
