@@ -363,10 +363,7 @@ async fn an_ingest_without_whole_rounds_keeps_edges_on_per_symbol_subscriptions(
         let mut st = json!({
             "feed": "old-feed", "node": "old-ingest", "epoch": epoch, "up": true,
             "symbols": ["OLD1"], "interval_ms": 100,
-            "ts": std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as i64,
+            "ts": tickergate::model::now_ns(),
         });
         if let Some(r) = rounds {
             st["rounds"] = json!(r);
